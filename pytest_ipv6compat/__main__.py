@@ -1,0 +1,58 @@
+"""``python -m pytest_ipv6compat prepare [MATRIX...]``: build every image a run needs.
+
+Optional: a run builds what it lacks on first use. Preparing up front keeps
+image building out of test timings and shows its cost on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import images
+from .matrix import MatrixError, load_matrix
+from .runtime import Engine, EngineError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pytest_ipv6compat")
+    sub = parser.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare", help="build the probe, the base image and the images of matrix files")
+    prep.add_argument("matrix", nargs="*", type=Path, help="matrix files (*.ipv6.toml)")
+    prep.add_argument("--base-image", help="use this base image instead of bootstrapping one")
+    prep.add_argument("--cache-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    cache = args.cache_dir or images.default_cache_dir()
+    try:
+        matrices = [load_matrix(path) for path in args.matrix]
+        started = time.monotonic()
+        probe = images.ensure_probe(cache)
+        engine = Engine.connect(probe)
+        print(f"probe      {probe}  ({time.monotonic() - started:.2f}s)")
+        started = time.monotonic()
+        if args.base_image:
+            base = images.use_base_image(engine.client, args.base_image)
+        else:
+            base = images.ensure_base_image(engine.client, cache)
+        print(f"base       {base}  ({time.monotonic() - started:.2f}s)")
+        for matrix in matrices:
+            target = matrix.target
+            if target.build is None:
+                continue
+            for variant in target.variants:
+                started = time.monotonic()
+                ref = images.ensure_target_image(
+                    engine.client, target.build, base=base, name=f"{target.name}-{variant}",
+                    build_args={target.variant_arg: variant}, cache_dir=cache,
+                )
+                print(f"target     {ref}  ({time.monotonic() - started:.2f}s)")
+    except (MatrixError, images.ImageError, EngineError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Fixtures for tests written by hand.
+
+Two tiers, as in pytest-httpserver: a session-scoped factory that can start any
+image on any stack, and a per-test ``ipv6_target`` that is already started and
+observed. Override the small fixtures (``ipv6_target_image``, ``ipv6_stack``,
+``ipv6_env``) to change what ``ipv6_target`` starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from . import images
+from .keys import STATE_KEY
+from .listeners import format_listeners
+from .model import Attestation, Listener, Outcome, Verdict
+from .runtime import EngineError, Launch
+from .stacks import get_stack
+from .state import SessionState, Unavailable
+
+
+@dataclass(frozen=True)
+class StartedTarget:
+    """A target that was started on a stack and observed; its container is gone or going."""
+
+    image: str
+    stack: str
+    env: Mapping[str, str]
+    attestation: Attestation
+    verdict: Verdict
+
+    @property
+    def up(self) -> bool:
+        return self.verdict.outcome is Outcome.UP
+
+    @property
+    def listeners(self) -> frozenset[Listener]:
+        return self.verdict.listeners
+
+    @property
+    def logs(self) -> str:
+        return self.verdict.logs
+
+    def answered(self, listener: Listener | str) -> bool | None:
+        """Did this listener answer over loopback of its family? None if it was not seen."""
+        if isinstance(listener, str):
+            from .matrix import parse_listener
+
+            listener = parse_listener(listener)
+        return self.verdict.answered(listener)
+
+    def describe(self) -> str:
+        v = self.verdict
+        lines = [f"{self.image} on {self.stack}: {v.outcome}"
+                 + (f" with code {v.exit_code}" if v.exit_code is not None else "")]
+        lines.append(f"listeners: {format_listeners(v.listeners)}")
+        lines += [f"  {r.listener}: {'answered' if r.answered else 'no answer'} ({r.detail})" for r in v.reach]
+        if v.error_line:
+            lines.append(f"error line: {v.error_line}")
+        return "\n".join(lines)
+
+
+class TargetFactory:
+    """Starts targets on stacks. Session-scoped: the engine and images are reused."""
+
+    def __init__(self, state: SessionState) -> None:
+        self._state = state
+
+    def _engine(self):  # type: ignore[no-untyped-def]
+        try:
+            return self._state.engine()
+        except Unavailable as exc:
+            if self._state.settings.require_docker:
+                pytest.fail(f"{exc} (--ipv6-require-docker is set)", pytrace=False)
+            pytest.skip(f"{exc} (pass --ipv6-require-docker to make this an error)")
+
+    def build(self, context: Path | str, *, name: str | None = None, build_args: Mapping[str, str] = {}) -> str:
+        """Build (or reuse, by content) an image from ``context``, ``FROM ${BASE}`` the base image."""
+        self._engine()
+        context = Path(context)
+        try:
+            return self._state.built_image(context, name or context.name, dict(build_args))
+        except images.ImageError as exc:
+            pytest.fail(str(exc), pytrace=False)
+
+    @contextlib.contextmanager
+    def start(
+        self,
+        image: str,
+        *,
+        stack: str = "dual-stack",
+        env: Mapping[str, str | None] | None = None,
+        command: tuple[str, ...] | None = None,
+        http_path: str = "/",
+        timeout: float | None = None,
+    ) -> Iterator[StartedTarget]:
+        """Start ``image`` on ``stack``, wait for its verdict, yield it, then remove the container."""
+        engine = self._engine()
+        try:
+            stack_obj = get_stack(stack)
+        except ValueError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        clean = {k: v for k, v in (env or {}).items() if v is not None}
+        settings = self._state.settings
+        launch = Launch(image, stack_obj, env=clean, http_path=http_path, command=command)
+        try:
+            with engine.run(launch, timeout=timeout or settings.timeout, settle=settings.settle) as running:
+                attestation = running.attestation()
+                if not attestation.ok:
+                    pytest.fail(f"stack {stack} could not be attested:\n{attestation.describe()}", pytrace=False)
+                verdict = running.verdict()
+                yield StartedTarget(image, stack, clean, attestation, verdict)
+        except EngineError as exc:
+            pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def ipv6_target_factory(pytestconfig: pytest.Config) -> TargetFactory:
+    """Session-scoped factory: ``with ipv6_target_factory.start(image, stack=...) as t: ...``."""
+    return TargetFactory(pytestconfig.stash[STATE_KEY])
+
+
+@pytest.fixture
+def ipv6_stack() -> str:
+    """The stack ``ipv6_target`` starts on; ``@pytest.mark.ipv6_stack(...)`` parametrizes it."""
+    return "dual-stack"
+
+
+@pytest.fixture
+def ipv6_env(request: pytest.FixtureRequest) -> dict[str, str | None]:
+    """Environment for ``ipv6_target``, from ``@pytest.mark.ipv6_env(NAME="value")``."""
+    env: dict[str, str | None] = {}
+    for marker in reversed(list(request.node.iter_markers("ipv6_env"))):
+        if marker.args:
+            pytest.fail(f"{request.node.nodeid}: ipv6_env takes keyword arguments only", pytrace=False)
+        env.update(marker.kwargs)
+    return env
+
+
+@pytest.fixture
+def ipv6_target_image(request: pytest.FixtureRequest, ipv6_target_factory: TargetFactory) -> str:
+    """The image ``ipv6_target`` starts: marker ``ipv6_target(image=|build=)`` > --ipv6-image > --ipv6-build."""
+    marker = request.node.get_closest_marker("ipv6_target")
+    kwargs = marker.kwargs if marker else {}
+    settings = request.config.stash[STATE_KEY].settings
+    if kwargs.get("image"):
+        return str(kwargs["image"])
+    if kwargs.get("build"):
+        build = Path(str(kwargs["build"]))
+        if not build.is_absolute():
+            build = request.path.parent / build
+        return ipv6_target_factory.build(build)
+    if settings.image:
+        return settings.image
+    if settings.build:
+        return ipv6_target_factory.build(settings.build)
+    pytest.fail(
+        f"{request.node.nodeid}: ipv6_target has nothing to start: pass --ipv6-image or --ipv6-build, "
+        "use @pytest.mark.ipv6_target(image=...), or override the ipv6_target_image fixture",
+        pytrace=False,
+    )
+
+
+@pytest.fixture
+def ipv6_target(
+    request: pytest.FixtureRequest,
+    ipv6_target_factory: TargetFactory,
+    ipv6_target_image: str,
+    ipv6_stack: str,
+    ipv6_env: dict[str, str | None],
+) -> Iterator[StartedTarget]:
+    """The target, started on ``ipv6_stack`` with ``ipv6_env`` and observed; removed after the test."""
+    marker = request.node.get_closest_marker("ipv6_target")
+    kwargs = marker.kwargs if marker else {}
+    command = kwargs.get("command")
+    with ipv6_target_factory.start(
+        ipv6_target_image,
+        stack=ipv6_stack,
+        env=ipv6_env,
+        command=tuple(command) if command else None,
+        http_path=str(kwargs.get("http_path", "/")),
+        timeout=kwargs.get("timeout"),
+    ) as target:
+        request.node.add_report_section("call", "ipv6 target", target.describe())
+        yield target

@@ -1,0 +1,453 @@
+"""Images without a registry: a base assembled from Debian packages, the probe, and targets.
+
+Everything is cached by content. The warm path of each ``ensure_*`` function costs one
+``images.get`` (or one directory check) and never runs apt. Cold work happens under
+``cache_dir/build.lock`` and re-checks the cache inside the lock, so pytest-xdist
+workers build each thing once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import stat
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import docker
+import docker.errors
+import filelock
+
+__all__ = [
+    "BASE_REPOSITORY", "DEFAULT_PACKAGES", "EXCLUDED_PACKAGES", "ImageError", "default_cache_dir",
+    "ensure_base_image", "ensure_probe", "ensure_target_image", "use_base_image",
+]
+
+log = logging.getLogger(__name__)
+
+#: Bump when the way the base image is assembled changes; part of every cache key.
+RECIPE_VERSION = "1"
+BASE_REPOSITORY = "ipv6compat/base"
+#: Roots of the base image. Their Depends/Pre-Depends closure (resolved with
+#: ``apt-cache depends --recurse`` on a cold build) minus EXCLUDED_PACKAGES is unpacked.
+DEFAULT_PACKAGES: tuple[str, ...] = ("nginx", "busybox-static")
+#: Dependencies that neither the nginx binary nor busybox needs at run time (config,
+#: maintainer-script and tooling packages). Their own dependencies are not followed.
+EXCLUDED_PACKAGES: frozenset[str] = frozenset({
+    "nginx-common", "iproute2", "debconf", "cdebconf", "dpkg", "perl-base", "perl", "install-info", "tar",
+    "adduser", "passwd", "init-system-helpers", "lsb-base", "base-files", "libcap2-bin", "sensible-utils",
+})
+#: busybox applets linked into /bin of the base image.
+APPLETS: tuple[str, ...] = (
+    "sh", "ash", "sed", "grep", "cat", "nc", "sleep", "mkdir", "rm", "ls", "echo", "printf", "tr", "cut", "head",
+    "tail", "env", "id", "awk", "wc", "test", "[", "kill", "timeout", "unshare", "mount", "telnet", "wget", "true",
+    "false", "cp", "mv", "chmod", "touch", "ps", "netstat", "readlink", "dirname", "basename", "sort", "uniq", "tee",
+    "xargs", "hostname", "sysctl", "find", "stat",
+)
+LABEL_RECIPE = "ipv6compat.recipe"
+LABEL_PACKAGES = "ipv6compat.packages"
+LABEL_CONTEXT = "ipv6compat.context"
+_PASSWD = ("root:x:0:0:root:/root:/bin/sh\n"
+           "www-data:x:33:33:www-data:/var/www:/bin/false\n"
+           "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
+_GROUP = "root:x:0:\nwww-data:x:33:\nnogroup:x:65534:\n"
+_DIRS = {"etc": 0o755, "bin": 0o755, "tmp": 0o1777, "var/tmp": 0o1777, "run": 0o755, "var/log/nginx": 0o755,
+         "var/lib/nginx": 0o755, "root": 0o700, "dev": 0o755, "proc": 0o555, "sys": 0o555}
+_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "armhf",
+         "i686": "i386", "ppc64le": "ppc64el", "s390x": "s390x", "riscv64": "riscv64"}
+_NAME_RE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
+_LOCK_TIMEOUT_S = 900.0
+_LOG_TAIL = 15
+
+
+class ImageError(Exception):
+    """An image, the probe or a build context could not be provided; the message says why."""
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/pytest-ipv6compat``, else ``~/.cache/pytest-ipv6compat``."""
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "pytest-ipv6compat"
+
+
+def _dpkg_arch() -> str:
+    """Debian's name for the host architecture, without running dpkg (the warm path stays cheap)."""
+    machine = platform.machine().lower()
+    return _ARCH.get(machine, machine)
+
+
+def _distribution() -> str:
+    """``ID-VERSION_CODENAME`` of the host, whose apt sources provide the packages."""
+    try:
+        text = Path("/etc/os-release").read_text(encoding="utf-8")
+    except OSError:
+        return "unknown"
+    fields = {k: v.strip('"') for k, _, v in (ln.partition("=") for ln in text.splitlines())}
+    release = fields.get("VERSION_CODENAME") or fields.get("VERSION_ID") or "unknown"
+    return f"{fields.get('ID', 'unknown')}-{release}"
+
+
+def _digest(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _recipe_key(packages: Sequence[str]) -> str:
+    return _digest({"recipe": RECIPE_VERSION, "packages": sorted(packages), "excluded": sorted(EXCLUDED_PACKAGES),
+                    "applets": APPLETS, "passwd": _PASSWD, "group": _GROUP, "dirs": _DIRS,
+                    "arch": _dpkg_arch(), "dist": _distribution()})
+
+
+@contextmanager
+def _build_lock(cache_dir: Path) -> Iterator[None]:
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ImageError(f"cannot create cache directory {cache_dir}: {exc.strerror}") from exc
+    lock = filelock.FileLock(str(cache_dir / "build.lock"), timeout=_LOCK_TIMEOUT_S)
+    try:
+        lock.acquire()
+    except filelock.Timeout as exc:
+        raise ImageError(f"gave up after {_LOCK_TIMEOUT_S:.0f}s waiting for {lock.lock_file}: "
+                         "another build holds it") from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _image_exists(client: docker.DockerClient, ref: str) -> bool:
+    try:
+        client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return False
+    except docker.errors.APIError as exc:
+        raise ImageError(f"cannot inspect image {ref!r}: {_first_line(exc)}") from exc
+    return True
+
+
+def _first_line(exc: BaseException | str) -> str:
+    text = exc if isinstance(exc, str) else str(getattr(exc, "explanation", None) or exc)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _tail(lines: Iterable[str], n: int = _LOG_TAIL) -> str:
+    """The last ``n`` non-blank lines, each on its own indented line."""
+    kept = [line.rstrip() for line in lines if line.strip()][-n:]
+    return "".join(f"\n    {line}" for line in kept)
+
+
+def _last_error(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("E:")]
+    lines = lines or [ln for ln in stderr.splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else "no error output"
+
+
+def _run(cmd: Sequence[str], what: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True, check=False,
+                              env={**os.environ, "LC_ALL": "C"})
+    except OSError as exc:
+        raise ImageError(f"cannot {what}: {cmd[0]} did not start: {exc.strerror}") from exc
+
+
+def _require_tools(purpose: str, hint: str) -> None:
+    for tool in ("apt-get", "apt-cache", "dpkg-deb"):
+        if shutil.which(tool) is None:
+            raise ImageError(f"cannot {purpose}: {tool} not found; {hint}")
+
+
+def _resolve_closure(roots: Sequence[str]) -> list[str]:
+    """``roots`` plus their Depends/Pre-Depends closure, without EXCLUDED_PACKAGES."""
+    flags = ["--recurse", "--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks", "--no-replaces",
+             "--no-enhances"]
+    out = _run(["apt-cache", "depends", *flags, *roots], "resolve package dependencies")
+    graph: dict[str, list[str]] = {}
+    deps: list[str] = []
+    in_or_group = False
+    for line in out.stdout.splitlines():
+        if line and not line[0].isspace():
+            deps = graph.setdefault(line.strip(), [])
+            in_or_group = False
+        elif m := re.match(r"\s+(\|?)(?:Pre)?Depends: (\S+)$", line):
+            # "|Depends: a" opens an or-group: keep its first real (non-virtual) member.
+            if not in_or_group and not m.group(2).startswith("<"):
+                deps.append(m.group(2))
+                in_or_group = m.group(1) == "|"
+            elif not m.group(1):
+                in_or_group = False
+    missing = [r for r in roots if r not in graph]
+    if missing:
+        raise ImageError(f"Debian package(s) {', '.join(missing)} unknown to apt-cache (was 'apt-get update' run?)"
+                         f"{_tail(out.stderr.splitlines(), 3)}")
+    closure: list[str] = []
+    todo = list(roots)
+    while todo:
+        name = todo.pop(0)
+        if name not in closure and name not in EXCLUDED_PACKAGES:
+            closure.append(name)
+            todo.extend(graph.get(name, []))
+    return closure
+
+
+def _fetch_debs(packages: Sequence[str], debs_dir: Path) -> dict[str, tuple[str, Path]]:
+    """Download, or reuse when the checksum matches, each candidate .deb: name -> (version, path)."""
+    debs_dir.mkdir(parents=True, exist_ok=True)
+    # apt lists nothing for a .deb already in the working directory: ask from an empty one.
+    with tempfile.TemporaryDirectory(dir=debs_dir.parent, prefix=".uris-") as empty:
+        out = _run(["apt-get", "download", "--print-uris", *packages], "list package downloads", cwd=Path(empty))
+    unknown = re.findall(r"Unable to locate package (\S+)", out.stderr)
+    if unknown or out.returncode != 0:
+        raise ImageError(f"cannot download Debian package(s) {', '.join(unknown or packages)}: "
+                         f"{_last_error(out.stderr)}")
+    wanted: dict[str, tuple[str, Path, str]] = {}
+    for m in re.finditer(r"^'[^']+' (\S+\.deb) \d+ (?:SHA256:([0-9a-f]+))?", out.stdout, re.M):
+        name, version = m.group(1).split("_")[:2]
+        wanted[name] = (version.replace("%3a", ":"), debs_dir / m.group(1), m.group(2) or "")
+    absent = [n for n in packages if n not in wanted]
+    if absent:
+        raise ImageError(f"apt-get offered no download for Debian package(s) {', '.join(absent)}")
+    stale = [n for n, (_, path, sha) in wanted.items() if not _deb_ok(path, sha)]
+    if stale:
+        for name in stale:
+            wanted[name][1].unlink(missing_ok=True)
+        log.info("downloading %s into %s", " ".join(stale), debs_dir)
+        res = _run(["apt-get", "download", *stale], "download packages", cwd=debs_dir)
+        failed = [n for n in stale if not _deb_ok(wanted[n][1], wanted[n][2])]
+        if failed:
+            raise ImageError(f"cannot download Debian package(s) {', '.join(failed)}: {_last_error(res.stderr)}")
+    return {name: (version, path) for name, (version, path, _) in wanted.items()}
+
+
+def _deb_ok(path: Path, sha256: str) -> bool:
+    return path.is_file() and (not sha256 or hashlib.sha256(path.read_bytes()).hexdigest() == sha256)
+
+
+def _extract(deb: Path, dest: Path) -> None:
+    res = _run(["dpkg-deb", "-x", str(deb), str(dest)], f"unpack {deb.name}")
+    if res.returncode != 0:
+        raise ImageError(f"dpkg-deb could not unpack {deb}: {_last_error(res.stderr)}")
+
+
+def _assemble_rootfs(debs: Mapping[str, tuple[str, Path]], rootfs: Path) -> None:
+    for _, deb in debs.values():
+        _extract(deb, rootfs)
+    for rel, mode in _DIRS.items():
+        (rootfs / rel).mkdir(parents=True, exist_ok=True)
+        os.chmod(rootfs / rel, mode)
+    (rootfs / "etc/passwd").write_text(_PASSWD, encoding="utf-8")
+    (rootfs / "etc/group").write_text(_GROUP, encoding="utf-8")
+    if not (rootfs / "bin/busybox").is_file():
+        raise ImageError("the base image needs busybox-static: no /bin/busybox was unpacked")
+    for applet in APPLETS:
+        link = rootfs / "bin" / applet
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to("busybox")
+
+
+def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info
+
+
+def ensure_base_image(client: docker.DockerClient, cache_dir: Path, *,
+                      packages: Sequence[str] = DEFAULT_PACKAGES,
+                      repository: str = BASE_REPOSITORY) -> str:
+    """Return ``<repository>:<recipe key>``, assembling it from .debs if it is absent."""
+    ref = f"{repository}:{_recipe_key(packages)}"
+    if _image_exists(client, ref):
+        return ref
+    with _build_lock(cache_dir):
+        if not _image_exists(client, ref):
+            _build_base(client, cache_dir, packages, ref)
+    return ref
+
+
+def _build_base(client: docker.DockerClient, cache_dir: Path, packages: Sequence[str], ref: str) -> None:
+    started = time.monotonic()
+    _require_tools("bootstrap the base image", "pass a base image you already have instead")
+    debs = _fetch_debs(_resolve_closure(packages), cache_dir / "debs")
+    versions = " ".join(f"{n}={v}" for n, (v, _) in sorted(debs.items()))
+    repository, key = ref.rsplit(":", 1)
+    staging = f"{key}-incomplete-{os.getpid()}"
+    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".base-") as tmp:
+        _assemble_rootfs(debs, Path(tmp, "rootfs"))
+        with tarfile.open(Path(tmp, "rootfs.tar"), "w") as tar:
+            tar.add(Path(tmp, "rootfs"), arcname=".", filter=_root_owned)
+        labels = f"{LABEL_RECIPE}={json.dumps(key)} {LABEL_PACKAGES}={json.dumps(versions)}"
+        changes = [f"LABEL {labels}", 'CMD ["/bin/sh"]',
+                   "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+        try:
+            client.api.import_image(src=str(Path(tmp, "rootfs.tar")), repository=repository, tag=staging,
+                                    changes=changes)
+        except docker.errors.APIError as exc:
+            raise ImageError(f"docker import of base image {ref} failed: {_first_line(exc)}") from exc
+    staged = f"{repository}:{staging}"
+    try:  # publish the real tag only once the image is proven to work
+        _smoke_test(client, staged, ref)
+        client.api.tag(staged, repository, tag=key)
+    finally:
+        client.api.remove_image(staged, noprune=True)
+    log.info("built base image %s (%s) in %.1fs", ref, versions, time.monotonic() - started)
+
+
+def _smoke_test(client: docker.DockerClient, image: str, ref: str) -> None:
+    container = client.containers.create(image, ["/bin/sh", "-c", "nginx -V 2>&1 && busybox --list"],
+                                         network_mode="none", labels={"ipv6compat.purpose": "base-image-smoke-test"})
+    try:
+        container.start()
+        code = int(container.wait(timeout=60).get("StatusCode", -1))
+        output = container.logs().decode("utf-8", "replace")
+    finally:
+        container.remove(force=True)
+    if code != 0 or "nginx version" not in output:
+        raise ImageError(f"base image {ref} is broken: 'nginx -V' exited {code}{_tail(output.splitlines())}")
+    missing = sorted(set(APPLETS) - set(output.split()))
+    if missing:
+        log.warning("busybox in %s lacks applets: %s", ref, " ".join(missing))
+
+
+def use_base_image(client: docker.DockerClient, ref: str) -> str:
+    """Return the user-named base ``ref`` once it is present locally (one pull is tried)."""
+    try:
+        client.images.get(ref)
+        return ref
+    except docker.errors.ImageNotFound:
+        pass
+    except docker.errors.APIError as exc:
+        raise ImageError(f"base image {ref!r} cannot be used: {_first_line(exc)}") from exc
+    try:
+        client.images.pull(ref)
+    except docker.errors.DockerException as exc:
+        raise ImageError(f"base image {ref!r} is not available locally and could not be pulled: "
+                         f"{_first_line(exc)}") from exc
+    return ref
+
+
+def _probe_sources() -> list[tuple[str, bytes, int]]:
+    """Files of the package's ``probe/`` directory: (relative path, bytes, mode)."""
+    root = Path(__file__).parent / "probe"
+    files = []
+    for path in sorted(root.rglob("*")) if root.is_dir() else ():
+        rel = path.relative_to(root)
+        if path.is_file() and not any(p.startswith((".", "__pycache__")) for p in rel.parts):
+            files.append((rel.as_posix(), path.read_bytes(), stat.S_IMODE(path.stat().st_mode)))
+    return files
+
+
+def ensure_probe(cache_dir: Path) -> Path:
+    """Return ``cache_dir/probe-<key>/``: a static ``busybox`` plus the ``probe/`` files.
+
+    The plugin mounts it read-only (at ``/.ipv6compat``) into any target container.
+    """
+    sources = _probe_sources()
+    files = [(name, hashlib.sha256(data).hexdigest(), mode & 0o111) for name, data, mode in sources]
+    key = _digest({"recipe": RECIPE_VERSION, "arch": _dpkg_arch(), "dist": _distribution(), "files": files})
+    dest = cache_dir / f"probe-{key}"
+    if (dest / "busybox").is_file():
+        return dest
+    with _build_lock(cache_dir):
+        if not (dest / "busybox").is_file():
+            _build_probe(cache_dir, dest, sources)
+    return dest
+
+
+def _build_probe(cache_dir: Path, dest: Path, sources: list[tuple[str, bytes, int]]) -> None:
+    _require_tools("build the probe", "it needs the busybox-static Debian package once; "
+                   "run on a machine with apt and keep the cache directory")
+    version, deb = _fetch_debs(["busybox-static"], cache_dir / "debs")["busybox-static"]
+    tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".probe-"))
+    try:
+        _extract(deb, tmp / "deb")
+        if not (tmp / "deb/bin/busybox").is_file():
+            raise ImageError(f"{deb} has no /bin/busybox")
+        shutil.copyfile(tmp / "deb/bin/busybox", tmp / "busybox")
+        os.chmod(tmp / "busybox", 0o755)
+        shutil.rmtree(tmp / "deb")
+        for rel, data, mode in sources:
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_bytes(data)
+            os.chmod(tmp / rel, mode | 0o444)
+        os.chmod(tmp, 0o755)
+        if dest.exists():  # a leftover without busybox: replace it
+            shutil.rmtree(dest)
+        tmp.rename(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("probe ready at %s (busybox-static %s)", dest, version)
+
+
+def _context_digest(context: Path, extra: Mapping[str, object]) -> str:
+    """Hash of ``extra`` and every file of ``context``: relative path, exec bit, bytes."""
+    digest = hashlib.sha256(json.dumps(extra, sort_keys=True).encode())
+    for dirpath, dirnames, filenames in os.walk(context):
+        dirnames.sort()
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        for name in sorted(filenames + links):
+            path = Path(dirpath, name)
+            rel = path.relative_to(context).as_posix()
+            try:
+                if path.is_symlink():
+                    digest.update(f"L {rel} {os.readlink(path)}\0".encode())
+                else:
+                    digest.update(f"F {rel} {int(os.access(path, os.X_OK))}\0".encode())
+                    digest.update(hashlib.sha256(path.read_bytes()).digest())
+            except OSError as exc:
+                raise ImageError(f"cannot read {path} in build context {context}: {exc.strerror}") from exc
+    return digest.hexdigest()[:12]
+
+
+def _check_context(context: Path) -> None:
+    if not context.exists():
+        raise ImageError(f"build context {context} does not exist")
+    if not context.is_dir():
+        raise ImageError(f"build context {context} is not a directory")
+    if not os.access(context, os.R_OK | os.X_OK):
+        raise ImageError(f"build context {context} is not readable")
+    if not (context / "Dockerfile").is_file():
+        raise ImageError(f"build context {context} has no Dockerfile")
+
+
+def ensure_target_image(client: docker.DockerClient, context: Path, *, base: str, name: str,
+                        build_args: Mapping[str, str], cache_dir: Path | None = None) -> str:
+    """Return ``ipv6compat/<name>:<hash12>``, building ``context`` (``FROM ${BASE}``) if absent."""
+    if not _NAME_RE.fullmatch(name):
+        raise ImageError(f"image name {name!r} is not valid: use lowercase letters, digits and single '.', '_' "
+                         "or '-' between them")
+    context = Path(context)
+    _check_context(context)
+    args = {"BASE": base, **build_args}
+    ref = f"ipv6compat/{name}:{_context_digest(context, {'name': name, 'args': args})}"
+    if _image_exists(client, ref):
+        return ref
+    with _build_lock(cache_dir if cache_dir is not None else default_cache_dir()):
+        if not _image_exists(client, ref):
+            use_base_image(client, base)
+            _build_target(client, context, ref, name, args)
+    return ref
+
+
+def _build_target(client: docker.DockerClient, context: Path, ref: str, name: str, args: dict[str, str]) -> None:
+    started = time.monotonic()
+    labels = {LABEL_CONTEXT: ref.rsplit(":", 1)[1], "ipv6compat.name": name, "ipv6compat.base": args["BASE"]}
+    failed = f"building image {name!r} from {context} failed"
+    try:
+        client.images.build(path=str(context), tag=ref, buildargs=args, network_mode="none", rm=True, forcerm=True,
+                            pull=False, labels=labels)
+    except docker.errors.BuildError as exc:
+        text = "".join(str(c.get("stream") or c.get("error") or "") for c in exc.build_log if isinstance(c, dict))
+        raise ImageError(f"{failed}: {_first_line(exc.msg)}{_tail(text.splitlines())}") from exc
+    except docker.errors.APIError as exc:
+        raise ImageError(f"{failed}: {_first_line(exc)}") from exc
+    log.info("built %s from %s in %.1fs", ref, context, time.monotonic() - started)

@@ -1,0 +1,162 @@
+"""Matrix files become test items: one item per cell, with a stable readable id."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from . import images
+from .keys import RESULT_KEY, STATE_KEY
+from .matrix import Matrix, MatrixError, judge, load_matrix
+from .model import Attestation, Cell, Verdict
+from .report import CellResult, classify
+from .runtime import EngineError, Launch, Running
+from .stacks import get_stack
+from .state import Unavailable
+
+
+class MatrixFile(pytest.File):
+    """A ``*.ipv6.toml`` file: a target and the expected verdict of every cell."""
+
+    def collect(self) -> Iterator[CellItem]:
+        try:
+            matrix = load_matrix(self.path)
+        except MatrixError as exc:
+            raise self.CollectError(str(exc)) from None
+        for cell in matrix.cells:
+            yield CellItem.from_parent(self, name=f"{cell.target}[{cell.id}]", matrix=matrix, cell=cell)
+
+
+class CellItem(pytest.Item):
+    """One cell: start the target on its stack, attest, observe, judge."""
+
+    def __init__(self, *, matrix: Matrix, cell: Cell, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.matrix = matrix
+        self.cell = cell
+        self._exit = contextlib.ExitStack()
+        self._running: Running | None = None
+        self.attestation: Attestation | None = None
+        self.verdict: Verdict | None = None
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, None, f"{self.cell.target}[{self.cell.id}] ({self.cell.expectation.source})"
+
+    def _image(self) -> str:
+        state = self.config.stash[STATE_KEY]
+        target = self.matrix.target
+        given = target.image_for(self.cell.variant)
+        if given is not None:
+            return given
+        assert target.build is not None
+        return state.built_image(
+            target.build, f"{target.name}-{self.cell.variant}", {target.variant_arg: self.cell.variant}
+        )
+
+    def setup(self) -> None:
+        state = self.config.stash[STATE_KEY]
+        cell, target = self.cell, self.matrix.target
+        try:
+            engine = state.engine()
+            image = self._image()
+        except Unavailable as exc:
+            if state.settings.require_docker:
+                pytest.fail(f"{exc} (--ipv6-require-docker is set)", pytrace=False)
+            pytest.skip(f"{exc} (pass --ipv6-require-docker to make this an error)")
+        except (images.ImageError, EngineError) as exc:
+            pytest.fail(str(exc), pytrace=False)
+        env = dict(target.env)
+        if cell.setting.value is not None:
+            env[cell.knob] = cell.setting.value
+        elif any(e.partition("=")[0] == cell.knob for e in engine.image_config(image).get("Env") or []):
+            pytest.fail(
+                f"image {image!r} sets {cell.knob} in its ENV, so the 'unset' setting cannot be realised",
+                pytrace=False,
+            )
+        mounts: tuple[tuple[str, str], ...] = ()
+        if cell.config_mode == "ro" and target.config_source and target.config_dir:
+            mounts = ((str(target.config_source), target.config_dir),)
+        launch = Launch(image, get_stack(cell.stack), env=env, http_path=target.http_path, read_only_mounts=mounts)
+        settings = state.settings
+        try:
+            self._running = self._exit.enter_context(
+                engine.run(launch, timeout=settings.timeout, settle=settings.settle, keep=settings.keep_failed)
+            )
+            self.attestation = self._running.attestation()
+        except EngineError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        if not self.attestation.ok:
+            self.add_report_section("setup", "attestation", self.attestation.describe())
+            pytest.fail(
+                f"stack {cell.stack} could not be attested inside the container; the engine may ignore "
+                f"sysctls or seccomp, so no verdict is trusted:\n{self.attestation.describe()}",
+                pytrace=False,
+            )
+
+    def runtest(self) -> None:
+        assert self._running is not None
+        verdict = self.verdict = self._running.verdict()
+        mismatch = judge(self.cell.expectation, verdict)
+        result = self.result(mismatch.reasons)
+        self.stash[RESULT_KEY] = result
+        if mismatch:
+            raise CellMismatch(result)
+
+    def teardown(self) -> None:
+        failed = self.stash.get(RESULT_KEY, None)
+        if failed is not None and failed.status == "fail" and self._running is not None:
+            if self.config.stash[STATE_KEY].settings.keep_failed:
+                self.config.stash[STATE_KEY].kept.append(self._running.name)
+        self._exit.__exit__(CellMismatch if failed is not None and failed.status == "fail" else None, None, None)
+
+    def result(self, reasons: tuple[str, ...]) -> CellResult:
+        verdict = self.verdict
+        hint = classify(verdict.logs, verdict.error_line) if verdict is not None else None
+        status = "fail" if reasons else "pass"
+        return CellResult(self.cell, status, verdict, self.attestation, reasons, hint)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, CellMismatch):
+            return excinfo.value.explain()
+        return str(super().repr_failure(excinfo, style=style))
+
+
+class CellMismatch(Exception):
+    """The verdict differs from the expectation; carries the evidence."""
+
+    def __init__(self, result: CellResult) -> None:
+        super().__init__("; ".join(result.reasons))
+        self.result = result
+
+    def explain(self) -> str:
+        from .listeners import format_listeners
+
+        r = self.result
+        cell, verdict = r.cell, r.verdict
+        assert verdict is not None
+        exp = cell.expectation
+        lines = [f"{cell.target}[{cell.id}]: verdict does not match the expectation ({cell.where})"]
+        lines += [f"  - {reason}" for reason in r.reasons]
+        lines.append(f"  expected: {exp.source}")
+        seen = f"{verdict.outcome}"
+        if verdict.exit_code is not None:
+            seen += f" with code {verdict.exit_code}"
+        lines.append(f"  seen:     {seen}")
+        lines.append(f"  expected listeners: {format_listeners(exp.listeners)}")
+        lines.append(f"  seen listeners:     {format_listeners(verdict.listeners)}")
+        for reach in verdict.reach:
+            lines.append(f"    {reach.listener}: {'answered' if reach.answered else 'no answer'} ({reach.detail})")
+        if verdict.error_line:
+            lines.append(f"  error line: {verdict.error_line}")
+        if r.attestation is not None:
+            lines.append("  " + r.attestation.describe().replace("\n", "\n  "))
+        tail = verdict.logs.strip().splitlines()[-15:]
+        if tail:
+            lines.append("  log tail:")
+            lines += [f"    | {line}" for line in tail]
+        if r.hint:
+            lines.append(f"  Hint: {r.hint}")
+        return "\n".join(lines)

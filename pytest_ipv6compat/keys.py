@@ -1,0 +1,12 @@
+"""Typed stash keys: all plugin state lives in config.stash / item.stash."""
+
+from __future__ import annotations
+
+import pytest
+
+from .report import CellResult
+from .state import SessionState
+
+STATE_KEY = pytest.StashKey[SessionState]()
+RESULTS_KEY = pytest.StashKey[list[CellResult]]()
+RESULT_KEY = pytest.StashKey[CellResult]()

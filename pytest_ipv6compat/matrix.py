@@ -1,0 +1,344 @@
+"""Loading, validating and judging matrix files. Pure: no Docker, no pytest.
+
+A matrix file (``*.ipv6.toml``) names a target, its variants, the knob and its
+settings, the stacks, and the expected verdict of every cell. See README.md,
+"Matrix files", for the format.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .model import (
+    Cell,
+    Expectation,
+    Family,
+    KnobSetting,
+    Listener,
+    Mismatch,
+    Outcome,
+    Verdict,
+)
+from .stacks import STACKS
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+CONFIG_MODES = {"expect": "rw", "expect_config_ro": "ro"}
+_TARGET_KEYS = {
+    "name", "build", "images", "variant_arg", "variants", "knob", "settings",
+    "stacks", "env", "http_path", "config_dir", "config_source",
+}  # fmt: skip
+
+
+class MatrixError(Exception):
+    """A matrix file is malformed. The message names the file and the bad value."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a matrix starts: a build context with one build per variant, or images."""
+
+    name: str
+    variants: tuple[str, ...]
+    knob: str
+    settings: tuple[KnobSetting, ...]
+    stacks: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    build: Path | None = None
+    variant_arg: str = "VARIANT"
+    images: tuple[tuple[str, str], ...] = ()
+    http_path: str = "/"
+    config_dir: str | None = None
+    config_source: Path | None = None
+
+    def image_for(self, variant: str) -> str | None:
+        return dict(self.images).get(variant)
+
+
+@dataclass(frozen=True)
+class Matrix:
+    path: Path
+    target: Target
+    cells: tuple[Cell, ...]
+
+
+def parse_listener(text: str) -> Listener:
+    """Parse ``0.0.0.0:80`` or ``[::]:80`` into a :class:`Listener`."""
+    m = re.fullmatch(r"\[(?P<v6>[0-9A-Fa-f:.]+)\]:(?P<p6>\d+)|(?P<v4>[0-9.]+):(?P<p4>\d+)", text)
+    if not m:
+        raise ValueError(f"listener {text!r} is not ADDRESS:PORT or [ADDRESS6]:PORT")
+    try:
+        if m["v6"] is not None:
+            addr6 = ipaddress.IPv6Address(m["v6"])
+            mapped = addr6.ipv4_mapped
+            address = f"::ffff:{mapped}" if mapped else addr6.compressed
+            listener = Listener(Family.INET6, address, int(m["p6"]))
+        else:
+            listener = Listener(Family.INET, str(ipaddress.IPv4Address(m["v4"])), int(m["p4"]))
+    except ValueError as exc:
+        raise ValueError(f"listener {text!r}: {exc}") from None
+    if not 0 < listener.port < 65536:
+        raise ValueError(f"listener {text!r}: port out of range")
+    return listener
+
+
+def parse_expectation(text: str) -> Expectation:
+    """Parse ``up L...``, ``exited [CODE] ['error text']`` or ``timeout``.
+
+    A listener written ``[::]:80/silent`` must listen but must NOT answer a
+    request over loopback (e.g. ``[::]`` on a host without ``::1``).
+    """
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise ValueError(f"expectation {text!r}: {exc}") from None
+    if not words:
+        raise ValueError("expectation is empty")
+    head, rest = words[0], words[1:]
+    if head == Outcome.UP.value:
+        listeners: set[Listener] = set()
+        silent: set[Listener] = set()
+        for word in rest:
+            spec, _, flag = word.partition("/")
+            if flag not in ("", "silent"):
+                raise ValueError(f"expectation {text!r}: unknown listener flag '/{flag}'")
+            listener = parse_listener(spec)
+            listeners.add(listener)
+            if flag:
+                silent.add(listener)
+        if not listeners:
+            raise ValueError(f"expectation {text!r}: 'up' needs at least one listener")
+        return Expectation(Outcome.UP, frozenset(listeners), frozenset(silent), source=text)
+    if head == Outcome.EXITED.value:
+        code: int | None = None
+        if rest and re.fullmatch(r"\d+", rest[0]):
+            code = int(rest.pop(0))
+        if len(rest) > 1:
+            raise ValueError(f"expectation {text!r}: quote the error text as one string")
+        return Expectation(
+            Outcome.EXITED, exit_code=code, error_contains=rest[0] if rest else None, source=text
+        )
+    if head == Outcome.TIMEOUT.value and not rest:
+        return Expectation(Outcome.TIMEOUT, source=text)
+    raise ValueError(
+        f"expectation {text!r} must start with 'up', 'exited' or 'timeout'"
+    )
+
+
+def judge(expected: Expectation, verdict: Verdict) -> Mismatch:
+    """Compare a verdict with an expectation; the reasons say what differs."""
+    reasons: list[str] = []
+    if verdict.outcome is not expected.outcome:
+        seen = {
+            Outcome.UP: "is up",
+            Outcome.EXITED: f"exited with code {verdict.exit_code}",
+            Outcome.TIMEOUT: "timed out",
+        }[verdict.outcome]
+        reasons.append(f"expected {expected.outcome}, but the target {seen}")
+        return Mismatch(tuple(reasons))
+    if expected.outcome is Outcome.UP:
+        missing = expected.listeners - verdict.listeners
+        extra = verdict.listeners - expected.listeners
+        if missing:
+            reasons.append("missing listeners: " + ", ".join(map(str, sorted(missing))))
+        if extra:
+            reasons.append("unexpected listeners: " + ", ".join(map(str, sorted(extra))))
+        for listener in sorted(expected.listeners & verdict.listeners):
+            answered = verdict.answered(listener)
+            want = listener not in expected.silent
+            if answered is None:
+                reasons.append(f"{listener} was not probed")
+            elif answered != want:
+                what = "answered" if answered else "did not answer"
+                reasons.append(f"{listener} {what}, expected it {'to' if want else 'not to'}")
+    elif expected.outcome is Outcome.EXITED:
+        if expected.exit_code is not None and verdict.exit_code != expected.exit_code:
+            reasons.append(f"expected exit code {expected.exit_code}, got {verdict.exit_code}")
+        if expected.exit_code is None and verdict.exit_code == 0:
+            reasons.append("expected a non-zero exit code, got 0")
+        if expected.error_contains and expected.error_contains not in verdict.logs:
+            reasons.append(f"logs do not contain {expected.error_contains!r}")
+    return Mismatch(tuple(reasons))
+
+
+def _where(path: Path, *keys: str) -> str:
+    return f"{path}: [{'.'.join(keys)}]" if keys else str(path)
+
+
+def _str_list(value: Any, path: Path, key: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise MatrixError(f"{_where(path, 'target', key)} must be a non-empty list of strings, got {value!r}")
+    dupes = sorted({v for v in value if value.count(v) > 1})
+    if dupes:
+        raise MatrixError(f"{_where(path, 'target', key)} lists {', '.join(map(repr, dupes))} twice")
+    return tuple(value)
+
+
+def _load_target(raw: Mapping[str, Any], path: Path) -> Target:
+    unknown = sorted(set(raw) - _TARGET_KEYS)
+    if unknown:
+        raise MatrixError(f"{_where(path, 'target')} has unknown key(s): {', '.join(unknown)}")
+    for key in ("name", "variants", "knob", "settings"):
+        if key not in raw:
+            raise MatrixError(f"{_where(path, 'target')} is missing the key {key!r}")
+    name = raw["name"]
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise MatrixError(f"{_where(path, 'target', 'name')}: {name!r} is not a plain name")
+    knob = raw["knob"]
+    if not isinstance(knob, str) or not ENV_NAME.match(knob):
+        raise MatrixError(f"{_where(path, 'target', 'knob')}: {knob!r} is not a valid environment variable name")
+    variants = _str_list(raw["variants"], path, "variants")
+    settings: list[KnobSetting] = []
+    for label in _str_list(raw["settings"], path, "settings"):
+        try:
+            settings.append(KnobSetting.from_label(label))
+        except ValueError as exc:
+            raise MatrixError(f"{_where(path, 'target', 'settings')}: {exc}") from None
+    stacks = _str_list(raw.get("stacks", list(STACKS)), path, "stacks")
+    for stack in stacks:
+        if stack not in STACKS:
+            raise MatrixError(
+                f"{_where(path, 'target', 'stacks')}: unknown stack {stack!r} (known: {', '.join(STACKS)})"
+            )
+    env = raw.get("env", {})
+    if not isinstance(env, dict):
+        raise MatrixError(f"{_where(path, 'target', 'env')} must be a table of NAME = \"value\"")
+    for key, value in env.items():
+        if not ENV_NAME.match(key):
+            raise MatrixError(f"{_where(path, 'target', 'env')}: {key!r} is not a valid environment variable name")
+        if not isinstance(value, str):
+            raise MatrixError(f"{_where(path, 'target', 'env', key)} must be a string, got {value!r}")
+    if knob in env:
+        raise MatrixError(f"{_where(path, 'target', 'env')} sets the knob {knob!r}; settings control it")
+    build = raw.get("build")
+    images = raw.get("images", {})
+    if (build is None) == (not images):
+        raise MatrixError(f"{_where(path, 'target')} needs exactly one of 'build' (a directory) or 'images'")
+    build_path: Path | None = None
+    if build is not None:
+        if not isinstance(build, str):
+            raise MatrixError(f"{_where(path, 'target', 'build')} must be a path string")
+        build_path = (path.parent / build).resolve()
+    elif not isinstance(images, dict) or set(images) != set(variants):
+        raise MatrixError(
+            f"{_where(path, 'target', 'images')} must map every variant ({', '.join(variants)}) to an image"
+        )
+    http_path = raw.get("http_path", "/")
+    if not isinstance(http_path, str) or not re.fullmatch(r"/[!-~]*", http_path):
+        raise MatrixError(f"{_where(path, 'target', 'http_path')}: {http_path!r} is not an absolute URL path")
+    config_dir = raw.get("config_dir")
+    config_source = raw.get("config_source")
+    if (config_dir is None) != (config_source is None):
+        raise MatrixError(f"{_where(path, 'target')}: 'config_dir' and 'config_source' go together")
+    return Target(
+        name=name,
+        variants=variants,
+        knob=knob,
+        settings=tuple(settings),
+        stacks=stacks,
+        env=tuple(sorted(env.items())),
+        build=build_path,
+        variant_arg=str(raw.get("variant_arg", "VARIANT")),
+        images=tuple(sorted(images.items())),
+        http_path=http_path,
+        config_dir=config_dir,
+        config_source=(path.parent / config_source).resolve() if config_source else None,
+    )
+
+
+def _cells(
+    raw: Mapping[str, Any], section: str, target: Target, outcomes: Mapping[str, str], path: Path
+) -> Iterable[Cell]:
+    mode = CONFIG_MODES[section]
+    if not isinstance(raw, dict):
+        raise MatrixError(f"{_where(path, section)} must be a table")
+    for variant, by_stack in raw.items():
+        if variant not in target.variants:
+            raise MatrixError(
+                f"{_where(path, section, variant)}: unknown variant {variant!r} (declared: {', '.join(target.variants)})"
+            )
+        if not isinstance(by_stack, dict):
+            raise MatrixError(f"{_where(path, section, variant)} must be a table of stacks")
+        for stack, by_setting in by_stack.items():
+            if stack not in target.stacks:
+                raise MatrixError(
+                    f"{_where(path, section, variant, stack)}: unknown stack {stack!r} (declared: {', '.join(target.stacks)})"
+                )
+            if not isinstance(by_setting, dict):
+                raise MatrixError(f"{_where(path, section, variant, stack)} must be a table of knob settings")
+            labels = [s.label for s in target.settings]
+            for label in by_setting:
+                if label not in labels:
+                    raise MatrixError(
+                        f"{_where(path, section, variant, stack)}: unknown knob setting {label!r} (declared: {', '.join(labels)})"
+                    )
+            for setting in target.settings:
+                where = _where(path, section, variant, stack, setting.label)
+                if setting.label not in by_setting:
+                    raise MatrixError(f"{where}: no expectation for this cell")
+                text = by_setting[setting.label]
+                if not isinstance(text, str):
+                    raise MatrixError(f"{where} must be a string, got {text!r}")
+                try:
+                    expectation = parse_expectation(outcomes.get(text, text))
+                except ValueError as exc:
+                    raise MatrixError(f"{where}: {exc}") from None
+                yield Cell(
+                    target=target.name,
+                    variant=variant,
+                    stack=stack,
+                    knob=target.knob,
+                    setting=setting,
+                    expectation=expectation,
+                    config_mode=mode,
+                    where=where,
+                )
+
+
+def load_matrix(path: Path) -> Matrix:
+    """Load and validate a matrix file; every problem is a :class:`MatrixError`."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MatrixError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise MatrixError(f"{path}: not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - {"target", "outcomes", *CONFIG_MODES})
+    if unknown:
+        raise MatrixError(f"{path}: unknown top-level key(s): {', '.join(unknown)}")
+    if "target" not in data:
+        raise MatrixError(f"{path}: missing the [target] table")
+    if "expect" not in data:
+        raise MatrixError(f"{path}: missing the [expect] table")
+    target = _load_target(data["target"], path)
+    outcomes = data.get("outcomes", {})
+    if not isinstance(outcomes, dict) or not all(isinstance(v, str) for v in outcomes.values()):
+        raise MatrixError(f"{_where(path, 'outcomes')} must map names to expectation strings")
+    for name, text in outcomes.items():
+        try:
+            parse_expectation(text)
+        except ValueError as exc:
+            raise MatrixError(f"{_where(path, 'outcomes', name)}: {exc}") from None
+    cells: list[Cell] = []
+    for section in CONFIG_MODES:
+        if section in data:
+            cells.extend(_cells(data[section], section, target, outcomes, path))
+    if "expect_config_ro" in data and target.config_dir is None:
+        raise MatrixError(f"{_where(path, 'expect_config_ro')} needs [target] config_dir and config_source")
+    rw = {(c.variant, c.stack) for c in cells if c.config_mode == "rw"}
+    for variant in target.variants:
+        for stack in target.stacks:
+            if (variant, stack) not in rw:
+                raise MatrixError(f"{_where(path, 'expect', variant, stack)}: no expectations for this variant and stack")
+    return Matrix(path=path, target=target, cells=tuple(cells))

@@ -1,0 +1,151 @@
+"""The plugin's options: one group, every flag ``--ipv6-…`` with a matching ini key.
+
+Precedence: a marker on a test > the command line > the ini file > the default.
+Values are validated once, in ``pytest_configure``; a bad one raises
+``pytest.UsageError`` naming the value and where it came from.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .stacks import STACKS
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # ini key; the flag is --name with '_' -> '-'
+    help: str
+    kind: str = "string"  # string | list | path | seconds | bool
+    default: Any = None
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+OPTIONS = (
+    Option("ipv6_stacks", "only these stacks, comma-separated (" + ", ".join(STACKS) + ")", "list", None, "STACKS"),
+    Option("ipv6_variants", "only these target variants, comma-separated", "list", None, "VARIANTS"),
+    Option(
+        "ipv6_settings",
+        "only these knob settings, comma-separated labels: unset, empty, =VALUE (e.g. 'unset,=1')",
+        "list",
+        None,
+        "LABELS",
+    ),
+    Option("ipv6_image", "image the ipv6_target fixture starts (overrides ipv6_build)", "string", None, "IMAGE"),
+    Option("ipv6_build", "build context (directory with a Dockerfile) for the ipv6_target fixture", "path", None, "DIR"),
+    Option(
+        "ipv6_base_image",
+        "base image passed as build arg BASE instead of bootstrapping one from Debian packages",
+        "string",
+        None,
+        "IMAGE",
+    ),
+    Option("ipv6_markdown", "write the compatibility grid as Markdown to this file", "path", None, "PATH"),
+    Option("ipv6_json", "write the results as JSON (schema pytest-ipv6compat/report v1) to this file", "path", None, "PATH"),
+    Option("ipv6_timeout", "seconds a target may take to listen before its verdict is 'timeout'", "seconds", 30.0, "SECONDS"),
+    Option("ipv6_settle", "seconds the LISTEN set must stay unchanged before it is read", "seconds", 0.1, "SECONDS"),
+    Option("ipv6_keep_failed", "keep the containers of failed cells and print how to inspect them", "bool", False),
+    Option("ipv6_require_docker", "error instead of skip when the Docker engine is unreachable", "bool", False),
+    Option("ipv6_cache_dir", "where downloaded packages and the probe are cached", "path", None, "DIR"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    stacks: tuple[str, ...] | None = None
+    variants: tuple[str, ...] | None = None
+    settings: tuple[str, ...] | None = None
+    image: str | None = None
+    build: Path | None = None
+    base_image: str | None = None
+    markdown: Path | None = None
+    json: Path | None = None
+    timeout: float = 30.0
+    settle: float = 0.1
+    keep_failed: bool = False
+    require_docker: bool = False
+    cache_dir: Path | None = None
+
+
+def register(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ipv6compat", "IPv6 compatibility matrix (pytest-ipv6compat)")
+    for opt in OPTIONS:
+        if opt.kind == "bool":
+            group.addoption(opt.flag, action="store_true", default=None, dest=opt.name, help=opt.help)
+            parser.addini(opt.name, opt.help, type="bool", default=False)
+        else:
+            group.addoption(opt.flag, action="store", default=None, dest=opt.name, metavar=opt.metavar, help=opt.help)
+            parser.addini(opt.name, opt.help, default=None)
+
+
+def _convert(opt: Option, raw: Any, source: str, rootpath: Path) -> Any:
+    if opt.kind == "bool":
+        return bool(raw)
+    text = str(raw).strip()
+    if opt.kind == "list":
+        items = tuple(part.strip() for part in text.split(",") if part.strip())
+        if not items:
+            raise pytest.UsageError(f"{source}: {raw!r} names nothing; give a comma-separated list")
+        if opt.name == "ipv6_stacks":
+            for item in items:
+                if item not in STACKS:
+                    raise pytest.UsageError(
+                        f"{source}: unknown stack {item!r} (known: {', '.join(STACKS)})"
+                    )
+        if opt.name == "ipv6_settings":
+            for item in items:
+                if item not in ("unset", "empty") and not item.startswith("="):
+                    raise pytest.UsageError(
+                        f"{source}: knob setting {item!r} must be 'unset', 'empty' or '=VALUE'"
+                    )
+        return items
+    if opt.kind == "seconds":
+        try:
+            value = float(text)
+        except ValueError:
+            raise pytest.UsageError(f"{source}: {raw!r} is not a number of seconds") from None
+        if not math.isfinite(value) or value <= 0 or value > 3600:
+            raise pytest.UsageError(f"{source}: {raw!r} must be more than 0 and at most 3600 seconds")
+        return value
+    if not text:
+        raise pytest.UsageError(f"{source}: the value is empty")
+    if opt.kind == "path":
+        path = Path(text).expanduser()
+        path = path if path.is_absolute() else rootpath / path
+        if opt.name == "ipv6_build" and not (path / "Dockerfile").is_file():
+            what = "does not exist" if not path.exists() else "has no Dockerfile"
+            raise pytest.UsageError(f"{source}: build context {str(path)!r} {what}")
+        if opt.name in ("ipv6_markdown", "ipv6_json") and not path.parent.is_dir():
+            raise pytest.UsageError(f"{source}: directory {str(path.parent)!r} does not exist")
+        return path
+    return text
+
+
+def load(config: pytest.Config) -> Settings:
+    """Resolve every option (command line over ini) and validate it."""
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        cli = config.getoption(opt.name)
+        if cli is not None:
+            raw, source, base = cli, f"{opt.flag}={cli}" if opt.kind != "bool" else opt.flag, Path.cwd()
+        else:
+            ini = config.getini(opt.name)
+            if ini is None or ini == "" or (opt.kind == "bool" and not ini):
+                continue
+            where = config.inipath or "the ini file"
+            raw, source, base = ini, f"ini option {opt.name} = {ini!r} in {where}", config.rootpath
+        values[opt.name.removeprefix("ipv6_")] = _convert(opt, raw, source, base)
+    if "settle" in values and values["settle"] >= values.get("timeout", 30.0):
+        raise pytest.UsageError(
+            f"--ipv6-settle={values['settle']:g} must be shorter than --ipv6-timeout={values.get('timeout', 30.0):g}"
+        )
+    return Settings(**values)

@@ -1,0 +1,81 @@
+"""pytest-ipv6compat's pytest entry point: registers options, markers, hooks and fixtures.
+
+The work is done elsewhere: options.py (settings), items.py (matrix files to
+items), fixtures.py (hand-written tests), summary.py (grid and report files).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import options, summary
+from .fixtures import ipv6_target, ipv6_target_factory, ipv6_target_image  # noqa: F401 - registered fixtures
+from .items import CellItem, MatrixFile
+from .keys import RESULTS_KEY, STATE_KEY
+from .state import SessionState
+
+MARKERS = (
+    "ipv6_stack(*names): run this test once per named stack "
+    "(dual-stack, ipv6-sysctl-off, ipv6-kernel-off); the ipv6_target fixture starts on it",
+    "ipv6_env(**env): environment variables for the ipv6_target fixture; a value of None leaves the name unset",
+    "ipv6_target(image=None, build=None, command=None, http_path='/', timeout=None): "
+    "what the ipv6_target fixture starts, overriding --ipv6-image/--ipv6-build",
+    "docker: the test needs a reachable Docker engine",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    options.register(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    config.stash[STATE_KEY] = SessionState(options.load(config))
+    config.stash[RESULTS_KEY] = []
+    config.pluginmanager.register(summary.Results(config), "ipv6compat-results")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE_KEY, None)
+    if state is not None:
+        state.close()
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> MatrixFile | None:
+    if file_path.name.endswith(".ipv6.toml"):
+        return MatrixFile.from_parent(parent, path=file_path)
+    return None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    summary.parametrize_stacks(metafunc)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    summary.deselect(config, items)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return summary.header(config)
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> str | None:
+    cells = sum(isinstance(item, CellItem) for item in items)
+    return f"ipv6compat: {cells} matrix cells selected" if cells else None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    if isinstance(item, CellItem):
+        summary.attach_result(item, call, report)
+    return report
+
+
+def pytest_assertrepr_compare(op: str, left: object, right: object) -> list[str] | None:
+    return summary.listener_set_diff(op, left, right)

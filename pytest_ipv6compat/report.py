@@ -1,0 +1,474 @@
+"""Render matrix results: terminal grid, Markdown, JSON (schema v1), JUnit properties.
+
+Pure functions over :class:`CellResult`; no pytest, no Docker. Every renderer sorts
+its input by an :class:`Ordering`, so a serial run and an xdist run (which finish
+cells in different orders) render byte-identical output.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+from collections.abc import Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .model import Attestation, Cell, Expectation, Family, KnobSetting, Listener, Outcome, Reach, Verdict
+
+STATUSES = ("pass", "fail", "error", "skipped")
+STACKS = ("dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off")
+SCHEMA_ID = "pytest-ipv6compat/report"
+SCHEMA_VERSION = 1
+
+JSONDict = dict[str, Any]
+
+
+def schema_path() -> Path:
+    """The JSON Schema (draft 2020-12) that :func:`render_json` output satisfies."""
+    return Path(__file__).parent / "schema" / "report-v1.json"
+
+
+def _listener_dict(listener: Listener) -> JSONDict:
+    return {"family": str(listener.family), "address": listener.address, "port": listener.port}
+
+
+def _listener_list(listeners: Iterable[Listener]) -> list[JSONDict]:
+    return [_listener_dict(x) for x in sorted(listeners)]
+
+
+def _listener(d: Mapping[str, Any]) -> Listener:
+    return Listener(Family(d["family"]), d["address"], d["port"])
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """The judged result of one cell, as rendered in every report.
+
+    ``status``: ``pass``; ``fail`` (verdict differs from the expectation); ``error``
+    (could not judge: attestation failed, image missing, Docker error); ``skipped``.
+    """
+
+    cell: Cell
+    status: str
+    verdict: Verdict | None
+    attestation: Attestation | None
+    reasons: tuple[str, ...] = ()
+    hint: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
+
+    def to_dict(self) -> JSONDict:
+        """Plain JSON-able data (one ``cells`` entry of report-v1); see :meth:`from_dict`."""
+        c, e, v, a = self.cell, self.cell.expectation, self.verdict, self.attestation
+        return {
+            "id": c.id, "target": c.target, "variant": c.variant, "stack": c.stack, "knob": c.knob,
+            "setting": c.setting.value, "config_mode": c.config_mode, "where": c.where, "status": self.status,
+            "expected": {
+                "outcome": str(e.outcome), "listeners": _listener_list(e.listeners),
+                "silent": _listener_list(e.silent), "exit_code": e.exit_code,
+                "error_contains": e.error_contains, "source": e.source,
+            },
+            "verdict": None if v is None else {
+                "outcome": str(v.outcome), "listeners": _listener_list(v.listeners),
+                "reach": [
+                    {"listener": _listener_dict(r.listener), "answered": r.answered, "detail": r.detail}
+                    for r in v.reach
+                ],
+                "exit_code": v.exit_code, "error_line": v.error_line, "seconds": v.seconds, "logs": v.logs,
+            },
+            "attestation": None if a is None else {
+                "stack": a.stack, "ok": a.ok, "facts": dict(a.facts), "problems": list(a.problems),
+            },
+            "reasons": list(self.reasons), "hint": self.hint,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CellResult:
+        """Rebuild a result from :meth:`to_dict` output (e.g. sent by an xdist worker)."""
+        try:
+            e, v, a = d["expected"], d["verdict"], d["attestation"]
+            cell = Cell(
+                target=d["target"], variant=d["variant"], stack=d["stack"], knob=d["knob"],
+                setting=KnobSetting(d["setting"]),
+                expectation=Expectation(
+                    outcome=Outcome(e["outcome"]),
+                    listeners=frozenset(_listener(x) for x in e["listeners"]),
+                    silent=frozenset(_listener(x) for x in e["silent"]),
+                    exit_code=e["exit_code"], error_contains=e["error_contains"], source=e["source"],
+                ),
+                config_mode=d["config_mode"], where=d["where"],
+            )
+            verdict = None if v is None else Verdict(
+                outcome=Outcome(v["outcome"]),
+                listeners=frozenset(_listener(x) for x in v["listeners"]),
+                reach=tuple(Reach(_listener(r["listener"]), r["answered"], r["detail"]) for r in v["reach"]),
+                exit_code=v["exit_code"], error_line=v["error_line"], logs=v["logs"], seconds=v["seconds"],
+            )
+            attestation = None if a is None else Attestation(
+                stack=a["stack"], ok=a["ok"], facts=tuple(a["facts"].items()), problems=tuple(a["problems"]),
+            )
+            result = cls(cell, d["status"], verdict, attestation, tuple(d["reasons"]), d["hint"])
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ValueError(f"not a serialised CellResult: {exc!r}") from exc
+        if d.get("id", cell.id) != cell.id:
+            raise ValueError(f"cell id {d['id']!r} does not match its fields ({cell.id!r})")
+        return result
+
+
+# ---------------------------------------------------------------- ordering
+
+
+@dataclass(frozen=True)
+class Ordering:
+    """Explicit row/column orders. Names not listed come after, sorted by name.
+
+    Build it from the collected cells (same order on every xdist worker and on the
+    controller) with :meth:`from_cells`; the default puts ``unset``/``empty`` first.
+    """
+
+    variants: tuple[str, ...] = ()
+    stacks: tuple[str, ...] = STACKS
+    settings: tuple[str, ...] = ()  # KnobSetting labels: "unset", "empty", "=1"
+    config_modes: tuple[str, ...] = ("rw", "ro")
+
+    @classmethod
+    def from_cells(cls, cells: Iterable[Cell]) -> Ordering:
+        """Order of first appearance, e.g. collection order of the matrix."""
+        cells = list(cells)
+
+        def firsts(values: Iterable[str]) -> tuple[str, ...]:
+            return tuple(dict.fromkeys(values))
+
+        return cls(
+            variants=firsts(c.variant for c in cells),
+            stacks=firsts(c.stack for c in cells),
+            settings=firsts(c.setting.label for c in cells),
+            config_modes=firsts(["rw", *(c.config_mode for c in cells)]),
+        )
+
+    def key(self, cell: Cell) -> tuple[object, ...]:
+        label = cell.setting.label
+        return (
+            cell.target, _rank(cell.variant, self.variants), _rank(cell.config_mode, self.config_modes),
+            _rank(cell.stack, self.stacks), _rank(label, self.settings, {"unset": 0, "empty": 1}.get(label, 2)),
+            cell.knob,
+        )
+
+
+def _rank(value: str, given: tuple[str, ...], pre: int = 0) -> tuple[int, int, str]:
+    return (0, given.index(value), "") if value in given else (1, pre, value)
+
+
+def sort_results(results: Iterable[CellResult], order: Ordering | None = None) -> list[CellResult]:
+    """Results in report order; a cell that appears twice is an error."""
+    order = order or Ordering()
+    ordered = sorted(results, key=lambda r: order.key(r.cell))
+    seen: set[tuple[str, str, str]] = set()
+    for r in ordered:
+        ident = (r.cell.target, r.cell.knob, r.cell.id)
+        if ident in seen:
+            raise ValueError(f"two results for cell {r.cell.target}[{r.cell.id}]")
+        seen.add(ident)
+    return ordered
+
+
+def totals(results: Iterable[CellResult]) -> dict[str, int]:
+    counts = dict.fromkeys(STATUSES, 0)
+    for r in results:
+        counts[r.status] += 1
+    return counts
+
+
+def _totals_line(results: Sequence[CellResult]) -> str:
+    t, n = totals(results), len(results)  # no-break spaces keep "N word" together when wrapped
+    return (f"{n}\xa0cell{'s' * (n != 1)}: {t['pass']}\xa0passed, {t['fail']}\xa0failed, "
+            f"{t['error']}\xa0error{'s' * (t['error'] != 1)}, {t['skipped']}\xa0skipped")
+
+
+# ---------------------------------------------------------------- short tokens
+
+
+def _listen_token(listeners: Iterable[Listener], quiet: Set[Listener]) -> str:
+    parts = []
+    for family, name, wildcard in ((Family.INET, "v4", "0.0.0.0"), (Family.INET6, "v6", "::")):
+        mine = [x for x in listeners if x.family is family]
+        if not mine:
+            continue
+        addresses = sorted({x.address for x in mine})
+        token = name if wildcard in addresses else f"{name}@{','.join(addresses)}"
+        parts.append(token + ("?" if any(x in quiet for x in mine) else ""))
+    return "+".join(parts) or "up:none"
+
+
+def short_verdict(verdict: Verdict | None) -> str:
+    """``v4+v6``, ``v4``, ``v6?`` (a listener did not answer), ``exit N``, ``timeout``."""
+    if verdict is None:
+        return "no verdict"
+    if verdict.outcome is Outcome.EXITED:
+        return f"exit {'?' if verdict.exit_code is None else verdict.exit_code}"
+    if verdict.outcome is Outcome.TIMEOUT:
+        return "timeout"
+    return _listen_token(verdict.listeners, {r.listener for r in verdict.reach if not r.answered})
+
+
+def short_expectation(expectation: Expectation) -> str:
+    """Same tokens as :func:`short_verdict`; ``?`` marks listeners expected silent."""
+    if expectation.outcome is Outcome.EXITED:
+        return "exit" if expectation.exit_code is None else f"exit {expectation.exit_code}"
+    if expectation.outcome is Outcome.TIMEOUT:
+        return "timeout"
+    return _listen_token(expectation.listeners, expectation.silent)
+
+
+def _clip(text: str, limit: int = 32) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _got_want(r: CellResult) -> tuple[str, str]:
+    """Short verdict and expectation, made more precise when the short forms coincide."""
+    e, v = r.cell.expectation, r.verdict
+    got, want = short_verdict(v), short_expectation(e)
+    if want == got and e.error_contains:
+        want += f' "{_clip(e.error_contains)}"'
+    elif want == got and v is not None and v.listeners != e.listeners:
+        got, want = (" ".join(map(str, sorted(x))) for x in (v.listeners, e.listeners))
+    return got, want
+
+
+def _group_label(r: CellResult, fail_mark: str) -> str:
+    if r.status in ("error", "skipped"):
+        return "E" if r.status == "error" else "skip"
+    if r.status == "pass":
+        return short_verdict(r.verdict)
+    return "{} {} (want {})".format(fail_mark, *_got_want(r))
+
+
+# ---------------------------------------------------------------- grid
+
+_Group = tuple[str, str, str]  # (status, verdict label, settings text)
+_Row = tuple[str, list[list[_Group]]]  # (row label, one group list per stack column)
+_Block = tuple[str, str, list[str], list[_Row]]  # (target, knobs, stack columns, rows)
+
+
+def _grid(ordered: Sequence[CellResult], order: Ordering, fail_mark: str) -> list[_Block]:
+    """Per target: (target, knobs, stack columns, rows), from already sorted results."""
+    blocks = []
+    for target in dict.fromkeys(r.cell.target for r in ordered):
+        mine = [r for r in ordered if r.cell.target == target]
+        every = {r.cell.setting.label for r in mine}
+        stacks = sorted({r.cell.stack for r in mine}, key=lambda s: _rank(s, order.stacks))
+        rows: list[_Row] = []
+        for variant, mode in dict.fromkeys((r.cell.variant, r.cell.config_mode) for r in mine):
+            columns = []
+            for stack in stacks:
+                groups: dict[tuple[str, str], list[str]] = {}
+                for r in mine:
+                    if (r.cell.variant, r.cell.config_mode, r.cell.stack) == (variant, mode, stack):
+                        key = (r.status, _group_label(r, fail_mark))
+                        groups.setdefault(key, []).append(r.cell.setting.label)
+                columns.append([
+                    (status, label, "all" if set(s) == every and len(s) > 1 else " ".join(s))
+                    for (status, label), s in groups.items()
+                ])
+            rows.append((variant if mode == "rw" else f"{variant} (config {mode})", columns))
+        knobs = " ".join(dict.fromkeys(r.cell.knob for r in mine))
+        blocks.append((target, knobs, stacks, rows))
+    return blocks
+
+
+def _legend(blocks: list[_Block], fail_mark: str) -> str:
+    """Explains only the tokens the grid uses; entries hold no-break spaces so wrapping keeps them whole."""
+    groups = [group for *_, rows in blocks for _, cols in rows for col in cols for group in col]
+    labels, statuses = " ".join(g for _, g, _ in groups), {status for status, _, _ in groups}
+    parts = [
+        (True, "v4 = 0.0.0.0, v6 = [::]"),
+        ("@" in labels, "v4@ADDR = only ADDR"),
+        ("?" in labels, "? = listener did not answer"),
+        ("exit" in labels, "exit N = exited with code N"),
+        (any(s == "all" for _, _, s in groups), "all = every knob setting"),
+        ("fail" in statuses, f"{fail_mark} = verdict differs from expectation"),
+        ("error" in statuses, "E = error, could not judge"),
+    ]
+    return "legend: " + "; ".join(text.replace(" ", "\xa0") for shown, text in parts if shown)
+
+
+def _table(header: list[str], rows: list[_Row], ascii_only: bool) -> list[str]:
+    bar, rule, cross = (" | ", "-", "-+-") if ascii_only else (" │ ", "─", "─┼─")
+    table = [[[h] for h in header]] + [[[label], *([f"{g}: {s}" for _, g, s in c] or ["-"] for c in cols)]
+                                       for label, cols in rows]
+    widths = [max(len(line) for row in table for line in row[i]) for i in range(len(header))]
+    lines = []
+    for i, row in enumerate(table):
+        if i:
+            lines.append(cross.join(rule * w for w in widths))
+        for k in range(max(map(len, row))):
+            texts = [(c[k] if k < len(c) else "").ljust(w) for c, w in zip(row, widths, strict=True)]
+            lines.append(bar.join(texts).rstrip())
+    return lines
+
+
+def _stacked(stacks: list[str], rows: list[_Row], width: int) -> list[str]:
+    lines, pad = [], max(map(len, stacks)) + 2
+    for label, cols in rows:
+        lines.append(label)
+        for stack, col in zip(stacks, cols, strict=True):
+            for k, (_, g, s) in enumerate(col or [("", "-", "")]):
+                head = f"  {stack if k == 0 else '':<{pad}}{g}" + (": " if s else "")
+                lines += textwrap.wrap(s, max(width, len(head) + 8), initial_indent=head, break_long_words=False,
+                                       subsequent_indent=" " * len(head), break_on_hyphens=False) or [head]
+    return lines
+
+
+def render_terminal(
+    results: Iterable[CellResult], *, width: int | None = None, order: Ordering | None = None,
+    ascii_only: bool = False,
+) -> list[str]:
+    """The compatibility grid: rows = variants, columns = stacks, cells = settings grouped by verdict.
+
+    A table when it fits in ``width`` (always when None), else one line per (variant, stack).
+    ``ascii_only`` draws with ``| - +`` and marks failures ``FAIL`` instead of ``✗``.
+    """
+    order = order or Ordering()
+    ordered = sort_results(results, order)
+    if not ordered:
+        return ["no matrix cells ran"]
+    fail_mark = "FAIL" if ascii_only else "✗"
+    lines: list[str] = []
+    blocks = _grid(ordered, order, fail_mark)
+    for target, knobs, stacks, rows in blocks:
+        n = sum(r.cell.target == target for r in ordered)
+        lines += [""] * bool(lines) + [f"{target}: knob {knobs}, {n} cell{'s' * (n != 1)}"]
+        table = _table(["variant", *stacks], rows, ascii_only)
+        fits = width is None or max(map(len, table)) <= width
+        lines += table if fits else _stacked(stacks, rows, width or 0)
+    for text in (_legend(blocks, fail_mark), _totals_line(ordered)):
+        wrapped = textwrap.wrap(text, width or len(text), subsequent_indent="  ", break_long_words=False)
+        lines += [line.replace("\xa0", " ") for line in wrapped]
+    return lines
+
+
+# ---------------------------------------------------------------- Markdown
+
+
+def _md(text: str) -> str:
+    return re.sub(r"([\\|*_`<>\[\]])", r"\\\1", text)
+
+
+def render_markdown(results: Iterable[CellResult], *, order: Ordering | None = None) -> str:
+    """The grid as GitHub-flavoured Markdown, with a Failures section for fail/error cells."""
+    order = order or Ordering()
+    ordered = sort_results(results, order)
+    if not ordered:
+        return "No matrix cells ran.\n"
+    out: list[str] = []
+    blocks = _grid(ordered, order, "✗")
+    for target, knobs, stacks, rows in blocks:
+        out += [f"### {_md(target)} (knob `{knobs}`)", "", f"| variant | {' | '.join(stacks)} |",
+                "|---" * (len(stacks) + 1) + "|"]
+        for label, cols in rows:
+            cells = [
+                "<br>".join(
+                    (f"**{_md(g)}**" if status in ("fail", "error") else _md(g)) + f": {_md(s)}"
+                    for status, g, s in col
+                ) or "-"
+                for col in cols
+            ]
+            out.append(f"| {_md(label)} | {' | '.join(cells)} |")
+        out.append("")
+    out += [_md(_legend(blocks, "✗")).replace("\xa0", " "), "", f"**{_totals_line(ordered)}**".replace("\xa0", " ")]
+    bad = [r for r in ordered if r.status in ("fail", "error")]
+    if bad:
+        out += ["", "#### Failures", ""]
+    for r in bad:
+        got, want = _got_want(r)
+        out.append(f"- `{r.cell.target}[{r.cell.id}]` **{r.status}**: got {_md(got)}, want {_md(want)}")
+        if r.verdict is not None and r.verdict.error_line:
+            out.append("  - error line: `" + r.verdict.error_line.replace("`", "'") + "`")
+        out += [f"  - {_md(reason)}" for reason in r.reasons]
+        if r.hint:
+            out.append(f"  - **Hint:** {_md(r.hint)}")
+    return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- JSON and JUnit
+
+
+def render_json(
+    results: Iterable[CellResult], *, meta: Mapping[str, object], order: Ordering | None = None,
+) -> str:
+    """The report-v1 document (see :func:`schema_path`); ``meta`` is copied as given."""
+    ordered = sort_results(results, order)
+    doc = {
+        "schema": SCHEMA_ID, "version": SCHEMA_VERSION, "meta": dict(meta),
+        "totals": totals(ordered), "cells": [r.to_dict() for r in ordered],
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+def load_json(text: str) -> tuple[dict[str, object], list[CellResult]]:
+    """Read a report-v1 document back: (meta, results)."""
+    doc = json.loads(text)
+    if not isinstance(doc, dict) or (doc.get("schema"), doc.get("version")) != (SCHEMA_ID, SCHEMA_VERSION):
+        raise ValueError(f"not a {SCHEMA_ID} v{SCHEMA_VERSION} document")
+    return dict(doc["meta"]), [CellResult.from_dict(c) for c in doc["cells"]]
+
+
+def _verdict_word(verdict: Verdict | None) -> str:
+    if verdict is None:
+        return "none"
+    if verdict.outcome is Outcome.EXITED:
+        return "exited" if verdict.exit_code is None else f"exited {verdict.exit_code}"
+    return str(verdict.outcome)
+
+
+def junit_properties(result: CellResult) -> list[tuple[str, str]]:
+    """``(name, value)`` pairs for ``record_property`` / ``item.user_properties``."""
+    c, v = result.cell, result.verdict
+    props = [
+        ("ipv6.target", c.target), ("ipv6.variant", c.variant), ("ipv6.stack", c.stack),
+        ("ipv6.knob", c.setting.id_for(c.knob)), ("ipv6.config", c.config_mode),
+        ("ipv6.status", result.status), ("ipv6.expected", short_expectation(c.expectation)),
+        ("ipv6.verdict", _verdict_word(v)),
+        ("ipv6.listeners", "" if v is None else " ".join(map(str, sorted(v.listeners)))),
+    ]
+    if result.hint:
+        props.append(("ipv6.hint", result.hint))
+    return props
+
+
+# ---------------------------------------------------------------- failure classifier
+
+_SIGNATURES: tuple[tuple[re.Pattern[str], str, str], ...] = (  # (signature, hint, default for {name})
+    (re.compile(r"Address family not supported by protocol|EAFNOSUPPORT"),
+     "the kernel has no IPv6 (errno 97): drop the [::] listen lines or make them conditional", ""),
+    (re.compile(r"Cannot assign requested address|EADDRNOTAVAIL"),
+     "IPv6 is disabled by sysctl (errno 99): there is no ::1, so binding or connecting to [::1] fails;"
+     " listen on [::] or 127.0.0.1, or skip ::1 when disable_ipv6=1", ""),
+    (re.compile(r"Read-only file system|EROFS"),
+     "the entrypoint edits a config directory mounted read-only (a ConfigMap?): render into a writable path", ""),
+    (re.compile(r"host not found in upstream|no resolver defined|could not be resolved|bad address '"),
+     "a hostname does not resolve: there is no DNS inside --network none; use an IP, or a resolver"
+     " plus a variable in proxy_pass so nginx resolves at request time", ""),
+    (re.compile(r"invalid value for [\'\"]?(?P<name>[\w.-]+)|invalid value", re.IGNORECASE),
+     "the target rejected the value of {name}: use a documented value (e.g. 1/true, 0/false) or leave it unset",
+     "the knob"),
+    (re.compile(r"(?:\b(?P<name>[A-Z][A-Z0-9_]*)[:\s]+)?(?:is required|must be set|parameter (?:null or )?not set)"),
+     "{name} is not set: add it to the target's base environment", "a required environment variable"),
+)
+
+
+def classify(logs: str, error_line: str | None) -> str | None:
+    """A one-line hint for a known failure signature, or None.
+
+    The error line wins over the logs; within the logs the earliest signature (the root cause) wins.
+    """
+    for text in (error_line or "", logs):
+        found = [(m.start(), i, m) for i, (p, _, _) in enumerate(_SIGNATURES) if (m := p.search(text))]
+        if found:
+            _, i, match = min(found, key=lambda f: f[:2])
+            return _SIGNATURES[i][1].format(name=match.groupdict().get("name") or _SIGNATURES[i][2])
+    return None

@@ -1,0 +1,84 @@
+"""Per-process session state: the engine connection and built images, made lazily.
+
+Nothing here touches Docker until a cell or fixture needs it, so a run that
+selects no container tests never needs an engine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import docker
+
+from . import images
+from .options import Settings
+from .runtime import Engine, EngineError
+
+
+class Unavailable(Exception):
+    """The engine cannot be reached; the cell is skipped (or errors if Docker is required)."""
+
+
+@dataclass
+class SessionState:
+    settings: Settings
+    kept: list[str] = field(default_factory=list)
+    swept: list[str] = field(default_factory=list)
+    _engine: Engine | None = None
+    _engine_error: str | None = None
+    _base: str | None = None
+    _images: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.settings.cache_dir or images.default_cache_dir()
+
+    def engine(self) -> Engine:
+        """Connect once; raise :class:`Unavailable` (every time) if that failed."""
+        if self._engine is None and self._engine_error is None:
+            try:
+                probe = images.ensure_probe(self.cache_dir)
+                self._engine = Engine.connect(probe, api_timeout=max(60.0, self.settings.timeout + 10))
+                self.swept = self._engine.sweep()
+            except (EngineError, images.ImageError) as exc:
+                self._engine_error = str(exc)
+        if self._engine is None:
+            raise Unavailable(self._engine_error or "Docker engine unavailable")
+        return self._engine
+
+    @property
+    def client(self) -> docker.DockerClient:
+        return self.engine().client
+
+    def base_image(self) -> str:
+        if self._base is None:
+            if self.settings.base_image:
+                self._base = images.use_base_image(self.client, self.settings.base_image)
+            else:
+                self._base = images.ensure_base_image(self.client, self.cache_dir)
+        return self._base
+
+    def built_image(self, context: Path, name: str, build_args: dict[str, str]) -> str:
+        key = (str(context), name + repr(sorted(build_args.items())))
+        if key not in self._images:
+            self._images[key] = images.ensure_target_image(
+                self.client, context, base=self.base_image(), name=name, build_args=build_args,
+                cache_dir=self.cache_dir,
+            )
+        return self._images[key]
+
+    @property
+    def base_ref(self) -> str | None:
+        return self._base
+
+    def engine_info(self) -> dict[str, str]:
+        """Engine facts for reports; empty when no engine was reached."""
+        try:
+            return self.engine().info()
+        except (Unavailable, EngineError):
+            return {}
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.remove_session(keep=self.kept)

@@ -1,0 +1,181 @@
+"""Run-level glue behind plugin.py's hooks: selection, header, results, reports."""
+
+from __future__ import annotations
+
+import datetime as dt
+from importlib.metadata import version
+from typing import Any
+
+import pytest
+
+from .items import CellItem
+from .keys import RESULT_KEY, RESULTS_KEY, STATE_KEY
+from .report import CellResult, Ordering, junit_properties, render_json, render_markdown, render_terminal
+from .stacks import STACKS
+from .runtime import EngineError
+from .state import Unavailable
+
+_RESULT_ATTR = "ipv6compat"  # a plain-dict attribute on TestReport; xdist carries it to the controller
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def parametrize_stacks(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("ipv6_stack")
+    if marker is None or "ipv6_stack" not in metafunc.fixturenames:
+        return
+    names = marker.args or tuple(STACKS)
+    for name in names:
+        if name not in STACKS:
+            raise pytest.UsageError(
+                f"{metafunc.definition.nodeid}: @pytest.mark.ipv6_stack names unknown stack {name!r} "
+                f"(known: {', '.join(STACKS)})"
+            )
+    metafunc.parametrize("ipv6_stack", names, ids=names)
+
+
+def deselect(config: pytest.Config, items: list[pytest.Item]) -> None:
+    settings = config.stash[STATE_KEY].settings
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        if isinstance(item, CellItem):
+            cell = item.cell
+            ok = (
+                (settings.stacks is None or cell.stack in settings.stacks)
+                and (settings.variants is None or cell.variant in settings.variants)
+                and (settings.settings is None or cell.setting.label in settings.settings)
+            )
+        else:
+            stack = getattr(getattr(item, "callspec", None), "params", {}).get("ipv6_stack")
+            ok = stack is None or settings.stacks is None or stack in settings.stacks
+        (keep if ok else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+def header(config: pytest.Config) -> list[str]:
+    state = config.stash[STATE_KEY]
+    s = state.settings
+    base = s.base_image or "bootstrapped from Debian packages on first use"
+    lines = [f"ipv6compat {version('pytest-ipv6compat')}: base image {base}; cell timeout {s.timeout:g}s"]
+    try:
+        info = state.engine().info()
+    except (Unavailable, EngineError) as exc:
+        lines.append(f"ipv6compat: {exc}; cells will be {'errors' if s.require_docker else 'skipped'}")
+        return lines
+    lines.append(
+        f"ipv6compat: engine {info['version']} (API {info['api']}), seccomp {info['seccomp']}, "
+        f"sysctls namespaced per container; every cell is attested in its container"
+    )
+    if state.swept:
+        lines.append(f"ipv6compat: removed {len(state.swept)} container(s) left by dead sessions")
+    return lines
+
+
+def attach_result(item: CellItem, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
+    result: CellResult | None = None
+    if report.when == "setup" and (report.failed or report.skipped):
+        message = report.longreprtext
+        if call.excinfo is not None:
+            message = str(getattr(call.excinfo.value, "msg", None) or call.excinfo.value)
+        status = "error" if report.failed else "skipped"
+        result = CellResult(item.cell, status, None, item.attestation, (message.strip(),), None)
+    elif report.when == "call":
+        result = item.stash.get(RESULT_KEY, None)
+        if result is None and report.failed:
+            message = call.excinfo.exconly() if call.excinfo is not None else "unknown error"
+            result = CellResult(item.cell, "error", item.verdict, item.attestation, (message,), None)
+    if result is not None:
+        target = item.matrix.target
+        order = {
+            "variants": list(target.variants),
+            "stacks": list(target.stacks),
+            "settings": [s.label for s in target.settings],
+        }
+        setattr(report, _RESULT_ATTR, {"result": result.to_dict(), "order": order})
+        report.user_properties.extend(junit_properties(result))
+
+
+class Results:
+    """Collects every cell's result on this process (the controller, under xdist) and renders them."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.results: list[CellResult] = config.stash[RESULTS_KEY]
+        self.orders: dict[str, dict[str, list[str]]] = {}
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, _RESULT_ATTR, None)
+        if data is None:
+            return
+        result = CellResult.from_dict(data["result"])
+        self.orders.setdefault(result.cell.target, data["order"])
+        self.results.append(result)
+
+    def ordering(self) -> Ordering:
+        variants: list[str] = []
+        stacks: list[str] = []
+        settings: list[str] = []
+        for target in sorted(self.orders):
+            order = self.orders[target]
+            variants += [v for v in order["variants"] if v not in variants]
+            stacks += [v for v in order["stacks"] if v not in stacks]
+            settings += [v for v in order["settings"] if v not in settings]
+        return Ordering(variants=tuple(variants), stacks=tuple(stacks), settings=tuple(settings))
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if _is_worker(self.config):
+            return
+        tr = terminalreporter
+        state = self.config.stash[STATE_KEY]
+        if self.results:
+            tr.write_sep("=", "IPv6 compatibility grid")
+            for line in render_terminal(self.results, width=tr._tw.fullwidth, order=self.ordering()):
+                tr.write_line(line)
+        if state.kept:
+            tr.write_sep("-", "kept containers of failed cells")
+            for name in state.kept:
+                tr.write_line(f"{name}: docker logs {name}; docker exec -it {name} /.ipv6compat/busybox sh; "
+                              f"docker rm -f {name}")
+
+    def pytest_sessionfinish(self) -> None:
+        if _is_worker(self.config):
+            return
+        state = self.config.stash[STATE_KEY]
+        s = state.settings
+        order = self.ordering()
+        if s.markdown is not None:
+            s.markdown.write_text(render_markdown(self.results, order=order), encoding="utf-8")
+        if s.json is not None:
+            meta: dict[str, Any] = {
+                "plugin_version": version("pytest-ipv6compat"),
+                "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "base_image": state.base_ref or s.base_image,
+                **state.engine_info(),
+            }
+            s.json.write_text(render_json(self.results, meta=meta, order=order), encoding="utf-8")
+
+
+def listener_set_diff(op: str, left: object, right: object) -> list[str] | None:
+    """Explain ``set_of_listeners == set_of_listeners`` as missing and extra listeners."""
+    from .listeners import diff_listeners, format_listeners
+    from .model import Listener
+
+    sets = (left, right)
+    if op != "==" or not all(isinstance(s, (set, frozenset)) for s in sets):
+        return None
+    if not all(isinstance(x, Listener) for s in sets for x in s):  # type: ignore[attr-defined]
+        return None
+    seen, expected = frozenset(left), frozenset(right)  # type: ignore[arg-type]
+    missing, extra = diff_listeners(expected, seen)
+    return [
+        "listener sets differ",
+        f"seen:     {format_listeners(seen)}",
+        f"expected: {format_listeners(expected)}",
+        f"missing:  {format_listeners(missing)}",
+        f"extra:    {format_listeners(extra)}",
+    ]

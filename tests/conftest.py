@@ -1,0 +1,63 @@
+"""Shared fixtures for the plugin's own tests.
+
+Tests marked ``docker`` need a real engine. Outside CI they are skipped with a
+reason when none answers; under CI (``CI`` set) an unreachable engine fails
+them, so a missing engine can never look like a green run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from pytest_ipv6compat import images
+from pytest_ipv6compat.runtime import Engine, EngineError
+
+ROOT = Path(__file__).resolve().parent.parent
+MATRIX = ROOT / "matrix" / "cloud-proxy.ipv6.toml"
+
+
+def _engine_or_skip() -> Engine:
+    try:
+        return Engine.connect(images.ensure_probe(images.default_cache_dir()))
+    except (EngineError, images.ImageError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs a Docker engine: {exc}", pytrace=False)
+        pytest.skip(f"no Docker engine: {exc}")
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Engine]:
+    eng = _engine_or_skip()
+    yield eng
+    eng.remove_session()
+
+
+@pytest.fixture(scope="session")
+def client(engine: Engine) -> docker.DockerClient:
+    return engine.client
+
+
+@pytest.fixture(scope="session")
+def base_image(client: docker.DockerClient) -> str:
+    return images.ensure_base_image(client, images.default_cache_dir())
+
+
+@pytest.fixture(scope="session")
+def proxy_image(client: docker.DockerClient, base_image: str) -> dict[str, str]:
+    """The cloud-proxy variants, built (or found) by content."""
+    return {
+        v: images.ensure_target_image(
+            client, ROOT / "matrix" / "cloud-proxy", base=base_image, name=f"cloud-proxy-{v}",
+            build_args={"VARIANT": v},
+        )
+        for v in ("unpatched", "env-toggle", "adaptive")
+    }
+
+
+def ipv6compat_containers(client: docker.DockerClient) -> list[str]:
+    return [c.name for c in client.containers.list(all=True, filters={"label": "ipv6compat.session"})]

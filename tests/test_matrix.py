@@ -1,0 +1,151 @@
+"""Matrix loading, validation and judging: pure, no Docker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_ipv6compat.matrix import MatrixError, judge, load_matrix, parse_expectation, parse_listener
+from pytest_ipv6compat.model import Family, KnobSetting, Listener, Outcome, Reach, Verdict
+
+ROOT = Path(__file__).resolve().parent.parent
+V4 = Listener(Family.INET, "0.0.0.0", 56000)
+V6 = Listener(Family.INET6, "::", 56000)
+
+MINIMAL = """\
+[target]
+name = "svc"
+images = { a = "img:a" }
+variants = ["a"]
+knob = "SVC_V6"
+settings = ["unset", "=1"]
+stacks = ["dual-stack"]
+
+[expect.a.dual-stack]
+unset = "up 0.0.0.0:80 [::]:80"
+"=1" = "up 0.0.0.0:80"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "m.ipv6.toml"
+    path.write_text(text)
+    return path
+
+
+def test_reference_matrix_has_63_cells_plus_read_only_cells() -> None:
+    m = load_matrix(ROOT / "matrix" / "cloud-proxy.ipv6.toml")
+    rw = [c for c in m.cells if c.config_mode == "rw"]
+    assert len(rw) == 63
+    assert {c.variant for c in rw} == {"unpatched", "env-toggle", "adaptive"}
+    assert {c.setting.label for c in rw} == {"unset", "empty", "=1", "=true", "=false", "=0", "=maybe"}
+    ids = [c.id for c in m.cells]
+    assert len(ids) == len(set(ids))
+    assert "env-toggle-ipv6-kernel-off-PL_IPV6_DISABLE=1" in ids
+    assert "env-toggle-dual-stack-config-ro-PL_IPV6_DISABLE=false" in ids
+
+
+def test_minimal_matrix(tmp_path: Path) -> None:
+    m = load_matrix(write(tmp_path, MINIMAL))
+    assert [c.id for c in m.cells] == ["a-dual-stack-SVC_V6-unset", "a-dual-stack-SVC_V6=1"]
+    assert m.target.image_for("a") == "img:a"
+    assert m.cells[0].setting == KnobSetting(None)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('stacks = ["dual-stack"]', 'stacks = ["ipv6-off"]', "unknown stack 'ipv6-off'"),
+        ("[expect.a.dual-stack]", "[expect.b.dual-stack]", "unknown variant 'b'"),
+        ('"=1" = "up 0.0.0.0:80"', '"=2" = "up 0.0.0.0:80"', "unknown knob setting '=2'"),
+        ('"=1" = "up 0.0.0.0:80"', "", "[expect.a.dual-stack.=1]: no expectation for this cell"),
+        ('knob = "SVC_V6"', 'knob = "SVC-V6"', "'SVC-V6' is not a valid environment variable name"),
+        ('knob = "SVC_V6"', "", "missing the key 'knob'"),
+        ('settings = ["unset", "=1"]', 'settings = ["unset", "1"]', "knob setting '1' must be"),
+        ('settings = ["unset", "=1"]', 'settings = ["=1", "=1"]', "lists '=1' twice"),
+        ('"=1" = "up 0.0.0.0:80"', '"=1" = "listening"', "must start with 'up', 'exited' or 'timeout'"),
+        ('"=1" = "up 0.0.0.0:80"', '"=1" = "up 0.0.0.0:99999"', "port out of range"),
+        ('"=1" = "up 0.0.0.0:80"', '"=1" = "up 300.0.0.1:80"', "listener '300.0.0.1:80'"),
+        ('"=1" = "up 0.0.0.0:80"', '"=1" = "up [::]:80/mute"', "unknown listener flag '/mute'"),
+        ('"=1" = "up 0.0.0.0:80"', '"=1" = "up"', "needs at least one listener"),
+        ('"=1" = "up 0.0.0.0:80"', "\"=1\" = \"exited 1 'a\"", "No closing quotation"),
+        ('"=1" = "up 0.0.0.0:80"', '"=1" = 3', "must be a string, got 3"),
+        ('images = { a = "img:a" }', "", "needs exactly one of 'build'"),
+        ('name = "svc"', 'name = "svc"\nflavour = 1', "unknown key(s): flavour"),
+        ('unset = "up', 'unset = "up 1.1.1.1:1"\nunset = "up', "not valid TOML"),
+        ("[expect.a.dual-stack]", "[expected.a.dual-stack]", "unknown top-level key(s): expected"),
+    ],
+)
+def test_bad_matrix_names_the_problem(tmp_path: Path, old: str, new: str, message: str) -> None:
+    assert old in MINIMAL
+    path = write(tmp_path, MINIMAL.replace(old, new, 1))
+    with pytest.raises(MatrixError) as info:
+        load_matrix(path)
+    text = str(info.value)
+    assert message in text
+    assert str(path) in text
+    assert "\n" not in text
+
+
+def test_env_table_is_validated(tmp_path: Path) -> None:
+    text = MINIMAL.replace('knob = "SVC_V6"', 'knob = "SVC_V6"\nenv = { "BAD NAME" = "x" }')
+    with pytest.raises(MatrixError, match="'BAD NAME' is not a valid environment variable name"):
+        load_matrix(write(tmp_path, text))
+    text = MINIMAL.replace('knob = "SVC_V6"', 'knob = "SVC_V6"\nenv = { SVC_V6 = "1" }')
+    with pytest.raises(MatrixError, match="sets the knob 'SVC_V6'"):
+        load_matrix(write(tmp_path, text))
+
+
+def test_missing_file_and_duplicate_cell(tmp_path: Path) -> None:
+    with pytest.raises(MatrixError, match="cannot read"):
+        load_matrix(tmp_path / "absent.ipv6.toml")
+    dup = MINIMAL + 'unset = "up 0.0.0.0:80"\n'
+    with pytest.raises(MatrixError, match="not valid TOML"):
+        load_matrix(write(tmp_path, dup))
+
+
+def test_parse_listener_forms() -> None:
+    assert parse_listener("0.0.0.0:56000") == V4
+    assert parse_listener("[::]:56000") == V6
+    assert parse_listener("[0:0::1]:80") == Listener(Family.INET6, "::1", 80)
+    assert parse_listener("[::ffff:7f00:1]:80") == Listener(Family.INET6, "::ffff:127.0.0.1", 80)
+    with pytest.raises(ValueError, match="not ADDRESS:PORT"):
+        parse_listener("56000")
+
+
+def up(*reach: tuple[Listener, bool]) -> Verdict:
+    return Verdict(Outcome.UP, frozenset(lst for lst, _ in reach), tuple(Reach(lst, ok, "") for lst, ok in reach))
+
+
+def test_judge_up() -> None:
+    both = parse_expectation("up 0.0.0.0:56000 [::]:56000")
+    assert not judge(both, up((V4, True), (V6, True)))
+    assert judge(both, up((V4, True))).reasons == ("missing listeners: [::]:56000",)
+    v4 = parse_expectation("up 0.0.0.0:56000")
+    assert judge(v4, up((V4, True), (V6, True))).reasons == ("unexpected listeners: [::]:56000",)
+    assert judge(both, up((V4, True), (V6, False))).reasons == ("[::]:56000 did not answer, expected it to",)
+    silent = parse_expectation("up 0.0.0.0:56000 [::]:56000/silent")
+    assert not judge(silent, up((V4, True), (V6, False)))
+    assert judge(silent, up((V4, True), (V6, True))).reasons == ("[::]:56000 answered, expected it not to",)
+    assert judge(both, Verdict(Outcome.UP, frozenset({V4, V6}))).reasons == (
+        "0.0.0.0:56000 was not probed",
+        "[::]:56000 was not probed",
+    )
+
+
+def test_judge_exited_and_timeout() -> None:
+    exp = parse_expectation("exited 1 'failed (97'")
+    died = Verdict(Outcome.EXITED, exit_code=1, logs="nginx: [emerg] socket() [::]:56000 failed (97: ...)")
+    assert not judge(exp, died)
+    assert judge(exp, Verdict(Outcome.EXITED, exit_code=2, logs=died.logs)).reasons == (
+        "expected exit code 1, got 2",
+    )
+    assert judge(exp, Verdict(Outcome.EXITED, exit_code=1, logs="other")).reasons == (
+        "logs do not contain 'failed (97'",
+    )
+    any_code = parse_expectation("exited")
+    assert judge(any_code, Verdict(Outcome.EXITED, exit_code=0)).reasons == ("expected a non-zero exit code, got 0",)
+    assert judge(exp, Verdict(Outcome.TIMEOUT)).reasons == ("expected exited, but the target timed out",)
+    assert not judge(parse_expectation("timeout"), Verdict(Outcome.TIMEOUT))
+    assert judge(parse_expectation("timeout"), up((V4, True))).reasons == ("expected timeout, but the target is up",)
