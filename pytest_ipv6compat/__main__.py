@@ -44,8 +44,12 @@ def main(argv: list[str] | None = None) -> int:
             for variant in target.variants:
                 started = time.monotonic()
                 ref = images.ensure_target_image(
-                    engine.client, target.build, base=base, name=f"{target.name}-{variant}",
-                    build_args={target.variant_arg: variant}, cache_dir=cache,
+                    engine.client,
+                    target.build,
+                    base=base,
+                    name=f"{target.name}-{variant}",
+                    build_args={target.variant_arg: variant},
+                    cache_dir=cache,
                 )
                 print(f"target     {ref}  ({time.monotonic() - started:.2f}s)")
     except (MatrixError, images.ImageError, EngineError) as exc:

@@ -19,7 +19,7 @@ from . import images
 from .keys import STATE_KEY
 from .listeners import format_listeners
 from .model import Attestation, Listener, Outcome, Verdict
-from .runtime import EngineError, Launch
+from .runtime import Engine, EngineError, Launch
 from .stacks import get_stack
 from .state import SessionState, Unavailable
 
@@ -56,8 +56,10 @@ class StartedTarget:
 
     def describe(self) -> str:
         v = self.verdict
-        lines = [f"{self.image} on {self.stack}: {v.outcome}"
-                 + (f" with code {v.exit_code}" if v.exit_code is not None else "")]
+        lines = [
+            f"{self.image} on {self.stack}: {v.outcome}"
+            + (f" with code {v.exit_code}" if v.exit_code is not None else "")
+        ]
         lines.append(f"listeners: {format_listeners(v.listeners)}")
         lines += [f"  {r.listener}: {'answered' if r.answered else 'no answer'} ({r.detail})" for r in v.reach]
         if v.error_line:
@@ -71,7 +73,7 @@ class TargetFactory:
     def __init__(self, state: SessionState) -> None:
         self._state = state
 
-    def _engine(self):  # type: ignore[no-untyped-def]
+    def _engine(self) -> Engine:
         try:
             return self._state.engine()
         except Unavailable as exc:

@@ -21,7 +21,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import docker
@@ -119,6 +119,8 @@ def _build_lock(cache_dir: Path) -> Iterator[None]:
     except filelock.Timeout as exc:
         raise ImageError(f"gave up after {_LOCK_TIMEOUT_S:.0f}s waiting for {lock.lock_file}: "
                          "another build holds it") from exc
+    except OSError as exc:
+        raise ImageError(f"cannot lock {lock.lock_file}: {exc.strerror}") from exc
     try:
         yield
     finally:
@@ -264,7 +266,11 @@ def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
 def ensure_base_image(client: docker.DockerClient, cache_dir: Path, *,
                       packages: Sequence[str] = DEFAULT_PACKAGES,
                       repository: str = BASE_REPOSITORY) -> str:
-    """Return ``<repository>:<recipe key>``, assembling it from .debs if it is absent."""
+    """Return ``<repository>:<recipe key>``, assembling it from .debs if it is absent.
+
+    The key hashes the recipe (``packages``, exclusions, applets, extras, RECIPE_VERSION), the dpkg
+    architecture and the host distribution; resolved package versions go into LABEL_PACKAGES.
+    """
     ref = f"{repository}:{_recipe_key(packages)}"
     if _image_exists(client, ref):
         return ref
@@ -298,7 +304,8 @@ def _build_base(client: docker.DockerClient, cache_dir: Path, packages: Sequence
         _smoke_test(client, staged, ref)
         client.api.tag(staged, repository, tag=key)
     finally:
-        client.api.remove_image(staged, noprune=True)
+        with suppress(docker.errors.APIError):
+            client.api.remove_image(staged, noprune=True)
     log.info("built base image %s (%s) in %.1fs", ref, versions, time.monotonic() - started)
 
 

@@ -83,7 +83,7 @@ class CellItem(pytest.Item):
         settings = state.settings
         try:
             self._running = self._exit.enter_context(
-                engine.run(launch, timeout=settings.timeout, settle=settings.settle, keep=settings.keep_failed)
+                engine.run(launch, timeout=settings.timeout, settle=settings.settle)
             )
             self.attestation = self._running.attestation()
         except EngineError as exc:
@@ -106,11 +106,12 @@ class CellItem(pytest.Item):
             raise CellMismatch(result)
 
     def teardown(self) -> None:
-        failed = self.stash.get(RESULT_KEY, None)
-        if failed is not None and failed.status == "fail" and self._running is not None:
-            if self.config.stash[STATE_KEY].settings.keep_failed:
-                self.config.stash[STATE_KEY].kept.append(self._running.name)
-        self._exit.__exit__(CellMismatch if failed is not None and failed.status == "fail" else None, None, None)
+        result = self.stash.get(RESULT_KEY, None)
+        state = self.config.stash[STATE_KEY]
+        if result is not None and result.status == "fail" and self._running is not None and state.settings.keep_failed:
+            self._running.keep = True
+            state.kept.append(self._running.name)
+        self._exit.close()
 
     def result(self, reasons: tuple[str, ...]) -> CellResult:
         verdict = self.verdict

@@ -126,14 +126,10 @@ def parse_expectation(text: str) -> Expectation:
             code = int(rest.pop(0))
         if len(rest) > 1:
             raise ValueError(f"expectation {text!r}: quote the error text as one string")
-        return Expectation(
-            Outcome.EXITED, exit_code=code, error_contains=rest[0] if rest else None, source=text
-        )
+        return Expectation(Outcome.EXITED, exit_code=code, error_contains=rest[0] if rest else None, source=text)
     if head == Outcome.TIMEOUT.value and not rest:
         return Expectation(Outcome.TIMEOUT, source=text)
-    raise ValueError(
-        f"expectation {text!r} must start with 'up', 'exited' or 'timeout'"
-    )
+    raise ValueError(f"expectation {text!r} must start with 'up', 'exited' or 'timeout'")
 
 
 def judge(expected: Expectation, verdict: Verdict) -> Mismatch:
@@ -213,7 +209,7 @@ def _load_target(raw: Mapping[str, Any], path: Path) -> Target:
             )
     env = raw.get("env", {})
     if not isinstance(env, dict):
-        raise MatrixError(f"{_where(path, 'target', 'env')} must be a table of NAME = \"value\"")
+        raise MatrixError(f'{_where(path, "target", "env")} must be a table of NAME = "value"')
     for key, value in env.items():
         if not ENV_NAME.match(key):
             raise MatrixError(f"{_where(path, 'target', 'env')}: {key!r} is not a valid environment variable name")
@@ -265,24 +261,22 @@ def _cells(
         raise MatrixError(f"{_where(path, section)} must be a table")
     for variant, by_stack in raw.items():
         if variant not in target.variants:
-            raise MatrixError(
-                f"{_where(path, section, variant)}: unknown variant {variant!r} (declared: {', '.join(target.variants)})"
-            )
+            declared = ", ".join(target.variants)
+            raise MatrixError(f"{_where(path, section, variant)}: unknown variant {variant!r} (declared: {declared})")
         if not isinstance(by_stack, dict):
             raise MatrixError(f"{_where(path, section, variant)} must be a table of stacks")
         for stack, by_setting in by_stack.items():
             if stack not in target.stacks:
-                raise MatrixError(
-                    f"{_where(path, section, variant, stack)}: unknown stack {stack!r} (declared: {', '.join(target.stacks)})"
-                )
+                declared = ", ".join(target.stacks)
+                where = _where(path, section, variant, stack)
+                raise MatrixError(f"{where}: unknown stack {stack!r} (declared: {declared})")
             if not isinstance(by_setting, dict):
                 raise MatrixError(f"{_where(path, section, variant, stack)} must be a table of knob settings")
             labels = [s.label for s in target.settings]
             for label in by_setting:
                 if label not in labels:
-                    raise MatrixError(
-                        f"{_where(path, section, variant, stack)}: unknown knob setting {label!r} (declared: {', '.join(labels)})"
-                    )
+                    where = _where(path, section, variant, stack)
+                    raise MatrixError(f"{where}: unknown knob setting {label!r} (declared: {', '.join(labels)})")
             for setting in target.settings:
                 where = _where(path, section, variant, stack, setting.label)
                 if setting.label not in by_setting:
@@ -340,5 +334,7 @@ def load_matrix(path: Path) -> Matrix:
     for variant in target.variants:
         for stack in target.stacks:
             if (variant, stack) not in rw:
-                raise MatrixError(f"{_where(path, 'expect', variant, stack)}: no expectations for this variant and stack")
+                raise MatrixError(
+                    f"{_where(path, 'expect', variant, stack)}: no expectations for this variant and stack"
+                )
     return Matrix(path=path, target=target, cells=tuple(cells))

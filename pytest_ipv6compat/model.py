@@ -117,9 +117,7 @@ class KnobSetting:
             return cls("")
         if label.startswith("="):
             return cls(label[1:])
-        raise ValueError(
-            f"knob setting {label!r} must be 'unset', 'empty' or '=VALUE'"
-        )
+        raise ValueError(f"knob setting {label!r} must be 'unset', 'empty' or '=VALUE'")
 
 
 @dataclass(frozen=True)

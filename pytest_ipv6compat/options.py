@@ -41,7 +41,9 @@ OPTIONS = (
         "LABELS",
     ),
     Option("ipv6_image", "image the ipv6_target fixture starts (overrides ipv6_build)", "string", None, "IMAGE"),
-    Option("ipv6_build", "build context (directory with a Dockerfile) for the ipv6_target fixture", "path", None, "DIR"),
+    Option(
+        "ipv6_build", "build context (directory with a Dockerfile) for the ipv6_target fixture", "path", None, "DIR"
+    ),
     Option(
         "ipv6_base_image",
         "base image passed as build arg BASE instead of bootstrapping one from Debian packages",
@@ -50,8 +52,16 @@ OPTIONS = (
         "IMAGE",
     ),
     Option("ipv6_markdown", "write the compatibility grid as Markdown to this file", "path", None, "PATH"),
-    Option("ipv6_json", "write the results as JSON (schema pytest-ipv6compat/report v1) to this file", "path", None, "PATH"),
-    Option("ipv6_timeout", "seconds a target may take to listen before its verdict is 'timeout'", "seconds", 30.0, "SECONDS"),
+    Option(
+        "ipv6_json", "write the results as JSON (schema pytest-ipv6compat/report v1) to this file", "path", None, "PATH"
+    ),
+    Option(
+        "ipv6_timeout",
+        "seconds a target may take to listen before its verdict is 'timeout'",
+        "seconds",
+        30.0,
+        "SECONDS",
+    ),
     Option("ipv6_settle", "seconds the LISTEN set must stay unchanged before it is read", "seconds", 0.1, "SECONDS"),
     Option("ipv6_keep_failed", "keep the containers of failed cells and print how to inspect them", "bool", False),
     Option("ipv6_require_docker", "error instead of skip when the Docker engine is unreachable", "bool", False),
@@ -98,15 +108,11 @@ def _convert(opt: Option, raw: Any, source: str, rootpath: Path) -> Any:
         if opt.name == "ipv6_stacks":
             for item in items:
                 if item not in STACKS:
-                    raise pytest.UsageError(
-                        f"{source}: unknown stack {item!r} (known: {', '.join(STACKS)})"
-                    )
+                    raise pytest.UsageError(f"{source}: unknown stack {item!r} (known: {', '.join(STACKS)})")
         if opt.name == "ipv6_settings":
             for item in items:
                 if item not in ("unset", "empty") and not item.startswith("="):
-                    raise pytest.UsageError(
-                        f"{source}: knob setting {item!r} must be 'unset', 'empty' or '=VALUE'"
-                    )
+                    raise pytest.UsageError(f"{source}: knob setting {item!r} must be 'unset', 'empty' or '=VALUE'")
         return items
     if opt.kind == "seconds":
         try:

@@ -13,7 +13,13 @@ from typing import Any
 import pytest
 
 from . import options, summary
-from .fixtures import ipv6_target, ipv6_target_factory, ipv6_target_image  # noqa: F401 - registered fixtures
+from .fixtures import (  # noqa: F401 - fixtures are registered by being in this module
+    ipv6_env,
+    ipv6_stack,
+    ipv6_target,
+    ipv6_target_factory,
+    ipv6_target_image,
+)
 from .items import CellItem, MatrixFile
 from .keys import RESULTS_KEY, STATE_KEY
 from .state import SessionState

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import queue
+import re
 import socket
 import threading
 import time
@@ -27,6 +28,7 @@ import docker
 import docker.errors
 from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
+from testcontainers.core.exceptions import ContainerStartException
 
 from .listeners import parse_proc_net_tcp
 from .model import Attestation, Family, Listener, Outcome, Reach, Verdict
@@ -38,6 +40,10 @@ MARK = "@@ipv6compat "
 PROBE_MOUNT = "/.ipv6compat"
 LABEL = "ipv6compat.session"
 _ERROR_WORDS = ("[emerg]", "[alert]", "[crit]", "error", "failed", "invalid", "required")
+# What a failing or hung engine raises: docker-py's errors, plus the connection errors and
+# timeouts of requests (subclasses of OSError), which docker-py passes through unwrapped.
+_FAULTS = (docker.errors.DockerException, OSError)
+_STREAM_JOIN_S = 2.0  # how long teardown waits for the log thread after closing its stream
 
 
 class EngineError(Exception):
@@ -78,15 +84,22 @@ class Engine:
     _info: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def connect(cls, probe_dir: Path, *, api_timeout: float = 60.0) -> Engine:
+    def connect(cls, probe_dir: Path, *, api_timeout: float = 60.0, connect_timeout: float = 10.0) -> Engine:
+        """Connect to the engine named by the environment (``DOCKER_HOST``, else the default socket).
+
+        Every API call is bounded: ``connect_timeout`` for the first contact (an engine
+        that accepts but never answers must not stall a session), ``api_timeout`` after.
+        """
         # Ryuk needs an image that cannot be pulled here; cleanup is by session label.
         testcontainers_config.ryuk_disabled = True
         try:
-            client = docker.from_env(timeout=int(api_timeout))
+            client = docker.from_env(timeout=min(api_timeout, connect_timeout))
             client.ping()
-        except docker.errors.DockerException as exc:
-            host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-            raise EngineError(f"Docker engine at {host} is unreachable: {_reason(exc)}") from None
+        except _FAULTS as exc:
+            host = os.environ.get("DOCKER_HOST")
+            where = f"{host} (from DOCKER_HOST)" if host else "unix:///var/run/docker.sock (the default)"
+            raise EngineError(f"Docker engine at {where} is unreachable: {_reason(exc)}") from None
+        client.api.timeout = api_timeout
         return cls(client=client, probe_dir=probe_dir, api_timeout=api_timeout)
 
     def info(self) -> dict[str, str]:
@@ -95,7 +108,7 @@ class Engine:
             try:
                 ver = self.client.version()
                 sec = self.client.info().get("SecurityOptions") or []
-            except docker.errors.DockerException as exc:
+            except _FAULTS as exc:
                 raise EngineError(f"cannot query the Docker engine: {_reason(exc)}") from None
             self._info = {
                 "version": str(ver.get("Version", "?")),
@@ -119,17 +132,22 @@ class Engine:
                 attrs = self.client.images.get(image).attrs
             except docker.errors.ImageNotFound:
                 raise EngineError(f"image {image!r} is not present in the Docker engine") from None
-            except docker.errors.APIError as exc:
+            except _FAULTS as exc:
                 raise EngineError(f"cannot inspect image {image!r}: {_reason(exc)}") from None
             self._image_config[image] = attrs.get("Config") or {}
         return self._image_config[image]
 
     def sweep(self) -> list[str]:
-        """Remove containers left by dead sessions on this host; never a live one's."""
+        """Remove containers left by dead sessions on this host; never a live one's.
+
+        A session is alive while its process exists with the recorded start time
+        (pids are reused) and is not a zombie. Concurrent sweeps (xdist workers
+        starting together) may race for the same leftover; losing is not an error.
+        """
         removed: list[str] = []
         try:
             found = self.client.containers.list(all=True, filters={"label": LABEL})
-        except docker.errors.DockerException as exc:
+        except _FAULTS as exc:
             log.warning("cannot list leftover containers: %s", _reason(exc))
             return removed
         host = socket.gethostname()
@@ -140,32 +158,25 @@ class Engine:
             pid = labels.get("ipv6compat.pid", "")
             if pid.isdigit() and _process_start(int(pid)) == labels.get("ipv6compat.pid-start"):
                 continue  # its session is alive
-            with contextlib.suppress(docker.errors.NotFound):
-                container.remove(force=True, v=True)
+            if _remove(container):
                 removed.append(container.name)
         return removed
 
     def remove_session(self, keep: Collection[str] = ()) -> int:
         """Remove every container this process started and still has, except ``keep`` (names)."""
-        n = 0
         try:
             found = self.client.containers.list(all=True, filters={"label": f"{LABEL}={self.session}"})
-        except docker.errors.DockerException:
-            return n
-        for container in found:
-            if container.name in keep:
-                continue
-            with contextlib.suppress(docker.errors.DockerException):
-                container.remove(force=True, v=True)
-                n += 1
-        return n
+        except _FAULTS as exc:
+            log.warning("cannot list this session's containers: %s", _reason(exc))
+            return 0
+        return sum(_remove(container) for container in found if container.name not in keep)
 
     @contextlib.contextmanager
-    def run(self, launch: Launch, *, timeout: float, settle: float, keep: bool = False) -> Iterator[Running]:
+    def run(self, launch: Launch, *, timeout: float, settle: float) -> Iterator[Running]:
         """Start ``launch``; yield a :class:`Running`; remove the container on exit.
 
-        With ``keep=True`` the container is left for inspection when the body
-        raised (a failed cell); it still carries the session label.
+        Set ``running.keep = True`` to leave the container for inspection (a
+        failed cell under --ipv6-keep-failed); it still carries the session label.
         """
         config = self.image_config(launch.image)
         argv = list(config.get("Entrypoint") or [])
@@ -173,7 +184,7 @@ class Engine:
         entry = [f"{PROBE_MOUNT}/busybox", "sh", f"{PROBE_MOUNT}/shim.sh", f"{settle:g}", launch.http_path, "--"]
         container = DockerContainer(
             launch.image,
-            docker_client_kw={"timeout": int(self.api_timeout), "version": self.client.api.api_version},
+            docker_client_kw={"timeout": self.api_timeout, "version": self.client.api.api_version},
             command=argv,  # type: ignore[arg-type]
             name=launch.name,
         )
@@ -192,23 +203,25 @@ class Engine:
             cap_add=[],
         )
         running: Running | None = None
-        failed = True
         try:
             try:
                 container.start()
-            except docker.errors.DockerException as exc:
+                running = Running(container, launch.stack, deadline=time.monotonic() + timeout)
+            except _FAULTS as exc:
                 raise EngineError(f"cannot start a container from {launch.image!r}: {_reason(exc)}") from None
-            running = Running(container, launch.stack, deadline=time.monotonic() + timeout)
             yield running
-            failed = False
         finally:
+            # Bounded even when the engine hangs: every call below has the API timeout,
+            # and a container that cannot be removed now still has the session label.
             if running is not None:
                 running.close_stream()
-            if keep and failed and container._container is not None:
-                log.warning("kept container %s for inspection", container._container.name)
+            if running is not None and running.keep:
+                log.warning("kept container %s for inspection", running.name)
             else:
-                with contextlib.suppress(docker.errors.DockerException):
-                    container.stop()
+                with contextlib.suppress(ContainerStartException):  # create itself failed: nothing to remove
+                    _remove(container.get_wrapped_container())
+            with contextlib.suppress(Exception):
+                container.get_docker_client().client.close()
 
 
 class Running:
@@ -221,6 +234,7 @@ class Running:
         self.deadline = deadline
         self.started = time.monotonic()
         self.observation = Observation(container_id=self.wrapped.id or "")
+        self.keep = False  # leave the container in place when the run ends
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._facts: dict[str, str] = {}
         self._rows: dict[str, list[str]] = {"tcp": [], "tcp6": []}
@@ -228,8 +242,12 @@ class Running:
         self._logs: list[str] = []
         self._ended = False
         self._ready = False
+        # docker-py disables the socket timeout on a followed stream, so a hung engine would
+        # block this read for ever: the reader is a daemon thread, the waits here use the
+        # deadline, and close_stream() shuts the socket to release it.
         self._stream = self.wrapped.logs(stream=True, follow=True, stdout=True, stderr=True)
-        threading.Thread(target=self._pump, name="ipv6compat-logs", daemon=True).start()
+        self._thread = threading.Thread(target=self._pump, name=f"ipv6compat-logs-{self.name}", daemon=True)
+        self._thread.start()
 
     @property
     def name(self) -> str:
@@ -250,8 +268,12 @@ class Running:
         self._lines.put(None)
 
     def close_stream(self) -> None:
+        """Stop following the logs and let the reader thread end (bounded wait)."""
         with contextlib.suppress(Exception):
             self._stream.close()
+        self._thread.join(_STREAM_JOIN_S)
+        if self._thread.is_alive():
+            log.warning("the log stream of %s did not close within %gs", self.name, _STREAM_JOIN_S)
 
     def _next(self) -> bool:
         """Take one line; False when the stream ended or the deadline passed."""
@@ -284,7 +306,7 @@ class Running:
             family, _, row = rest.partition(" ")
             self._rows.setdefault(family, []).append(row)
         elif kind == "reach":
-            family, key, answer = (rest.split(" ", 2) + ["", ""])[:3]
+            family, key, answer = [*rest.split(" ", 2), "", ""][:3]
             self._reach.append((family, key, answer))
         elif kind == "ready":
             self._ready = True
@@ -371,16 +393,49 @@ def error_line(lines: list[str]) -> str | None:
 
 
 def _process_start(pid: int) -> str:
-    """Start time of ``pid`` in clock ticks since boot, or '' if it is gone."""
+    """Start time of ``pid`` in clock ticks since boot, or '' if it is gone or a zombie."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return ""
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):  # dead, not yet reaped: its session will never clean up
+        return ""
+    return fields[19]
+
+
+def _remove(container: Any) -> bool:
+    """Force-remove a container; True if this call removed it. Never raises."""
+    try:
+        container.remove(force=True, v=True)
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409:  # removal already in progress (a concurrent sweep)
+            return False
+        log.warning("cannot remove container %s: %s", container.name, _reason(exc))
+        return False
+    except _FAULTS as exc:
+        log.warning("cannot remove container %s: %s", container.name, _reason(exc))
+        return False
+    return True
+
+
+_ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)|(Read timed out|timed out|Connection aborted)")
 
 
 def _reason(exc: BaseException) -> str:
+    """One line saying why an engine call failed: the engine's own words, else the root cause."""
     if isinstance(exc, docker.errors.APIError) and exc.explanation:
-        return str(exc.explanation)
-    text = str(exc).strip().splitlines()
-    return text[-1] if text else type(exc).__name__
+        return str(exc.explanation).strip().splitlines()[0]
+    seen: BaseException | None = exc
+    while seen is not None:  # the innermost OS error says it best ("Connection refused")
+        if isinstance(seen, OSError) and seen.strerror:
+            return str(seen.strerror)
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    found = _ERRNO_TEXT.search(text)
+    if found:
+        return (found.group(1) or found.group(2)).strip()
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else type(exc).__name__

@@ -15,8 +15,8 @@ Limits, by design:
 * 32-bit x86 (i386) programs create sockets through ``socketcall(2)``, whose
   address family sits in user memory where seccomp cannot look, and libseccomp
   refuses the AF_INET6 rules for that architecture. So when ``inet6_errno`` is
-  set the i386 sub-architecture is left out (its programs are refused as a
-  foreign architecture) and ``socketcall`` is not allowed. x86_64, x32, aarch64
+  set the i386 sub-architecture is left out (i386 programs cannot run under
+  that profile) and ``socketcall`` is not allowed. x86_64, x32, aarch64
   and arm programs are filtered normally.
 * Docker 20.10 ignores ``defaultErrnoRet``; denial is ``EPERM`` either way.
 * The ``clone`` flag check assumes flags in argument 0, which holds on every
@@ -51,8 +51,8 @@ AF_INET6 = 10
 # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
 CLONE_NAMESPACE_FLAGS = 0x7E020000
 
-# personality(2) personas a normal program asks for: PER_LINUX, PER_LINUX_32BIT,
-# UNAME26, UNAME26|PER_LINUX32, and 0xffffffff (query the current persona).
+# personality(2) personas a normal program asks for: PER_LINUX (0), PER_LINUX32
+# (0x8), UNAME26 (0x20000), UNAME26|PER_LINUX32, and 0xffffffff (query only).
 ALLOWED_PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
 
 ARCH_MAP: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -63,7 +63,11 @@ class SessionState:
         key = (str(context), name + repr(sorted(build_args.items())))
         if key not in self._images:
             self._images[key] = images.ensure_target_image(
-                self.client, context, base=self.base_image(), name=name, build_args=build_args,
+                self.client,
+                context,
+                base=self.base_image(),
+                name=name,
+                build_args=build_args,
                 cache_dir=self.cache_dir,
             )
         return self._images[key]

@@ -11,8 +11,8 @@ import pytest
 from .items import CellItem
 from .keys import RESULT_KEY, RESULTS_KEY, STATE_KEY
 from .report import CellResult, Ordering, junit_properties, render_json, render_markdown, render_terminal
-from .stacks import STACKS
 from .runtime import EngineError
+from .stacks import STACKS
 from .state import Unavailable
 
 _RESULT_ATTR = "ipv6compat"  # a plain-dict attribute on TestReport; xdist carries it to the controller
@@ -97,7 +97,8 @@ def attach_result(item: CellItem, call: pytest.CallInfo[None], report: pytest.Te
             "settings": [s.label for s in target.settings],
         }
         setattr(report, _RESULT_ATTR, {"result": result.to_dict(), "order": order})
-        report.user_properties.extend(junit_properties(result))
+        # junitxml reads properties from the teardown report, which copies the item's.
+        item.user_properties.extend(junit_properties(result))
 
 
 class Results:
@@ -139,8 +140,9 @@ class Results:
         if state.kept:
             tr.write_sep("-", "kept containers of failed cells")
             for name in state.kept:
-                tr.write_line(f"{name}: docker logs {name}; docker exec -it {name} /.ipv6compat/busybox sh; "
-                              f"docker rm -f {name}")
+                tr.write_line(
+                    f"{name}: docker logs {name}; docker exec -it {name} /.ipv6compat/busybox sh; docker rm -f {name}"
+                )
 
     def pytest_sessionfinish(self) -> None:
         if _is_worker(self.config):
@@ -165,12 +167,11 @@ def listener_set_diff(op: str, left: object, right: object) -> list[str] | None:
     from .listeners import diff_listeners, format_listeners
     from .model import Listener
 
-    sets = (left, right)
-    if op != "==" or not all(isinstance(s, (set, frozenset)) for s in sets):
+    if op != "==" or not isinstance(left, (set, frozenset)) or not isinstance(right, (set, frozenset)):
         return None
-    if not all(isinstance(x, Listener) for s in sets for x in s):  # type: ignore[attr-defined]
+    if not all(isinstance(x, Listener) for x in (*left, *right)):
         return None
-    seen, expected = frozenset(left), frozenset(right)  # type: ignore[arg-type]
+    seen, expected = frozenset(left), frozenset(right)
     missing, extra = diff_listeners(expected, seen)
     return [
         "listener sets differ",

@@ -52,7 +52,10 @@ def proxy_image(client: docker.DockerClient, base_image: str) -> dict[str, str]:
     """The cloud-proxy variants, built (or found) by content."""
     return {
         v: images.ensure_target_image(
-            client, ROOT / "matrix" / "cloud-proxy", base=base_image, name=f"cloud-proxy-{v}",
+            client,
+            ROOT / "matrix" / "cloud-proxy",
+            base=base_image,
+            name=f"cloud-proxy-{v}",
             build_args={"VARIANT": v},
         )
         for v in ("unpatched", "env-toggle", "adaptive")

@@ -12,7 +12,7 @@ import json
 import re
 import struct
 import tarfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,6 @@ from pytest_ipv6compat.seccomp import (
 
 # Image the Docker tests run in: needs nginx and a static busybox at /bin/busybox.
 # The lead will switch this to the real base-image fixture.
-IMAGE = "proto:base"
 
 # What Docker's default profile keeps from unprivileged containers; written out
 # here rather than imported so the test does not just compare the module to itself.
@@ -257,7 +256,7 @@ def test_build_profile_returns_fresh_data() -> None:
     assert "mount" not in profile_json(inet6_errno=97)
 
 
-# --- Docker-backed tests: the profile in a real engine
+# --- Docker-backed tests: the profile in a real box
 
 PROFILE = profile_json(inet6_errno=97)
 SYSCTLS_OFF = {f"net.ipv6.conf.{iface}.disable_ipv6": "1" for iface in ("all", "default", "lo")}
@@ -268,25 +267,22 @@ WAIT_S = 20
 @dataclass(frozen=True)
 class Ran:
     code: int
-    output: str
+    output: str  # stdout and stderr interleaved
     host_config: Mapping[str, Any]
+    stdout: str = ""  # stdout alone: what the script printed, without nginx's log lines
+
+
+@dataclass(frozen=True)
+class Box:
+    """The box's client and the image the containers run (the project's base image)."""
+
+    client: Any
+    image: str
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[Any]:
-    docker = pytest.importorskip("docker")
-    try:
-        client = docker.from_env(timeout=WAIT_S)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        pytest.skip(f"Docker engine unreachable ({exc}); the seccomp profile needs a real engine")
-    try:
-        client.images.get(IMAGE)
-    except docker.errors.ImageNotFound:
-        client.close()
-        pytest.skip(f"image {IMAGE!r} is not present in the engine (it cannot be pulled here)")
-    yield client
-    client.close()
+def box(client: Any, base_image: str) -> Box:
+    return Box(client, base_image)
 
 
 def run(
@@ -301,8 +297,8 @@ def run(
 
     ``seccomp=None`` leaves Docker's default profile in place.
     """
-    container = client.containers.create(
-        IMAGE,
+    container = client.client.containers.create(
+        client.image,
         ["sh", "-c", script],
         network_mode="none",
         sysctls=dict(sysctls),
@@ -316,7 +312,8 @@ def run(
         code = container.wait(timeout=WAIT_S)["StatusCode"]
         output = container.logs(stdout=True, stderr=True).decode(errors="replace")
         container.reload()
-        return Ran(int(code), output, container.attrs["HostConfig"])
+        stdout = container.logs(stdout=True, stderr=False).decode(errors="replace")
+        return Ran(int(code), output, container.attrs["HostConfig"], stdout)
     finally:
         container.remove(force=True)
 
@@ -333,23 +330,23 @@ def _tar(files: Mapping[str, bytes]) -> bytes:
 
 
 @pytest.mark.docker
-def test_inet6_socket_fails_but_ipv4_sockets_work(engine: Any) -> None:
-    ran = run(engine, "busybox nc ::1 1; busybox nc 127.0.0.1 1")
+def test_inet6_socket_fails_but_ipv4_sockets_work(box: Any) -> None:
+    ran = run(box, "busybox nc ::1 1; busybox nc 127.0.0.1 1")
     assert "socket: Address family not supported by protocol" in ran.output
     assert "Connection refused" in ran.output
 
 
 @pytest.mark.docker
-def test_profile_without_inet6_errno_keeps_inet6(engine: Any) -> None:
+def test_profile_without_inet6_errno_keeps_inet6(box: Any) -> None:
     """The control: same sysctls, the profile built without the AF_INET6 rule."""
-    ran = run(engine, "busybox nc ::1 1", seccomp=profile_json())
+    ran = run(box, "busybox nc ::1 1", seccomp=profile_json())
     assert "Address family not supported" not in ran.output
     assert "Cannot assign requested address" in ran.output  # socket() worked; no ::1 to reach
 
 
 @pytest.mark.docker
-def test_container_is_unprivileged_and_filtered(engine: Any) -> None:
-    ran = run(engine, "busybox grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status")
+def test_container_is_unprivileged_and_filtered(box: Any) -> None:
+    ran = run(box, "busybox grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status")
     host = ran.host_config
     assert host["Privileged"] is False
     assert not host.get("CapAdd")
@@ -394,13 +391,13 @@ def _nginx_files(listen: str) -> dict[str, bytes]:
 
 
 @pytest.mark.docker
-def test_nginx_serves_ipv4_under_profile(engine: Any) -> None:
-    ran = run(engine, START_NGINX, files=_nginx_files("listen 127.0.0.1:8080;"))
+def test_nginx_serves_ipv4_under_profile(box: Any) -> None:
+    ran = run(box, START_NGINX, files=_nginx_files("listen 127.0.0.1:8080;"))
     assert ran.code == 0, ran.output
     assert "hello\n" in ran.output
     assert "ok\n" in ran.output
     assert "start worker process" in ran.output  # workers forked, then dropped privileges
-    assert _listeners(ran.output) == {Listener(Family.INET, "127.0.0.1", 8080)}
+    assert _listeners(ran.stdout) == {Listener(Family.INET, "127.0.0.1", 8080)}
 
 
 def _listeners(output: str) -> frozenset[Listener]:
@@ -416,13 +413,13 @@ def _listeners(output: str) -> frozenset[Listener]:
     [(PROFILE, False), (None, True)],
     ids=["kernel-off-profile", "docker-default-profile"],
 )
-def test_nginx_ipv6_listen_fails_like_a_kernel_without_ipv6(engine: Any, seccomp: str | None, starts: bool) -> None:
+def test_nginx_ipv6_listen_fails_like_a_kernel_without_ipv6(box: Any, seccomp: str | None, starts: bool) -> None:
     listen = "listen 127.0.0.1:8080; listen [::]:56000;"
-    ran = run(engine, START_NGINX, seccomp=seccomp, files=_nginx_files(listen))
+    ran = run(box, START_NGINX, seccomp=seccomp, files=_nginx_files(listen))
     emerg = "socket() [::]:56000 failed (97: Address family not supported by protocol)"
     if starts:  # disable_ipv6=1 alone still lets nginx bind [::]
         assert ran.code == 0, ran.output
-        assert _listeners(ran.output) == {
+        assert _listeners(ran.stdout) == {
             Listener(Family.INET, "127.0.0.1", 8080),
             Listener(Family.INET6, "::", 56000),
         }
@@ -433,18 +430,18 @@ def test_nginx_ipv6_listen_fails_like_a_kernel_without_ipv6(engine: Any, seccomp
 
 
 @pytest.mark.docker
-def test_mount_is_denied_before_the_kernel_looks_at_it(engine: Any) -> None:
+def test_mount_is_denied_before_the_kernel_looks_at_it(box: Any) -> None:
     """``mount`` also needs CAP_SYS_ADMIN, so a plain failure proves little.
 
     The kernel checks the target path before the capability: unconfined, a missing
     target gives ENOENT; under the profile the call never reaches the kernel: EPERM.
     """
     script = "busybox mount -t tmpfs none /tmp; echo rc=$?; busybox mount -t tmpfs none /nonexistent"
-    confined = run(engine, script)
+    confined = run(box, script)
     assert "rc=0" not in confined.output
     assert "mounting none on /nonexistent failed: No such file" not in confined.output
     assert confined.output.count("permission denied") == 2, confined.output
-    unconfined = run(engine, script, seccomp=UNCONFINED)
+    unconfined = run(box, script, seccomp=UNCONFINED)
     assert "mounting none on /nonexistent failed: No such file or directory" in unconfined.output
 
 
@@ -516,14 +513,14 @@ def _syscall_program(number: int, a0: int = 0, a1: int = 0, a2: int = 0) -> byte
 
 
 @pytest.fixture(scope="module")
-def probe_results(engine: Any) -> dict[str, dict[str, int]]:
+def probe_results(box: Any) -> dict[str, dict[str, int]]:
     """Run every probe once under the profile and once unconfined: two containers."""
-    raw = engine.info().get("Architecture") == "x86_64"
+    raw = box.client.info().get("Architecture") == "x86_64"
     files = {f"/probe/{p.name}": _syscall_program(*p.syscall) for p in PROBES if p.syscall and raw}
     lines = [f"{p.command or '/probe/' + p.name}; echo @@{p.name}=$?" for p in PROBES if p.command or raw]
     results: dict[str, dict[str, int]] = {}
     for mode, seccomp in (("confined", PROFILE), ("unconfined", UNCONFINED)):
-        ran = run(engine, "\n".join(lines), seccomp=seccomp, files=files)
+        ran = run(box, "\n".join(lines), seccomp=seccomp, files=files)
         results[mode] = {name: int(code) for name, code in re.findall(r"^@@([\w-]+)=(\d+)$", ran.output, re.M)}
     return results
 
@@ -532,7 +529,7 @@ def probe_results(engine: Any) -> dict[str, dict[str, int]]:
 @pytest.mark.parametrize("probe", PROBES, ids=[p.name for p in PROBES])
 def test_profile_decides_the_syscall(probe_results: dict[str, dict[str, int]], probe: Probe) -> None:
     if probe.name not in probe_results["confined"]:
-        pytest.skip("raw syscall probes are x86_64 programs; the engine is another architecture")
+        pytest.skip("raw syscall probes are x86_64 programs; the box is another architecture")
     unconfined = probe_results["unconfined"][probe.name]
     if probe.unconfined is not None and unconfined != probe.unconfined:
         pytest.skip(

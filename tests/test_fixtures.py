@@ -1,0 +1,100 @@
+"""Hand-written tests with the fixtures and markers, against a second nginx image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_ipv6compat import StartedTarget, TargetFactory, listener_set
+
+PLAIN = Path(__file__).resolve().parent / "data" / "plain-nginx"
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def ipv6_target_image(ipv6_target_factory: TargetFactory) -> str:
+    # Overriding the small named fixture changes what ipv6_target starts.
+    return ipv6_target_factory.build(PLAIN, name="plain-nginx")
+
+
+@pytest.mark.ipv6_stack
+def test_plain_nginx_on_every_stack(ipv6_target: StartedTarget, ipv6_stack: str) -> None:
+    assert ipv6_target.stack == ipv6_stack
+    assert ipv6_target.attestation.ok
+    if ipv6_stack == "ipv6-kernel-off":
+        assert not ipv6_target.up
+        assert ipv6_target.verdict.exit_code == 1
+        assert ipv6_target.verdict.error_line is not None
+        assert (
+            "socket() [::]:8080 failed (97: Address family not supported by protocol)" in ipv6_target.verdict.error_line
+        )
+        return
+    assert ipv6_target.up, ipv6_target.describe()
+    assert ipv6_target.listeners == listener_set("0.0.0.0:8080", "[::]:8080")
+    assert ipv6_target.answered("0.0.0.0:8080") is True
+    # Without ::1 (disable_ipv6=1) the [::] listener exists but nobody can reach it.
+    assert ipv6_target.answered("[::]:8080") is (ipv6_stack == "dual-stack")
+
+
+def test_factory_starts_with_env_and_command(ipv6_target_factory: TargetFactory, ipv6_target_image: str) -> None:
+    # A command that never listens: a timeout verdict, with its logs.
+    with ipv6_target_factory.start(
+        ipv6_target_image,
+        stack="ipv6-sysctl-off",
+        env={"GREETING": "hi", "UNSET": None},
+        command=("sh", "-c", 'echo "greeting=$GREETING unset=${UNSET-none}"; exec sleep 30'),
+        timeout=1.5,
+    ) as target:
+        assert target.verdict.outcome.value == "timeout"
+        assert "greeting=hi unset=none" in target.logs
+        assert target.env == {"GREETING": "hi"}
+
+
+@pytest.mark.usefixtures("proxy_image")
+def test_markers_with_the_cloud_proxy(pytester: pytest.Pytester, proxy_image: dict[str, str]) -> None:
+    pytester.makepyfile(
+        f"""
+        import pytest
+        from pytest_ipv6compat import listener_set
+
+        @pytest.mark.ipv6_target(image={proxy_image["adaptive"]!r}, http_path="/healthz")
+        @pytest.mark.ipv6_stack("dual-stack", "ipv6-kernel-off")
+        @pytest.mark.ipv6_env(PL_DOMAIN_NAME="proxy.ipv6compat.test", PL_IPV6_DISABLE="yes")
+        def test_ipv4_only(ipv6_target):
+            assert ipv6_target.listeners == listener_set("0.0.0.0:56000")
+            assert ipv6_target.answered("0.0.0.0:56000")
+
+        @pytest.mark.ipv6_target(image={proxy_image["adaptive"]!r})
+        @pytest.mark.ipv6_env(PL_IPV6_DISABLE="1")
+        def test_missing_domain(ipv6_target):
+            assert ipv6_target.verdict.exit_code == 1
+            assert "PL_DOMAIN_NAME is required" in ipv6_target.logs
+        """
+    )
+    result = pytester.runpytest("-v")
+    result.assert_outcomes(passed=3)
+
+
+def test_wrong_listener_expectation_shows_a_readable_diff(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+        from pytest_ipv6compat import listener_set
+
+        @pytest.mark.ipv6_stack("dual-stack")
+        def test_v4_only(ipv6_target):
+            assert ipv6_target.listeners == listener_set("0.0.0.0:8080", "127.0.0.1:9090")
+        """
+    )
+    result = pytester.runpytest(f"--ipv6-build={PLAIN}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*listener sets differ",
+            "*seen:     0.0.0.0:8080, [[]::[]]:8080",
+            "*expected: 0.0.0.0:8080, 127.0.0.1:9090",
+            "*missing:  127.0.0.1:9090",
+            "*extra:    [[]::[]]:8080",
+        ]
+    )
