@@ -1,5 +1,8 @@
 """Images without a registry: a base assembled from Debian packages, the probe, and targets.
 
+The package work (dependency closure, .deb download and checks, rootfs assembly) is in
+``debian.py``; this module decides what to build, caches it and talks to Docker.
+
 Everything is cached by content. The warm path of each ``ensure_*`` function costs one
 ``images.get`` (or one directory check) and never runs apt. Cold work happens under
 ``cache_dir/build.lock`` and re-checks the cache inside the lock, so pytest-xdist
@@ -12,12 +15,9 @@ import hashlib
 import json
 import logging
 import os
-import platform
 import re
 import shutil
 import stat
-import subprocess
-import tarfile
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -28,8 +28,10 @@ import docker
 import docker.errors
 import filelock
 
+from . import debian
+
 __all__ = [
-    "BASE_REPOSITORY", "DEFAULT_PACKAGES", "EXCLUDED_PACKAGES", "ImageError", "default_cache_dir",
+    "BASE_REPOSITORY", "DEFAULT_PACKAGES", "EXCLUDED_PACKAGES", "ImageError", "base_image_ref", "default_cache_dir",
     "ensure_base_image", "ensure_probe", "ensure_target_image", "use_base_image",
 ]
 
@@ -57,14 +59,6 @@ APPLETS: tuple[str, ...] = (
 LABEL_RECIPE = "ipv6compat.recipe"
 LABEL_PACKAGES = "ipv6compat.packages"
 LABEL_CONTEXT = "ipv6compat.context"
-_PASSWD = ("root:x:0:0:root:/root:/bin/sh\n"
-           "www-data:x:33:33:www-data:/var/www:/bin/false\n"
-           "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n")
-_GROUP = "root:x:0:\nwww-data:x:33:\nnogroup:x:65534:\n"
-_DIRS = {"etc": 0o755, "bin": 0o755, "tmp": 0o1777, "var/tmp": 0o1777, "run": 0o755, "var/log/nginx": 0o755,
-         "var/lib/nginx": 0o755, "root": 0o700, "dev": 0o755, "proc": 0o555, "sys": 0o555}
-_ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "armv7l": "armhf",
-         "i686": "i386", "ppc64le": "ppc64el", "s390x": "s390x", "riscv64": "riscv64"}
 _NAME_RE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
 _LOCK_TIMEOUT_S = 900.0
 _LOG_TAIL = 15
@@ -80,31 +74,23 @@ def default_cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "pytest-ipv6compat"
 
 
-def _dpkg_arch() -> str:
-    """Debian's name for the host architecture, without running dpkg (the warm path stays cheap)."""
-    machine = platform.machine().lower()
-    return _ARCH.get(machine, machine)
-
-
-def _distribution() -> str:
-    """``ID-VERSION_CODENAME`` of the host, whose apt sources provide the packages."""
-    try:
-        text = Path("/etc/os-release").read_text(encoding="utf-8")
-    except OSError:
-        return "unknown"
-    fields = {k: v.strip('"') for k, _, v in (ln.partition("=") for ln in text.splitlines())}
-    release = fields.get("VERSION_CODENAME") or fields.get("VERSION_ID") or "unknown"
-    return f"{fields.get('ID', 'unknown')}-{release}"
-
-
 def _digest(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _recipe_key(packages: Sequence[str]) -> str:
     return _digest({"recipe": RECIPE_VERSION, "packages": sorted(packages), "excluded": sorted(EXCLUDED_PACKAGES),
-                    "applets": APPLETS, "passwd": _PASSWD, "group": _GROUP, "dirs": _DIRS,
-                    "arch": _dpkg_arch(), "dist": _distribution()})
+                    "applets": APPLETS, "passwd": debian.PASSWD, "group": debian.GROUP, "dirs": debian.DIRS,
+                    "arch": debian.dpkg_arch(), "dist": debian.distribution()})
+
+
+@contextmanager
+def _package_errors() -> Iterator[None]:
+    """Report a failure of the Debian package work as an :class:`ImageError`, message unchanged."""
+    try:
+        yield
+    except debian.DebianError as exc:
+        raise ImageError(str(exc)) from exc
 
 
 @contextmanager
@@ -149,132 +135,26 @@ def _tail(lines: Iterable[str], n: int = _LOG_TAIL) -> str:
     return "".join(f"\n    {line}" for line in kept)
 
 
-def _last_error(stderr: str) -> str:
-    lines = [ln for ln in stderr.splitlines() if ln.startswith("E:")]
-    lines = lines or [ln for ln in stderr.splitlines() if ln.strip()]
-    return lines[-1].strip() if lines else "no error output"
+def base_image_ref(*, packages: Sequence[str] = DEFAULT_PACKAGES, repository: str = BASE_REPOSITORY) -> str:
+    """The ``<repository>:<recipe key>`` tag :func:`ensure_base_image` returns; builds nothing, runs no apt.
 
-
-def _run(cmd: Sequence[str], what: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(list(cmd), cwd=cwd, capture_output=True, text=True, check=False,
-                              env={**os.environ, "LC_ALL": "C"})
-    except OSError as exc:
-        raise ImageError(f"cannot {what}: {cmd[0]} did not start: {exc.strerror}") from exc
-
-
-def _require_tools(purpose: str, hint: str) -> None:
-    for tool in ("apt-get", "apt-cache", "dpkg-deb"):
-        if shutil.which(tool) is None:
-            raise ImageError(f"cannot {purpose}: {tool} not found; {hint}")
-
-
-def _resolve_closure(roots: Sequence[str]) -> list[str]:
-    """``roots`` plus their Depends/Pre-Depends closure, without EXCLUDED_PACKAGES."""
-    flags = ["--recurse", "--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks", "--no-replaces",
-             "--no-enhances"]
-    out = _run(["apt-cache", "depends", *flags, *roots], "resolve package dependencies")
-    graph: dict[str, list[str]] = {}
-    deps: list[str] = []
-    in_or_group = False
-    for line in out.stdout.splitlines():
-        if line and not line[0].isspace():
-            deps = graph.setdefault(line.strip(), [])
-            in_or_group = False
-        elif m := re.match(r"\s+(\|?)(?:Pre)?Depends: (\S+)$", line):
-            # "|Depends: a" opens an or-group: keep its first real (non-virtual) member.
-            if not in_or_group and not m.group(2).startswith("<"):
-                deps.append(m.group(2))
-                in_or_group = m.group(1) == "|"
-            elif not m.group(1):
-                in_or_group = False
-    missing = [r for r in roots if r not in graph]
-    if missing:
-        raise ImageError(f"Debian package(s) {', '.join(missing)} unknown to apt-cache (was 'apt-get update' run?)"
-                         f"{_tail(out.stderr.splitlines(), 3)}")
-    closure: list[str] = []
-    todo = list(roots)
-    while todo:
-        name = todo.pop(0)
-        if name not in closure and name not in EXCLUDED_PACKAGES:
-            closure.append(name)
-            todo.extend(graph.get(name, []))
-    return closure
-
-
-def _fetch_debs(packages: Sequence[str], debs_dir: Path) -> dict[str, tuple[str, Path]]:
-    """Download, or reuse when the checksum matches, each candidate .deb: name -> (version, path)."""
-    debs_dir.mkdir(parents=True, exist_ok=True)
-    # apt lists nothing for a .deb already in the working directory: ask from an empty one.
-    with tempfile.TemporaryDirectory(dir=debs_dir.parent, prefix=".uris-") as empty:
-        out = _run(["apt-get", "download", "--print-uris", *packages], "list package downloads", cwd=Path(empty))
-    unknown = re.findall(r"Unable to locate package (\S+)", out.stderr)
-    if unknown or out.returncode != 0:
-        raise ImageError(f"cannot download Debian package(s) {', '.join(unknown or packages)}: "
-                         f"{_last_error(out.stderr)}")
-    wanted: dict[str, tuple[str, Path, str]] = {}
-    for m in re.finditer(r"^'[^']+' (\S+\.deb) \d+ (?:SHA256:([0-9a-f]+))?", out.stdout, re.M):
-        name, version = m.group(1).split("_")[:2]
-        wanted[name] = (version.replace("%3a", ":"), debs_dir / m.group(1), m.group(2) or "")
-    absent = [n for n in packages if n not in wanted]
-    if absent:
-        raise ImageError(f"apt-get offered no download for Debian package(s) {', '.join(absent)}")
-    stale = [n for n, (_, path, sha) in wanted.items() if not _deb_ok(path, sha)]
-    if stale:
-        for name in stale:
-            wanted[name][1].unlink(missing_ok=True)
-        log.info("downloading %s into %s", " ".join(stale), debs_dir)
-        res = _run(["apt-get", "download", *stale], "download packages", cwd=debs_dir)
-        failed = [n for n in stale if not _deb_ok(wanted[n][1], wanted[n][2])]
-        if failed:
-            raise ImageError(f"cannot download Debian package(s) {', '.join(failed)}: {_last_error(res.stderr)}")
-    return {name: (version, path) for name, (version, path, _) in wanted.items()}
-
-
-def _deb_ok(path: Path, sha256: str) -> bool:
-    return path.is_file() and (not sha256 or hashlib.sha256(path.read_bytes()).hexdigest() == sha256)
-
-
-def _extract(deb: Path, dest: Path) -> None:
-    res = _run(["dpkg-deb", "-x", str(deb), str(dest)], f"unpack {deb.name}")
-    if res.returncode != 0:
-        raise ImageError(f"dpkg-deb could not unpack {deb}: {_last_error(res.stderr)}")
-
-
-def _assemble_rootfs(debs: Mapping[str, tuple[str, Path]], rootfs: Path) -> None:
-    for _, deb in debs.values():
-        _extract(deb, rootfs)
-    for rel, mode in _DIRS.items():
-        (rootfs / rel).mkdir(parents=True, exist_ok=True)
-        os.chmod(rootfs / rel, mode)
-    (rootfs / "etc/passwd").write_text(_PASSWD, encoding="utf-8")
-    (rootfs / "etc/group").write_text(_GROUP, encoding="utf-8")
-    if not (rootfs / "bin/busybox").is_file():
-        raise ImageError("the base image needs busybox-static: no /bin/busybox was unpacked")
-    for applet in APPLETS:
-        link = rootfs / "bin" / applet
-        if not link.exists() and not link.is_symlink():
-            link.symlink_to("busybox")
-
-
-def _root_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.uid = info.gid = 0
-    info.uname = info.gname = "root"
-    return info
+    The key hashes the recipe (``packages``, exclusions, applets, extras, RECIPE_VERSION), the dpkg
+    architecture and the host distribution.
+    """
+    return f"{repository}:{_recipe_key(packages)}"
 
 
 def ensure_base_image(client: docker.DockerClient, cache_dir: Path, *,
                       packages: Sequence[str] = DEFAULT_PACKAGES,
                       repository: str = BASE_REPOSITORY) -> str:
-    """Return ``<repository>:<recipe key>``, assembling it from .debs if it is absent.
+    """Return :func:`base_image_ref`, assembling that image from .debs if it is absent.
 
-    The key hashes the recipe (``packages``, exclusions, applets, extras, RECIPE_VERSION), the dpkg
-    architecture and the host distribution; resolved package versions go into LABEL_PACKAGES.
+    Resolved package versions go into LABEL_PACKAGES.
     """
-    ref = f"{repository}:{_recipe_key(packages)}"
+    ref = base_image_ref(packages=packages, repository=repository)
     if _image_exists(client, ref):
         return ref
-    with _build_lock(cache_dir):
+    with _build_lock(cache_dir), _package_errors():
         if not _image_exists(client, ref):
             _build_base(client, cache_dir, packages, ref)
     return ref
@@ -282,15 +162,14 @@ def ensure_base_image(client: docker.DockerClient, cache_dir: Path, *,
 
 def _build_base(client: docker.DockerClient, cache_dir: Path, packages: Sequence[str], ref: str) -> None:
     started = time.monotonic()
-    _require_tools("bootstrap the base image", "pass a base image you already have instead")
-    debs = _fetch_debs(_resolve_closure(packages), cache_dir / "debs")
+    debian.require_tools("bootstrap the base image", "pass a base image you already have instead")
+    debs = debian.fetch_debs(debian.resolve_closure(packages, EXCLUDED_PACKAGES), cache_dir / "debs")
     versions = " ".join(f"{n}={v}" for n, (v, _) in sorted(debs.items()))
     repository, key = ref.rsplit(":", 1)
     staging = f"{key}-incomplete-{os.getpid()}"
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".base-") as tmp:
-        _assemble_rootfs(debs, Path(tmp, "rootfs"))
-        with tarfile.open(Path(tmp, "rootfs.tar"), "w") as tar:
-            tar.add(Path(tmp, "rootfs"), arcname=".", filter=_root_owned)
+        debian.assemble_rootfs(debs, Path(tmp, "rootfs"), APPLETS)
+        debian.write_tar(Path(tmp, "rootfs"), Path(tmp, "rootfs.tar"))
         labels = f"{LABEL_RECIPE}={json.dumps(key)} {LABEL_PACKAGES}={json.dumps(versions)}"
         changes = [f"LABEL {labels}", 'CMD ["/bin/sh"]',
                    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
@@ -360,23 +239,24 @@ def ensure_probe(cache_dir: Path) -> Path:
     """
     sources = _probe_sources()
     files = [(name, hashlib.sha256(data).hexdigest(), mode & 0o111) for name, data, mode in sources]
-    key = _digest({"recipe": RECIPE_VERSION, "arch": _dpkg_arch(), "dist": _distribution(), "files": files})
+    key = _digest({"recipe": RECIPE_VERSION, "arch": debian.dpkg_arch(), "dist": debian.distribution(),
+                   "files": files})
     dest = cache_dir / f"probe-{key}"
     if (dest / "busybox").is_file():
         return dest
-    with _build_lock(cache_dir):
+    with _build_lock(cache_dir), _package_errors():
         if not (dest / "busybox").is_file():
             _build_probe(cache_dir, dest, sources)
     return dest
 
 
 def _build_probe(cache_dir: Path, dest: Path, sources: list[tuple[str, bytes, int]]) -> None:
-    _require_tools("build the probe", "it needs the busybox-static Debian package once; "
-                   "run on a machine with apt and keep the cache directory")
-    version, deb = _fetch_debs(["busybox-static"], cache_dir / "debs")["busybox-static"]
+    debian.require_tools("build the probe", "it needs the busybox-static Debian package once; "
+                         "run on a machine with apt and keep the cache directory")
+    version, deb = debian.fetch_debs(["busybox-static"], cache_dir / "debs")["busybox-static"]
     tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".probe-"))
     try:
-        _extract(deb, tmp / "deb")
+        debian.extract(deb, tmp / "deb")
         if not (tmp / "deb/bin/busybox").is_file():
             raise ImageError(f"{deb} has no /bin/busybox")
         shutil.copyfile(tmp / "deb/bin/busybox", tmp / "busybox")

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from . import images
+from .hints import classify
 from .keys import RESULT_KEY, STATE_KEY
 from .matrix import Matrix, MatrixError, judge, load_matrix
 from .model import Attestation, Cell, Verdict
-from .report import CellResult, classify
+from .results import CellResult
 from .runtime import EngineError, Launch, Running
 from .stacks import get_stack
 from .state import Unavailable

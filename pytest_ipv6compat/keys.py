@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .report import CellResult
+from .results import CellResult
 from .state import SessionState
 
 STATE_KEY = pytest.StashKey[SessionState]()

@@ -130,8 +130,8 @@ def _convert(opt: Option, raw: Any, source: str, rootpath: Path) -> Any:
         if opt.name == "ipv6_build" and not (path / "Dockerfile").is_file():
             what = "does not exist" if not path.exists() else "has no Dockerfile"
             raise pytest.UsageError(f"{source}: build context {str(path)!r} {what}")
-        if opt.name in ("ipv6_markdown", "ipv6_json") and not path.parent.is_dir():
-            raise pytest.UsageError(f"{source}: directory {str(path.parent)!r} does not exist")
+        if opt.name in ("ipv6_markdown", "ipv6_json") and path.is_dir():
+            raise pytest.UsageError(f"{source}: {str(path)!r} is a directory; name a file")
         return path
     return text
 

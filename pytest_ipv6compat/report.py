@@ -1,6 +1,6 @@
 """Render matrix results: terminal grid, Markdown, JSON (schema v1), JUnit properties.
 
-Pure functions over :class:`CellResult`; no pytest, no Docker. Every renderer sorts
+Pure functions over :class:`~.results.CellResult`; no pytest, no Docker. Every renderer sorts
 its input by an :class:`Ordering`, so a serial run and an xdist run (which finish
 cells in different orders) render byte-identical output.
 """
@@ -13,110 +13,18 @@ import textwrap
 from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from .model import Attestation, Cell, Expectation, Family, KnobSetting, Listener, Outcome, Reach, Verdict
+from .model import Cell, Expectation, Family, Listener, Outcome, Verdict
+from .results import STATUSES, CellResult
 
-STATUSES = ("pass", "fail", "error", "skipped")
 STACKS = ("dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off")
 SCHEMA_ID = "pytest-ipv6compat/report"
 SCHEMA_VERSION = 1
-
-JSONDict = dict[str, Any]
 
 
 def schema_path() -> Path:
     """The JSON Schema (draft 2020-12) that :func:`render_json` output satisfies."""
     return Path(__file__).parent / "schema" / "report-v1.json"
-
-
-def _listener_dict(listener: Listener) -> JSONDict:
-    return {"family": str(listener.family), "address": listener.address, "port": listener.port}
-
-
-def _listener_list(listeners: Iterable[Listener]) -> list[JSONDict]:
-    return [_listener_dict(x) for x in sorted(listeners)]
-
-
-def _listener(d: Mapping[str, Any]) -> Listener:
-    return Listener(Family(d["family"]), d["address"], d["port"])
-
-
-@dataclass(frozen=True)
-class CellResult:
-    """The judged result of one cell, as rendered in every report.
-
-    ``status``: ``pass``; ``fail`` (verdict differs from the expectation); ``error``
-    (could not judge: attestation failed, image missing, Docker error); ``skipped``.
-    """
-
-    cell: Cell
-    status: str
-    verdict: Verdict | None
-    attestation: Attestation | None
-    reasons: tuple[str, ...] = ()
-    hint: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.status not in STATUSES:
-            raise ValueError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
-
-    def to_dict(self) -> JSONDict:
-        """Plain JSON-able data (one ``cells`` entry of report-v1); see :meth:`from_dict`."""
-        c, e, v, a = self.cell, self.cell.expectation, self.verdict, self.attestation
-        return {
-            "id": c.id, "target": c.target, "variant": c.variant, "stack": c.stack, "knob": c.knob,
-            "setting": c.setting.value, "config_mode": c.config_mode, "where": c.where, "status": self.status,
-            "expected": {
-                "outcome": str(e.outcome), "listeners": _listener_list(e.listeners),
-                "silent": _listener_list(e.silent), "exit_code": e.exit_code,
-                "error_contains": e.error_contains, "source": e.source,
-            },
-            "verdict": None if v is None else {
-                "outcome": str(v.outcome), "listeners": _listener_list(v.listeners),
-                "reach": [
-                    {"listener": _listener_dict(r.listener), "answered": r.answered, "detail": r.detail}
-                    for r in v.reach
-                ],
-                "exit_code": v.exit_code, "error_line": v.error_line, "seconds": v.seconds, "logs": v.logs,
-            },
-            "attestation": None if a is None else {
-                "stack": a.stack, "ok": a.ok, "facts": dict(a.facts), "problems": list(a.problems),
-            },
-            "reasons": list(self.reasons), "hint": self.hint,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> CellResult:
-        """Rebuild a result from :meth:`to_dict` output (e.g. sent by an xdist worker)."""
-        try:
-            e, v, a = d["expected"], d["verdict"], d["attestation"]
-            cell = Cell(
-                target=d["target"], variant=d["variant"], stack=d["stack"], knob=d["knob"],
-                setting=KnobSetting(d["setting"]),
-                expectation=Expectation(
-                    outcome=Outcome(e["outcome"]),
-                    listeners=frozenset(_listener(x) for x in e["listeners"]),
-                    silent=frozenset(_listener(x) for x in e["silent"]),
-                    exit_code=e["exit_code"], error_contains=e["error_contains"], source=e["source"],
-                ),
-                config_mode=d["config_mode"], where=d["where"],
-            )
-            verdict = None if v is None else Verdict(
-                outcome=Outcome(v["outcome"]),
-                listeners=frozenset(_listener(x) for x in v["listeners"]),
-                reach=tuple(Reach(_listener(r["listener"]), r["answered"], r["detail"]) for r in v["reach"]),
-                exit_code=v["exit_code"], error_line=v["error_line"], logs=v["logs"], seconds=v["seconds"],
-            )
-            attestation = None if a is None else Attestation(
-                stack=a["stack"], ok=a["ok"], facts=tuple(a["facts"].items()), problems=tuple(a["problems"]),
-            )
-            result = cls(cell, d["status"], verdict, attestation, tuple(d["reasons"]), d["hint"])
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise ValueError(f"not a serialised CellResult: {exc!r}") from exc
-        if d.get("id", cell.id) != cell.id:
-            raise ValueError(f"cell id {d['id']!r} does not match its fields ({cell.id!r})")
-        return result
 
 
 # ---------------------------------------------------------------- ordering
@@ -438,37 +346,3 @@ def junit_properties(result: CellResult) -> list[tuple[str, str]]:
     if result.hint:
         props.append(("ipv6.hint", result.hint))
     return props
-
-
-# ---------------------------------------------------------------- failure classifier
-
-_SIGNATURES: tuple[tuple[re.Pattern[str], str, str], ...] = (  # (signature, hint, default for {name})
-    (re.compile(r"Address family not supported by protocol|EAFNOSUPPORT"),
-     "the kernel has no IPv6 (errno 97): drop the [::] listen lines or make them conditional", ""),
-    (re.compile(r"Cannot assign requested address|EADDRNOTAVAIL"),
-     "IPv6 is disabled by sysctl (errno 99): there is no ::1, so binding or connecting to [::1] fails;"
-     " listen on [::] or 127.0.0.1, or skip ::1 when disable_ipv6=1", ""),
-    (re.compile(r"Read-only file system|EROFS"),
-     "the entrypoint edits a config directory mounted read-only (a ConfigMap?): render into a writable path", ""),
-    (re.compile(r"host not found in upstream|no resolver defined|could not be resolved|bad address '"),
-     "a hostname does not resolve: there is no DNS inside --network none; use an IP, or a resolver"
-     " plus a variable in proxy_pass so nginx resolves at request time", ""),
-    (re.compile(r"invalid value for [\'\"]?(?P<name>[\w.-]+)|invalid value", re.IGNORECASE),
-     "the target rejected the value of {name}: use a documented value (e.g. 1/true, 0/false) or leave it unset",
-     "the knob"),
-    (re.compile(r"(?:\b(?P<name>[A-Z][A-Z0-9_]*)[:\s]+)?(?:is required|must be set|parameter (?:null or )?not set)"),
-     "{name} is not set: add it to the target's base environment", "a required environment variable"),
-)
-
-
-def classify(logs: str, error_line: str | None) -> str | None:
-    """A one-line hint for a known failure signature, or None.
-
-    The error line wins over the logs; within the logs the earliest signature (the root cause) wins.
-    """
-    for text in (error_line or "", logs):
-        found = [(m.start(), i, m) for i, (p, _, _) in enumerate(_SIGNATURES) if (m := p.search(text))]
-        if found:
-            _, i, match = min(found, key=lambda f: f[:2])
-            return _SIGNATURES[i][1].format(name=match.groupdict().get("name") or _SIGNATURES[i][2])
-    return None

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
+from . import images
 from .items import CellItem
 from .keys import RESULT_KEY, RESULTS_KEY, STATE_KEY
-from .report import CellResult, Ordering, junit_properties, render_json, render_markdown, render_terminal
+from .report import Ordering, junit_properties, render_json, render_markdown, render_terminal
+from .results import CellResult
 from .runtime import EngineError
 from .stacks import STACKS
 from .state import Unavailable
@@ -60,7 +62,7 @@ def deselect(config: pytest.Config, items: list[pytest.Item]) -> None:
 def header(config: pytest.Config) -> list[str]:
     state = config.stash[STATE_KEY]
     s = state.settings
-    base = s.base_image or "bootstrapped from Debian packages on first use"
+    base = s.base_image or f"{images.base_image_ref()} (assembled from Debian packages when absent)"
     lines = [f"ipv6compat {version('pytest-ipv6compat')}: base image {base}; cell timeout {s.timeout:g}s"]
     try:
         info = state.engine().info()
@@ -150,6 +152,9 @@ class Results:
         state = self.config.stash[STATE_KEY]
         s = state.settings
         order = self.ordering()
+        for path in (s.markdown, s.json):
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
         if s.markdown is not None:
             s.markdown.write_text(render_markdown(self.results, order=order), encoding="utf-8")
         if s.json is not None:

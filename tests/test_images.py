@@ -138,6 +138,18 @@ def test_second_ensure_base_image_is_a_cache_hit_without_apt(
     assert elapsed < 1.0, f"warm ensure_base_image took {elapsed:.2f}s"
 
 
+def test_base_image_ref_names_the_built_image_without_building(
+    base_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no apt-get, apt-cache or dpkg-deb, and no client is passed
+    ref = images.base_image_ref()
+    assert re.fullmatch(r"ipv6compat/base:[0-9a-f]{12}", ref), ref
+    assert images.base_image_ref(packages=tuple(reversed(images.DEFAULT_PACKAGES))) == ref  # order is not part of it
+    assert images.base_image_ref(packages=("busybox-static",)) != ref
+    assert images.base_image_ref(repository="example/base") == "example/base:" + ref.split(":")[1]
+    assert images.base_image_ref(repository=base_image.rsplit(":", 1)[0]) == base_image  # what ensure_base_image made
+
+
 def test_probe_holds_busybox_and_the_probe_files(cache_dir: Path) -> None:
     probe = images.ensure_probe(cache_dir)
     assert probe.parent == cache_dir

@@ -16,11 +16,8 @@ BAD_CLI = [
     ("--ipv6-timeout=nan", "--ipv6-timeout=nan: 'nan' must be more than 0 and at most 3600 seconds"),
     ("--ipv6-settle=-1", "--ipv6-settle=-1: '-1' must be more than 0 and at most 3600 seconds"),
     ("--ipv6-build=nowhere", "--ipv6-build=nowhere: build context '*nowhere' does not exist"),
-    (
-        "--ipv6-markdown=no/such/dir/grid.md",
-        "--ipv6-markdown=no/such/dir/grid.md: directory '*no/such/dir' does not exist",
-    ),
-    ("--ipv6-json=no/such/dir/r.json", "--ipv6-json=no/such/dir/r.json: directory '*no/such/dir' does not exist"),
+    ("--ipv6-markdown=.", "--ipv6-markdown=.: '*' is a directory; name a file"),
+    ("--ipv6-json=/", "--ipv6-json=/: '/' is a directory; name a file"),
     ("--ipv6-image=", "--ipv6-image=: the value is empty"),
     ("--ipv6-base-image=", "--ipv6-base-image=: the value is empty"),
     ("--ipv6-cache-dir=", "--ipv6-cache-dir=: the value is empty"),
@@ -69,7 +66,7 @@ GOOD = [
     "--ipv6-image=some/image:tag",
     "--ipv6-base-image=debian:bookworm",
     "--ipv6-markdown=grid.md",
-    "--ipv6-json=grid.json",
+    "--ipv6-json=new/dir/grid.json",  # parent directories are created, as --junitxml does
     "--ipv6-timeout=2.5",
     "--ipv6-settle=0.05",
     "--ipv6-keep-failed",

@@ -8,27 +8,13 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from helpers import copy_matrix
 
 from pytest_ipv6compat.report import load_json, schema_path
 
 ROOT = Path(__file__).resolve().parent.parent
 MATRIX = ROOT / "matrix" / "cloud-proxy.ipv6.toml"
 pytestmark = pytest.mark.docker
-
-
-def copy_matrix(pytester: pytest.Pytester, *replacements: tuple[str, str]) -> Path:
-    """A copy of the cloud-proxy matrix, pointing at the real build context."""
-    text = MATRIX.read_text()
-    text = text.replace('build = "cloud-proxy"', f'build = "{ROOT / "matrix" / "cloud-proxy"}"')
-    text = text.replace(
-        'config_source = "cloud-proxy/proxy"', f'config_source = "{ROOT / "matrix" / "cloud-proxy" / "proxy"}"'
-    )
-    for old, new in replacements:
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    path = pytester.path / "cloud-proxy.ipv6.toml"
-    path.write_text(text)
-    return path
 
 
 SUBSET = ("--ipv6-variants=unpatched,env-toggle", "--ipv6-stacks=ipv6-kernel-off", "--ipv6-settings=unset,=false")

@@ -1,0 +1,108 @@
+"""The judged result of one matrix cell, and its JSON form (one ``cells`` entry of report-v1).
+
+:class:`CellResult` is what every report renders and what an xdist worker sends to the
+controller; :meth:`CellResult.to_dict` and :meth:`CellResult.from_dict` round-trip it exactly.
+Pure: no pytest, no Docker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .model import Attestation, Cell, Expectation, Family, KnobSetting, Listener, Outcome, Reach, Verdict
+
+__all__ = ["STATUSES", "CellResult", "JSONDict"]
+
+STATUSES = ("pass", "fail", "error", "skipped")
+
+JSONDict = dict[str, Any]
+
+def _listener_dict(listener: Listener) -> JSONDict:
+    return {"family": str(listener.family), "address": listener.address, "port": listener.port}
+
+
+def _listener_list(listeners: Iterable[Listener]) -> list[JSONDict]:
+    return [_listener_dict(x) for x in sorted(listeners)]
+
+
+def _listener(d: Mapping[str, Any]) -> Listener:
+    return Listener(Family(d["family"]), d["address"], d["port"])
+
+
+@dataclass(frozen=True)
+class CellResult:
+    """The judged result of one cell, as rendered in every report.
+
+    ``status``: ``pass``; ``fail`` (verdict differs from the expectation); ``error``
+    (could not judge: attestation failed, image missing, Docker error); ``skipped``.
+    """
+
+    cell: Cell
+    status: str
+    verdict: Verdict | None
+    attestation: Attestation | None
+    reasons: tuple[str, ...] = ()
+    hint: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
+
+    def to_dict(self) -> JSONDict:
+        """Plain JSON-able data (one ``cells`` entry of report-v1); see :meth:`from_dict`."""
+        c, e, v, a = self.cell, self.cell.expectation, self.verdict, self.attestation
+        return {
+            "id": c.id, "target": c.target, "variant": c.variant, "stack": c.stack, "knob": c.knob,
+            "setting": c.setting.value, "config_mode": c.config_mode, "where": c.where, "status": self.status,
+            "expected": {
+                "outcome": str(e.outcome), "listeners": _listener_list(e.listeners),
+                "silent": _listener_list(e.silent), "exit_code": e.exit_code,
+                "error_contains": e.error_contains, "source": e.source,
+            },
+            "verdict": None if v is None else {
+                "outcome": str(v.outcome), "listeners": _listener_list(v.listeners),
+                "reach": [
+                    {"listener": _listener_dict(r.listener), "answered": r.answered, "detail": r.detail}
+                    for r in v.reach
+                ],
+                "exit_code": v.exit_code, "error_line": v.error_line, "seconds": v.seconds, "logs": v.logs,
+            },
+            "attestation": None if a is None else {
+                "stack": a.stack, "ok": a.ok, "facts": dict(a.facts), "problems": list(a.problems),
+            },
+            "reasons": list(self.reasons), "hint": self.hint,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CellResult:
+        """Rebuild a result from :meth:`to_dict` output (e.g. sent by an xdist worker)."""
+        try:
+            e, v, a = d["expected"], d["verdict"], d["attestation"]
+            cell = Cell(
+                target=d["target"], variant=d["variant"], stack=d["stack"], knob=d["knob"],
+                setting=KnobSetting(d["setting"]),
+                expectation=Expectation(
+                    outcome=Outcome(e["outcome"]),
+                    listeners=frozenset(_listener(x) for x in e["listeners"]),
+                    silent=frozenset(_listener(x) for x in e["silent"]),
+                    exit_code=e["exit_code"], error_contains=e["error_contains"], source=e["source"],
+                ),
+                config_mode=d["config_mode"], where=d["where"],
+            )
+            verdict = None if v is None else Verdict(
+                outcome=Outcome(v["outcome"]),
+                listeners=frozenset(_listener(x) for x in v["listeners"]),
+                reach=tuple(Reach(_listener(r["listener"]), r["answered"], r["detail"]) for r in v["reach"]),
+                exit_code=v["exit_code"], error_line=v["error_line"], logs=v["logs"], seconds=v["seconds"],
+            )
+            attestation = None if a is None else Attestation(
+                stack=a["stack"], ok=a["ok"], facts=tuple(a["facts"].items()), problems=tuple(a["problems"]),
+            )
+            result = cls(cell, d["status"], verdict, attestation, tuple(d["reasons"]), d["hint"])
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise ValueError(f"not a serialised CellResult: {exc!r}") from exc
+        if d.get("id", cell.id) != cell.id:
+            raise ValueError(f"cell id {d['id']!r} does not match its fields ({cell.id!r})")
+        return result
