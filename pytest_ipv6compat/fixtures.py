@@ -19,6 +19,7 @@ from . import images
 from .keys import STATE_KEY
 from .listeners import format_listeners
 from .model import Attestation, Listener, Outcome, Verdict
+from .outcomes import fail, unavailable
 from .runtime import Engine, EngineError, Launch
 from .stacks import get_stack
 from .state import SessionState, Unavailable
@@ -77,9 +78,7 @@ class TargetFactory:
         try:
             return self._state.engine()
         except Unavailable as exc:
-            if self._state.settings.require_docker:
-                pytest.fail(f"{exc} (--ipv6-require-docker is set)", pytrace=False)
-            pytest.skip(f"{exc} (pass --ipv6-require-docker to make this an error)")
+            unavailable(exc, require_docker=self._state.settings.require_docker)
 
     def build(self, context: Path | str, *, name: str | None = None, build_args: Mapping[str, str] = {}) -> str:
         """Build (or reuse, by content) an image from ``context``, ``FROM ${BASE}`` the base image."""
@@ -88,7 +87,7 @@ class TargetFactory:
         try:
             return self._state.built_image(context, name or context.name, dict(build_args))
         except images.ImageError as exc:
-            pytest.fail(str(exc), pytrace=False)
+            fail(str(exc))
 
     @contextlib.contextmanager
     def start(
@@ -106,7 +105,7 @@ class TargetFactory:
         try:
             stack_obj = get_stack(stack)
         except ValueError as exc:
-            pytest.fail(str(exc), pytrace=False)
+            fail(str(exc))
         clean = {k: v for k, v in (env or {}).items() if v is not None}
         settings = self._state.settings
         launch = Launch(image, stack_obj, env=clean, http_path=http_path, command=command)
@@ -114,11 +113,11 @@ class TargetFactory:
             with engine.run(launch, timeout=timeout or settings.timeout, settle=settings.settle) as running:
                 attestation = running.attestation()
                 if not attestation.ok:
-                    pytest.fail(f"stack {stack} could not be attested:\n{attestation.describe()}", pytrace=False)
+                    fail(f"stack {stack} could not be attested:\n{attestation.describe()}")
                 verdict = running.verdict()
                 yield StartedTarget(image, stack, clean, attestation, verdict)
         except EngineError as exc:
-            pytest.fail(str(exc), pytrace=False)
+            fail(str(exc))
 
 
 @pytest.fixture(scope="session")
@@ -139,7 +138,7 @@ def ipv6_env(request: pytest.FixtureRequest) -> dict[str, str | None]:
     env: dict[str, str | None] = {}
     for marker in reversed(list(request.node.iter_markers("ipv6_env"))):
         if marker.args:
-            pytest.fail(f"{request.node.nodeid}: ipv6_env takes keyword arguments only", pytrace=False)
+            fail(f"{request.node.nodeid}: ipv6_env takes keyword arguments only")
         env.update(marker.kwargs)
     return env
 
@@ -161,10 +160,9 @@ def ipv6_target_image(request: pytest.FixtureRequest, ipv6_target_factory: Targe
         return settings.image
     if settings.build:
         return ipv6_target_factory.build(settings.build)
-    pytest.fail(
+    fail(
         f"{request.node.nodeid}: ipv6_target has nothing to start: pass --ipv6-image or --ipv6-build, "
-        "use @pytest.mark.ipv6_target(image=...), or override the ipv6_target_image fixture",
-        pytrace=False,
+        "use @pytest.mark.ipv6_target(image=...), or override the ipv6_target_image fixture"
     )
 
 

@@ -13,6 +13,7 @@ from .hints import classify
 from .keys import RESULT_KEY, STATE_KEY
 from .matrix import Matrix, MatrixError, judge, load_matrix
 from .model import Attestation, Cell, Verdict
+from .outcomes import fail, unavailable
 from .results import CellResult
 from .runtime import EngineError, Launch, Running
 from .stacks import get_stack
@@ -63,20 +64,16 @@ class CellItem(pytest.Item):
         try:
             engine = state.engine()
             image = self._image()
+            image_env = engine.image_config(image).get("Env") or []
         except Unavailable as exc:
-            if state.settings.require_docker:
-                pytest.fail(f"{exc} (--ipv6-require-docker is set)", pytrace=False)
-            pytest.skip(f"{exc} (pass --ipv6-require-docker to make this an error)")
+            unavailable(exc, require_docker=state.settings.require_docker)
         except (images.ImageError, EngineError) as exc:
-            pytest.fail(str(exc), pytrace=False)
+            fail(str(exc))
         env = dict(target.env)
         if cell.setting.value is not None:
             env[cell.knob] = cell.setting.value
-        elif any(e.partition("=")[0] == cell.knob for e in engine.image_config(image).get("Env") or []):
-            pytest.fail(
-                f"image {image!r} sets {cell.knob} in its ENV, so the 'unset' setting cannot be realised",
-                pytrace=False,
-            )
+        elif any(e.partition("=")[0] == cell.knob for e in image_env):
+            fail(f"image {image!r} sets {cell.knob} in its ENV, so the 'unset' setting cannot be realised")
         mounts: tuple[tuple[str, str], ...] = ()
         if cell.config_mode == "ro" and target.config_source and target.config_dir:
             mounts = ((str(target.config_source), target.config_dir),)
@@ -88,13 +85,12 @@ class CellItem(pytest.Item):
             )
             self.attestation = self._running.attestation()
         except EngineError as exc:
-            pytest.fail(str(exc), pytrace=False)
+            fail(str(exc))
         if not self.attestation.ok:
             self.add_report_section("setup", "attestation", self.attestation.describe())
-            pytest.fail(
+            fail(
                 f"stack {cell.stack} could not be attested inside the container; the engine may ignore "
-                f"sysctls or seccomp, so no verdict is trusted:\n{self.attestation.describe()}",
-                pytrace=False,
+                f"sysctls or seccomp, so no verdict is trusted:\n{self.attestation.describe()}"
             )
 
     def runtest(self) -> None:

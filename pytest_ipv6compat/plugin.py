@@ -44,12 +44,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE_KEY] = SessionState(options.load(config))
     config.stash[RESULTS_KEY] = []
     config.pluginmanager.register(summary.Results(config), "ipv6compat-results")
+    summary.interrupt_on_sigterm(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = config.stash.get(STATE_KEY, None)
     if state is not None:
         state.close()
+    summary.restore_sigterm(config)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> MatrixFile | None:

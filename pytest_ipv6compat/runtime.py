@@ -146,7 +146,7 @@ class Engine:
         """
         removed: list[str] = []
         try:
-            found = self.client.containers.list(all=True, filters={"label": LABEL})
+            found = self.client.containers.list(all=True, filters={"label": LABEL}, ignore_removed=True)
         except _FAULTS as exc:
             log.warning("cannot list leftover containers: %s", _reason(exc))
             return removed
@@ -165,7 +165,9 @@ class Engine:
     def remove_session(self, keep: Collection[str] = ()) -> int:
         """Remove every container this process started and still has, except ``keep`` (names)."""
         try:
-            found = self.client.containers.list(all=True, filters={"label": f"{LABEL}={self.session}"})
+            found = self.client.containers.list(
+                all=True, filters={"label": f"{LABEL}={self.session}"}, ignore_removed=True
+            )
         except _FAULTS as exc:
             log.warning("cannot list this session's containers: %s", _reason(exc))
             return 0
@@ -220,6 +222,8 @@ class Engine:
             else:
                 with contextlib.suppress(ContainerStartException):  # create itself failed: nothing to remove
                     _remove(container.get_wrapped_container())
+            if running is not None:
+                running._join_reader()
             with contextlib.suppress(Exception):
                 container.get_docker_client().client.close()
 
@@ -268,12 +272,15 @@ class Running:
         self._lines.put(None)
 
     def close_stream(self) -> None:
-        """Stop following the logs and let the reader thread end (bounded wait)."""
+        """Stop following the logs: shuts the stream's socket, so the reader thread ends."""
         with contextlib.suppress(Exception):
             self._stream.close()
+
+    def _join_reader(self) -> None:
+        """Wait (bounded) for the reader thread; by now its stream is closed or its container gone."""
         self._thread.join(_STREAM_JOIN_S)
         if self._thread.is_alive():
-            log.warning("the log stream of %s did not close within %gs", self.name, _STREAM_JOIN_S)
+            log.warning("the log stream of %s did not end within %gs", self.name, _STREAM_JOIN_S)
 
     def _next(self) -> bool:
         """Take one line; False when the stream ended or the deadline passed."""
@@ -427,7 +434,7 @@ _ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)|(Read timed out|timed ou
 def _reason(exc: BaseException) -> str:
     """One line saying why an engine call failed: the engine's own words, else the root cause."""
     if isinstance(exc, docker.errors.APIError) and exc.explanation:
-        return str(exc.explanation).strip().splitlines()[0]
+        return " ".join(str(exc.explanation).split())
     seen: BaseException | None = exc
     while seen is not None:  # the innermost OS error says it best ("Connection refused")
         if isinstance(seen, OSError) and seen.strerror:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import signal
+import threading
 from importlib.metadata import version
 from typing import Any
 
@@ -22,6 +24,32 @@ _RESULT_ATTR = "ipv6compat"  # a plain-dict attribute on TestReport; xdist carri
 
 def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
+
+
+_SIGTERM_KEY = pytest.StashKey[Any]()
+
+
+def interrupt_on_sigterm(config: pytest.Config) -> None:
+    """Treat SIGTERM (a cancelled CI job) like Ctrl-C, so running cells remove their containers.
+
+    Only when SIGTERM has its default action and we are in the main thread; the
+    previous handler is restored at unconfigure.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum} (SIGTERM)")
+
+    config.stash[_SIGTERM_KEY] = signal.signal(signal.SIGTERM, interrupt)
+
+
+def restore_sigterm(config: pytest.Config) -> None:
+    previous = config.stash.get(_SIGTERM_KEY, None)
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous)
 
 
 def parametrize_stacks(metafunc: pytest.Metafunc) -> None:

@@ -31,6 +31,20 @@ def _engine_or_skip() -> Engine:
 
 
 @pytest.fixture(scope="session")
+def real_cache_dir() -> Path:
+    """The user's cache, resolved before pytester moves HOME."""
+    return images.default_cache_dir()
+
+
+@pytest.fixture(autouse=True)
+def _share_the_cache(real_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Inner pytester runs get a fresh HOME; point them at the real cache so they
+    # reuse the probe instead of downloading busybox-static again.
+    if real_cache_dir.name == "pytest-ipv6compat":
+        monkeypatch.setenv("XDG_CACHE_HOME", str(real_cache_dir.parent))
+
+
+@pytest.fixture(scope="session")
 def engine() -> Iterator[Engine]:
     eng = _engine_or_skip()
     yield eng

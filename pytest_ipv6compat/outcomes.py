@@ -1,0 +1,19 @@
+"""Ending a cell or test with one clear line: no traceback, no chained exception."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import pytest
+
+
+def fail(message: str) -> NoReturn:
+    """``pytest.fail`` without the exception being handled in the report ("During handling of...")."""
+    raise pytest.fail.Exception(message, pytrace=False) from None
+
+
+def unavailable(reason: object, *, require_docker: bool) -> NoReturn:
+    """No engine: skip, or fail when --ipv6-require-docker is set."""
+    if require_docker:
+        fail(f"{reason} (--ipv6-require-docker is set)")
+    raise pytest.skip.Exception(f"{reason} (pass --ipv6-require-docker to make this an error)") from None
