@@ -62,7 +62,7 @@ OPTIONS = (
         30.0,
         "SECONDS",
     ),
-    Option("ipv6_settle", "seconds the LISTEN set must stay unchanged before it is read", "seconds", 0.1, "SECONDS"),
+    Option("ipv6_settle", "seconds the LISTEN set must stay unchanged before it is read", "seconds", 0.05, "SECONDS"),
     Option("ipv6_keep_failed", "keep the containers of failed cells and print how to inspect them", "bool", False),
     Option("ipv6_require_docker", "error instead of skip when the Docker engine is unreachable", "bool", False),
     Option("ipv6_cache_dir", "where downloaded packages and the probe are cached", "path", None, "DIR"),
@@ -80,7 +80,7 @@ class Settings:
     markdown: Path | None = None
     json: Path | None = None
     timeout: float = 30.0
-    settle: float = 0.1
+    settle: float = 0.05
     keep_failed: bool = False
     require_docker: bool = False
     cache_dir: Path | None = None

@@ -1,0 +1,108 @@
+"""The floor: what a bare ``docker run`` of the same target costs, through the docker CLI.
+
+Nothing of the plugin is involved: no shim, no probe mount, no log stream. The first
+LISTEN socket is seen from the host by reading ``/proc/<pid>/net/tcp{,6}`` of the
+container's init process (we are root on the engine's host), so the image needs no tools.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common import BENCH_LABEL, DOMAIN, BenchError, container_cpu, docker_cli
+
+POLL_S = 0.005
+
+
+def listening(pid: int) -> bool:
+    """True once ``pid``'s network namespace has a TCP socket in LISTEN state (0A).
+
+    Each read of ``/proc/<pid>/net/tcp{,6}`` walks the kernel's global TCP hash table (~3 ms
+    of CPU per file on this host), so a poll takes ~7 ms on top of its interval.
+    """
+    for name in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{name}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        if any(len(parts) > 3 and parts[3] == "0A" for parts in (line.split() for line in lines)):
+            return True
+    return False
+
+
+def wait_listening(pid: int, deadline: float, interval: float = POLL_S) -> float:
+    """Poll until ``pid`` listens; return the ``time.monotonic()`` it was seen. Raises at the deadline."""
+    while True:
+        if listening(pid):
+            return time.monotonic()
+        if time.monotonic() > deadline or not Path(f"/proc/{pid}").exists():
+            raise BenchError(f"process {pid} never listened (exited, or not within the deadline)")
+        time.sleep(interval)
+
+
+def sysctl_args(disable_ipv6: bool) -> list[str]:
+    value = "1" if disable_ipv6 else "0"
+    args: list[str] = []
+    for iface in ("all", "default", "lo"):
+        args += ["--sysctl", f"net.ipv6.conf.{iface}.disable_ipv6={value}"]
+    return args
+
+
+def floor_up_cpu(image: str, run_label: str, after: float = 0.4, timeout: float = 30.0) -> float | None:
+    """CPU seconds of a bare target container's own processes, read ``after`` s past its first LISTEN."""
+    cid = docker_cli("run", "-d", "--network", "none", "--label", f"{BENCH_LABEL}={run_label}",
+                     "-e", f"PL_DOMAIN_NAME={DOMAIN}", *sysctl_args(False), image)
+    try:
+        pid = int(docker_cli("inspect", "-f", "{{.State.Pid}}", cid) or 0)
+        wait_listening(pid, time.monotonic() + timeout)
+        time.sleep(after)
+        return container_cpu(cid)
+    finally:
+        docker_cli("rm", "-f", cid, check=False)
+
+
+@dataclass
+class FloorRun:
+    total: float
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+def floor_up(image: str, run_label: str, timeout: float = 30.0) -> FloorRun:
+    """``docker run -d`` (dual-stack) -> first LISTEN seen from the host -> ``docker rm -f``."""
+    t0 = time.monotonic()
+    cid = docker_cli("run", "-d", "--network", "none", "--label", f"{BENCH_LABEL}={run_label}",
+                     "-e", f"PL_DOMAIN_NAME={DOMAIN}", *sysctl_args(False), image)
+    t1 = time.monotonic()
+    try:
+        pid = int(docker_cli("inspect", "-f", "{{.State.Pid}}", cid) or 0)
+        t2 = time.monotonic()
+        if pid <= 0:
+            raise BenchError(f"container {cid[:12]} of {image} is not running (it should listen)")
+        t3 = wait_listening(pid, t0 + timeout)
+    finally:
+        t_rm = time.monotonic()
+        docker_cli("rm", "-f", cid, check=False)
+        t4 = time.monotonic()
+    return FloorRun(t4 - t0, {"docker run -d": t1 - t0, "docker inspect (pid)": t2 - t1,
+                              "until first LISTEN": t3 - t2, "docker rm -f": t4 - t_rm})
+
+
+def floor_exit(image: str, run_label: str, seccomp_file: Path) -> FloorRun:
+    """``docker run -d`` (kernel-off stack: seccomp + sysctls=1) -> ``docker wait`` -> ``docker rm -f``."""
+    t0 = time.monotonic()
+    cid = docker_cli("run", "-d", "--network", "none", "--label", f"{BENCH_LABEL}={run_label}",
+                     "--security-opt", f"seccomp={seccomp_file}",
+                     "-e", f"PL_DOMAIN_NAME={DOMAIN}", *sysctl_args(True), image)
+    t1 = time.monotonic()
+    try:
+        code = docker_cli("wait", cid)
+        t2 = time.monotonic()
+        if code.strip() == "0":
+            raise BenchError(f"{image} exited 0 on the kernel-off stack; expected errno 97 exit (code 1)")
+    finally:
+        t_rm = time.monotonic()
+        docker_cli("rm", "-f", cid, check=False)
+        t3 = time.monotonic()
+    return FloorRun(t3 - t0, {"docker run -d": t1 - t0, "docker wait": t2 - t1, "docker rm -f": t3 - t_rm})
