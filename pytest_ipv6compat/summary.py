@@ -165,7 +165,7 @@ class Results:
         state = self.config.stash[STATE_KEY]
         if self.results:
             tr.write_sep("=", "IPv6 compatibility grid")
-            for line in render_terminal(self.results, width=tr._tw.fullwidth, order=self.ordering()):
+            for line in render_terminal(self.results, width=self.config.get_terminal_writer().fullwidth, order=self.ordering()):
                 tr.write_line(line)
         if state.kept:
             tr.write_sep("-", "kept containers of failed cells")
