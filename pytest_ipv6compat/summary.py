@@ -165,7 +165,8 @@ class Results:
         state = self.config.stash[STATE_KEY]
         if self.results:
             tr.write_sep("=", "IPv6 compatibility grid")
-            for line in render_terminal(self.results, width=self.config.get_terminal_writer().fullwidth, order=self.ordering()):
+            width = self.config.get_terminal_writer().fullwidth
+            for line in render_terminal(self.results, width=width, order=self.ordering()):
                 tr.write_line(line)
         if state.kept:
             tr.write_sep("-", "kept containers of failed cells")
