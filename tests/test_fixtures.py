@@ -98,3 +98,36 @@ def test_wrong_listener_expectation_shows_a_readable_diff(pytester: pytest.Pytes
             "*extra:    [[]::[]]:8080",
         ]
     )
+
+
+def test_a_matrix_of_your_own_images(pytester: pytest.Pytester, ipv6_target_image: str) -> None:
+    """Nothing is specific to the cloud proxy: a matrix over a user's prebuilt image."""
+    pytester.makefile(
+        ".ipv6.toml",
+        plain=f"""
+        [target]
+        name = "plain"
+        images = {{ stock = "{ipv6_target_image}" }}
+        variants = ["stock"]
+        knob = "PLAIN_IPV6"
+        settings = ["unset", "=off"]
+
+        [outcomes]
+        dual = "up 0.0.0.0:8080 [::]:8080"
+
+        [expect.stock.dual-stack]
+        unset = "dual"
+        "=off" = "dual"   # the stock image ignores the knob
+
+        [expect.stock.ipv6-sysctl-off]
+        unset = "up 0.0.0.0:8080 [::]:8080/silent"
+        "=off" = "up 0.0.0.0:8080 [::]:8080/silent"
+
+        [expect.stock.ipv6-kernel-off]
+        unset = "exited 1 'socket() [::]:8080 failed (97'"
+        "=off" = "exited 1 'socket() [::]:8080 failed (97'"
+        """,
+    )
+    result = pytester.runpytest("-v")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*plain.ipv6.toml::plain[[]stock-ipv6-kernel-off-PLAIN_IPV6=off[]] PASSED*"])
