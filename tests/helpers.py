@@ -8,18 +8,22 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MATRIX = ROOT / "matrix" / "cloud-proxy.ipv6.toml"
+CLOUD_PROXY = ROOT / "matrix" / "cloud-proxy"
+
+
+def cloud_proxy_matrix(dest: Path, *replacements: tuple[str, str]) -> Path:
+    """The cloud-proxy matrix copied to ``dest``, its paths made absolute, with text replaced."""
+    text = MATRIX.read_text(encoding="utf-8")
+    text = text.replace('build = "cloud-proxy"', f'build = "{CLOUD_PROXY}"')
+    text = text.replace('config_source = "cloud-proxy/proxy"', f'config_source = "{CLOUD_PROXY / "proxy"}"')
+    for old, new in replacements:
+        assert text.count(old) == 1, f"{old!r} is not in the matrix exactly once"
+        text = text.replace(old, new)
+    path = dest / "cloud-proxy.ipv6.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def copy_matrix(pytester: pytest.Pytester, *replacements: tuple[str, str]) -> Path:
-    """A copy of the cloud-proxy matrix, pointing at the real build context."""
-    text = MATRIX.read_text()
-    text = text.replace('build = "cloud-proxy"', f'build = "{ROOT / "matrix" / "cloud-proxy"}"')
-    text = text.replace(
-        'config_source = "cloud-proxy/proxy"', f'config_source = "{ROOT / "matrix" / "cloud-proxy" / "proxy"}"'
-    )
-    for old, new in replacements:
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    path = pytester.path / "cloud-proxy.ipv6.toml"
-    path.write_text(text)
-    return path
+    """:func:`cloud_proxy_matrix` into a pytester directory."""
+    return cloud_proxy_matrix(pytester.path, *replacements)

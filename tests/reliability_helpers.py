@@ -26,8 +26,6 @@ import pytest
 from pytest_ipv6compat import images
 
 ROOT = Path(__file__).resolve().parent.parent
-MATRIX = ROOT / "matrix" / "cloud-proxy.ipv6.toml"
-CLOUD_PROXY = ROOT / "matrix" / "cloud-proxy"
 NEVER_LISTENS = Path(__file__).resolve().parent / "data" / "never-listens"
 SYSCTLS = tuple(Path(f"/proc/sys/net/ipv6/conf/{iface}/disable_ipv6") for iface in ("all", "default", "lo"))
 
@@ -67,19 +65,6 @@ def host_sysctls() -> dict[str, str]:
 def never_listens_image(client: docker.DockerClient, base: str) -> str:
     """``tests/data/never-listens`` built FROM the base image (cached by content)."""
     return images.ensure_target_image(client, NEVER_LISTENS, base=base, name="never-listens", build_args={})
-
-
-def cloud_proxy_matrix(dest: Path, *replacements: tuple[str, str]) -> Path:
-    """The cloud-proxy matrix copied to ``dest``, its paths made absolute, with text replaced."""
-    text = MATRIX.read_text(encoding="utf-8")
-    text = text.replace('build = "cloud-proxy"', f'build = "{CLOUD_PROXY}"')
-    text = text.replace('config_source = "cloud-proxy/proxy"', f'config_source = "{CLOUD_PROXY / "proxy"}"')
-    for old, new in replacements:
-        assert text.count(old) == 1, f"{old!r} is not in the matrix exactly once"
-        text = text.replace(old, new)
-    path = dest / "cloud-proxy.ipv6.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def image_matrix(dest: Path, image: str, expectation: str, *, name: str = "svc", stem: str = "svc") -> Path:

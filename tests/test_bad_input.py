@@ -14,7 +14,7 @@ import fnmatch
 from pathlib import Path
 
 import pytest
-from reliability_helpers import cloud_proxy_matrix
+from helpers import cloud_proxy_matrix
 
 from pytest_ipv6compat import images
 from pytest_ipv6compat.runtime import Engine, Launch

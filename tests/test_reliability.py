@@ -25,11 +25,10 @@ from typing import Any
 
 import docker
 import pytest
+from helpers import CLOUD_PROXY, cloud_proxy_matrix
 from reliability_helpers import (
-    CLOUD_PROXY,
     RECORDER,
     children_of,
-    cloud_proxy_matrix,
     containers,
     exists,
     host_sysctls,
