@@ -25,7 +25,6 @@ import pytest
 
 from pytest_ipv6compat import images
 
-ROOT = Path(__file__).resolve().parent.parent
 NEVER_LISTENS = Path(__file__).resolve().parent / "data" / "never-listens"
 SYSCTLS = tuple(Path(f"/proc/sys/net/ipv6/conf/{iface}/disable_ipv6") for iface in ("all", "default", "lo"))
 
