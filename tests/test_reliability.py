@@ -375,7 +375,8 @@ def test_engine_hanging_mid_observation_cannot_hang_teardown(
             closing = time.monotonic()
         teardown = time.monotonic() - closing
         assert verdict.outcome is Outcome.TIMEOUT
-        assert "still starting" in verdict.logs
+        # (Whether the target's first line crossed the engine before it froze is a race:
+        # logs of a timeout are checked in test_target_that_never_listens_is_a_timeout_with_its_logs.)
         assert teardown < hung.api_timeout + 10, f"teardown took {teardown:.1f}s with a hung engine"
         assert _log_threads(name) == [], "the log-follow thread outlived its container's teardown"
         # The hung engine could not remove it: it is left with its session label for the sweep.
