@@ -8,5 +8,4 @@ from .results import CellResult
 from .state import SessionState
 
 STATE_KEY = pytest.StashKey[SessionState]()
-RESULTS_KEY = pytest.StashKey[list[CellResult]]()
 RESULT_KEY = pytest.StashKey[CellResult]()

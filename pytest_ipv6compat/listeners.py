@@ -112,7 +112,14 @@ def _parse_row(line: str, number: int, family: Family, byteorder: ByteOrder) -> 
         raise ValueError(f"{_FILE[family]} line {number}: {problem}: {line.strip()!r}")
     if fields[3].upper() != LISTEN:
         return None
-    address_hex, port_hex = fields[1].split(":")
+    return parse_endpoint(fields[1], family, byteorder=byteorder)
+
+
+def parse_endpoint(endpoint: str, family: Family, *, byteorder: ByteOrder = "little") -> Listener:
+    """The listener named by a ``local_address`` field, e.g. ``0100007F:1F90`` (127.0.0.1:8080)."""
+    if not _ENDPOINTS[family].fullmatch(endpoint):
+        raise ValueError(f"bad {_FILE[family]} address {endpoint!r}")
+    address_hex, port_hex = endpoint.split(":")
     raw = _address_bytes(address_hex, byteorder)
     address = _render_inet(raw) if family is Family.INET else _render_inet6(raw)
     return Listener(family, address, int(port_hex, 16))

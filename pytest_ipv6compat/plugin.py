@@ -21,7 +21,7 @@ from .fixtures import (  # noqa: F401 - fixtures are registered by being in this
     ipv6_target_image,
 )
 from .items import CellItem, MatrixFile
-from .keys import RESULTS_KEY, STATE_KEY
+from .keys import STATE_KEY
 from .state import SessionState
 
 MARKERS = (
@@ -42,7 +42,6 @@ def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     config.stash[STATE_KEY] = SessionState(options.load(config))
-    config.stash[RESULTS_KEY] = []
     config.pluginmanager.register(summary.Results(config), "ipv6compat-results")
     summary.interrupt_on_sigterm(config)
 

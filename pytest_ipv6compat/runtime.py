@@ -30,7 +30,7 @@ from testcontainers.core.config import testcontainers_config
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.exceptions import ContainerStartException
 
-from .listeners import parse_proc_net_tcp
+from .listeners import parse_endpoint, parse_listeners
 from .model import Attestation, Family, Listener, Outcome, Reach, Verdict
 from .stacks import Stack, attest, inet6_probe_fact
 
@@ -337,10 +337,7 @@ class Running:
         seconds = time.monotonic() - self.started
         logs = "\n".join(self._logs)
         if self._ready:
-            listeners = frozenset().union(
-                parse_proc_net_tcp(_proc_text(self._rows["tcp"]), Family.INET),
-                parse_proc_net_tcp(_proc_text(self._rows["tcp6"]), Family.INET6),
-            )
+            listeners = parse_listeners(_proc_text(self._rows["tcp"]), _proc_text(self._rows["tcp6"]))
             verdict = Verdict(
                 Outcome.UP,
                 listeners=listeners,
@@ -367,12 +364,9 @@ class Running:
 
     def _reaches(self) -> Iterator[Reach]:
         for family, key, answer in self._reach:
-            fam = Family.INET if family == "tcp" else Family.INET6
-            remote = "0" * len(key.partition(":")[0]) + ":0000"
-            parsed = parse_proc_net_tcp(_proc_text([f"0: {key} {remote} 0A"]), fam)
-            for listener in parsed:
-                answered = bool(answer) and not answer.startswith(("nc: ", "(no response)", "(not probed"))
-                yield Reach(listener, answered, answer)
+            listener = parse_endpoint(key, Family.INET if family == "tcp" else Family.INET6)
+            answered = bool(answer) and not answer.startswith(("nc: ", "(no response)", "(not probed"))
+            yield Reach(listener, answered, answer)
 
     def logs(self) -> str:
         """The target's own output so far (shim lines removed)."""

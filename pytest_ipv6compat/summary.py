@@ -12,7 +12,7 @@ import pytest
 
 from . import images
 from .items import CellItem
-from .keys import RESULT_KEY, RESULTS_KEY, STATE_KEY
+from .keys import RESULT_KEY, STATE_KEY
 from .report import Ordering, junit_properties, render_json, render_markdown, render_terminal
 from .results import CellResult
 from .runtime import EngineError
@@ -136,7 +136,7 @@ class Results:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.results: list[CellResult] = config.stash[RESULTS_KEY]
+        self.results: list[CellResult] = []
         self.orders: dict[str, dict[str, list[str]]] = {}
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from helpers import cloud_proxy_matrix
 
-from pytest_ipv6compat import images
 from pytest_ipv6compat.runtime import Engine, Launch
 from pytest_ipv6compat.stacks import STACKS, Stack
 
@@ -37,16 +36,10 @@ unset = "up 0.0.0.0:80 [::]:80"
 UNREACHABLE = "tcp://127.0.0.1:9"  # the discard port on this host's loopback: nothing listens
 
 
-@pytest.fixture(scope="session")
-def user_cache() -> Path:
-    """The real cache (probe, .debs), resolved before pytester points HOME at a temporary directory."""
-    return images.default_cache_dir()
-
-
 @pytest.fixture
-def here(pytester: pytest.Pytester, user_cache: Path) -> pytest.Pytester:
+def here(pytester: pytest.Pytester, real_cache_dir: Path) -> pytest.Pytester:
     """A pytester directory using the real cache: no probe is rebuilt for each run."""
-    pytester.makeini(f"[pytest]\nipv6_cache_dir = {user_cache}\n")
+    pytester.makeini(f"[pytest]\nipv6_cache_dir = {real_cache_dir}\n")
     return pytester
 
 

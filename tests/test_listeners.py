@@ -308,3 +308,14 @@ def test_diff_never_treats_ipv6_wildcard_as_covering_ipv4() -> None:
     missing, extra = diff_listeners({v4("0.0.0.0", 56000)}, {v6("::", 56000)})
     assert missing == {v4("0.0.0.0", 56000)}
     assert extra == {v6("::", 56000)}
+
+
+def test_parse_endpoint_reads_one_local_address() -> None:
+    from pytest_ipv6compat.listeners import parse_endpoint
+
+    assert parse_endpoint("0100007F:1F90", Family.INET) == Listener(Family.INET, "127.0.0.1", 8080)
+    assert parse_endpoint("00000000000000000000000001000000:DAC0", Family.INET6) == Listener(
+        Family.INET6, "::1", 56000
+    )
+    with pytest.raises(ValueError, match="bad /proc/net/tcp6 address '0100007F:1F90'"):
+        parse_endpoint("0100007F:1F90", Family.INET6)

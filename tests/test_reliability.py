@@ -40,7 +40,6 @@ from reliability_helpers import (
     wait_for,
 )
 
-from pytest_ipv6compat import images
 from pytest_ipv6compat.hints import classify
 from pytest_ipv6compat.model import Family, Listener, Outcome
 from pytest_ipv6compat.runtime import Engine, EngineError, Launch, _process_start
@@ -61,20 +60,14 @@ UNPATCHED_TWO_CELLS = ("--ipv6-variants=unpatched", "--ipv6-stacks=dual-stack,ip
 
 
 @pytest.fixture(scope="session")
-def user_cache() -> Path:
-    """The real cache (probe, .debs): pytester points HOME at a temporary directory."""
-    return images.default_cache_dir()
-
-
-@pytest.fixture(scope="session")
 def never_listens(client: docker.DockerClient, base_image: str) -> str:
     return never_listens_image(client, base_image)
 
 
 @pytest.fixture
-def run_dir(pytester: pytest.Pytester, user_cache: Path, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+def run_dir(pytester: pytest.Pytester, real_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """A pytester directory using the real cache, recording the containers alive during each cell."""
-    pytester.makeini(f"[pytest]\nipv6_cache_dir = {user_cache}\n")
+    pytester.makeini(f"[pytest]\nipv6_cache_dir = {real_cache_dir}\n")
     pytester.makeconftest(RECORDER)
     monkeypatch.setenv("IPV6COMPAT_RECORD", str(pytester.path / "record.jsonl"))
     return pytester
@@ -202,10 +195,10 @@ def _popen(pytester: pytest.Pytester, *args: str) -> tuple[subprocess.Popen[byte
 
 @pytest.mark.parametrize("moment", ["as-soon-as-it-exists", "while-the-target-runs"])
 def test_sigint_mid_run_leaves_no_container(
-    pytester: pytest.Pytester, user_cache: Path, never_listens: str, client: Any, moment: str
+    pytester: pytest.Pytester, real_cache_dir: Path, never_listens: str, client: Any, moment: str
 ) -> None:
     """(c) Ctrl-C while a cell waits on a target that never listens."""
-    pytester.makeini(f"[pytest]\nipv6_cache_dir = {user_cache}\n")
+    pytester.makeini(f"[pytest]\nipv6_cache_dir = {real_cache_dir}\n")
     host = isolate_host(pytester)  # no other session's sweep can hide a leak
     image_matrix(pytester.path, never_listens, "timeout")
     proc, out = _popen(pytester)
@@ -232,10 +225,10 @@ def test_sigint_mid_run_leaves_no_container(
 
 
 def test_killed_xdist_worker_leftovers_are_swept_by_the_next_session(
-    pytester: pytest.Pytester, user_cache: Path, never_listens: str, client: Any
+    pytester: pytest.Pytester, real_cache_dir: Path, never_listens: str, client: Any
 ) -> None:
     """(d) SIGKILL an xdist worker with a live container: nothing of it can clean up, the next session does."""
-    pytester.makeini(f"[pytest]\nipv6_cache_dir = {user_cache}\n")
+    pytester.makeini(f"[pytest]\nipv6_cache_dir = {real_cache_dir}\n")
     host = isolate_host(pytester)  # only sessions run here may sweep what the worker leaves
     image_matrix(pytester.path, never_listens, "timeout")
     proc, out = _popen(pytester, "-n", "1", "--max-worker-restart=0")  # no replacement worker to sweep early
