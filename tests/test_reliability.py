@@ -173,6 +173,10 @@ def _pytest_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--ipv6-timeout=120", *args]
 
 
+# pytest's own failure when a traceback entry has no line number (see the SIGINT test).
+PYTEST_REPR_CRASH = "return self._rawentry.tb_lineno - 1"
+
+
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
@@ -218,10 +222,15 @@ def test_sigint_mid_run_leaves_no_container(
         for c in leaked:  # the isolated host name means no real session would ever sweep these
             c.remove(force=True)
     assert not leaked, f"left behind: {[c.name for c in leaked]}\n{out.read_text()}"
+    assert not exists(client, container.id)
     text = out.read_text()
+    if code == pytest.ExitCode.TESTS_FAILED and PYTEST_REPR_CRASH in text:
+        # Seen once in CI (Python 3.11): the interrupt landed on an instruction without a
+        # line number and pytest's own KeyboardInterrupt report crashed on tb_lineno None.
+        # Cleanup was checked above; the exit code is pytest's, and it is not a pass.
+        pytest.xfail("pytest crashed rendering the KeyboardInterrupt traceback (tb_lineno is None)")
     assert code == pytest.ExitCode.INTERRUPTED, text
     assert "KeyboardInterrupt" in text
-    assert not exists(client, container.id)
 
 
 def test_killed_xdist_worker_leftovers_are_swept_by_the_next_session(
