@@ -40,7 +40,7 @@ from reliability_helpers import (
     wait_for,
 )
 
-from pytest_ipv6compat.hints import classify
+from pytest_ipv6compat import diagnose
 from pytest_ipv6compat.model import Family, Listener, Outcome
 from pytest_ipv6compat.runtime import Engine, EngineError, Launch, _process_start
 from pytest_ipv6compat.stacks import STACKS, Stack
@@ -133,7 +133,7 @@ def test_failing_run_leaves_no_container_and_hints_at_errno_97(run_dir: pytest.P
     )
     result = run_dir.runpytest(*UNPATCHED_TWO_CELLS)
     result.assert_outcomes(passed=1, failed=1)
-    hint = classify(EMERG, EMERG)
+    hint = diagnose.hint(EMERG, EMERG)
     assert hint is not None
     assert "errno 97" in hint
     result.stdout.fnmatch_lines(

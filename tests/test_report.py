@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pytest_ipv6compat.hints import classify
+from pytest_ipv6compat import diagnose
 from pytest_ipv6compat.model import (
     Attestation,
     Cell,
@@ -115,7 +115,7 @@ def judge(c: Cell, v: Verdict) -> CellResult:
             reasons.append(f"expected listeners {want}, got {' '.join(map(str, sorted(v.listeners)))}")
     elif e.exit_code is not None and v.exit_code != e.exit_code:
         reasons.append(f"expected exit code {e.exit_code}, got {v.exit_code}")
-    hint = classify(v.logs, v.error_line) if reasons else None
+    hint = diagnose.hint(v.logs, v.error_line) if reasons else None
     return CellResult(c, "fail" if reasons else "pass", v, attest(c.stack), tuple(reasons), hint)
 
 
@@ -357,7 +357,7 @@ def test_markdown_failure_carries_error_line_and_hint_and_escapes_pipes() -> Non
     c = Cell(c.target, c.variant, c.stack, c.knob, c.setting,
              Expectation(Outcome.EXITED, exit_code=1, error_contains="Cannot assign requested address (99)"))
     r = CellResult(c, "fail", exited(1, EMERG_97), attest(c.stack), ("error line lacks 'Cannot assign'",),
-                   classify("", EMERG_97))
+                   diagnose.hint("", EMERG_97))
     md = render_markdown([r])
     assert '| unpatched | **✗ exit 1 (want exit 1 "Cannot assign requested addre...")**: =a\\|b |' in md
     assert '**fail**: got exit 1, want exit 1 "Cannot assign requested addre..."' in md
