@@ -40,7 +40,7 @@ _NOISE = re.compile(
     r"|\.\.\. \d+ (?:more|common frames omitted)$"
     r"|File \".{1,900}\", line \d+"  # a Python frame
     r"|Traceback \(most recent call last\):$"
-    r"|node:[\w/]+:\d+$|throw er; // Unhandled 'error' event$|\^+$|Node\.js v\d"
+    r"|node:[\w/]+:\d+$|throw er; // Unhandled 'error' event$|[~^]+$|Node\.js v\d"
     r"|Emitted 'error' event"
     r"|goroutine \d+ \[|exit status \d+$|\[process exited with code \d+\]$"
     r"|[{}\[\]()]$"

@@ -246,6 +246,39 @@ def test_shell_and_generic_lines() -> None:
     assert error_line([EMERG_97]) == EMERG_97
 
 
+def test_python_chain_during_handling_gives_the_first_exception() -> None:
+    log = PYTHON_CHAIN.replace("The above exception was the direct cause of the following exception",
+                               "During handling of the above exception, another exception occurred")
+    log = log.replace("    raise RuntimeError", "    ~~~~~^^^^^^^^^^^^^^\n    raise RuntimeError")
+    assert error_line(log.splitlines()) == "OSError: [Errno 99] Cannot assign requested address"
+    two = PYTHON_97 + "retrying\n" + PYTHON_CHAIN  # two unrelated tracebacks: the last one's root
+    assert error_line(two.splitlines()) == "OSError: [Errno 99] Cannot assign requested address"
+
+
+def test_logged_errors_without_a_traceback() -> None:
+    uvicorn = [
+        "INFO:     Started server process [1]",
+        "ERROR:    [Errno 99] error while attempting to bind on address ('::1', 8000, 0, 0): cannot assign requested"
+        " address",
+        "INFO:     Waiting for application shutdown.",
+        "INFO:     Application shutdown complete.",
+    ]
+    assert error_line(uvicorn) == uvicorn[1]
+    assert ecosystem("\n".join(uvicorn)) == "python"
+    logrus = ['time="2025-01-01T10:00:00Z" level=info msg=starting',
+              'time="2025-01-01T10:00:00Z" level=fatal msg="listen tcp [::]:9000: socket: address family not supported'
+              ' by protocol"']
+    assert error_line(logrus) == logrus[1]
+    assert "errno 97" in str(hint("\n".join(logrus), logrus[1]))
+
+
+def test_a_shell_entrypoint_does_not_hide_the_service_it_starts() -> None:
+    assert ecosystem(NGINX) == "nginx"
+    assert ecosystem("/entrypoint.sh: starting\n" + NODE_97) == "node"
+    assert ecosystem(SHELL_NOT_FOUND) == "shell"
+    assert "listen lines" in str(hint(NGINX, None))
+
+
 def test_redis_failed_listening_alone_is_the_line() -> None:
     log = REDIS.splitlines()
     del log[2]
