@@ -47,6 +47,7 @@ _NOISE = re.compile(
 )
 _CHAIN = re.compile(r"(?:During handling of the above exception|The above exception was the direct cause)")
 _NGINX_LEVEL = re.compile(r"\[(emerg|alert|crit|error|warn|notice|info|debug)\]")
+_NGINX_RANKS = {"emerg": (0, "nginx"), "alert": (1, "nginx"), "crit": (1, "nginx"), "error": (2, "nginx")}
 _REDIS_FATAL = re.compile(r"Failed listening on port \d+")
 _REDIS_CAUSE = re.compile(r"Could not create server \w+ listening socket")
 _WARNING = re.compile(r"\bwarn(?:ing)?\b\W|level=warn|\"level\": ?\"warn", re.IGNORECASE)
@@ -93,9 +94,7 @@ def _rank(indented: bool, body: str) -> tuple[int, str] | None:
     if _NOISE.match(body) or _CHAIN.match(body):
         return None
     if level := _NGINX_LEVEL.search(body):
-        return {"emerg": (0, "nginx"), "alert": (1, "nginx"), "crit": (1, "nginx"), "error": (2, "nginx")}.get(
-            level.group(1)
-        )
+        return _NGINX_RANKS.get(level.group(1))  # warn, notice, info, debug: never the reason
     if _REDIS_FATAL.search(body):
         return 0, "redis-fatal"
     if _REDIS_CAUSE.search(body):
