@@ -8,6 +8,7 @@ profile, not the capability set, is what blocks the call.
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import re
 import struct
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from pytest_ipv6compat.listeners import parse_listeners
+from pytest_ipv6compat.listeners import canonical_address
 from pytest_ipv6compat.model import Family, Listener
 from pytest_ipv6compat.seccomp import (
     ALLOWED_SYSCALLS,
@@ -402,9 +403,21 @@ def test_nginx_serves_ipv4_under_profile(box: Any) -> None:
 
 def _listeners(output: str) -> frozenset[Listener]:
     """Parse the /proc/net/tcp{,6} texts that START_NGINX prints between markers."""
-    tcp = output.split("@@tcp\n")[1].split("@@tcp6\n")[0]
-    tcp6 = output.split("@@tcp6\n")[1].split("@@end")[0]
-    return parse_listeners(tcp, tcp6)
+    texts = {
+        Family.INET: output.split("@@tcp\n")[1].split("@@tcp6\n")[0],
+        Family.INET6: output.split("@@tcp6\n")[1].split("@@end")[0],
+    }
+    found = set()
+    for family, text in texts.items():
+        for row in text.splitlines()[1:]:
+            fields = row.split()
+            if len(fields) > 3 and fields[3] == "0A":  # LISTEN
+                address, port = fields[1].split(":")
+                words = [bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, len(address), 8)]
+                raw = b"".join(words)  # the kernel prints each 32-bit word in host (little-endian) order
+                text_address = str(ipaddress.ip_address(raw))
+                found.add(Listener(family, canonical_address(family, text_address), int(port, 16)))
+    return frozenset(found)
 
 
 @pytest.mark.docker
