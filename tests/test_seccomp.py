@@ -611,12 +611,13 @@ def test_profile_decides_the_applet(applet_results: dict[str, dict[str, int]], a
 
 
 def _build(tmp: Path, name: str, command: list[str]) -> bytes:
-    tool = command[0]
+    tool = next(word for word in command if "=" not in word)
     if shutil.which(tool) is None:
         pytest.skip(f"{tool} is not installed: cannot build the {name} probe")
     out = tmp / name
-    command = [str(out) if word == "OUT" else word for word in command]
-    env = {**os.environ, "CGO_ENABLED": "0"}  # Go: a static binary, like the C ones
+    settings = dict(word.split("=", 1) for word in command if "=" in word)
+    command = [str(out) if word == "OUT" else word for word in command if "=" not in word]
+    env = {**os.environ, "CGO_ENABLED": "0", **settings}  # Go: a static binary, like the C ones
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=env)
     if done.returncode != 0:
         pytest.skip(f"{' '.join(command)} failed, so no {name} probe: {done.stderr.strip()[-300:]}")
@@ -631,6 +632,7 @@ BUILDS: dict[str, list[str]] = {
              "-fno-stack-protector", "-O1", str(DATA / "probe32.c")],
     "i386-glibc": ["gcc", "-o", "OUT", "-m32", "-static", "-O1", str(DATA / "libc_socket.c")],
     "go": ["go", "build", "-o", "OUT", str(DATA / "server.go")],
+    "go-386": ["GOARCH=386", "go", "build", "-o", "OUT", str(DATA / "server.go")],
 }  # fmt: skip
 
 
@@ -737,6 +739,14 @@ def test_i386_glibc_socket_gets_enosys(box: Box, build: Any) -> None:
     if confined == {"socket-inet": "ok", "socket-inet6": "errno 97"}:
         pytest.skip("this i386 libc calls socket directly, so it is not limited")
     assert confined == {"socket-inet": "errno 38", "socket-inet6": "errno 38"}
+
+
+@pytest.mark.docker
+def test_i386_go_server_fails_with_enosys(box: Box, build: Any) -> None:
+    """The same limit for Go: its 386 port creates sockets through socketcall."""
+    ran = run(box, "/probe/server serve 8080", files={"/probe/server": build("go-386")})
+    assert ran.code == 1, ran.output
+    assert "@@listen: listen tcp :8080: socket: function not implemented" in ran.output
 
 
 SERVE = """\
