@@ -43,6 +43,7 @@ class DockerBackend:
     _image_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     _info: dict[str, str] = field(default_factory=dict)
     _started: int = 0
+    gone: str | None = None  # why the engine stopped answering during an earlier cell
 
     @classmethod
     def connect(cls, probe_dir: Path, *, api_timeout: float = 60.0, connect_timeout: float = 10.0) -> DockerBackend:
@@ -137,6 +138,15 @@ class DockerBackend:
         Set ``run.keep = True`` to leave the container for inspection (a failed cell
         under --ipv6-keep-failed); it still carries the session label.
         """
+        if self.gone is not None:
+            try:
+                self.client.ping()
+            except FAULTS:
+                raise EngineError(
+                    f"the Docker engine at {engine_address()} stopped responding earlier in this session "
+                    f"({self.gone}) and still does not answer"
+                ) from None
+            self.gone = None
         spec = launch.run
         config = self.image_config(launch.image)
         argv = list(config.get("Entrypoint") or [])
@@ -185,6 +195,7 @@ class DockerBackend:
             # and a container that cannot be removed now still has the session label.
             if run is not None:
                 run.close()
+                self.gone = run.engine_fault or self.gone
             if run is not None and run.keep:
                 log.warning("kept container %s for inspection", run.name)
             elif container_id is not None:
