@@ -29,6 +29,7 @@ from .docker_run import FAULTS, DockerRun, reason
 log = logging.getLogger(__name__)
 
 PROBE_MOUNT = "/.ipv6compat"
+LOG_FILE_MAX = "16m"  # what the engine keeps of a target's output; the verdict keeps only a tail of it
 LABEL = "ipv6compat.session"
 
 
@@ -172,6 +173,10 @@ class DockerBackend:
                     tmpfs=dict(spec.tmpfs) or None,
                     extra_hosts=dict(spec.extra_hosts) or None,
                     privileged=False,
+                    mem_limit=spec.memory,
+                    memswap_limit=spec.memory,  # no swap: a memory hog ends at the limit
+                    pids_limit=spec.pids,
+                    log_config={"Type": "json-file", "Config": {"max-size": LOG_FILE_MAX, "max-file": "1"}},
                 )
                 created = api.create_container(
                     launch.image,

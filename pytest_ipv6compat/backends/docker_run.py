@@ -22,6 +22,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import docker
@@ -221,14 +222,28 @@ class DockerRun:
                     self._watch.feed(value)
         code = status.get("StatusCode") if isinstance(status, dict) else None
         state = self._state()
+        oom = False
         if state in ("exited", "dead") and code in _KILLED:
             # Killed: by the kernel (OOM), or by someone removing the container, which the engine does
             # after the wait call has returned. Look again once removal would have begun.
-            time.sleep(_REMOVAL_S)
-            state = self._state()
+            oom = self._oom_killed()
+            if not oom:
+                time.sleep(_REMOVAL_S)
+                state = self._state()
         if state in ("gone", "removing"):
             raise EngineError(f"container {self.name} was removed by someone else while the cell ran")
-        return self._make(Outcome.EXITED, exit_code=int(code) if code is not None else None)
+        verdict = self._make(Outcome.EXITED, exit_code=int(code) if code is not None else None)
+        if oom:
+            limit = self.launch.run.memory
+            line = f"killed by the kernel: out of memory at the cell's memory limit ({limit})"
+            verdict = replace(verdict, error_line=line)
+        return verdict
+
+    def _oom_killed(self) -> bool:
+        try:
+            return bool(self._api.inspect_container(self.container_id)["State"].get("OOMKilled"))
+        except FAULTS:
+            return False
 
     def _make(self, outcome: Outcome, *, exit_code: int | None = None) -> Verdict:
         logs = self.logs()
