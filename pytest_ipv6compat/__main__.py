@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"base       {base}  ({time.monotonic() - started:.2f}s)")
         for matrix in matrices:
             target = matrix.target
+            for variant, image in target.images:
+                engine.image_config(image)  # present, and for this engine's architecture
+                print(f"image      {image}  ({target.name} {variant}: present)")
             if target.build is None:
                 continue
             for variant in target.variants:

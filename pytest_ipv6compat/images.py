@@ -304,6 +304,9 @@ def _context_digest(context: Path, extra: Mapping[str, object]) -> str:
             try:
                 if path.is_symlink():
                     digest.update(f"L {rel} {os.readlink(path)}\0".encode())
+                elif not path.is_file():  # a named pipe would block the read for ever; a socket cannot be read
+                    raise ImageError(f"build context {context} holds {rel}, which is not a regular file "
+                                     "(a named pipe, socket or device); move it out of the context")
                 else:
                     digest.update(f"F {rel} {int(os.access(path, os.X_OK))}\0".encode())
                     digest.update(hashlib.sha256(path.read_bytes()).digest())
