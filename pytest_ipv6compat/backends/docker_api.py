@@ -10,8 +10,10 @@ write to, while the engine's wait call reports the exit as soon as it happens.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import os
+import re
 import secrets
 import socket
 import time
@@ -231,10 +233,16 @@ class DockerBackend:
 
 
 def _age_hours(container: Any) -> float:
+    """Hours since the container was created; unknown counts as old."""
     created = container.attrs.get("Created")
-    if isinstance(created, (int, float)):  # the list call gives seconds since the epoch
+    if isinstance(created, (int, float)):  # a sparse list gives seconds since the epoch
         return (time.time() - created) / 3600
-    return float("inf")  # unknown: treat as old
+    if isinstance(created, str):  # an inspect gives RFC 3339 with nanoseconds: 2026-12-02T06:13:14.123456789Z
+        found = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", created)
+        if found:
+            when = dt.datetime.strptime(found[1], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.timezone.utc)
+            return (time.time() - when.timestamp()) / 3600
+    return float("inf")
 
 
 def engine_address() -> str:
