@@ -11,9 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import docker.errors
+
 from . import images
 from .backends import EngineError
-from .backends.docker_api import DockerBackend
+from .backends.docker_api import DockerBackend, engine_address
+from .backends.docker_run import reason
 from .matrix import MatrixError, load_matrix
 
 
@@ -58,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"target     {ref}  ({time.monotonic() - started:.2f}s)")
     except (MatrixError, images.ImageError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (docker.errors.DockerException, OSError) as exc:  # an engine call no step above expected to fail
+        print(f"error: the Docker engine at {engine_address()} failed: {reason(exc)}", file=sys.stderr)
         return 2
     return 0
 
