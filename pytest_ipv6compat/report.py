@@ -14,11 +14,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .fidelity import MESSAGE, fidelity_flags
 from .listeners import sort_key
 from .model import Cell, Expectation, Family, Listener, Outcome, Protocol, Result, Verdict
 from .results import STATUSES, CellResult
 
-STACKS = ("dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off")
+STACKS = ("dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off", "ipv6-boot-disabled")
 SCHEMA_ID = "pytest-ipv6compat/report"
 SCHEMA_VERSION = 2
 
@@ -302,6 +303,8 @@ def render_terminal(
         table = _table(["variant", *stacks], rows, ascii_only)
         fits = width is None or max(map(len, table)) <= width
         lines += table if fits else _stacked(stacks, rows, width or 0)
+        lines += [f"≠ {f.line()}" if not ascii_only else f"!= {f.line()}"
+                  for f in fidelity_flags(ordered) if f.target == target]
     for text in (_legend(blocks, fail_mark), _totals_line(ordered)):
         wrapped = textwrap.wrap(text, width or len(text), subsequent_indent="  ", break_long_words=False)
         lines += [line.replace("\xa0", " ") for line in wrapped]
@@ -337,6 +340,9 @@ def render_markdown(results: Iterable[CellResult], *, order: Ordering | None = N
             ]
             out.append(f"| {_md(label)} | {' | '.join(cells)} |")
         out.append("")
+        flags = [f for f in fidelity_flags(ordered) if f.target == target]
+        out += [f"**{MESSAGE}** ({_md(f.where)}): " + "; ".join(map(_md, f.differences)) for f in flags]
+        out += [""] * bool(flags)
     out += [_md(_legend(blocks, "✗")).replace("\xa0", " "), "", f"**{_totals_line(ordered)}**".replace("\xa0", " ")]
     bad = [r for r in ordered if r.status in ("fail", "error")]
     if bad:
@@ -366,6 +372,9 @@ def render_json(
         "schema": SCHEMA_ID, "version": SCHEMA_VERSION, "meta": dict(meta),
         "totals": totals(ordered), "cells": [r.to_dict() for r in ordered],
     }
+    flags = fidelity_flags(ordered)
+    if flags:  # only where a run had both ipv6-kernel-off and ipv6-boot-disabled cells that disagree
+        doc["fidelity"] = [f.to_dict() for f in flags]
     return json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n"
 
 

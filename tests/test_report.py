@@ -22,7 +22,6 @@ from pytest_ipv6compat.model import (
     Verdict,
 )
 from pytest_ipv6compat.report import (
-    STACKS,
     Ordering,
     junit_properties,
     load_json,
@@ -37,6 +36,7 @@ from pytest_ipv6compat.report import (
 from pytest_ipv6compat.results import CellResult
 
 KNOB = "PL_IPV6_DISABLE"
+STACKS = ("dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off")  # the container stacks: the 63-cell set
 V4 = Listener(Family.INET, "0.0.0.0", 56000)
 V6 = Listener(Family.INET6, "::", 56000)
 LO4 = Listener(Family.INET, "127.0.0.1", 56000)
