@@ -17,6 +17,7 @@ from . import images
 from .backends import EngineError
 from .backends.docker_api import DockerBackend, engine_address
 from .backends.docker_run import reason
+from .backends.uml import UmlBackend, find_kernel
 from .matrix import MatrixError, load_matrix
 
 
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument("matrix", nargs="*", type=Path, help="matrix files (*.ipv6.toml)")
     prep.add_argument("--base-image", help="use this base image instead of bootstrapping one")
     prep.add_argument("--cache-dir", type=Path, default=None)
+    prep.add_argument("--uml", default=None, help="the User-mode Linux kernel (default: 'linux' on PATH)")
     args = parser.parse_args(argv)
     cache = args.cache_dir or images.default_cache_dir()
     try:
@@ -43,9 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"base       {base}  ({time.monotonic() - started:.2f}s)")
         for matrix in matrices:
             target = matrix.target
+            uml = _uml(engine, cache, args.uml) if "ipv6-boot-disabled" in {c.stack for c in matrix.cells} else None
             for variant, image in target.images:
                 engine.image_config(image)  # present, and for this engine's architecture
                 print(f"image      {image}  ({target.name} {variant}: present)")
+                _export(uml, image)
             if target.build is None:
                 continue
             for variant in target.variants:
@@ -59,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                     cache_dir=cache,
                 )
                 print(f"target     {ref}  ({time.monotonic() - started:.2f}s)")
+                _export(uml, ref)
     except (MatrixError, images.ImageError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -66,6 +71,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the Docker engine at {engine_address()} failed: {reason(exc)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _uml(engine: DockerBackend, cache: Path, kernel: str | None) -> UmlBackend | None:
+    """The User-mode Linux backend, or None (said once) where it is not installed."""
+    try:
+        return UmlBackend(engine, find_kernel(kernel), cache, engine.probe_dir)
+    except EngineError as exc:
+        print(f"uml        skipped: {exc}")
+        return None
+
+
+def _export(uml: UmlBackend | None, image: str) -> None:
+    """The image's root filesystem for ipv6-boot-disabled cells, exported once and cached."""
+    if uml is not None:
+        started = time.monotonic()
+        rootfs = uml.prepare(image)
+        print(f"rootfs     {rootfs}  ({time.monotonic() - started:.2f}s)")
 
 
 if __name__ == "__main__":

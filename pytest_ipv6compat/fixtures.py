@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 from . import images
-from .backends import EngineError, Launch
-from .backends.docker_api import DockerBackend
+from .backends import Backend, EngineError, Launch
 from .keys import STATE_KEY
 from .listeners import format_listeners, parse_listener
 from .model import Attestation, Listener, Outcome, Verdict
@@ -83,9 +82,11 @@ class TargetFactory:
     def __init__(self, state: SessionState) -> None:
         self._state = state
 
-    def _engine(self) -> DockerBackend:
+    def _engine(self, stack: str = "dual-stack") -> Backend:
         try:
-            return self._state.engine()
+            return self._state.backend(get_stack(stack))
+        except ValueError as exc:
+            fail(str(exc))
         except Unavailable as exc:
             unavailable(exc, require_docker=self._state.settings.require_docker)
 
@@ -114,7 +115,7 @@ class TargetFactory:
         ``extra_hosts``, ``mounts``, ``user``, ``command``. The container still runs
         inside the ``with`` block (an ``up`` target is still listening there).
         """
-        engine = self._engine()
+        engine = self._engine(stack)
         try:
             stack_obj = get_stack(stack)
             spec = run_base(self._state.settings).updated(

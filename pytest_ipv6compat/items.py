@@ -63,7 +63,7 @@ class CellItem(pytest.Item):
         state = self.config.stash[STATE_KEY]
         cell, target = self.cell, self.matrix.target
         try:
-            engine = state.engine()
+            engine = state.backend(get_stack(cell.stack))
             image = self._image()
             image_env = engine.image_config(image).get("Env") or []
         except Unavailable as exc:

@@ -18,7 +18,7 @@ from typing import Any
 from .listeners import parse_listener
 from .model import Cell, Expectation, KnobSetting, Listener, Mismatch, Outcome, Verdict
 from .spec import RUN_KEYS, RunSpec, SpecError, parse_run_settings
-from .stacks import STACKS
+from .stacks import DEFAULT_STACKS, STACKS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -200,7 +200,7 @@ def _load_target(raw: Mapping[str, Any], variant_tables: Any, path: Path) -> Tar
             same = settings[settings.index(setting)].label
             raise MatrixError(f"{_where(path, 'target', 'settings')}: {label!r} is the same setting as {same!r}")
         settings.append(setting)
-    stacks = _str_list(raw.get("stacks", list(STACKS)), path, "stacks")
+    stacks = _str_list(raw.get("stacks", list(DEFAULT_STACKS)), path, "stacks")
     for stack in stacks:
         if stack not in STACKS:
             raise MatrixError(

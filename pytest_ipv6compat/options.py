@@ -96,7 +96,21 @@ OPTIONS = (
     ),
     Option("ipv6_pids", "most processes and threads a target may have", "pids", 512, "N"),
     Option("ipv6_keep_failed", "keep the containers of failed cells and print how to inspect them", "bool", False),
-    Option("ipv6_require_docker", "error instead of skip when the Docker engine is unreachable", "bool", False),
+    Option(
+        "ipv6_require_docker",
+        "error instead of skip when a backend is unavailable: the Docker engine is unreachable, or User-mode "
+        "Linux (for ipv6-boot-disabled) is not installed",
+        "bool",
+        False,
+    ),
+    Option(
+        "ipv6_uml",
+        "the User-mode Linux kernel that runs ipv6-boot-disabled cells (default: 'linux' on PATH, from "
+        "apt-get install user-mode-linux)",
+        "text",
+        None,
+        "PATH",
+    ),
     Option("ipv6_cache_dir", "where downloaded packages and the probe are cached", "path", None, "DIR"),
 )
 
@@ -119,6 +133,7 @@ class Settings:
     pids: int = 512
     keep_failed: bool = False
     require_docker: bool = False
+    uml: str | None = None
     cache_dir: Path | None = None
 
 

@@ -1,8 +1,9 @@
-"""The IPv6 conditions a container can be put in, and how to attest them.
+"""The IPv6 conditions a target can be put in, and how to attest them.
 
-Every stack is realised with per-container settings only (namespaced sysctls and a
-seccomp profile): the host's own network settings are never touched and no
-container is privileged.
+The container stacks are realised with per-container settings only (namespaced
+sysctls and a seccomp profile): the host's own network settings are never touched
+and no container is privileged. ``ipv6-boot-disabled`` is a real kernel booted with
+``ipv6.disable=1`` under User-mode Linux (its ``backend`` says so).
 """
 
 from __future__ import annotations
@@ -21,8 +22,12 @@ class Stack:
     summary: str
     disable_ipv6: bool
     inet6_errno: int | None  # errno that socket(AF_INET6) is forced to return
+    backend: str = "docker"  # where its cells run: "docker" (the engine's API) or "uml" (User-mode Linux)
+    kernel_args: tuple[str, ...] = ()  # the command line of a booted kernel (backend "uml")
 
     def sysctls(self) -> dict[str, str]:
+        if self.backend != "docker":
+            return {}
         value = "1" if self.disable_ipv6 else "0"
         return {f"net.ipv6.conf.{iface}.disable_ipv6": value for iface in _IFACES}
 
@@ -50,8 +55,20 @@ STACKS: dict[str, Stack] = {
             True,
             97,
         ),
+        Stack(
+            "ipv6-boot-disabled",
+            "a real kernel booted with ipv6.disable=1 (User-mode Linux): errno 97, no IPv6 in /proc",
+            True,
+            97,
+            backend="uml",
+            kernel_args=("ipv6.disable=1",),
+        ),
     )
 }
+
+# What a matrix runs when it names no stacks: the container stacks (ipv6-boot-disabled is opt-in,
+# so that matrices written before it existed need no expectations for it).
+DEFAULT_STACKS = tuple(name for name, stack in STACKS.items() if stack.backend == "docker")
 
 
 def get_stack(name: str) -> Stack:
@@ -79,9 +96,13 @@ def inet6_probe_fact(text: str) -> str:
 def attest(stack: Stack, facts: Mapping[str, str]) -> Attestation:
     """Check the facts the shim saw inside the container against the stack's claim.
 
-    Facts: ``<iface>.disable_ipv6`` (0/1/absent), ``lo ::1`` (present/absent) and
-    ``inet6 socket`` (from :func:`inet6_probe_fact`).
+    Facts: ``<iface>.disable_ipv6`` (0/1/absent), ``lo ::1`` (present/absent),
+    ``inet6 socket`` (from :func:`inet6_probe_fact`) and, checked for a booted kernel
+    only, ``cmdline ipv6.disable``, ``/proc/net/if_inet6`` and ``/proc/sys/net/ipv6``
+    (present/absent).
     """
+    if stack.backend == "uml":
+        return _attest_kernel(stack, facts)
     problems: list[str] = []
     want = "1" if stack.disable_ipv6 else "0"
     for iface in _IFACES:
@@ -101,5 +122,22 @@ def attest(stack: Stack, facts: Mapping[str, str]) -> Attestation:
         want_sock = "socket ok, connect refused"
     if sock != want_sock:
         problems.append(f"inet6 socket: {sock}, want {want_sock}")
+    ordered = tuple((k, facts[k]) for k in sorted(facts))
+    return Attestation(stack=stack.name, ok=not problems, facts=ordered, problems=tuple(problems))
+
+
+def _attest_kernel(stack: Stack, facts: Mapping[str, str]) -> Attestation:
+    """A kernel booted with ``ipv6.disable=1``: the command line says so and IPv6 is gone from /proc."""
+    problems: list[str] = []
+    want_cmdline = "1" if stack.disable_ipv6 else "none"
+    got = facts.get("cmdline ipv6.disable", "missing")
+    if got != want_cmdline:
+        problems.append(f"/proc/cmdline has ipv6.disable={got}, want ipv6.disable={want_cmdline}")
+    for path in ("/proc/net/if_inet6", "/proc/sys/net/ipv6"):
+        if facts.get(path, "missing") != "absent":
+            problems.append(f"{path} is {facts.get(path, 'missing')}, want absent")
+    sock = facts.get("inet6 socket", "missing")
+    if stack.inet6_errno is not None and sock != f"socket() errno {stack.inet6_errno}":
+        problems.append(f"inet6 socket: {sock}, want socket() errno {stack.inet6_errno}")
     ordered = tuple((k, facts[k]) for k in sorted(facts))
     return Attestation(stack=stack.name, ok=not problems, facts=ordered, problems=tuple(problems))

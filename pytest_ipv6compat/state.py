@@ -12,9 +12,11 @@ from pathlib import Path
 import docker
 
 from . import images
-from .backends import EngineError
+from .backends import Backend, EngineError
 from .backends.docker_api import DockerBackend
+from .backends.uml import UmlBackend, find_kernel
 from .options import Settings
+from .stacks import Stack
 
 
 class Unavailable(Exception):
@@ -29,6 +31,8 @@ class SessionState:
     swept: list[str] = field(default_factory=list)
     _engine: DockerBackend | None = None
     _engine_error: str | None = None
+    _uml: UmlBackend | None = None
+    _uml_error: str | None = None
     _base: str | None = None
     _images: dict[tuple[str, str], str] = field(default_factory=dict)
 
@@ -48,6 +52,27 @@ class SessionState:
         if self._engine is None:
             raise Unavailable(self._engine_error or "Docker engine unavailable")
         return self._engine
+
+    def backend(self, stack: Stack) -> Backend:
+        """Where cells of ``stack`` run: the one place that decides (raises :class:`Unavailable`)."""
+        engine = self.engine()
+        if stack.backend == "docker":
+            return engine
+        return self.uml()
+
+    def uml(self) -> UmlBackend:
+        """The User-mode Linux backend (it exports images through the engine); :class:`Unavailable` if absent."""
+        engine = self.engine()
+        if self._uml is None and self._uml_error is None:
+            try:
+                kernel = find_kernel(self.settings.uml)
+                self._uml = UmlBackend(engine, kernel, self.cache_dir, engine.probe_dir)
+                self._uml.sweep()
+            except EngineError as exc:
+                self._uml_error = str(exc)
+        if self._uml is None:
+            raise Unavailable(self._uml_error or "User-mode Linux unavailable")
+        return self._uml
 
     @property
     def client(self) -> docker.DockerClient:

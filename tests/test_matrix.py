@@ -34,16 +34,17 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_reference_matrix_has_63_cells_plus_read_only_cells() -> None:
+def test_reference_matrix_has_84_cells_plus_read_only_cells() -> None:
     m = load_matrix(ROOT / "matrix" / "cloud-proxy.ipv6.toml")
     rw = [c for c in m.cells if c.config_mode == "rw"]
-    assert len(rw) == 63
+    assert len(rw) == 84  # 3 variants x 4 stacks x 7 settings
     assert {c.variant for c in rw} == {"unpatched", "env-toggle", "adaptive"}
     assert {c.setting.label for c in rw} == {"unset", "empty", "=1", "=true", "=false", "=0", "=maybe"}
     ids = [c.id for c in m.cells]
     assert len(ids) == len(set(ids))
     assert "env-toggle-ipv6-kernel-off-PL_IPV6_DISABLE=1" in ids
     assert "env-toggle-dual-stack-config-ro-PL_IPV6_DISABLE=false" in ids
+    assert "adaptive-ipv6-boot-disabled-config-ro-PL_IPV6_DISABLE=0" in ids
 
 
 def test_minimal_matrix(tmp_path: Path) -> None:

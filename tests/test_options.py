@@ -125,9 +125,9 @@ def test_ipv6_stack_marker_parametrizes_and_selects(pytester: pytest.Pytester) -
     )
     result = pytester.runpytest("-v")
     result.stdout.fnmatch_lines(["*test_one[[]dual-stack[]] PASSED*", "*test_one[[]ipv6-kernel-off[]] PASSED*"])
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=7)  # 2 + every stack (4) + the default
     result = pytester.runpytest("-v", "--ipv6-stacks=ipv6-kernel-off")
-    result.assert_outcomes(passed=3, deselected=3)
+    result.assert_outcomes(passed=3, deselected=4)
 
 
 def test_unknown_stack_in_marker(pytester: pytest.Pytester) -> None:

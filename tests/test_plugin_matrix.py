@@ -73,13 +73,13 @@ def test_grid_and_reports(pytester: pytest.Pytester) -> None:
         "--ipv6-markdown=r.md",
         "--junitxml=j.xml",
     )
-    # 3 stacks x 3 settings, plus the read-only config cells on 2 stacks
-    result.assert_outcomes(passed=15)
+    # 4 stacks x 3 settings, plus the read-only config cells on 3 stacks
+    result.assert_outcomes(passed=21)
     result.stdout.fnmatch_lines(
         [
             "*IPv6 compatibility grid*",
-            "cloud-proxy: knob PL_IPV6_DISABLE, 15 cells*",
-            "15 cells: 15 passed, 0 failed, 0 errors, 0 skipped",
+            "cloud-proxy: knob PL_IPV6_DISABLE, 21 cells*",
+            "21 cells: 21 passed, 0 failed, 0 errors, 0 skipped",
         ]
     )
     doc = json.loads((pytester.path / "r.json").read_text())
@@ -129,7 +129,7 @@ def test_xdist_grid_is_identical_to_serial(pytester: pytest.Pytester) -> None:
 def test_malformed_matrix_is_one_clear_collection_error(pytester: pytest.Pytester) -> None:
     copy_matrix(
         pytester,
-        ('stacks = ["dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off"]', 'stacks = ["dual-stack", "no-ipv6"]'),
+        ('stacks = ["dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off", "ipv6-boot-disabled"]', 'stacks = ["dual-stack", "no-ipv6"]'),
     )
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.INTERRUPTED

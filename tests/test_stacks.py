@@ -12,14 +12,33 @@ GOOD = {
     "dual-stack": {"disable": "0", "lo": "present", "sock": "socket ok, connect refused"},
     "ipv6-sysctl-off": {"disable": "1", "lo": "absent", "sock": "socket ok, connect errno 99"},
     "ipv6-kernel-off": {"disable": "1", "lo": "absent", "sock": "socket() errno 97"},
+    "ipv6-boot-disabled": {"disable": "absent", "lo": "absent", "sock": "socket() errno 97", "cmdline": "1",
+                           "proc": "absent"},
 }
 
 
-def facts(disable: str, lo: str, sock: str) -> dict[str, str]:
+def facts(disable: str, lo: str, sock: str, cmdline: str = "none", proc: str = "present") -> dict[str, str]:
     out = {f"{i}.disable_ipv6": disable for i in ("all", "default", "lo")}
     out["lo ::1"] = lo
     out["inet6 socket"] = sock
+    out["cmdline ipv6.disable"] = cmdline
+    out["/proc/net/if_inet6"] = out["/proc/sys/net/ipv6"] = proc
     return out
+
+
+def test_a_real_kernel_is_attested_by_its_command_line_and_proc() -> None:
+    stack = STACKS["ipv6-boot-disabled"]
+    emulated = attest(stack, facts(**GOOD["ipv6-kernel-off"]))
+    assert emulated.problems == (
+        "/proc/cmdline has ipv6.disable=none, want ipv6.disable=1",
+        "/proc/net/if_inet6 is present, want absent",
+        "/proc/sys/net/ipv6 is present, want absent",
+    )
+    booted_with_ipv6 = attest(stack, facts("0", "present", "socket ok, connect refused", "none", "present"))
+    assert "inet6 socket: socket ok, connect refused, want socket() errno 97" in booted_with_ipv6.problems
+    assert not attest(stack, {}).ok
+    # The container stacks ignore the kernel's facts: the host's command line is not theirs.
+    assert attest(STACKS["ipv6-kernel-off"], facts(**GOOD["ipv6-kernel-off"], cmdline="1")).ok
 
 
 @pytest.mark.parametrize("name", list(STACKS))

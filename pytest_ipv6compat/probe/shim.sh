@@ -31,6 +31,16 @@ while read -r addr rest; do
     [ "$addr" = 00000000000000000000000000000001 ] && lo6=present
 done 2>/dev/null </proc/net/if_inet6
 say "fact lo ::1=$lo6"
+# What only a booted kernel can show (containers share the host's): the ipv6.disable= of the
+# kernel command line ("none" if not given), and whether IPv6 has entries in /proc at all.
+disable=none
+for word in $($BB cat /proc/cmdline 2>/dev/null); do
+    case $word in ipv6.disable=*) disable=${word#ipv6.disable=} ;; esac
+done
+say "fact cmdline ipv6.disable=$disable"
+for f in /proc/net/if_inet6 /proc/sys/net/ipv6; do
+    if [ -e "$f" ]; then say "fact $f=present"; else say "fact $f=absent"; fi
+done
 # Nothing listens yet, so connecting to [::1]:1 tells the stacks apart:
 # refused (dual-stack), errno 99 (no ::1), or socket() errno 97 (no AF_INET6).
 out=$($BB nc ::1 1 </dev/null 2>&1)

@@ -1,0 +1,366 @@
+"""The User-mode Linux backend: a target under a real Linux kernel booted with ``ipv6.disable=1``.
+
+The kernel (Debian's ``user-mode-linux``) runs as an ordinary process of this user,
+in a process group of its own, killed when the run ends. A watchdog shell leads the
+group and holds the read end of a pipe only this process can write to: when this
+process dies however it dies (SIGKILL, a killed xdist worker), the pipe reaches EOF
+and the watchdog kills the kernel's process group (UML makes one of its own with
+``setsid``: the kernel and its helper processes) and then its own. Its root filesystem is the image's, exported
+from the engine and cached (:mod:`.uml_rootfs`); its init (``probe/uml_init.sh``)
+runs the same shim and watcher as every backend. Two channels, as with Docker:
+
+* the first console (the kernel's standard output): the target's output, after the
+  shim's attestation lines tagged with the nonce;
+* the second console, on a pipe the target's output never reaches: the watcher's
+  records, then ``exit CODE`` when the target exits.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import platform
+import queue
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from ..diagnose import error_line
+from ..model import Attestation, Outcome, Verdict
+from ..probe.report import RECORDS, ShimReport, WatchReport, is_shim_line
+from ..stacks import attest, inet6_probe_fact
+from . import EngineError, Launch
+from .uml_rootfs import PROBE_DIR, cell_archive, cell_initramfs, ensure_rootfs
+
+FAST_BOOT = ("initcall_blacklist=raid6_select_algo,init_zswap,strp_dev_init", "pty.legacy_count=0")
+INSTALL_HINT = "apt-get install user-mode-linux"
+LOG_TAIL_LINES = 200
+LOG_LINE_CHARS = 1000
+_KERNEL_MEM_MB = 96  # the kernel and the unpacked initramfs need this beyond the target's memory
+_PROBE_BUDGET_S = 7.0
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
+# Leads a process group: starts the kernel, says its pid, then waits for EOF on its stdin (this process
+# died, or the run ended) and kills the kernel's group (the kernel calls setsid) and its own.
+_WATCHDOG = '"$@" </dev/null & echo "ipv6compat-kernel $!"; read -r _ || true; kill -9 -$! $! 0 2>/dev/null'
+
+
+def find_kernel(given: str | None) -> Path:
+    """The ``linux`` binary to boot, or :class:`EngineError` saying how to install it."""
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "amd64"):
+        raise EngineError(f"User-mode Linux runs on Linux x86-64 only, not {platform.system()} "
+                          f"{platform.machine()}: the ipv6-boot-disabled stack is unavailable here")
+    name = given or "linux"
+    found = shutil.which(name) if "/" not in name else (name if os.access(name, os.X_OK) else None)
+    if found is None:
+        where = f"--ipv6-uml={given}" if given else "'linux' on PATH"
+        raise EngineError(f"User-mode Linux kernel not found ({where}): {INSTALL_HINT}")
+    return Path(found)
+
+
+def memory_mb(text: str) -> int:
+    """``512m``, ``1g``, ``262144k`` or bytes, in MiB (at least 1)."""
+    found = re.fullmatch(r"(\d+)([bkmg]?)", text.strip().lower())
+    if not found:
+        raise EngineError(f"memory limit {text!r} is not a size such as 512m")
+    scale = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[found[2]]
+    return max(1, int(found[1]) * scale >> 20)
+
+
+@dataclass
+class UmlBackend:
+    """Boots one kernel per observation; images come from (and are configured by) the Docker backend."""
+
+    docker: Any  # the DockerBackend: image configs and root filesystem exports
+    kernel: Path
+    cache_dir: Path
+    probe_dir: Path
+    session: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    _started: int = 0
+
+    def info(self) -> dict[str, str]:
+        return {"uml": str(self.kernel)}
+
+    def image_config(self, image: str) -> dict[str, Any]:
+        return dict(self.docker.image_config(image))
+
+    def prepare(self, image: str) -> Path:
+        """Export and cache the image's root filesystem (a second call prepares nothing)."""
+        return ensure_rootfs(self.docker.client, image, self.cache_dir, self.probe_dir, self.kernel,
+                             self.docker.labels)
+
+    @property
+    def _runs(self) -> Path:
+        return self.cache_dir / "uml" / "run"
+
+    def sweep(self) -> list[str]:
+        """Remove the run directories of dead sessions (their kernels died with them)."""
+        from .docker_api import process_start
+
+        removed = []
+        for path in self._runs.glob("*-*-*") if self._runs.is_dir() else []:
+            pid, start, _ = path.name.split("-", 2)
+            if pid.isdigit() and process_start(int(pid)) != start:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path.name)
+        return removed
+
+    def remove_session(self, keep: Collection[str] = ()) -> int:
+        return 0  # every run removes its own kernel and directory when it ends
+
+    @contextlib.contextmanager
+    def run(self, launch: Launch) -> Iterator[UmlRun]:
+        from .docker_api import process_start
+
+        spec = launch.run
+        config = self.image_config(launch.image)
+        rootfs = self.prepare(launch.image)
+        self._started += 1
+        name = launch.name or f"ipv6compat-uml-{self.session}-{self._started}"
+        nonce = secrets.token_hex(12)
+        tail = cell_archive(_settings(launch, config, nonce), _words(launch, config, nonce), spec.mounts,
+                            _hosts(spec.extra_hosts))
+        mem = memory_mb(spec.memory) + _KERNEL_MEM_MB + (rootfs.stat().st_size >> 19)
+        rundir = self._runs / f"{os.getpid()}-{process_start(os.getpid())}-{self.session}{self._started}"
+        rundir.mkdir(parents=True)
+        proc: subprocess.Popen[bytes] | None = None
+        run: UmlRun | None = None
+        read_end, write_end = os.pipe()
+        alive_read, alive_write = os.pipe()  # the watchdog's: EOF when this process is gone
+        try:
+            with cell_initramfs(rootfs, tail) as initrd:
+                argv = [str(self.kernel), f"mem={mem}M", f"initrd=/proc/self/fd/{initrd}", f"rdinit={PROBE_DIR}/init",
+                        *launch.stack.kernel_args, *FAST_BOOT, "quiet", f"uml_dir={rundir}", f"umid={name}",
+                        "con0=null,fd:1", f"con1=null,fd:{write_end}", "con=null", "ssl=null"]
+                proc = subprocess.Popen(["/bin/sh", "-c", _WATCHDOG, "ipv6compat-watchdog", *argv], stdin=alive_read,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        pass_fds=(initrd, write_end), start_new_session=True)
+                for fd in (write_end, alive_read):
+                    os.close(fd)
+                write_end = alive_read = -1
+                run = UmlRun(proc, os.fdopen(read_end, "rb"), name, launch, nonce)
+                read_end = -1
+                yield run
+        finally:
+            for fd in (read_end, write_end, alive_read, alive_write):
+                if fd >= 0:
+                    os.close(fd)
+            if proc is not None:
+                for group in (run.pid if run is not None else None, proc.pid):
+                    if group:
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            os.killpg(group, signal.SIGKILL)
+                proc.wait()
+            if run is not None:
+                run.close()
+            shutil.rmtree(rundir, ignore_errors=True)
+
+
+def _settings(launch: Launch, config: dict[str, Any], nonce: str) -> dict[str, str]:
+    spec = launch.run
+    tmpfs = " ".join(f"{path}:{opts or 'mode=1777'}" for path, opts in spec.tmpfs)
+    return {"NONCE": nonce, "READ_ONLY": "1" if spec.read_only else "0", "TMPFS": tmpfs}
+
+
+def _words(launch: Launch, config: dict[str, Any], nonce: str) -> dict[str, list[str]]:
+    spec = launch.run
+    env: dict[str, str] = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+    for entry in config.get("Env") or []:
+        key, _, value = entry.partition("=")
+        env[key] = value
+    env |= {"HOSTNAME": "ipv6compat", "HOME": env.get("HOME", "/root")}
+    env |= dict(launch.env)
+    argv = list(config.get("Entrypoint") or []) + list(
+        spec.command if spec.command is not None else config.get("Cmd") or [])
+    bb = f"{PROBE_DIR}/busybox"
+    workdir = config.get("WorkingDir") or "/"
+    cd = 'cd -- "$1" 2>/dev/null || { mkdir -p -- "$1" && cd -- "$1"; } || exit 126; shift; exec "$@"'
+    words = [f"{k}={v}" for k, v in env.items()] + [bb, "sh", "-c", cd, "workdir", workdir]
+    user = spec.user or config.get("User") or ""
+    if user and user not in ("root", "0", "0:0"):
+        words += [bb, "su", "-p", "-s", f"{PROBE_DIR}/sh", user, "-c", 'exec "$0" "$@"']
+    words += [bb, "sh", f"{PROBE_DIR}/shim.sh", nonce, "--", *argv]
+    watch = [f"{spec.settle:g}", f"{spec.hold:g}", spec.probe, spec.http_path, ",".join(spec.http_status)]
+    return {"EXEC": words, "WATCH": watch}
+
+
+def _hosts(extra: tuple[tuple[str, str], ...]) -> str:
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "127.0.1.1\tipv6compat"]
+    lines += [f"{address}\t{host}" for host, address in extra]
+    return "\n".join(lines) + "\n"
+
+
+class UmlRun:
+    """A booted kernel running the target; methods block until they know (bounded by the timeout)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], private: IO[bytes], name: str, launch: Launch,
+                 nonce: str) -> None:
+        self._proc = proc
+        self._name = name
+        self.container_id = f"uml:{proc.pid}"
+        self.launch = launch
+        self.keep = False
+        self.started = time.monotonic()
+        self.deadline = self.started + launch.run.timeout
+        self.booted: float | None = None  # seconds from start to the init's first line
+        self._shim = ShimReport(nonce)
+        self._watch = WatchReport()
+        self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._attested = threading.Event()
+        self._console: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
+        self._kernel: collections.deque[str] = collections.deque(maxlen=20)  # before the init's first line
+        self._attestation: Attestation | None = None
+        self._verdict: Verdict | None = None
+        self._private = private
+        self._kernel_pid: int | None = None
+        self._pid_known = threading.Event()
+        self._private_other: collections.deque[str] = collections.deque(maxlen=10)
+        self._threads = [self._spawn(self._read_console, "console"), self._spawn(self._read_private, "private")]
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def pid(self) -> int | None:
+        """The kernel's pid, which is also its process group (the kernel makes one); None before it is known."""
+        self._pid_known.wait(max(0.0, self.deadline - time.monotonic()))
+        return self._kernel_pid
+
+    def _spawn(self, target: Callable[[], None], what: str) -> threading.Thread:
+        thread = threading.Thread(target=target, name=f"ipv6compat-{what}-{self._name}", daemon=True)
+        thread.start()
+        return thread
+
+    def _read_console(self) -> None:
+        assert self._proc.stdout is not None
+        tag = f"@@ipv6compat {self._shim.nonce} boot"
+        for raw in self._proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if self._kernel_pid is None and line.startswith("ipv6compat-kernel "):
+                self._kernel_pid = int(line.split()[1])
+                self._pid_known.set()
+                continue
+            if self.booted is None:
+                if tag in line:
+                    self.booted = time.monotonic() - self.started
+                else:
+                    self._kernel.append(_clean(line))
+                continue
+            if is_shim_line(line, self._shim.nonce):
+                self._shim.feed(line)
+                if self._shim.attested:
+                    self._attested.set()
+            else:
+                self._console.append(_clean(line))
+        self._attested.set()
+        self._pid_known.set()
+
+    def _read_private(self) -> None:
+        for raw in self._private:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            word = line.split(" ", 1)[0]
+            if word == "exit":
+                self._events.put(("exit", int(line.split()[1])))
+            elif word in RECORDS:
+                self._events.put(("watch", line))
+            if word == "error" or word not in RECORDS:
+                self._private_other.append(_clean(line))
+        self._events.put(("dead", None))
+
+    def attestation(self) -> Attestation:
+        if self._attestation is None:
+            self._attested.wait(max(0.0, self.deadline - time.monotonic()))
+            if not self._shim.attested:
+                why = "did not reach the shim within the cell's timeout" if not self._attested.is_set() \
+                    else "ended before the stack could be attested"
+                raise EngineError(f"the User-mode Linux kernel {why}; console:\n{self._diagnostics()}")
+            facts = dict(self._shim.facts)
+            facts["inet6 socket"] = inet6_probe_fact(self._shim.inet6_probe)
+            self._attestation = attest(self.launch.stack, facts)
+        if self._shim.missing:
+            raise EngineError(f"the kernel could not start the target: {self._shim.missing}")
+        return self._attestation
+
+    def verdict(self) -> Verdict:
+        if self._verdict is None:
+            self.attestation()
+            self._verdict = self._observe()
+        return self._verdict
+
+    def _observe(self) -> Verdict:
+        spec = self.launch.run
+        settled_at: float | None = None
+        while True:
+            if settled_at is not None:
+                limit = settled_at + spec.hold + _PROBE_BUDGET_S * max(1, len(self._watch.reach) + 2) + 5
+            else:
+                limit = self.deadline
+            try:
+                kind, value = self._events.get(timeout=max(0.0, limit - time.monotonic()))
+            except queue.Empty:
+                if settled_at is None:
+                    return self._make(Outcome.TIMEOUT)
+                raise EngineError("the probe's report did not complete in time after the listeners settled") from None
+            if kind == "watch":
+                try:
+                    self._watch.feed(value)
+                except ValueError as exc:
+                    raise EngineError(str(exc)) from None
+                if self._watch.settled is not None and settled_at is None:
+                    settled_at = time.monotonic()
+                if self._watch.error:
+                    raise EngineError(f"the probe could not observe the target: {self._watch.error}")
+                if self._watch.ready:
+                    return self._make(Outcome.UP)
+            elif kind == "exit":
+                return self._make(Outcome.EXITED, exit_code=int(value))
+            else:
+                raise EngineError(f"the User-mode Linux kernel ended without reporting the target's exit "
+                                  f"(code {self._proc.poll()}); console:\n{self._diagnostics()}")
+
+    def _make(self, outcome: Outcome, *, exit_code: int | None = None) -> Verdict:
+        if outcome is Outcome.EXITED:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(2.0)  # the console's last lines arrive before the kernel halts
+            self._threads[0].join(1.0)
+        logs = self.logs()
+        listeners = frozenset(self._watch.listeners)
+        return Verdict(
+            outcome,
+            listeners=listeners if outcome is Outcome.UP else frozenset(),
+            reach=tuple(self._watch.reach) if outcome is Outcome.UP else (),
+            exit_code=exit_code,
+            error_line=error_line(logs.splitlines()) if outcome is Outcome.EXITED else None,
+            logs=logs,
+            seconds=time.monotonic() - self.started,
+            listened=listeners if outcome is Outcome.EXITED else frozenset(),
+        )
+
+    def logs(self, lines: int = LOG_TAIL_LINES) -> str:
+        kept = [line for line in list(self._console) if not line.startswith(("reboot: ", "kmsg_dump"))]
+        return "\n".join(kept[-lines:])
+
+    def _diagnostics(self) -> str:
+        lines = [*list(self._kernel)[-10:], *list(self._console)[-10:], *self._private_other]
+        return "\n".join(lines) or "(nothing)"
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._private.close()
+        for thread in self._threads:
+            thread.join(2.0)
+
+
+def _clean(line: str) -> str:
+    line = _CONTROL.sub("", line)
+    return line if len(line) <= LOG_LINE_CHARS else line[: LOG_LINE_CHARS - 3] + "..."

@@ -1,0 +1,218 @@
+"""Root filesystems for User-mode Linux: an image exported through the engine's API, as an initramfs.
+
+The engine exports a created, never-started container of the image (``docker export``:
+it works for a remote engine too); the tar stream becomes a ``newc`` cpio archive
+cached by image id, followed by the probe (busybox, shim, watcher, the UML init)
+and the kernel modules IPv6 needs. A second run with the same image, probe and
+kernel prepares nothing. Each cell adds a small archive of its own (its settings
+and the contents of its read-only mounts); the kernel unpacks concatenated archives
+in order, so the cell's initramfs is a copy of the cached one plus that tail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import shlex
+import stat
+import tarfile
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from . import EngineError
+
+PROBE_DIR = "/.ipv6compat"
+MODULES = ("kernel/lib/crc-ccitt.ko", "kernel/net/ipv6/ipv6.ko")  # IPv6 and what it depends on, in load order
+INIT = Path(__file__).parent.parent / "probe" / "uml_init.sh"
+_ROOTFS_VERSION = "2"  # bump when the archive layout changes
+
+
+class CpioWriter:
+    """Writes a ``newc`` cpio archive (what an initramfs is made of); each entry's inode is new."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self._ino = 1000
+
+    def add(self, name: str, mode: int, data: bytes = b"", *, uid: int = 0, gid: int = 0, mtime: int = 0,
+            rdev: tuple[int, int] = (0, 0)) -> None:
+        self._ino += 1
+        name = name.lstrip("/") or "."
+        encoded = name.encode("utf-8", "surrogateescape") + b"\0"
+        fields = (self._ino, mode, uid, gid, 1, mtime, len(data), 0, 0, rdev[0], rdev[1], len(encoded), 0)
+        header = b"070701" + b"".join(b"%08x" % f for f in fields)
+        self._out.write(header + encoded + b"\0" * (-(len(header) + len(encoded)) % 4))
+        self._out.write(data + b"\0" * (-len(data) % 4))
+
+    def directory(self, name: str, mode: int = 0o755) -> None:
+        self.add(name, stat.S_IFDIR | mode)
+
+    def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        self.add(name, stat.S_IFREG | mode, data)
+
+    def symlink(self, name: str, target: str) -> None:
+        self.add(name, stat.S_IFLNK | 0o777, target.encode())
+
+    def trailer(self) -> None:
+        self.add("TRAILER!!!", 0)
+        self._out.write(b"\0" * (-self._out.tell() % 512))
+
+
+def tar_to_cpio(tar: tarfile.TarFile, writer: CpioWriter) -> None:
+    """Copy every member of a (seekable) tar archive; hard links become copies, owners and modes are kept."""
+    for member in tar:
+        name = member.name.rstrip("/")
+        if name in ("", ".") or name.startswith(PROBE_DIR.lstrip("/")):
+            continue
+        perm = member.mode & 0o7777
+        owner: dict[str, Any] = {"uid": member.uid, "gid": member.gid, "mtime": int(member.mtime)}
+        if member.isdir():
+            writer.add(name, stat.S_IFDIR | perm, **owner)
+        elif member.issym():
+            writer.add(name, stat.S_IFLNK | 0o777, member.linkname.encode("utf-8", "surrogateescape"), **owner)
+        elif member.isreg() or member.islnk():
+            source = tar.extractfile(member)
+            data = source.read() if source is not None else b""
+            writer.add(name, stat.S_IFREG | perm, data, **owner)
+        elif member.ischr() or member.isblk():
+            kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
+            writer.add(name, kind | perm, rdev=(member.devmajor, member.devminor), **owner)
+        elif member.isfifo():
+            writer.add(name, stat.S_IFIFO | perm, **owner)
+
+
+def modules_dir(kernel: Path) -> Path:
+    """Where Debian's user-mode-linux keeps the modules of the kernel at ``kernel``."""
+    base = Path("/usr/lib/uml/modules")
+    found = sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+    if not found:
+        raise EngineError(f"no kernel modules under {base} for {kernel} (apt-get install user-mode-linux)")
+    return found[-1]
+
+
+def probe_archive(probe_dir: Path, modules: Path, writer: CpioWriter) -> None:
+    """The probe at ``/.ipv6compat``: busybox, shim, watcher, init, and the modules IPv6 needs."""
+    writer.directory(PROBE_DIR)
+    # The kernel opens /dev/console for init before init runs; an export may hold a plain file there.
+    writer.directory("dev")
+    writer.add("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
+    writer.add("dev/null", stat.S_IFCHR | 0o666, rdev=(1, 3))
+    for name in ("busybox", "shim.sh", "watch"):
+        data = (probe_dir / name).read_bytes()
+        writer.file(f"{PROBE_DIR}/{name}", data, stat.S_IMODE((probe_dir / name).stat().st_mode) | 0o444)
+    writer.file(f"{PROBE_DIR}/init", INIT.read_bytes(), 0o755)
+    writer.symlink(f"{PROBE_DIR}/sh", "busybox")
+    for rel in MODULES:
+        writer.file(f"{PROBE_DIR}/{Path(rel).name}", (modules / rel).read_bytes(), 0o644)
+    for sub in ("dev", "root", "mounts", "cell"):
+        writer.directory(f"{PROBE_DIR}/{sub}", 0o700 if sub == "cell" else 0o755)
+
+
+def ensure_rootfs(client: Any, image: str, cache_dir: Path, probe_dir: Path, kernel: Path,
+                  labels: dict[str, str]) -> Path:
+    """The cached initramfs of ``image`` with the probe: built once per (image id, probe, kernel).
+
+    The exporting container carries ``labels`` (the session's), so a sweep finds it if this process dies.
+    """
+    try:
+        image_id = str(client.images.get(image).id)
+    except Exception as exc:  # noqa: BLE001 - any engine failure is one line
+        raise EngineError(f"cannot inspect image {image!r} for User-mode Linux: {exc}") from None
+    modules = modules_dir(kernel)
+    key = hashlib.sha256(
+        "\0".join([_ROOTFS_VERSION, image_id, probe_dir.name, str(modules), INIT.read_text()]).encode()
+    ).hexdigest()[:16]
+    dest = cache_dir / "uml" / f"rootfs-{key}.cpio"
+    if dest.is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=dest.parent) as exported:
+        _export(client, image, exported, labels)
+        exported.seek(0)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".rootfs-")
+        try:
+            with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=exported, mode="r:") as tar:
+                writer = CpioWriter(out)
+                tar_to_cpio(tar, writer)
+                probe_archive(probe_dir, modules, writer)
+                writer.trailer()
+            os.replace(tmp, dest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    return dest
+
+
+def _export(client: Any, image: str, out: IO[bytes], labels: dict[str, str]) -> None:
+    """``docker export`` of a created (never started) container of ``image``, removed afterwards."""
+    container = None
+    try:
+        container = client.api.create_container(image, command=["/nonexistent"], entrypoint=[],
+                                                network_disabled=True, labels=labels)
+        for chunk in client.api.export(container["Id"]):
+            out.write(chunk)
+    except Exception as exc:  # noqa: BLE001 - any engine failure is one line
+        raise EngineError(f"cannot export the root filesystem of {image!r} from the engine: {exc}") from None
+    finally:
+        if container is not None:
+            with contextlib.suppress(Exception):
+                client.api.remove_container(container["Id"], force=True)
+
+
+def cell_archive(settings: dict[str, str], words: dict[str, list[str]], mounts: Iterable[tuple[str, str]],
+                 hosts: str) -> bytes:
+    """The cell's own archive: ``cell/settings.sh`` (sourced by init: ``settings`` as values, ``words``
+    as shell words for ``eval set --``), ``cell/hosts``, ``cell/mounts`` and the mounts' contents."""
+    buf = io.BytesIO()
+    writer = CpioWriter(buf)
+    lines = [f"{k}={shlex.quote(v)}" for k, v in settings.items()]
+    lines += [f"{k}={shlex.quote(' '.join(shlex.quote(w) for w in v))}" for k, v in words.items()]
+    writer.file(f"{PROBE_DIR}/cell/settings.sh", ("\n".join(lines) + "\n").encode(), 0o600)
+    writer.file(f"{PROBE_DIR}/cell/hosts", hosts.encode(), 0o644)
+    table = []
+    for index, (path, host) in enumerate(mounts):
+        root = f"{PROBE_DIR}/mounts/{index}"
+        _copy_tree(Path(host), root, writer)
+        table.append(f"{root} {path}")
+    writer.file(f"{PROBE_DIR}/cell/mounts", ("\n".join(table) + "\n").encode() if table else b"", 0o600)
+    writer.trailer()
+    return buf.getvalue()
+
+
+def _copy_tree(host: Path, root: str, writer: CpioWriter) -> None:
+    if host.is_file():
+        writer.file(root, host.read_bytes(), stat.S_IMODE(host.stat().st_mode))
+        return
+    if not host.is_dir():
+        raise EngineError(f"mount source {str(host)!r} does not exist on this host")
+    writer.directory(root, stat.S_IMODE(host.stat().st_mode))
+    for path in sorted(host.rglob("*")):
+        name = f"{root}/{path.relative_to(host).as_posix()}"
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        if path.is_symlink():
+            writer.symlink(name, os.readlink(path))
+        elif path.is_dir():
+            writer.directory(name, mode)
+        elif path.is_file():
+            writer.file(name, path.read_bytes(), mode)
+
+
+@contextlib.contextmanager
+def cell_initramfs(rootfs: Path, tail: bytes) -> Iterator[int]:
+    """An unlinked file holding the cached archive plus the cell's: its descriptor (nothing left on disk)."""
+    with tempfile.TemporaryFile(dir=rootfs.parent) as out, rootfs.open("rb") as src:
+        size = rootfs.stat().st_size
+        copied = 0
+        while copied < size:
+            n = os.copy_file_range(src.fileno(), out.fileno(), size - copied) if hasattr(os, "copy_file_range") \
+                else out.write(src.read(1 << 20))
+            if n == 0:
+                break
+            copied += n
+        out.write(tail)
+        out.flush()
+        yield out.fileno()

@@ -1,0 +1,215 @@
+"""The ipv6-boot-disabled stack: a real kernel booted with ipv6.disable=1 under User-mode Linux.
+
+These need the Docker engine (images are built and exported through it) and Debian's
+``user-mode-linux``; without the latter they are skipped, saying how to install it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+import pytest
+from helpers import launch
+
+from pytest_ipv6compat import images
+from pytest_ipv6compat.backends import EngineError
+from pytest_ipv6compat.backends.docker_api import DockerBackend
+from pytest_ipv6compat.backends.uml import UmlBackend, find_kernel
+from pytest_ipv6compat.model import Outcome
+from pytest_ipv6compat.stacks import STACKS
+
+pytestmark = pytest.mark.docker
+IF_INET6 = Path(__file__).resolve().parent / "data" / "if-inet6-nginx"
+BOOT = STACKS["ipv6-boot-disabled"]
+
+
+@pytest.fixture(scope="session")
+def uml(engine: DockerBackend) -> UmlBackend:
+    try:
+        kernel = find_kernel(None)
+    except EngineError as exc:
+        pytest.skip(str(exc))
+    return UmlBackend(engine, kernel, images.default_cache_dir(), engine.probe_dir)
+
+
+@pytest.fixture(scope="session")
+def if_inet6_image(client: docker.DockerClient, base_image: str) -> str:
+    return images.ensure_target_image(client, IF_INET6, base=base_image, name="if-inet6-nginx", build_args={},
+                                      cache_dir=images.default_cache_dir())
+
+
+def _live_in_group(pgid: int) -> list[int]:
+    """Processes of the process group ``pgid`` that still run (zombies, which only their reaper can
+    remove, do not count: here PID 1 may never reap what it inherits)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                found.append(int(entry.name))
+    return found
+
+
+def _gone(pgid: int, within: float = 10.0) -> bool:
+    """No process is left running in the process group ``pgid`` (the kernel and its helpers)."""
+    end = time.monotonic() + within
+    while _live_in_group(pgid):
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_kernel_without_ipv6_disable_fails_attestation(uml: UmlBackend, base_image: str) -> None:
+    """Booted WITHOUT ipv6.disable=1, IPv6 is there: the stack's claim must not be attested."""
+    enabled = dataclasses.replace(BOOT, kernel_args=())
+    with uml.run(launch(base_image, enabled, command=("sleep", "30"))) as run:
+        attestation = run.attestation()
+    assert not attestation.ok
+    problems = "\n".join(attestation.problems)
+    assert "/proc/cmdline has ipv6.disable=none, want ipv6.disable=1" in problems
+    assert "/proc/net/if_inet6 is present, want absent" in problems
+    assert "/proc/sys/net/ipv6 is present, want absent" in problems
+    assert "want socket() errno 97" in problems
+    with uml.run(launch(base_image, BOOT, command=("sleep", "30"))) as run:
+        attestation = run.attestation()
+    assert attestation.ok, attestation.describe()
+    assert dict(attestation.facts)["cmdline ipv6.disable"] == "1"
+
+
+def test_timeout_and_the_kernel_is_gone_afterwards(uml: UmlBackend, base_image: str) -> None:
+    with uml.run(launch(base_image, BOOT, command=("sh", "-c", "echo waiting; sleep 60"), timeout=4)) as run:
+        verdict = run.verdict()
+        pgid = run.pid
+    assert pgid is not None
+    assert verdict.outcome is Outcome.TIMEOUT
+    assert "waiting" in verdict.logs
+    assert _gone(pgid, within=1.0)
+
+
+def test_exit_code_env_workdir_and_hosts_reach_the_host(uml: UmlBackend, base_image: str) -> None:
+    script = 'echo "k=$KNOB pwd=$(pwd)"; grep -q "upstream.test" /etc/hosts && echo hosts-ok; exit 7'
+    spec = launch(base_image, BOOT, env={"KNOB": "a b'c"}, command=("sh", "-c", script),
+                  extra_hosts=(("upstream.test", "127.0.0.1"),))
+    with uml.run(spec) as run:
+        verdict = run.verdict()
+    assert verdict.outcome is Outcome.EXITED
+    assert verdict.exit_code == 7
+    assert "k=a b'c pwd=/" in verdict.logs
+    assert "hosts-ok" in verdict.logs
+    assert "@@ipv6compat" not in verdict.logs
+
+
+def test_a_service_testing_for_if_inet6_comes_up_ipv4_only(uml: UmlBackend, if_inet6_image: str) -> None:
+    with uml.run(launch(if_inet6_image, BOOT, probe="http", hold=0.2)) as run:
+        verdict = run.verdict()
+    assert verdict.outcome is Outcome.UP, verdict.logs
+    assert {str(x) for x in verdict.listeners} == {"0.0.0.0:80"}
+    assert "no /proc/net/if_inet6, IPv4 only" in verdict.logs
+
+
+_SESSION = """
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # an xdist worker may have it ignored
+from pytest_ipv6compat import images
+from pytest_ipv6compat.backends import Launch
+from pytest_ipv6compat.backends.docker_api import DockerBackend
+from pytest_ipv6compat.backends.uml import UmlBackend, find_kernel
+from pytest_ipv6compat.spec import RunSpec
+from pytest_ipv6compat.stacks import STACKS
+cache = images.default_cache_dir()
+docker = DockerBackend.connect(images.ensure_probe(cache))
+uml = UmlBackend(docker, find_kernel(None), cache, docker.probe_dir)
+spec = RunSpec(command=("sleep", "120"), timeout=120)
+with uml.run(Launch(sys.argv[1], STACKS["ipv6-boot-disabled"], run=spec)) as run:
+    run.attestation()
+    print(run.pid, flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
+def test_the_kernel_dies_with_the_session(uml: UmlBackend, base_image: str, how: signal.Signals,
+                                         tmp_path: Path) -> None:
+    """Ctrl-C, SIGTERM or SIGKILL of the session: no kernel of ours is left (by the group we started).
+
+    Ctrl-C ends the run's context (it kills the group); SIGTERM and SIGKILL end this bare script at
+    once, and the kernel dies with its parent (PR_SET_PDEATHSIG), its helpers with it.
+    """
+    script = tmp_path / "session.py"
+    script.write_text(_SESSION)
+    session = subprocess.Popen([sys.executable, str(script), base_image], stdout=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        assert session.stdout is not None
+        pid = int(session.stdout.readline())
+        os.kill(pid, 0)  # the kernel runs
+        session.send_signal(how)
+        session.wait(30)
+        assert _gone(pid), f"kernel process group {pid} still alive after {how.name} of the session"
+    finally:
+        if session.poll() is None:
+            session.kill()
+            session.wait()
+
+
+def _if_inet6_matrix(pytester: pytest.Pytester) -> None:
+    pytester.makefile(
+        ".ipv6.toml",
+        inet6=f"""
+        [target]
+        name = "if-inet6"
+        build = "{IF_INET6}"
+        variants = ["official"]
+        stacks = ["ipv6-kernel-off", "ipv6-boot-disabled"]
+        probe = "http"
+        hold = 0.2
+
+        [expect.official]
+        ipv6-kernel-off = "exited 1 'socket() [::]:80 failed (97: Address family not supported by protocol)'"
+        ipv6-boot-disabled = "up 0.0.0.0:80"
+        """,
+    )
+
+
+def test_the_grid_flags_where_the_emulation_differs(uml: UmlBackend, pytester: pytest.Pytester,
+                                                    if_inet6_image: str) -> None:
+    _if_inet6_matrix(pytester)
+    report = pytester.path / "report.json"
+    result = pytester.runpytest("-v", f"--ipv6-json={report}", "--ipv6-markdown=report.md")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines([
+        "*if-inet6[[]official-ipv6-boot-disabled[]] PASSED*",
+        "≠ if-inet6 official: emulation differs from a real kernel: outcome: exited 1 on ipv6-kernel-off, "
+        "up on ipv6-boot-disabled; listeners: (none) on ipv6-kernel-off, 0.0.0.0:80 on ipv6-boot-disabled",
+    ])
+    doc = json.loads(report.read_text())
+    assert [(f["variant"], f["emulated"], f["real"]) for f in doc["fidelity"]] == [
+        ("official", "official-ipv6-kernel-off", "official-ipv6-boot-disabled")
+    ]
+    assert "**emulation differs from a real kernel** (if-inet6 official)" in (pytester.path / "report.md").read_text()
+
+
+def test_cells_skip_with_the_install_line_when_uml_is_missing(pytester: pytest.Pytester, base_image: str) -> None:
+    _if_inet6_matrix(pytester)
+    missing = "--ipv6-uml=/nonexistent/linux"
+    result = pytester.runpytest("-rs", missing, "-k", "boot-disabled")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines([
+        "SKIPPED*User-mode Linux kernel not found (--ipv6-uml=/nonexistent/linux): "
+        "apt-get install user-mode-linux (pass --ipv6-require-docker to make this an error)"
+    ])
+    result = pytester.runpytest(missing, "--ipv6-require-docker", "-k", "boot-disabled")
+    result.assert_outcomes(errors=1)  # in setup, like an unreachable engine
+    result.stdout.fnmatch_lines(["*apt-get install user-mode-linux (--ipv6-require-docker is set)*"])
