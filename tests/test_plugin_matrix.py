@@ -129,7 +129,10 @@ def test_xdist_grid_is_identical_to_serial(pytester: pytest.Pytester) -> None:
 def test_malformed_matrix_is_one_clear_collection_error(pytester: pytest.Pytester) -> None:
     copy_matrix(
         pytester,
-        ('stacks = ["dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off", "ipv6-boot-disabled"]', 'stacks = ["dual-stack", "no-ipv6"]'),
+        (
+            'stacks = ["dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off", "ipv6-boot-disabled"]',
+            'stacks = ["dual-stack", "no-ipv6"]',
+        ),
     )
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.INTERRUPTED

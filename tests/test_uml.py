@@ -111,6 +111,22 @@ def test_exit_code_env_workdir_and_hosts_reach_the_host(uml: UmlBackend, base_im
     assert "@@ipv6compat" not in verdict.logs
 
 
+def test_user_read_only_root_and_tmpfs(uml: UmlBackend, base_image: str) -> None:
+    script = "id -un; touch /x 2>&1; touch /run/y && echo wrote-run; exit 3"
+    with uml.run(launch(base_image, BOOT, command=("sh", "-c", script), read_only=True,
+                        tmpfs=(("/run", "size=1m"),))) as run:
+        verdict = run.verdict()
+    assert verdict.exit_code == 3
+    assert "touch: /x: Read-only file system" in verdict.logs
+    assert "wrote-run" in verdict.logs
+    with uml.run(launch(base_image, BOOT, command=("sh", "-c", script), user="nobody")) as run:
+        verdict = run.verdict()
+    assert verdict.logs.splitlines()[0] == "nobody"
+    with uml.run(launch(base_image, BOOT, command=("true",), user="12345")) as run, \
+            pytest.raises(EngineError, match="su: unknown user 12345: under User-mode Linux a user must be"):
+        run.attestation()
+
+
 def test_a_service_testing_for_if_inet6_comes_up_ipv4_only(uml: UmlBackend, if_inet6_image: str) -> None:
     with uml.run(launch(if_inet6_image, BOOT, probe="http", hold=0.2)) as run:
         verdict = run.verdict()

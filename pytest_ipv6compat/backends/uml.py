@@ -51,7 +51,9 @@ _PROBE_BUDGET_S = 7.0
 _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
 # Leads a process group: starts the kernel, says its pid, then waits for EOF on its stdin (this process
 # died, or the run ended) and kills the kernel's group (the kernel calls setsid) and its own.
-_WATCHDOG = '"$@" </dev/null & echo "ipv6compat-kernel $!"; read -r _ || true; kill -9 -$! $! 0 2>/dev/null'
+_WATCHDOG = (
+    '"$@" </dev/null & echo "ipv6compat-kernel $!"; exec >/dev/null 2>&1; read -r _ || true; kill -9 -$! $! 0'
+)
 
 
 def find_kernel(given: str | None) -> Path:
@@ -212,6 +214,7 @@ class UmlRun:
         self.started = time.monotonic()
         self.deadline = self.started + launch.run.timeout
         self.booted: float | None = None  # seconds from start to the init's first line
+        self.shim_started: float | None = None  # ... to the shim's first line
         self._shim = ShimReport(nonce)
         self._watch = WatchReport()
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
@@ -257,6 +260,8 @@ class UmlRun:
                     self._kernel.append(_clean(line))
                 continue
             if is_shim_line(line, self._shim.nonce):
+                if self.shim_started is None:
+                    self.shim_started = time.monotonic() - self.started
                 self._shim.feed(line)
                 if self._shim.attested:
                     self._attested.set()
@@ -281,6 +286,10 @@ class UmlRun:
         if self._attestation is None:
             self._attested.wait(max(0.0, self.deadline - time.monotonic()))
             if not self._shim.attested:
+                unknown = next((x for x in self._console if x.startswith("su: unknown user")), None)
+                if unknown:
+                    raise EngineError(f"{unknown}: under User-mode Linux a user must be a name (or id) in the "
+                                      "image's /etc/passwd, as it is applied with busybox su")
                 why = "did not reach the shim within the cell's timeout" if not self._attested.is_set() \
                     else "ended before the stack could be attested"
                 raise EngineError(f"the User-mode Linux kernel {why}; console:\n{self._diagnostics()}")
@@ -330,9 +339,7 @@ class UmlRun:
 
     def _make(self, outcome: Outcome, *, exit_code: int | None = None) -> Verdict:
         if outcome is Outcome.EXITED:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(2.0)  # the console's last lines arrive before the kernel halts
-            self._threads[0].join(1.0)
+            self._threads[0].join(2.0)  # the console's last lines: it ends when the kernel has halted
         logs = self.logs()
         listeners = frozenset(self._watch.listeners)
         return Verdict(

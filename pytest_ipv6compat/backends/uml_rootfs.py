@@ -28,7 +28,20 @@ from . import EngineError
 PROBE_DIR = "/.ipv6compat"
 MODULES = ("kernel/lib/crc-ccitt.ko", "kernel/net/ipv6/ipv6.ko")  # IPv6 and what it depends on, in load order
 INIT = Path(__file__).parent.parent / "probe" / "uml_init.sh"
-_ROOTFS_VERSION = "2"  # bump when the archive layout changes
+_ROOTFS_VERSION = "3"  # bump when the archive layout changes
+DEVICES = (("console", 0o600, (5, 1)), ("null", 0o666, (1, 3)), ("zero", 0o666, (1, 5)), ("full", 0o666, (1, 7)),
+           ("random", 0o666, (1, 8)), ("urandom", 0o666, (1, 9)), ("tty", 0o666, (5, 0)))
+DEV_LINKS = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+             ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"))
+FSTAB = f"""proc /proc proc defaults 0 0
+sysfs /sys sysfs defaults 0 0
+devtmpfs {PROBE_DIR}/dev devtmpfs defaults 0 0
+/ {PROBE_DIR}/root none bind 0 0
+proc {PROBE_DIR}/root/proc proc defaults 0 0
+sysfs {PROBE_DIR}/root/sys sysfs ro 0 0
+devpts {PROBE_DIR}/root/dev/pts devpts newinstance,ptmxmode=0666 0 0
+shm {PROBE_DIR}/root/dev/shm tmpfs nosuid,nodev,size=64m 0 0
+"""
 
 
 class CpioWriter:
@@ -97,10 +110,15 @@ def modules_dir(kernel: Path) -> Path:
 def probe_archive(probe_dir: Path, modules: Path, writer: CpioWriter) -> None:
     """The probe at ``/.ipv6compat``: busybox, shim, watcher, init, and the modules IPv6 needs."""
     writer.directory(PROBE_DIR)
-    # The kernel opens /dev/console for init before init runs; an export may hold a plain file there.
-    writer.directory("dev")
-    writer.add("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
-    writer.add("dev/null", stat.S_IFCHR | 0o666, rdev=(1, 3))
+    # The target's /dev, as an engine makes it (the kernel also opens /dev/console for init before
+    # init runs, and an export may hold a plain file there); mount points of init's fstab.
+    for name, mode in (("proc", 0o555), ("sys", 0o555), ("dev", 0o755), ("dev/pts", 0o755), ("dev/shm", 0o1777)):
+        writer.directory(name, mode)
+    for name, mode, rdev in DEVICES:
+        writer.add(f"dev/{name}", stat.S_IFCHR | mode, rdev=rdev)
+    for name, target in DEV_LINKS:
+        writer.symlink(f"dev/{name}", target)
+    writer.file(f"{PROBE_DIR}/fstab", FSTAB.encode(), 0o644)
     for name in ("busybox", "shim.sh", "watch"):
         data = (probe_dir / name).read_bytes()
         writer.file(f"{PROBE_DIR}/{name}", data, stat.S_IMODE((probe_dir / name).stat().st_mode) | 0o444)
@@ -166,13 +184,14 @@ def _export(client: Any, image: str, out: IO[bytes], labels: dict[str, str]) -> 
 def cell_archive(settings: dict[str, str], words: dict[str, list[str]], mounts: Iterable[tuple[str, str]],
                  hosts: str) -> bytes:
     """The cell's own archive: ``cell/settings.sh`` (sourced by init: ``settings`` as values, ``words``
-    as shell words for ``eval set --``), ``cell/hosts``, ``cell/mounts`` and the mounts' contents."""
+    as shell words for ``eval set --``), ``/etc/hosts``, ``cell/mounts`` and the mounts' contents."""
     buf = io.BytesIO()
     writer = CpioWriter(buf)
     lines = [f"{k}={shlex.quote(v)}" for k, v in settings.items()]
     lines += [f"{k}={shlex.quote(' '.join(shlex.quote(w) for w in v))}" for k, v in words.items()]
     writer.file(f"{PROBE_DIR}/cell/settings.sh", ("\n".join(lines) + "\n").encode(), 0o600)
-    writer.file(f"{PROBE_DIR}/cell/hosts", hosts.encode(), 0o644)
+    writer.directory("etc")
+    writer.file("etc/hosts", hosts.encode(), 0o644)  # unpacked after the image's: it replaces its file
     table = []
     for index, (path, host) in enumerate(mounts):
         root = f"{PROBE_DIR}/mounts/{index}"
