@@ -120,6 +120,11 @@ def header(config: pytest.Config) -> list[str]:
         f"ipv6compat: engine {info['version']} (API {info['api']}), seccomp {info['seccomp']}, "
         f"sysctls namespaced per container; every cell is attested in its container"
     )
+    try:
+        lines.append(f"ipv6compat: ipv6-boot-disabled boots {state.uml().kernel} (User-mode Linux) with ipv6.disable=1")
+    except Unavailable as exc:
+        outcome = "errors" if s.require_docker else "skipped"
+        lines.append(f"ipv6compat: {exc}; ipv6-boot-disabled cells will be {outcome}")
     if state.swept:
         lines.append(f"ipv6compat: removed {len(state.swept)} container(s) left by dead sessions")
     return lines

@@ -111,6 +111,18 @@ def test_exit_code_env_workdir_and_hosts_reach_the_host(uml: UmlBackend, base_im
     assert "@@ipv6compat" not in verdict.logs
 
 
+def test_a_root_target_cannot_forge_the_private_channel(uml: UmlBackend, base_image: str) -> None:
+    """It can make the second console's device and write records to it; they are not the tagged ones."""
+    script = ("busybox mknod /tmp/c c 4 1 && for r in 'listener tcp inet 0.0.0.0 80 -' 'settled 0.1' ready 'exit 0'; "
+              "do echo \"$r\" >/tmp/c; done && echo forged; exit 5")
+    with uml.run(launch(base_image, BOOT, command=("sh", "-c", script))) as run:
+        verdict = run.verdict()
+    assert "forged" in verdict.logs
+    assert verdict.outcome is Outcome.EXITED
+    assert verdict.exit_code == 5
+    assert not verdict.listened
+
+
 def test_user_read_only_root_and_tmpfs(uml: UmlBackend, base_image: str) -> None:
     script = "id -un; touch /x 2>&1; touch /run/y && echo wrote-run; exit 3"
     with uml.run(launch(base_image, BOOT, command=("sh", "-c", script), read_only=True,
@@ -125,6 +137,24 @@ def test_user_read_only_root_and_tmpfs(uml: UmlBackend, base_image: str) -> None
     with uml.run(launch(base_image, BOOT, command=("true",), user="12345")) as run, \
             pytest.raises(EngineError, match="su: unknown user 12345: under User-mode Linux a user must be"):
         run.attestation()
+
+
+def test_a_fork_bomb_and_a_memory_hog_end_at_the_cell_bounds(uml: UmlBackend, base_image: str) -> None:
+    """The cell's cgroup inside the kernel bounds processes and memory, as the engine does for a container."""
+    # The bomb runs in a subshell, and the wait is a loop of builtins: where sh itself cannot fork
+    # (a "sleep", or the bomb's first pipeline) it exits 2, which is the bomb's luck, not the bound's.
+    bomb = ("sh", "-c", "echo forking; (b() { b | b & }; b); i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; "
+            "exit 9")
+    with uml.run(launch(base_image, BOOT, command=bomb, pids=32, timeout=20)) as run:
+        verdict = run.verdict()
+    assert verdict.exit_code == 9, verdict.logs[-3000:]
+    assert "can't fork" in verdict.logs or "Resource temporarily unavailable" in verdict.logs
+    hog = ("sh", "-c", "echo eating; exec awk 'BEGIN { s = \"x\"; while (1) s = s s }'")
+    with uml.run(launch(base_image, BOOT, command=hog, memory="64m", timeout=30)) as run:
+        verdict = run.verdict()
+    assert verdict.outcome is Outcome.EXITED
+    assert verdict.exit_code == 137
+    assert verdict.error_line == "killed by the kernel: out of memory at the cell's memory limit (64m)"
 
 
 def test_a_service_testing_for_if_inet6_comes_up_ipv4_only(uml: UmlBackend, if_inet6_image: str) -> None:
@@ -174,6 +204,12 @@ def test_the_kernel_dies_with_the_session(uml: UmlBackend, base_image: str, how:
         session.send_signal(how)
         session.wait(30)
         assert _gone(pid), f"kernel process group {pid} still alive after {how.name} of the session"
+        # Its run directory (the kernel's uml_dir): removed by the run on Ctrl-C, by the next sweep otherwise.
+        runs = uml.cache_dir / "uml" / "run"
+        left = [p.name for p in runs.glob(f"{session.pid}-*")]
+        assert not left or how is not signal.SIGINT
+        uml.sweep()
+        assert not list(runs.glob(f"{session.pid}-*"))
     finally:
         if session.poll() is None:
             session.kill()

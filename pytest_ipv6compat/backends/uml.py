@@ -12,13 +12,15 @@ runs the same shim and watcher as every backend. Two channels, as with Docker:
 * the first console (the kernel's standard output): the target's output, after the
   shim's attestation lines tagged with the nonce;
 * the second console, on a pipe the target's output never reaches: the watcher's
-  records, then ``exit CODE`` when the target exits.
+  records, then ``exit CODE`` when the target exits, each line tagged with a secret
+  that only init holds (a root target could make the console's device, not the tag).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import os
 import platform
 import queue
@@ -128,8 +130,8 @@ class UmlBackend:
         rootfs = self.prepare(launch.image)
         self._started += 1
         name = launch.name or f"ipv6compat-uml-{self.session}-{self._started}"
-        nonce = secrets.token_hex(12)
-        tail = cell_archive(_settings(launch, config, nonce), _words(launch, config, nonce), spec.mounts,
+        nonce, tag = secrets.token_hex(12), secrets.token_hex(12)
+        tail = cell_archive(_settings(launch, nonce, tag), _words(launch, config, nonce), spec.mounts,
                             _hosts(spec.extra_hosts))
         mem = memory_mb(spec.memory) + _KERNEL_MEM_MB + (rootfs.stat().st_size >> 19)
         rundir = self._runs / f"{os.getpid()}-{process_start(os.getpid())}-{self.session}{self._started}"
@@ -149,7 +151,7 @@ class UmlBackend:
                 for fd in (write_end, alive_read):
                     os.close(fd)
                 write_end = alive_read = -1
-                run = UmlRun(proc, os.fdopen(read_end, "rb"), name, launch, nonce)
+                run = UmlRun(proc, os.fdopen(read_end, "rb"), name, launch, nonce, tag)
                 read_end = -1
                 yield run
         finally:
@@ -167,10 +169,11 @@ class UmlBackend:
             shutil.rmtree(rundir, ignore_errors=True)
 
 
-def _settings(launch: Launch, config: dict[str, Any], nonce: str) -> dict[str, str]:
+def _settings(launch: Launch, nonce: str, tag: str) -> dict[str, str]:
     spec = launch.run
     tmpfs = " ".join(f"{path}:{opts or 'mode=1777'}" for path, opts in spec.tmpfs)
-    return {"NONCE": nonce, "READ_ONLY": "1" if spec.read_only else "0", "TMPFS": tmpfs}
+    return {"NONCE": nonce, "TAG": tag, "READ_ONLY": "1" if spec.read_only else "0", "TMPFS": tmpfs,
+            "PIDS": str(spec.pids), "MEMORY": f"{memory_mb(spec.memory)}M"}
 
 
 def _words(launch: Launch, config: dict[str, Any], nonce: str) -> dict[str, list[str]]:
@@ -205,7 +208,7 @@ class UmlRun:
     """A booted kernel running the target; methods block until they know (bounded by the timeout)."""
 
     def __init__(self, proc: subprocess.Popen[bytes], private: IO[bytes], name: str, launch: Launch,
-                 nonce: str) -> None:
+                 nonce: str, tag: str) -> None:
         self._proc = proc
         self._name = name
         self.container_id = f"uml:{proc.pid}"
@@ -224,6 +227,7 @@ class UmlRun:
         self._attestation: Attestation | None = None
         self._verdict: Verdict | None = None
         self._private = private
+        self._tag = tag + " "
         self._kernel_pid: int | None = None
         self._pid_known = threading.Event()
         self._private_other: collections.deque[str] = collections.deque(maxlen=10)
@@ -273,9 +277,12 @@ class UmlRun:
     def _read_private(self) -> None:
         for raw in self._private:
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if not line.startswith(self._tag):
+                continue  # not init's nor the watcher's: written by someone who cannot know the tag
+            line = line[len(self._tag):]
             word = line.split(" ", 1)[0]
             if word == "exit":
-                self._events.put(("exit", int(line.split()[1])))
+                self._events.put(("exit", line.split()[1:]))
             elif word in RECORDS:
                 self._events.put(("watch", line))
             if word == "error" or word not in RECORDS:
@@ -332,7 +339,11 @@ class UmlRun:
                 if self._watch.ready:
                     return self._make(Outcome.UP)
             elif kind == "exit":
-                return self._make(Outcome.EXITED, exit_code=int(value))
+                verdict = self._make(Outcome.EXITED, exit_code=int(value[0]))
+                if "oom" in value[1:]:
+                    line = f"killed by the kernel: out of memory at the cell's memory limit ({spec.memory})"
+                    verdict = dataclasses.replace(verdict, error_line=line)
+                return verdict
             else:
                 raise EngineError(f"the User-mode Linux kernel ended without reporting the target's exit "
                                   f"(code {self._proc.poll()}); console:\n{self._diagnostics()}")

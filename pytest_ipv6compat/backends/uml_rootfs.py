@@ -35,6 +35,7 @@ DEV_LINKS = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/sel
              ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"))
 FSTAB = f"""proc /proc proc defaults 0 0
 sysfs /sys sysfs defaults 0 0
+cgroup2 /sys/fs/cgroup cgroup2 defaults 0 0
 devtmpfs {PROBE_DIR}/dev devtmpfs defaults 0 0
 / {PROBE_DIR}/root none bind 0 0
 proc {PROBE_DIR}/root/proc proc defaults 0 0

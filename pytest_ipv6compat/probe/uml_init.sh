@@ -13,7 +13,10 @@ BB=$P/busybox
 R=$P/root
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 . $P/cell/settings.sh
-# settings.sh: NONCE, READ_ONLY (0/1), TMPFS ("path:opts" words), and as shell words quoted by the
+# TAG prefixes every line of the second console: a root target could make that device and write
+# to it, but cannot know the tag, which lives only in this shell once the file is emptied.
+: >$P/cell/settings.sh
+# settings.sh: NONCE, TAG, READ_ONLY (0/1), TMPFS ("path:opts" words), PIDS, MEMORY, and as shell words quoted by the
 # plugin: EXEC (environment, then the command) and WATCH (the watcher's arguments)
 # One exec for every mount (each exec costs ~10 ms under UML): proc, sysfs and devtmpfs for this
 # init, then the image's root bound at $R with proc, a read-only sysfs, devpts and shm. The
@@ -23,7 +26,7 @@ exec 3>$P/dev/tty1 </dev/null
 read -r uptime _ </proc/uptime
 echo "@@ipv6compat $NONCE boot $uptime"
 fatal() {
-    echo "error init: $*" >&3
+    echo "$TAG error init: $*" >&3
     $BB poweroff -f
 }
 
@@ -49,16 +52,28 @@ for spec in $TMPFS; do
 done
 [ "$READ_ONLY" = 1 ] && { $BB mount -o remount,bind,ro $R || fatal "cannot make the root read-only"; }
 
+# The bounds of a container: a cgroup with the cell's pids and memory limits, which init joins
+# (after starting the watcher, which stays outside) so that the target inherits it.
+C=/sys/fs/cgroup
+echo "+pids +memory" >$C/cgroup.subtree_control && $BB mkdir $C/cell && echo "$PIDS" >$C/cell/pids.max &&
+    echo "$MEMORY" >$C/cell/memory.max && echo 0 >$C/cell/memory.swap.max 2>/dev/null
+[ -d $C/cell ] || fatal "cannot make the cell's cgroup"
+eval "set -- $WATCH"
+$P/watch "$@" 2>&1 | while IFS= read -r line; do echo "$TAG $line"; done >&3 &
+watcher=$!  # the tagging loop: the watcher dies of SIGPIPE without it
+echo $$ >$C/cell/cgroup.procs || fatal "cannot join the cell's cgroup"
+
 # The target: the shim (attestation, then exec of the target on the image's PATH), in the image's
 # chroot, with exactly the image's and the cell's environment (EXEC: shell words quoted by the plugin).
 eval "set -- $EXEC"
 $BB chroot $R $BB env -i "$@" 3>&- &
 target=$!
-eval "set -- $WATCH"
-$P/watch "$@" >&3 2>&3 &
-watcher=$!
 wait $target
 code=$?
 $BB kill -9 $watcher 2>/dev/null
-echo "exit $code" >&3
+oom=
+while read -r key value; do
+    [ "$key" = oom_kill ] && [ "$value" != 0 ] && oom=" oom"
+done <$C/cell/memory.events
+echo "$TAG exit $code$oom" >&3
 $BB poweroff -f
