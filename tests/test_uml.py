@@ -99,14 +99,16 @@ def test_timeout_and_the_kernel_is_gone_afterwards(uml: UmlBackend, base_image: 
 
 
 def test_exit_code_env_workdir_and_hosts_reach_the_host(uml: UmlBackend, base_image: str) -> None:
-    script = 'echo "k=$KNOB pwd=$(pwd)"; grep -q "upstream.test" /etc/hosts && echo hosts-ok; exit 7'
+    script = ('echo "k=$KNOB pwd=$(pwd) term=${TERM-unset} path=$PATH"; grep -q "upstream.test" /etc/hosts && '
+              'echo hosts-ok; exit 7')
     spec = launch(base_image, BOOT, env={"KNOB": "a b'c"}, command=("sh", "-c", script),
                   extra_hosts=(("upstream.test", "127.0.0.1"),))
     with uml.run(spec) as run:
         verdict = run.verdict()
     assert verdict.outcome is Outcome.EXITED
     assert verdict.exit_code == 7
-    assert "k=a b'c pwd=/" in verdict.logs
+    # Exactly the image's and the cell's environment: nothing the kernel gave init (TERM, HOME).
+    assert "k=a b'c pwd=/ term=unset path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" in verdict.logs
     assert "hosts-ok" in verdict.logs
     assert "@@ipv6compat" not in verdict.logs
 

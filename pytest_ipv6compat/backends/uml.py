@@ -186,16 +186,13 @@ def _words(launch: Launch, config: dict[str, Any], nonce: str) -> dict[str, list
     env |= dict(launch.env)
     argv = list(config.get("Entrypoint") or []) + list(
         spec.command if spec.command is not None else config.get("Cmd") or [])
-    bb = f"{PROBE_DIR}/busybox"
     workdir = config.get("WorkingDir") or "/"
-    cd = 'cd -- "$1" 2>/dev/null || { mkdir -p -- "$1" && cd -- "$1"; } || exit 126; shift; exec "$@"'
-    words = [f"{k}={v}" for k, v in env.items()] + [bb, "sh", "-c", cd, "workdir", workdir]
     user = spec.user or config.get("User") or ""
-    if user and user not in ("root", "0", "0:0"):
-        words += [bb, "su", "-p", "-s", f"{PROBE_DIR}/sh", user, "-c", 'exec "$0" "$@"']
-    words += [bb, "sh", f"{PROBE_DIR}/shim.sh", nonce, "--", *argv]
+    if user in ("root", "0", "0:0"):
+        user = ""
+    words = [workdir, user, nonce, "--", *argv]
     watch = [f"{spec.settle:g}", f"{spec.hold:g}", spec.probe, spec.http_path, ",".join(spec.http_status)]
-    return {"EXEC": words, "WATCH": watch}
+    return {"ENV": [f"{k}={v}" for k, v in env.items()], "EXEC": words, "WATCH": watch}
 
 
 def _hosts(extra: tuple[tuple[str, str], ...]) -> str:

@@ -11,13 +11,17 @@
 P=/.ipv6compat
 BB=$P/busybox
 R=$P/root
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 . $P/cell/settings.sh
+export -p >$P/cell/inherited  # what the kernel gave init (HOME, TERM ...): not the target's
 # TAG prefixes every line of the second console: a root target could make that device and write
 # to it, but cannot know the tag, which lives only in this shell once the file is emptied.
 : >$P/cell/settings.sh
 # settings.sh: NONCE, TAG, READ_ONLY (0/1), TMPFS ("path:opts" words), PIDS, MEMORY, and as shell words quoted by the
-# plugin: EXEC (environment, then the command) and WATCH (the watcher's arguments)
+# plugin: ENV (NAME=value), EXEC (working directory, user or "", nonce, --, the command) and WATCH
+# (the watcher's arguments). Every exec costs 10-30 ms here, so the target is reached through as
+# few as possible: a subshell of init (no exec) clears and sets the environment and joins the
+# cell's cgroup, chroot, then one sh that enters the working directory and sources the shim,
+# which execs the target.
 # One exec for every mount (each exec costs ~10 ms under UML): proc, sysfs and devtmpfs for this
 # init, then the image's root bound at $R with proc, a read-only sysfs, devpts and shm. The
 # device nodes of the target's /dev come with the initramfs (uml_rootfs.probe_archive).
@@ -52,22 +56,32 @@ for spec in $TMPFS; do
 done
 [ "$READ_ONLY" = 1 ] && { $BB mount -o remount,bind,ro $R || fatal "cannot make the root read-only"; }
 
-# The bounds of a container: a cgroup with the cell's pids and memory limits, which init joins
-# (after starting the watcher, which stays outside) so that the target inherits it.
+# The bounds of a container: a cgroup with the cell's pids and memory limits. The target's
+# subshell moves itself into it (writing 0 to cgroup.procs moves the writer); init and the
+# watcher stay outside.
 C=/sys/fs/cgroup
 echo "+pids +memory" >$C/cgroup.subtree_control && $BB mkdir $C/cell && echo "$PIDS" >$C/cell/pids.max &&
     echo "$MEMORY" >$C/cell/memory.max && echo 0 >$C/cell/memory.swap.max 2>/dev/null
 [ -d $C/cell ] || fatal "cannot make the cell's cgroup"
-eval "set -- $WATCH"
-$P/watch "$@" 2>&1 | while IFS= read -r line; do echo "$TAG $line"; done >&3 &
-watcher=$!  # the tagging loop: the watcher dies of SIGPIPE without it
-echo $$ >$C/cell/cgroup.procs || fatal "cannot join the cell's cgroup"
 
 # The target: the shim (attestation, then exec of the target on the image's PATH), in the image's
 # chroot, with exactly the image's and the cell's environment (EXEC: shell words quoted by the plugin).
-eval "set -- $EXEC"
-$BB chroot $R $BB env -i "$@" 3>&- &
+RUN='cd -- "$1" 2>/dev/null || { /.ipv6compat/busybox mkdir -p -- "$1" && cd -- "$1"; } || exit 126
+user=$2
+shift 2
+[ -z "$user" ] || exec /.ipv6compat/busybox su -p -s /.ipv6compat/sh "$user" -c ". /.ipv6compat/shim.sh" sh "$@"
+. /.ipv6compat/shim.sh'
+(
+    while read -r _ assignment; do unset "${assignment%%=*}"; done <$P/cell/inherited
+    eval "set -- $ENV"
+    for assignment; do export "$assignment"; done
+    eval "set -- $EXEC"
+    echo 0 >$C/cell/cgroup.procs && exec $BB chroot $R $BB sh -c "$RUN" sh "$@"
+) 3>&- &
 target=$!
+eval "set -- $WATCH"
+$P/watch "$@" 2>&1 | while IFS= read -r line; do echo "$TAG $line"; done >&3 &
+watcher=$!  # the tagging loop: the watcher dies of SIGPIPE without it
 wait $target
 code=$?
 $BB kill -9 $watcher 2>/dev/null
