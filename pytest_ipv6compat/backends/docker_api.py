@@ -1,7 +1,10 @@
 """The Docker API backend: a target in a container, on Docker (or an engine speaking its API).
 
 One container per observation, on ``--network none``, never privileged, labelled
-with the session. The probe directory is mounted read-only at ``/.ipv6compat``;
+with the session. Nothing is bind-mounted from the pytest host: the probe (and any
+config directory) reaches the engine as a read-only volume filled through the API
+(:mod:`.docker_volumes`), so a remote engine works like a local one. The probe is
+mounted at ``/.ipv6compat``;
 the shim there attests the stack and execs the target as PID 1. The watcher then
 runs as an exec session, so its report travels on a stream the target cannot
 write to, while the engine's wait call reports the exit as soon as it happens.
@@ -28,6 +31,7 @@ import docker.errors
 
 from . import EngineError, Launch
 from .docker_run import FAULTS, DockerRun, reason
+from .docker_volumes import Volumes, remove_volume
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +53,7 @@ class DockerBackend:
     _image_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     _info: dict[str, str] = field(default_factory=dict)
     _started: int = 0
+    _volumes: Volumes | None = None
     gone: str | None = None  # why the engine stopped answering during an earlier cell
 
     @classmethod
@@ -90,6 +95,13 @@ class DockerBackend:
             except FAULTS:
                 return ""
         return self._info["arch"]
+
+    @property
+    def volumes(self) -> Volumes:
+        """The probe and config directories, shipped to the engine as this session's volumes."""
+        if self._volumes is None:
+            self._volumes = Volumes(self.client, self.session, lambda: self.labels)
+        return self._volumes
 
     @property
     def labels(self) -> dict[str, str]:
@@ -142,7 +154,24 @@ class DockerBackend:
                 continue  # its session is alive
             if remove(self.client, container.id, container.name):
                 removed.append(container.name)
+        self._sweep_volumes(host)
         return removed
+
+    def _sweep_volumes(self, host: str) -> None:
+        """Volumes of dead sessions on this host (one still used by a kept container stays)."""
+        try:
+            found = self.client.api.volumes(filters={"label": LABEL}).get("Volumes") or []
+        except FAULTS as exc:
+            log.warning("cannot list leftover volumes: %s", reason(exc))
+            return
+        for volume in found:
+            labels = volume.get("Labels") or {}
+            if labels.get("ipv6compat.host") != host:
+                continue
+            pid = labels.get("ipv6compat.pid", "")
+            if pid.isdigit() and process_start(int(pid)) == labels.get("ipv6compat.pid-start"):
+                continue
+            remove_volume(self.client, str(volume.get("Name")))
 
     def remove_session(self, keep: Collection[str] = ()) -> int:
         """Remove every container this process started and still has, except ``keep`` (names)."""
@@ -154,7 +183,10 @@ class DockerBackend:
             log.warning("cannot list this session's containers: %s", reason(exc))
             return 0
         mine = [c for c in found if c.name not in keep and not c.name.startswith(KEPT_PREFIX)]
-        return sum(remove(self.client, c.id, c.name) for c in mine)
+        removed = sum(remove(self.client, c.id, c.name) for c in mine)
+        if self._volumes is not None:
+            self._volumes.remove_all()
+        return removed
 
     @contextlib.contextmanager
     def run(self, launch: Launch) -> Iterator[DockerRun]:
@@ -180,14 +212,14 @@ class DockerBackend:
         self._started += 1
         name = launch.name or f"ipv6compat-{self.session}-{self._started}"
         entry = [f"{PROBE_MOUNT}/busybox", "sh", f"{PROBE_MOUNT}/shim.sh", nonce, "--"]
-        binds = {str(self.probe_dir): {"bind": PROBE_MOUNT, "mode": "ro"}}
-        for path, host in spec.mounts:
-            binds[host] = {"bind": path, "mode": "ro"}
         api = self.client.api
         container_id: str | None = None
         run: DockerRun | None = None
         try:
             try:
+                binds = {self.volumes.volume_for(self.probe_dir, launch.image): {"bind": PROBE_MOUNT, "mode": "ro"}}
+                for path, host in spec.mounts:
+                    binds[self.volumes.volume_for(Path(host), launch.image)] = {"bind": path, "mode": "ro"}
                 host_config = api.create_host_config(
                     network_mode="none",
                     sysctls=launch.stack.sysctls(),
