@@ -86,9 +86,16 @@ class CellItem(pytest.Item):
             fail(str(exc))
         if not self.attestation.ok:
             self.add_report_section("setup", "attestation", self.attestation.describe())
+            runtime = engine.info().get("runtime", "?")
+            why = (
+                f"\n  Hint: the engine's OCI runtime ({runtime}) did not apply disable_ipv6=0; crun with Docker"
+                " 20.10 is known to ignore it: make runc the engine's runtime"
+                if any("disable_ipv6" in p and "want 0" in p for p in self.attestation.problems)
+                else ""
+            )
             fail(
                 f"stack {cell.stack} could not be attested inside the container; the engine may ignore "
-                f"sysctls or seccomp, so no verdict is trusted:\n{self.attestation.describe()}"
+                f"sysctls or seccomp, so no verdict is trusted:\n{self.attestation.describe()}{why}"
             )
 
     def runtest(self) -> None:

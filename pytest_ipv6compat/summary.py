@@ -117,8 +117,8 @@ def header(config: pytest.Config) -> list[str]:
         lines.append(f"ipv6compat: {exc}; cells will be {'errors' if s.require_docker else 'skipped'}")
         return lines
     lines.append(
-        f"ipv6compat: engine {info['version']} (API {info['api']}), seccomp {info['seccomp']}, "
-        f"sysctls namespaced per container; every cell is attested in its container"
+        f"ipv6compat: {info['engine']} {info['version']} (API {info['api']}) at {info['address']}, "
+        f"runtime {info['runtime']}, seccomp {info['seccomp']}, {info['files']}; every cell is attested"
     )
     if state.swept:
         lines.append(f"ipv6compat: removed {len(state.swept)} container(s) left by dead sessions")

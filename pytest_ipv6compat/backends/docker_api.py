@@ -74,17 +74,22 @@ class DockerBackend:
         return cls(client=client, probe_dir=probe_dir, api_timeout=api_timeout)
 
     def info(self) -> dict[str, str]:
-        """Engine version, API version and whether it enforces seccomp."""
+        """Engine kind (Docker or Podman), version, API, default OCI runtime, seccomp, and where it runs."""
         if "version" not in self._info:
             try:
                 ver = self.client.version()
-                sec = self.client.info().get("SecurityOptions") or []
+                info = self.client.info()
             except FAULTS as exc:
                 raise EngineError(f"cannot query the Docker engine: {reason(exc)}") from None
+            components = " ".join(str(c.get("Name", "")) for c in ver.get("Components") or [])
             self._info |= {
+                "engine": "Podman" if "podman" in components.lower() else "Docker",
                 "version": str(ver.get("Version", "?")),
                 "api": str(ver.get("ApiVersion", "?")),
-                "seccomp": "yes" if any("seccomp" in str(o) for o in sec) else "no",
+                "runtime": str(info.get("DefaultRuntime") or "?"),
+                "seccomp": "yes" if any("seccomp" in str(o) for o in info.get("SecurityOptions") or []) else "no",
+                "address": engine_address(),
+                "files": "local" if _is_local(self.client) else "remote (nothing is bind-mounted: works the same)",
             }
         return dict(self._info)
 
@@ -275,6 +280,11 @@ def _age_hours(container: Any) -> float:
             when = dt.datetime.strptime(found[1], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.timezone.utc)
             return (time.time() - when.timestamp()) / 3600
     return float("inf")
+
+
+def _is_local(client: docker.DockerClient) -> bool:
+    """Whether the engine is reached through a unix socket on this machine (it may share its files)."""
+    return str(client.api.base_url).startswith(("http+docker://localunixsocket", "http+docker://localhost"))
 
 
 def engine_address() -> str:
