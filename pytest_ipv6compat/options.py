@@ -239,7 +239,7 @@ def load(config: pytest.Config) -> Settings:
         else:
             try:
                 ini = config.getini(opt.name)
-            except ValueError as exc:  # pytest's own parse of a bool ini value
+            except (ValueError, pytest.UsageError) as exc:  # pytest's own parse of a bool ini value
                 where = config.inipath or "the ini file"
                 raise pytest.UsageError(f"ini option {opt.name} in {where}: {exc} (use true or false)") from None
             if ini is None or ini == "" or (opt.kind == "bool" and not ini):
