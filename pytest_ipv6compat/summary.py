@@ -126,7 +126,7 @@ def attach_result(item: CellItem, call: pytest.CallInfo[None], report: pytest.Te
             "stacks": list(target.stacks),
             "settings": [s.label for s in target.settings],
         }
-        setattr(report, _RESULT_ATTR, {"result": result.to_dict(), "order": order})
+        setattr(report, _RESULT_ATTR, {"result": result.to_dict(), "order": order, "source": str(item.path)})
         # junitxml reads properties from the teardown report, which copies the item's.
         item.user_properties.extend(junit_properties(result))
 
@@ -138,6 +138,7 @@ class Results:
         self.config = config
         self.results: list[CellResult] = []
         self.orders: dict[str, dict[str, list[str]]] = {}
+        self.sources: dict[tuple[str, str], str] = {}  # (target, cell id) -> matrix file, for --ipv6-record
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, _RESULT_ATTR, None)
@@ -145,6 +146,7 @@ class Results:
             return
         result = CellResult.from_dict(data["result"])
         self.orders.setdefault(result.cell.target, data["order"])
+        self.sources[(result.cell.target, result.cell.id)] = data.get("source", "")
         self.results.append(result)
 
     def ordering(self) -> Ordering:
