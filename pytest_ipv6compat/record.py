@@ -96,7 +96,11 @@ def stable_message(error_line: str | None, logs: str) -> str | None:
 
 
 def _quote(text: str) -> str:
-    return f"'{text}'" if "'" not in text else shlex.quote(text)
+    if "'" not in text:
+        return f"'{text}'"
+    if '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return shlex.quote(text)
 
 
 def verdict_text(verdict: Verdict) -> str:
@@ -269,6 +273,7 @@ class Recorder:
             summary += f"; {unjudged} not recorded (error or skipped)"
         return [*lines, summary]
 
+    @pytest.hookimpl(trylast=True)  # after the grid
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if hasattr(self.config, "workerinput"):
             return

@@ -62,7 +62,8 @@ def test_verdict_text() -> None:
     assert verdict_text(Verdict(Outcome.TIMEOUT)) == "timeout"
     assert verdict_text(exited(3, None, logs="")) == "exited 3"
     assert verdict_text(exited(1, NGINX_LOG)) == f"exited 1 '{NGINX_97}'"
-    assert verdict_text(exited(2, "invalid value: 'maybe'")) == "exited 2 'invalid value: '\"'\"'maybe'\"'\"''"
+    assert verdict_text(exited(2, "invalid value: 'maybe'")) == "exited 2 \"invalid value: 'maybe'\""
+    assert verdict_text(exited(2, 'it\'s "odd"')) == "exited 2 'it'\"'\"'s \"odd\"'"
 
 
 @pytest.mark.parametrize(
