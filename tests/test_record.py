@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from pytest_ipv6compat.matrix import load_matrix, parse_listener
-from pytest_ipv6compat.model import Outcome, Reach, Verdict
-from pytest_ipv6compat.record import Change, Observation, choose, rewrite, stable_message, verdict_text
+from pytest_ipv6compat.model import Cell, Expectation, KnobSetting, Outcome, Reach, Verdict
+from pytest_ipv6compat.record import Change, Observation, choose, observation, rewrite, stable_message, verdict_text
+from pytest_ipv6compat.results import CellResult
 
 NGINX_97 = "socket() [::]:8080 failed (97: Address family not supported by protocol)"
 NGINX_LOG = f"2026/12/02 05:00:00 [emerg] 1#1: {NGINX_97}"
@@ -189,3 +190,19 @@ def test_rewrite_a_matrix_without_knob() -> None:
     text = '[expect.v]\ndual-stack = "timeout"  # keep\nipv6-kernel-off = "timeout"\n'
     done = rewrite(text, [Observation("v-dual-stack", "expect", "v", "dual-stack", None, up("0.0.0.0:80"))])
     assert done.text == '[expect.v]\ndual-stack = "up 0.0.0.0:80"  # keep\nipv6-kernel-off = "timeout"\n'
+
+
+def test_only_judged_cells_are_observed_and_read_only_cells_go_to_their_table() -> None:
+    expectation = Expectation(Outcome.TIMEOUT, source="timeout")
+    ro = Cell("svc", "v", "dual-stack", "K", KnobSetting("1"), expectation, config_mode="ro")
+    rw = Cell("svc", "v", "dual-stack", "K", KnobSetting(None), expectation)
+    seen = up("0.0.0.0:8080")
+    assert observation(CellResult(ro, "fail", seen, None)) == Observation(
+        "v-dual-stack-config-ro-K=1", "expect_config_ro", "v", "dual-stack", "=1", seen
+    )
+    assert observation(CellResult(rw, "pass", seen, None)) == Observation(
+        "v-dual-stack-K-unset", "expect", "v", "dual-stack", "unset", seen
+    )
+    assert observation(CellResult(rw, "error", seen, None)) is None  # e.g. attestation failed after a verdict
+    assert observation(CellResult(rw, "skipped", None, None)) is None
+    assert observation(CellResult(rw, "fail", None, None)) is None
