@@ -99,7 +99,7 @@ def render(s: Scaffold, *, filename: str) -> str:
     path_line = f"http_path = {_str(s.http_path)}"
     out.append(_line(path_line if http else "# " + path_line, "requested from each listener over loopback"))
     out += [
-        _line('# http_status = "2xx 3xx"', "status classes that count as answering (see README)"),
+        _line('# http_status = ["2xx", "3xx"]', "statuses that count as answering (see README)"),
         _line("# hold = 1.0", "seconds the target must stay up after its listeners settle"),
         _line("# settle = 0.05", "seconds the listener set must be unchanged before it is read"),
         _line('# env = { NAME = "value" }', "environment of every cell"),
