@@ -92,6 +92,8 @@ def header(config: pytest.Config) -> list[str]:
     s = state.settings
     base = s.base_image or f"{images.base_image_ref()} (assembled from Debian packages when absent)"
     lines = [f"ipv6compat {version('pytest-ipv6compat')}: base image {base}; cell timeout {s.timeout:g}s"]
+    if s.record:
+        lines.append("ipv6compat: --ipv6-record: observed verdicts are written into the matrix files at the end")
     try:
         info = state.engine().info()
     except (Unavailable, EngineError) as exc:

@@ -55,6 +55,7 @@ def test_your_own_service_in_five_minutes(pytester: pytest.Pytester, httpd_image
     recorded.assert_outcomes(failed=21)
     recorded.stdout.fnmatch_lines(
         [
+            "ipv6compat: --ipv6-record: observed verdicts are written into the matrix files at the end",
             "*IPv6 compatibility grid*",
             "*ipv6compat: expectations recorded (--ipv6-record)*",
             "default-ipv6-kernel-off-HTTPD_IPV6=0: timeout -> up 0.0.0.0:8080",
