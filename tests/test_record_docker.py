@@ -24,12 +24,17 @@ pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")
-def httpd_image(client: docker.DockerClient, base_image: str) -> Iterator[str]:
-    """busybox httpd with the HTTPD_IPV6 knob, built by content and also tagged as the README names it."""
-    ref = images.ensure_target_image(client, HTTPD, base=base_image, name="busybox-httpd", build_args={})
+def httpd_image(client: docker.DockerClient, base_image: str) -> str:
+    """busybox httpd with the HTTPD_IPV6 knob, built (or found) by content."""
+    return images.ensure_target_image(client, HTTPD, base=base_image, name="busybox-httpd", build_args={})
+
+
+@pytest.fixture
+def readme_image(client: docker.DockerClient, httpd_image: str) -> Iterator[str]:
+    """The httpd image, also tagged as the README names it, for one test (so xdist workers do not race)."""
     repo, tag = README_IMAGE.rsplit(":", 1)
-    client.images.get(ref).tag(repo, tag)
-    yield ref
+    client.images.get(httpd_image).tag(repo, tag)
+    yield README_IMAGE
     client.images.remove(README_IMAGE, noprune=True)
 
 
@@ -40,7 +45,8 @@ def readme_commands() -> list[str]:
     return [line for line in m[1].splitlines() if line.strip()]
 
 
-def test_your_own_service_in_five_minutes(pytester: pytest.Pytester, httpd_image: str) -> None:
+@pytest.mark.usefixtures("readme_image")
+def test_your_own_service_in_five_minutes(pytester: pytest.Pytester) -> None:
     """init + one recorded run + one plain run: exactly the README's commands."""
     init, record, check = (shlex.split(line) for line in readme_commands())
     assert init[:3] == ["python", "-m", "pytest_ipv6compat"]
