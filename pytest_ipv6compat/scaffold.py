@@ -103,6 +103,7 @@ def render(s: Scaffold, *, filename: str) -> str:
         _line("# hold = 1.0", "seconds the target must stay up after its listeners settle"),
         _line("# settle = 0.05", "seconds the listener set must be unchanged before it is read"),
         _line('# env = { NAME = "value" }', "environment of every cell"),
+        _line('# command = ["prog", "arg"]', "instead of the image's CMD"),
     ]
     if s.images:
         out += ["", "[target.images]", *(f"{_key(v)} = {_str(image)}" for v, image in s.images)]

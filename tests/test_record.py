@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_ipv6compat.matrix import load_matrix, parse_listener
-from pytest_ipv6compat.model import Cell, Expectation, KnobSetting, Outcome, Reach, Verdict
+from pytest_ipv6compat.listeners import parse_listener
+from pytest_ipv6compat.matrix import load_matrix
+from pytest_ipv6compat.model import Cell, Expectation, KnobSetting, Outcome, Reach, Result, Verdict
 from pytest_ipv6compat.record import Change, Observation, choose, observation, rewrite, stable_message, verdict_text
 from pytest_ipv6compat.results import CellResult
 
@@ -44,8 +45,15 @@ unset = 'timeout'  # placeholder
 
 
 def up(*listeners: str, silent: tuple[str, ...] = ()) -> Verdict:
+    """Listeners probed over each family they serve; those in ``silent`` were refused."""
     parsed = [parse_listener(x) for x in listeners]
-    reach = tuple(Reach(x, str(x) not in silent, "HTTP/1.0 200 OK") for x in parsed)
+    reach = tuple(
+        Reach(x, via, Result.REFUSED, False, "refused")
+        if str(x) in silent
+        else Reach(x, via, Result.ACCEPTED, True, "HTTP/1.0 200 OK")
+        for x in parsed
+        for via in sorted(x.serves)
+    )
     return Verdict(Outcome.UP, frozenset(parsed), reach)
 
 
@@ -113,8 +121,18 @@ def test_choose_prefers_a_named_outcome_with_error_text_and_exact_code() -> None
 
 
 def test_choose_refuses_a_verdict_no_expectation_can_state() -> None:
-    unprobed = Verdict(Outcome.UP, frozenset({parse_listener("0.0.0.0:1")}), ())
-    assert choose("timeout", {}, unprobed) is None
+    assert choose("timeout", {}, Verdict(Outcome.UP)) is None  # up, but with no listener to name
+
+
+def test_an_unprobed_listener_is_recorded_without_silent() -> None:
+    unprobed = Verdict(Outcome.UP, frozenset({parse_listener("0.0.0.0:1")}), ())  # probe "none"
+    assert choose("timeout", {}, unprobed) == "up 0.0.0.0:1"
+
+
+def test_verdict_text_in_the_listener_syntax() -> None:
+    assert verdict_text(up("*:8080")) == "up *:8080"
+    assert verdict_text(up("udp/0.0.0.0:53", "0.0.0.0:53")) == "up 0.0.0.0:53 udp/0.0.0.0:53"
+    assert verdict_text(up("[::]:8080", "*:9090", silent=("[::]:8080",))) == "up *:9090 [::]:8080/silent"
 
 
 def test_rewrite_keeps_comments_and_names_and_lists_changes(tmp_path: Path) -> None:
@@ -170,11 +188,10 @@ def test_rewrite_a_changed_verdict_is_old_to_new() -> None:
 
 
 def test_rewrite_reports_what_it_cannot_record() -> None:
-    unprobed = Verdict(Outcome.UP, frozenset({parse_listener("0.0.0.0:1")}), ())
     done = rewrite(
         MATRIX,
         [
-            obs("dual-stack", "unset", unprobed),
+            obs("dual-stack", "unset", Verdict(Outcome.UP)),
             Observation("w-x", "expect", "w", "dual-stack", "unset", up("0.0.0.0:8080")),
         ],
     )

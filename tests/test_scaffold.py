@@ -49,7 +49,8 @@ def test_init_writes_a_matrix_that_loads_and_refuses_to_overwrite(pytester: pyte
     assert [s.label for s in target.settings] == list(DEFAULT_SETTINGS)
     assert target.stacks == tuple(STACKS)
     assert target.image_for("default") == "registry.example:5000/team/web-svc:1.2"
-    assert target.http_path == "/"
+    assert target.run_for("default").http_path == "/"
+    assert target.run_for("default").probe == "http"  # naming http_path makes the probe http
     assert {c.expectation.source for c in matrix.cells} == {"timeout"}
     assert len(matrix.cells) == 21
     text = path.read_text()
