@@ -64,6 +64,7 @@ def test_your_own_service_in_five_minutes(pytester: pytest.Pytester) -> None:
             "ipv6compat: --ipv6-record: observed verdicts are written into the matrix files at the end",
             "*IPv6 compatibility grid*",
             "*ipv6compat: expectations recorded (--ipv6-record)*",
+            "default-dual-stack-HTTPD_IPV6-unset: timeout -> up [*]:8080",  # one [::] socket serving both
             "default-ipv6-kernel-off-HTTPD_IPV6=0: timeout -> up 0.0.0.0:8080",
             'default-ipv6-kernel-off-HTTPD_IPV6=maybe: timeout -> exited 2 "httpd: invalid HTTPD_IPV6 value *"',
             "httpd.ipv6.toml: 21 cells recorded, 21 changed",
@@ -78,6 +79,26 @@ def test_your_own_service_in_five_minutes(pytester: pytest.Pytester) -> None:
     checked.assert_outcomes(passed=21)
     assert "recorded" not in checked.stdout.str()
     assert path.read_text() == text  # without --ipv6-record nothing is written
+
+
+def test_init_and_record_without_a_knob(pytester: pytest.Pytester, httpd_image: str) -> None:
+    """A stacks-only matrix: [expect.VARIANT] maps each stack to its expectation."""
+    made = pytester.run(sys.executable, "-m", "pytest_ipv6compat", "init", "--variant", f"stock={httpd_image}",
+                        "--name", "httpd")  # fmt: skip
+    assert made.ret == 0, made.stderr.str()
+    recorded = pytester.runpytest_subprocess("--ipv6-record", "-p", "no:cacheprovider")
+    recorded.assert_outcomes(failed=3)
+    recorded.stdout.fnmatch_lines(
+        [
+            "stock-dual-stack: timeout -> up [*]:8080",
+            "stock-ipv6-sysctl-off: timeout -> up [*]:8080",
+            "stock-ipv6-kernel-off: timeout -> up 0.0.0.0:8080",
+            "httpd.ipv6.toml: 3 cells recorded, 3 changed",
+        ]
+    )
+    text = (pytester.path / "httpd.ipv6.toml").read_text()
+    assert '[expect.stock]\ndual-stack = "up *:8080"\n' in text
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=3)
 
 
 MATRIX = """\
