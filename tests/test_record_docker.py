@@ -13,6 +13,7 @@ from pathlib import Path
 
 import docker
 import pytest
+from helpers import copy_matrix
 from test_htmlgrid import Tables
 
 from pytest_ipv6compat import images
@@ -214,3 +215,35 @@ def test_grid_in_pytest_html_and_the_github_summary(
     assert markdown.startswith("# earlier step\n## IPv6 compatibility grid\n")
     assert "| stock | v4: =0<br>exit 2: =maybe |" in markdown
     assert "6 cells: 5 passed, 1 failed, 0 errors, 0 skipped" in markdown
+
+
+def _blank(text: str, stack: str) -> tuple[str, int]:
+    """``text`` with every expectation of ``stack``'s tables replaced by the placeholder ``timeout``."""
+    out, blanked, inside = [], 0, False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("["):
+            inside = line.startswith(("[expect.", "[expect_config_ro.")) and line.rstrip().endswith(f".{stack}]")
+        elif inside and " = " in line:
+            line = line.split(" = ", 1)[0] + ' = "timeout"\n'
+            blanked += 1
+        out.append(line)
+    return "".join(out), blanked
+
+
+@pytest.mark.usefixtures("proxy_image")
+def test_recording_the_reference_matrix_gives_back_the_hand_written_file(pytester: pytest.Pytester) -> None:
+    """Named outcomes are found again: placeholders recorded become the reviewed file, byte for byte."""
+    path = copy_matrix(pytester)
+    reviewed = path.read_text()
+    blank, n = _blank(reviewed, "ipv6-kernel-off")
+    assert n == 35  # 3 variants x 7 settings, and 2 x 7 read-only config cells
+    path.write_text(blank)
+    result = pytester.runpytest_subprocess("--ipv6-record", "--ipv6-stacks=ipv6-kernel-off", "-n", "2")
+    result.assert_outcomes(failed=n)
+    result.stdout.fnmatch_lines(
+        [
+            "unpatched-ipv6-kernel-off-PL_IPV6_DISABLE-unset: timeout -> no-af-inet6",
+            f"cloud-proxy.ipv6.toml: {n} cells recorded, {n} changed",
+        ]
+    )
+    assert path.read_text() == reviewed
