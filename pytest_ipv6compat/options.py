@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .spec import PROBES, RunSpec
+from .spec import PROBES, RunSpec, SpecError, parse_run_settings
 from .stacks import STACKS
 
 
@@ -22,7 +22,7 @@ from .stacks import STACKS
 class Option:
     name: str  # ini key; the flag is --name with '_' -> '-'
     help: str
-    kind: str = "string"  # string | list | path | seconds | hold | probe | bool
+    kind: str = "string"  # string | list | path | seconds | hold | probe | memory | pids | bool
     default: Any = None
     metavar: str | None = None
 
@@ -85,6 +85,14 @@ OPTIONS = (
         None,
         "PROBE",
     ),
+    Option(
+        "ipv6_memory",
+        "memory limit of every target, without swap (e.g. 256m, 1g); a target over it is killed",
+        "memory",
+        "512m",
+        "SIZE",
+    ),
+    Option("ipv6_pids", "most processes and threads a target may have", "pids", 512, "N"),
     Option("ipv6_keep_failed", "keep the containers of failed cells and print how to inspect them", "bool", False),
     Option("ipv6_require_docker", "error instead of skip when the Docker engine is unreachable", "bool", False),
     Option("ipv6_cache_dir", "where downloaded packages and the probe are cached", "path", None, "DIR"),
@@ -111,6 +119,8 @@ class Settings:
     settle: float = 0.05
     hold: float = 1.0
     probe: str | None = None
+    memory: str = "512m"
+    pids: int = 512
     keep_failed: bool = False
     require_docker: bool = False
     cache_dir: Path | None = None
@@ -145,6 +155,17 @@ def _convert(opt: Option, raw: Any, source: str, rootpath: Path) -> Any:
                 if item not in ("unset", "empty") and not item.startswith("="):
                     raise pytest.UsageError(f"{source}: knob setting {item!r} must be 'unset', 'empty' or '=VALUE'")
         return items
+    if opt.kind in ("memory", "pids"):
+        value: Any = text
+        if opt.kind == "pids":
+            try:
+                value = int(text)
+            except ValueError:
+                raise pytest.UsageError(f"{source}: {raw!r} is not a whole number") from None
+        try:
+            return parse_run_settings({opt.kind: value}, source)[opt.kind]
+        except SpecError as exc:
+            raise pytest.UsageError(str(exc)) from None
     if opt.kind == "probe":
         if text not in PROBES:
             raise pytest.UsageError(f"{source}: probe {text!r} is not one of {', '.join(PROBES)}")
@@ -202,5 +223,7 @@ def load(config: pytest.Config) -> Settings:
 
 def run_base(settings: Settings) -> RunSpec:
     """The run settings every target starts from: defaults overridden by options."""
-    base = RunSpec(settle=settings.settle, hold=settings.hold, timeout=settings.timeout)
+    base = RunSpec(
+        settle=settings.settle, hold=settings.hold, timeout=settings.timeout, memory=settings.memory, pids=settings.pids
+    )
     return base.updated({"probe": settings.probe}) if settings.probe else base

@@ -29,6 +29,7 @@ from .docker_run import FAULTS, DockerRun, reason
 log = logging.getLogger(__name__)
 
 PROBE_MOUNT = "/.ipv6compat"
+LOG_FILE_MAX = "16m"  # what the engine keeps of a target's output; the verdict keeps only a tail of it
 LABEL = "ipv6compat.session"
 
 
@@ -43,6 +44,7 @@ class DockerBackend:
     _image_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     _info: dict[str, str] = field(default_factory=dict)
     _started: int = 0
+    gone: str | None = None  # why the engine stopped answering during an earlier cell
 
     @classmethod
     def connect(cls, probe_dir: Path, *, api_timeout: float = 60.0, connect_timeout: float = 10.0) -> DockerBackend:
@@ -137,6 +139,15 @@ class DockerBackend:
         Set ``run.keep = True`` to leave the container for inspection (a failed cell
         under --ipv6-keep-failed); it still carries the session label.
         """
+        if self.gone is not None:
+            try:
+                self.client.ping()
+            except FAULTS:
+                raise EngineError(
+                    f"the Docker engine at {engine_address()} stopped responding earlier in this session "
+                    f"({self.gone}) and still does not answer"
+                ) from None
+            self.gone = None
         spec = launch.run
         config = self.image_config(launch.image)
         argv = list(config.get("Entrypoint") or [])
@@ -162,6 +173,10 @@ class DockerBackend:
                     tmpfs=dict(spec.tmpfs) or None,
                     extra_hosts=dict(spec.extra_hosts) or None,
                     privileged=False,
+                    mem_limit=spec.memory,
+                    memswap_limit=spec.memory,  # no swap: a memory hog ends at the limit
+                    pids_limit=spec.pids,
+                    log_config={"Type": "json-file", "Config": {"max-size": LOG_FILE_MAX, "max-file": "1"}},
                 )
                 created = api.create_container(
                     launch.image,
@@ -185,6 +200,7 @@ class DockerBackend:
             # and a container that cannot be removed now still has the session label.
             if run is not None:
                 run.close()
+                self.gone = run.engine_fault or self.gone
             if run is not None and run.keep:
                 log.warning("kept container %s for inspection", run.name)
             elif container_id is not None:

@@ -22,6 +22,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import docker
@@ -43,6 +44,8 @@ LOG_LINE_CHARS = 1000  # a longer line is cut
 _EXIT_GRACE_S = 3.0  # after the watcher ends without "ready": how long the exit may take to be reported
 _PROBE_BUDGET_S = 7.0  # per probe: connect (2 s) + response (3 s) + slack
 _JOIN_S = 2.0
+_KILLED = (137, 143)  # SIGKILL, SIGTERM
+_REMOVAL_S = 0.3
 _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -71,6 +74,7 @@ class DockerRun:
         self._verdict: Verdict | None = None
         self._tail: str | None = None
         self._other: list[str] = []  # lines on the watcher's channel that are not its records
+        self.engine_fault: str | None = None  # why the engine stopped answering, if it did
         self._spawn(self._wait_for_exit, "wait")
         self._spawn(self._read_shim, "shim")
 
@@ -190,7 +194,7 @@ class DockerRun:
             elif kind == "gone":
                 raise EngineError(f"container {self.name} was removed by someone else while the cell ran")
             elif kind == "fault":
-                raise EngineError(f"the Docker engine stopped responding during the cell: {value}")
+                raise self._fault(value)
 
     def _no_event(self, settled_at: float | None, watcher_ended: float | None) -> Verdict:
         self._check_engine()
@@ -216,10 +220,30 @@ class DockerRun:
             if kind == "watch":
                 with contextlib.suppress(ValueError):
                     self._watch.feed(value)
-        if self._state() == "gone":
-            raise EngineError(f"container {self.name} was removed by someone else while the cell ran")
         code = status.get("StatusCode") if isinstance(status, dict) else None
-        return self._make(Outcome.EXITED, exit_code=int(code) if code is not None else None)
+        state = self._state()
+        oom = False
+        if state in ("exited", "dead") and code in _KILLED:
+            # Killed: by the kernel (OOM), or by someone removing the container, which the engine does
+            # after the wait call has returned. Look again once removal would have begun.
+            oom = self._oom_killed()
+            if not oom:
+                time.sleep(_REMOVAL_S)
+                state = self._state()
+        if state in ("gone", "removing"):
+            raise EngineError(f"container {self.name} was removed by someone else while the cell ran")
+        verdict = self._make(Outcome.EXITED, exit_code=int(code) if code is not None else None)
+        if oom:
+            limit = self.launch.run.memory
+            line = f"killed by the kernel: out of memory at the cell's memory limit ({limit})"
+            verdict = replace(verdict, error_line=line)
+        return verdict
+
+    def _oom_killed(self) -> bool:
+        try:
+            return bool(self._api.inspect_container(self.container_id)["State"].get("OOMKilled"))
+        except FAULTS:
+            return False
 
     def _make(self, outcome: Outcome, *, exit_code: int | None = None) -> Verdict:
         logs = self.logs()
@@ -235,11 +259,16 @@ class DockerRun:
             listened=listeners if outcome is Outcome.EXITED else frozenset(),
         )
 
+    def _fault(self, why: str) -> EngineError:
+        """The engine stopped answering: an error for this cell, remembered so later cells say so at once."""
+        self.engine_fault = why
+        return EngineError(f"the Docker engine stopped responding during the cell: {why}")
+
     def _check_engine(self) -> None:
         try:
             self._api.ping()
         except FAULTS as exc:
-            raise EngineError(f"the Docker engine stopped responding during the cell: {reason(exc)}") from None
+            raise self._fault(reason(exc)) from None
 
     def _state(self) -> str:
         try:
@@ -247,7 +276,7 @@ class DockerRun:
         except docker.errors.NotFound:
             return "gone"
         except FAULTS as exc:
-            raise EngineError(f"the Docker engine stopped responding during the cell: {reason(exc)}") from None
+            raise self._fault(reason(exc)) from None
 
     def logs(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last ``lines`` lines of the target's own output (the shim's removed, control codes dropped)."""
