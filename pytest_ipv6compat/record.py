@@ -31,7 +31,18 @@ from .results import CellResult
 if TYPE_CHECKING:
     from .summary import Results
 
-__all__ = ["Change", "Observation", "Recorder", "Rewrite", "choose", "rewrite", "stable_message", "verdict_text"]
+__all__ = [
+    "Change",
+    "Observation",
+    "Recorder",
+    "Rewrite",
+    "choose",
+    "observation",
+    "rewrite",
+    "stable_message",
+    "verdict_text",
+    "write_checked",
+]
 
 MESSAGE_LIMIT = 120
 # Leading parts of a log line that change from run to run: timestamps, pids, levels.
@@ -210,7 +221,7 @@ def observation(result: CellResult) -> Observation | None:
     )
 
 
-def _write_checked(path: Path, text: str) -> None:
+def write_checked(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` only if the new text loads as a matrix."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
@@ -242,14 +253,23 @@ class Recorder:
         groups: dict[Path, list[CellResult]] = {}
         for result in sort_results(self.results.results, self.results.ordering()):
             source = self.results.sources.get((result.cell.target, result.cell.id))
-            if source:
-                groups.setdefault(Path(source), []).append(result)
+            if not source:
+                self.failed = True
+                self.lines.append(f"{result.cell.target}[{result.cell.id}]: not recorded, its matrix file is unknown")
+                continue
+            groups.setdefault(Path(source), []).append(result)
         return groups
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if hasattr(self.config, "workerinput"):
             return
-        for path, results in self._by_file().items():
+        try:
+            groups = self._by_file()
+        except ValueError as exc:  # the same cell twice: say so rather than guess which verdict to keep
+            self.failed = True
+            self.lines.append(f"nothing recorded: {exc}")
+            groups = {}
+        for path, results in groups.items():
             self.lines.extend(self.record(path, results))
         if self.failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -262,7 +282,7 @@ class Recorder:
             before = path.read_text(encoding="utf-8")
             done = rewrite(before, observations)
             if done.text != before:
-                _write_checked(path, done.text)
+                write_checked(path, done.text)
         except (OSError, MatrixError, ValueError) as exc:
             self.failed = True
             return [f"{shown}: not recorded: {exc}"]

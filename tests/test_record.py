@@ -7,9 +7,18 @@ from pathlib import Path
 import pytest
 
 from pytest_ipv6compat.listeners import parse_listener
-from pytest_ipv6compat.matrix import load_matrix
+from pytest_ipv6compat.matrix import MatrixError, load_matrix
 from pytest_ipv6compat.model import Cell, Expectation, KnobSetting, Outcome, Reach, Result, Verdict
-from pytest_ipv6compat.record import Change, Observation, choose, observation, rewrite, stable_message, verdict_text
+from pytest_ipv6compat.record import (
+    Change,
+    Observation,
+    choose,
+    observation,
+    rewrite,
+    stable_message,
+    verdict_text,
+    write_checked,
+)
 from pytest_ipv6compat.results import CellResult
 
 NGINX_97 = "socket() [::]:8080 failed (97: Address family not supported by protocol)"
@@ -223,3 +232,15 @@ def test_only_judged_cells_are_observed_and_read_only_cells_go_to_their_table() 
     assert observation(CellResult(rw, "error", seen, None)) is None  # e.g. attestation failed after a verdict
     assert observation(CellResult(rw, "skipped", None, None)) is None
     assert observation(CellResult(rw, "fail", None, None)) is None
+
+
+def test_a_rewrite_that_would_not_load_leaves_the_file_alone(tmp_path: Path) -> None:
+    path = tmp_path / "svc.ipv6.toml"
+    path.write_text(MATRIX)
+    broken = MATRIX.replace('"=1" = "timeout"', '"=1" = "sideways"', 1)
+    with pytest.raises(MatrixError, match=r"svc\.ipv6\.toml: \[expect\.v\.dual-stack\.=1\]: .*'sideways'"):
+        write_checked(path, broken)
+    assert path.read_text() == MATRIX
+    assert [p.name for p in tmp_path.iterdir()] == ["svc.ipv6.toml"]  # no temporary left
+    write_checked(path, MATRIX.replace("# my matrix", "# our matrix"))
+    assert path.read_text().startswith("# our matrix")
