@@ -13,9 +13,12 @@ import sys
 import time
 from pathlib import Path
 
+import docker.errors
+
 from . import images, scaffold
 from .backends import EngineError
-from .backends.docker_api import DockerBackend
+from .backends.docker_api import DockerBackend, engine_address
+from .backends.docker_run import reason
 from .matrix import MatrixError, load_matrix
 
 
@@ -48,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"base       {base}  ({time.monotonic() - started:.2f}s)")
         for matrix in matrices:
             target = matrix.target
+            for variant, image in target.images:
+                engine.image_config(image)  # present, and for this engine's architecture
+                print(f"image      {image}  ({target.name} {variant}: present)")
             if target.build is None:
                 continue
             for variant in target.variants:
@@ -63,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"target     {ref}  ({time.monotonic() - started:.2f}s)")
     except (MatrixError, images.ImageError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (docker.errors.DockerException, OSError) as exc:  # an engine call no step above expected to fail
+        print(f"error: the Docker engine at {engine_address()} failed: {reason(exc)}", file=sys.stderr)
         return 2
     return 0
 

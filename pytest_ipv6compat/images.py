@@ -177,7 +177,7 @@ def _build_base(client: docker.DockerClient, cache_dir: Path, packages: Sequence
         try:
             client.api.import_image(src=str(Path(tmp, "rootfs.tar")), repository=repository, tag=staging,
                                     changes=changes)
-        except docker.errors.APIError as exc:
+        except (docker.errors.DockerException, OSError) as exc:
             raise ImageError(f"docker import of base image {ref} failed: {_first_line(exc)}") from exc
     staged = f"{repository}:{staging}"
     try:  # publish the real tag only once the image is proven to work
@@ -190,14 +190,24 @@ def _build_base(client: docker.DockerClient, cache_dir: Path, packages: Sequence
 
 
 def _smoke_test(client: docker.DockerClient, image: str, ref: str) -> None:
-    container = client.containers.create(image, ["/bin/sh", "-c", "nginx -V 2>&1 && busybox --list"],
-                                         network_mode="none", labels={"ipv6compat.purpose": "base-image-smoke-test"})
+    try:
+        container = client.containers.create(
+            image, ["/bin/sh", "-c", "nginx -V 2>&1 && busybox --list"], network_mode="none",
+            labels={"ipv6compat.purpose": "base-image-smoke-test"},
+        )
+    except (docker.errors.DockerException, OSError) as exc:
+        raise ImageError(f"cannot smoke-test base image {ref}: the engine could not create it: "
+                         f"{_first_line(exc)}") from None
     try:
         container.start()
         code = int(container.wait(timeout=60).get("StatusCode", -1))
         output = container.logs().decode("utf-8", "replace")
+    except (docker.errors.DockerException, OSError) as exc:
+        raise ImageError(f"cannot smoke-test base image {ref}: the engine could not run it: "
+                         f"{_first_line(exc)}") from None
     finally:
-        container.remove(force=True)
+        with suppress(docker.errors.DockerException, OSError):
+            container.remove(force=True)
     if code != 0 or "nginx version" not in output:
         raise ImageError(f"base image {ref} is broken: 'nginx -V' exited {code}{_tail(output.splitlines())}")
     missing = sorted(set(APPLETS) - set(output.split()))
@@ -304,6 +314,9 @@ def _context_digest(context: Path, extra: Mapping[str, object]) -> str:
             try:
                 if path.is_symlink():
                     digest.update(f"L {rel} {os.readlink(path)}\0".encode())
+                elif not path.is_file():  # a named pipe would block the read for ever; a socket cannot be read
+                    raise ImageError(f"build context {context} holds {rel}, which is not a regular file "
+                                     "(a named pipe, socket or device); move it out of the context")
                 else:
                     digest.update(f"F {rel} {int(os.access(path, os.X_OK))}\0".encode())
                     digest.update(hashlib.sha256(path.read_bytes()).digest())

@@ -106,12 +106,14 @@ class CellItem(pytest.Item):
     def teardown(self) -> None:
         result = self.stash.get(RESULT_KEY, None)
         state = self.config.stash[STATE_KEY]
-        if result is not None and result.status == "fail" and self._running is not None and state.settings.keep_failed:
+        keep = result is not None and result.status == "fail" and state.settings.keep_failed
+        if keep and self._running is not None:
             self._running.keep = True
+        self._exit.close()  # a kept container is renamed ipv6compat-kept-... here
+        if keep and self._running is not None:
             state.kept.append(self._running.name)
             if self.verdict is None or self.verdict.outcome is not Outcome.UP:
                 state.kept_exited.add(self._running.name)
-        self._exit.close()
 
     def result(self, reasons: tuple[str, ...]) -> CellResult:
         verdict = self.verdict

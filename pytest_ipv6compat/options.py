@@ -8,6 +8,8 @@ Values are validated once, in ``pytest_configure``; a bad one raises
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -194,10 +196,44 @@ def _convert(opt: Option, raw: Any, source: str, rootpath: Path) -> Any:
         if opt.name == "ipv6_build" and not (path / "Dockerfile").is_file():
             what = "does not exist" if not path.exists() else "has no Dockerfile"
             raise pytest.UsageError(f"{source}: build context {str(path)!r} {what}")
-        if opt.name in ("ipv6_markdown", "ipv6_json") and path.is_dir():
-            raise pytest.UsageError(f"{source}: {str(path)!r} is a directory; name a file")
+        if opt.name in ("ipv6_markdown", "ipv6_json"):
+            _check_writable_file(path, source)
+        if opt.name == "ipv6_cache_dir":
+            _check_directory(path, source)
         return path
     return text
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_writable_file(path: Path, source: str) -> None:
+    """A report file must be writable now, not only after the whole run."""
+    if path.is_dir():
+        raise pytest.UsageError(f"{source}: {str(path)!r} is a directory; name a file")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise pytest.UsageError(f"{source}: {str(path)!r} is not writable")
+        return
+    parent = _nearest_existing(path.parent)
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"{source}: cannot create {str(path)!r}: {str(parent)!r} is not a writable directory")
+    try:  # permissions do not tell everything (a read-only mount, /proc): try it
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise pytest.UsageError(f"{source}: cannot create {str(path)!r}: {exc.strerror}") from None
+
+
+def _check_directory(path: Path, source: str) -> None:
+    if path.exists() and not path.is_dir():
+        raise pytest.UsageError(f"{source}: {str(path)!r} is not a directory")
+    parent = path if path.exists() else _nearest_existing(path.parent)
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"{source}: {str(path)!r} is not a writable directory")
 
 
 def load(config: pytest.Config) -> Settings:
@@ -208,7 +244,11 @@ def load(config: pytest.Config) -> Settings:
         if cli is not None:
             raw, source, base = cli, f"{opt.flag}={cli}" if opt.kind != "bool" else opt.flag, Path.cwd()
         else:
-            ini = config.getini(opt.name)
+            try:
+                ini = config.getini(opt.name)
+            except ValueError as exc:  # pytest's own parse of a bool ini value
+                where = config.inipath or "the ini file"
+                raise pytest.UsageError(f"ini option {opt.name} in {where}: {exc} (use true or false)") from None
             if ini is None or ini == "" or (opt.kind == "bool" and not ini):
                 continue
             where = config.inipath or "the ini file"

@@ -66,7 +66,26 @@ def parametrize_stacks(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("ipv6_stack", names, ids=names)
 
 
+def _check_filters(config: pytest.Config, cells: list[CellItem]) -> None:
+    """A filter value that no collected cell has is a typo, not a wish to run nothing: say which."""
+    settings = config.stash[STATE_KEY].settings
+    if not cells:
+        return
+    known = {
+        "--ipv6-variants": {c.cell.variant for c in cells},
+        "--ipv6-settings": {c.cell.setting.label for c in cells if c.cell.knob},
+    }
+    for flag, given in (("--ipv6-variants", settings.variants), ("--ipv6-settings", settings.settings)):
+        unknown = [v for v in given or () if v not in known[flag]]
+        if unknown and known[flag]:
+            names = ", ".join(sorted(known[flag]))
+            raise pytest.UsageError(
+                f"{flag}: {', '.join(map(repr, unknown))} is in no collected matrix (they have: {names})"
+            )
+
+
 def deselect(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _check_filters(config, [item for item in items if isinstance(item, CellItem)])
     settings = config.stash[STATE_KEY].settings
     keep: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
@@ -182,9 +201,18 @@ class Results:
                 )
                 tr.write_line(f"{name}: docker logs {name}; {look}; docker rm -f {name}")
 
-    def pytest_sessionfinish(self) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if _is_worker(self.config):
             return
+        try:
+            self._write_reports()
+        except OSError as exc:  # checked at start, but the disk may have changed since: say so, keep the grid
+            where = exc.filename or "a report file"
+            self.config.get_terminal_writer().line(f"ipv6compat: cannot write {where}: {exc.strerror}", red=True)
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _write_reports(self) -> None:
         state = self.config.stash[STATE_KEY]
         s = state.settings
         order = self.ordering()

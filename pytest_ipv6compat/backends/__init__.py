@@ -40,6 +40,7 @@ class Run(Protocol):
     """A started target being observed. Methods block until they know (bounded by the launch's timeout)."""
 
     keep: bool  # leave it in place for inspection when the run ends (a failed cell, --ipv6-keep-failed)
+    container_id: str
 
     @property
     def name(self) -> str: ...

@@ -10,10 +10,13 @@ write to, while the engine's wait call reports the exit as soon as it happens.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import os
+import re
 import secrets
 import socket
+import time
 import uuid
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +32,8 @@ from .docker_run import FAULTS, DockerRun, reason
 log = logging.getLogger(__name__)
 
 PROBE_MOUNT = "/.ipv6compat"
+KEPT_PREFIX = "ipv6compat-kept-"  # containers of failed cells left for inspection (--ipv6-keep-failed)
+KEPT_HOURS = 24  # the sweep leaves them alone this long, then removes them
 LOG_FILE_MAX = "16m"  # what the engine keeps of a target's output; the verdict keeps only a tail of it
 LABEL = "ipv6compat.session"
 
@@ -58,23 +63,33 @@ class DockerBackend:
             client.ping()
         except FAULTS as exc:
             raise EngineError(f"Docker engine at {engine_address()} is unreachable: {reason(exc)}") from None
+        except ValueError as exc:  # an address docker-py cannot even parse
+            raise EngineError(f"Docker engine at {engine_address()} is not a usable address: {exc}") from None
         client.api.timeout = api_timeout
         return cls(client=client, probe_dir=probe_dir, api_timeout=api_timeout)
 
     def info(self) -> dict[str, str]:
         """Engine version, API version and whether it enforces seccomp."""
-        if not self._info:
+        if "version" not in self._info:
             try:
                 ver = self.client.version()
                 sec = self.client.info().get("SecurityOptions") or []
             except FAULTS as exc:
                 raise EngineError(f"cannot query the Docker engine: {reason(exc)}") from None
-            self._info = {
+            self._info |= {
                 "version": str(ver.get("Version", "?")),
                 "api": str(ver.get("ApiVersion", "?")),
                 "seccomp": "yes" if any("seccomp" in str(o) for o in sec) else "no",
             }
         return dict(self._info)
+
+    def _engine_arch(self) -> str:
+        if "arch" not in self._info:
+            try:
+                self._info["arch"] = str(self.client.version().get("Arch") or "")
+            except FAULTS:
+                return ""
+        return self._info["arch"]
 
     @property
     def labels(self) -> dict[str, str]:
@@ -93,6 +108,12 @@ class DockerBackend:
                 raise EngineError(f"image {image!r} is not present in the Docker engine") from None
             except FAULTS as exc:
                 raise EngineError(f"cannot inspect image {image!r}: {reason(exc)}") from None
+            arch, engine_arch = attrs.get("Architecture"), self._engine_arch()
+            if arch and engine_arch and arch != engine_arch:
+                raise EngineError(
+                    f"image {image!r} is built for {arch}, but the engine runs {engine_arch}: "
+                    f"use an image built for {engine_arch}"
+                )
             self._image_config[image] = attrs.get("Config") or {}
         return self._image_config[image]
 
@@ -114,6 +135,8 @@ class DockerBackend:
             labels = container.labels
             if labels.get("ipv6compat.host") != host:
                 continue
+            if container.name.startswith(KEPT_PREFIX) and _age_hours(container) < KEPT_HOURS:
+                continue  # kept for inspection: the user removes it, or a later sweep does
             pid = labels.get("ipv6compat.pid", "")
             if pid.isdigit() and process_start(int(pid)) == labels.get("ipv6compat.pid-start"):
                 continue  # its session is alive
@@ -130,7 +153,8 @@ class DockerBackend:
         except FAULTS as exc:
             log.warning("cannot list this session's containers: %s", reason(exc))
             return 0
-        return sum(remove(self.client, c.id, c.name) for c in found if c.name not in keep)
+        mine = [c for c in found if c.name not in keep and not c.name.startswith(KEPT_PREFIX)]
+        return sum(remove(self.client, c.id, c.name) for c in mine)
 
     @contextlib.contextmanager
     def run(self, launch: Launch) -> Iterator[DockerRun]:
@@ -202,9 +226,23 @@ class DockerBackend:
                 run.close()
                 self.gone = run.engine_fault or self.gone
             if run is not None and run.keep:
+                run.rename(KEPT_PREFIX + name.removeprefix("ipv6compat-"))
                 log.warning("kept container %s for inspection", run.name)
             elif container_id is not None:
                 remove(self.client, container_id, name)
+
+
+def _age_hours(container: Any) -> float:
+    """Hours since the container was created; unknown counts as old."""
+    created = container.attrs.get("Created")
+    if isinstance(created, (int, float)):  # a sparse list gives seconds since the epoch
+        return (time.time() - created) / 3600
+    if isinstance(created, str):  # an inspect gives RFC 3339 with nanoseconds: 2026-12-02T06:13:14.123456789Z
+        found = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)", created)
+        if found:
+            when = dt.datetime.strptime(found[1], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.timezone.utc)
+            return (time.time() - when.timestamp()) / 3600
+    return float("inf")
 
 
 def engine_address() -> str:

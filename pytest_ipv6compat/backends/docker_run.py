@@ -139,7 +139,13 @@ class DockerRun:
         if self._attestation is None:
             self._attested.wait(max(0.0, self.deadline - time.monotonic()))
             if not self._shim.attested:
-                why = "did not report in time" if not self._attested.is_set() else "exited"
+                timeout = self.launch.run.timeout
+                why = (
+                    f"did not report within the cell's timeout of {timeout:g} s (raise the run setting timeout "
+                    "or --ipv6-timeout if the engine is slow)"
+                    if not self._attested.is_set()
+                    else "exited"
+                )
                 raise EngineError(
                     f"the container {why} before the stack could be attested; logs:\n{self.logs(15)}"
                 )
@@ -294,6 +300,14 @@ class DockerRun:
                 return tail
             self._tail = tail
         return self._tail
+
+    def rename(self, name: str) -> None:
+        """Give the container a new name (kept containers); a failure leaves the old one."""
+        try:
+            self._api.rename(self.container_id, name)
+            self._name = name
+        except FAULTS as exc:
+            log.warning("cannot rename container %s to %s: %s", self._name, name, reason(exc))
 
     def close(self) -> None:
         """Stop following the streams; the reader threads then end (waited for, bounded)."""
