@@ -98,6 +98,12 @@ OPTIONS = (
     Option("ipv6_keep_failed", "keep the containers of failed cells and print how to inspect them", "bool", False),
     Option("ipv6_require_docker", "error instead of skip when the Docker engine is unreachable", "bool", False),
     Option("ipv6_cache_dir", "where downloaded packages and the probe are cached", "path", None, "DIR"),
+    Option(
+        "ipv6_record",
+        "write each observed verdict into its matrix file as the cell's expectation (errors are never recorded)",
+        "bool",
+        False,
+    ),
 )
 
 
@@ -120,6 +126,7 @@ class Settings:
     keep_failed: bool = False
     require_docker: bool = False
     cache_dir: Path | None = None
+    record: bool = False
 
 
 def register(parser: pytest.Parser) -> None:

@@ -111,6 +111,8 @@ def header(config: pytest.Config) -> list[str]:
     s = state.settings
     base = s.base_image or f"{images.base_image_ref()} (assembled from Debian packages when absent)"
     lines = [f"ipv6compat {version('pytest-ipv6compat')}: base image {base}; cell timeout {s.timeout:g}s"]
+    if s.record:
+        lines.append("ipv6compat: --ipv6-record: observed verdicts are written into the matrix files at the end")
     try:
         info = state.engine().info()
     except (Unavailable, EngineError) as exc:
@@ -145,7 +147,7 @@ def attach_result(item: CellItem, call: pytest.CallInfo[None], report: pytest.Te
             "stacks": list(target.stacks),
             "settings": [s.label for s in target.settings],
         }
-        setattr(report, _RESULT_ATTR, {"result": result.to_dict(), "order": order})
+        setattr(report, _RESULT_ATTR, {"result": result.to_dict(), "order": order, "source": str(item.path)})
         # junitxml reads properties from the teardown report, which copies the item's.
         item.user_properties.extend(junit_properties(result))
 
@@ -157,6 +159,7 @@ class Results:
         self.config = config
         self.results: list[CellResult] = []
         self.orders: dict[str, dict[str, list[str]]] = {}
+        self.sources: dict[tuple[str, str], str] = {}  # (target, cell id) -> matrix file, for --ipv6-record
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, _RESULT_ATTR, None)
@@ -164,6 +167,7 @@ class Results:
             return
         result = CellResult.from_dict(data["result"])
         self.orders.setdefault(result.cell.target, data["order"])
+        self.sources[(result.cell.target, result.cell.id)] = data.get("source", "")
         self.results.append(result)
 
     def ordering(self) -> Ordering:
