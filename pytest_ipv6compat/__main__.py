@@ -15,7 +15,7 @@ from pathlib import Path
 
 import docker.errors
 
-from . import images, scaffold
+from . import images, merge, scaffold
 from .backends import EngineError
 from .backends.docker_api import DockerBackend, engine_address
 from .backends.docker_run import reason
@@ -31,7 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument("--cache-dir", type=Path, default=None)
     init = sub.add_parser("init", help="write a matrix file (*.ipv6.toml) for an image or a build context")
     scaffold.add_arguments(init)
+    shards = sub.add_parser("merge", help="one grid from the JSON reports of sharded runs (--ipv6-json)")
+    merge.add_arguments(shards)
     args = parser.parse_args(argv)
+    if args.command == "merge":
+        status, text = merge.run(args)
+        print(text, file=sys.stderr if status == 2 else sys.stdout)
+        return status
     if args.command == "init":
         status, line = scaffold.main(args)
         print(line, file=sys.stderr if status else sys.stdout)

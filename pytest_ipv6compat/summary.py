@@ -226,6 +226,8 @@ class Results:
                 "plugin_version": version("pytest-ipv6compat"),
                 "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "base_image": state.base_ref or s.base_image,
+                "order": {"variants": list(order.variants), "stacks": list(order.stacks),
+                          "settings": list(order.settings)},
                 **state.engine_info(),
             }
             s.json.write_text(render_json(self.results, meta=meta, order=order), encoding="utf-8")
