@@ -223,6 +223,7 @@ def render(runs: Sequence[CellRun], kind: str) -> str:
     lines.append("  Docker API calls (per cell: count, median duration; 'a > b' = b made inside a):")
     for label, durs in sorted(calls.items(), key=lambda kv: -Summary.of(kv[1]).median):
         s = Summary.of(durs)
+        what = f"{label} (in a thread: blocks until the container exits)" if label == "wait" else label
         lines.append(f"    {len(durs) / len(runs):4.1f}x  median {s.median * 1000:7.1f} ms  p90 {s.p90 * 1000:7.1f} ms"
-                     f"  {label}")
+                     f"  {what}")
     return "\n".join(lines)
