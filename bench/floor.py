@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import BENCH_LABEL, DOMAIN, BenchError, docker_cli
+from common import BENCH_LABEL, DOMAIN, BenchError, docker_cli, parse_docker_time
 
 POLL_S = 0.005
 
@@ -54,6 +54,7 @@ def sysctl_args(disable_ipv6: bool) -> list[str]:
 class FloorRun:
     total: float
     phases: dict[str, float] = field(default_factory=dict)
+    latency: float | None = None  # exited: wall clock when `docker wait` returned - State.FinishedAt
 
 
 def floor_up(image: str, run_label: str, hold: float, timeout: float = 30.0) -> FloorRun:
@@ -91,11 +92,14 @@ def floor_exit(image: str, run_label: str, seccomp_file: Path) -> FloorRun:
     t1 = time.monotonic()
     try:
         code = docker_cli("wait", cid)
-        t2 = time.monotonic()
+        wall_known, t2 = time.time(), time.monotonic()
         if code.strip() == "0":
             raise BenchError(f"{image} exited 0 on the kernel-off stack; expected errno 97 exit (code 1)")
+        finished = parse_docker_time(docker_cli("inspect", "-f", "{{.State.FinishedAt}}", cid))
+        extra = time.monotonic() - t2  # after the fact: not part of the floor
     finally:
         t_rm = time.monotonic()
         docker_cli("rm", "-f", cid, check=False)
         t3 = time.monotonic()
-    return FloorRun(t3 - t0, {"docker run -d": t1 - t0, "docker wait": t2 - t1, "docker rm -f": t3 - t_rm})
+    return FloorRun(t3 - t0 - extra, {"docker run -d": t1 - t0, "docker wait": t2 - t1, "docker rm -f": t3 - t_rm},
+                    latency=wall_known - finished)
