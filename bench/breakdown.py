@@ -24,6 +24,9 @@ from common import Summary
 from floor import listening
 from percell import CellRun
 
+from pytest_ipv6compat.backends import Launch
+from pytest_ipv6compat.backends.docker_api import PROBE_MOUNT, DockerBackend
+
 TRACED = ("create_container", "start", "logs", "exec_create", "exec_start", "wait", "inspect_container",
           "remove_container", "ping")
 WATCH_RECORDS = ("listener", "settled", "reach", "ready", "error")
@@ -59,6 +62,7 @@ class ApiTrace:
         self._host_api: Any = None
         self._stop = threading.Event()
         self._t0_wall = self._t0_mono = 0.0
+        self._settled_s: float | None = None  # the watcher's own "settled SECONDS" (since it started)
 
     # --- recording ---
 
@@ -120,6 +124,9 @@ class ApiTrace:
         word = line.split(b" ", 1)[0].decode("ascii", "replace")
         if word in WATCH_RECORDS:
             self._first(f"watcher: first '{word}' received")
+            if word == "settled":
+                with contextlib.suppress(ValueError, IndexError):
+                    self._settled_s = float(line.split()[1])
             if word == "reach":
                 self._event("watcher: 'reach' received (last)")
 
@@ -167,6 +174,7 @@ class ApiTrace:
         self._stop.clear()
         with self._lock:
             self._events, self._calls, self._ours = [], [], set()
+            self._settled_s = None
         self._t0_wall, self._t0_mono = time.time(), time.monotonic()
 
     def end(self, t0: float, *, extra_after: tuple[float, float], finished: float | None
@@ -195,6 +203,13 @@ class ApiTrace:
                 if off is not None and (what not in events or what.endswith("(last)")):
                     events[what] = off
             calls = [(label, end - start) for label, start, end in self._calls if shifted(start) is not None]
+        if self._settled_s is not None and "exec_start returned" in events:
+            # The watcher's own "settled SECONDS" counted from exec_start's return. The watcher
+            # starts only after that (the engine runs the exec process once the stream is
+            # attached), so the gap from here to the 'settled' arrival is the exec process's
+            # start-up plus the stream's delivery: what the exec session costs.
+            events["exec_start returned + the watcher's own 'settled' seconds"] = (
+                events["exec_start returned"] + self._settled_s)
         if finished is not None:  # wall clock -> this process's monotonic clock
             events["dockerd: State.FinishedAt"] = finished - self._t0_wall + self._t0_mono - t0
         return events, calls
@@ -209,12 +224,14 @@ def render(runs: Sequence[CellRun], kind: str) -> str:
     rows = sorted(((Summary.of(v).median, what, len(v)) for what, v in per.items()), key=lambda r: r[0])
     total = Summary.of([r.total for r in runs])
     lines = [f"  {kind} cell, milestones (median offset from before run(), median over {len(runs)} runs; "
-             "gap = from the row above):"]
+             "gap = from the previous row seen in every run):"]
     prev = 0.0
     for off, what, n in rows:
-        seen = "" if n == len(runs) else f"  [{n}/{len(runs)} runs]"
-        lines.append(f"    @{off * 1000:7.1f} ms  +{(off - prev) * 1000:6.1f}  {what}{seen}")
-        prev = off
+        if n == len(runs):
+            lines.append(f"    @{off * 1000:7.1f} ms  +{(off - prev) * 1000:6.1f}  {what}")
+            prev = off
+        else:  # a step only some runs took: its median is over those runs, so it gets no gap
+            lines.append(f"    @{off * 1000:7.1f} ms  {'':7}  {what}  [{n}/{len(runs)} runs]")
     lines.append(f"    cell total: median {total.median * 1000:.1f} ms, p90 {total.p90 * 1000:.1f} ms")
     calls: dict[str, list[float]] = {}
     for run in runs:
@@ -227,3 +244,27 @@ def render(runs: Sequence[CellRun], kind: str) -> str:
         lines.append(f"    {len(durs) / len(runs):4.1f}x  median {s.median * 1000:7.1f} ms  p90 {s.p90 * 1000:7.1f} ms"
                      f"  {what}")
     return "\n".join(lines)
+
+
+def exec_roundtrip(backend: DockerBackend, launch: Launch, n: int) -> tuple[Summary, Summary]:
+    """In a running target: (exec_create + exec_start calls, exec_start's return -> first output byte).
+
+    The command is the probe's own ``busybox echo``, so the second figure is what it takes the
+    engine to start a process in the container and deliver its first line: the fixed cost the
+    watcher's exec session pays before it can observe anything.
+    """
+    calls, first = [], []
+    api = backend.client.api
+    with backend.run(launch) as run:
+        run.verdict()
+        for _ in range(n):
+            t0 = time.monotonic()
+            exec_id = api.exec_create(run.container_id, [f"{PROBE_MOUNT}/busybox", "echo", "x"])["Id"]
+            stream = api.exec_start(exec_id, stream=True)
+            t1 = time.monotonic()
+            next(iter(stream), b"")
+            t2 = time.monotonic()
+            stream.close()
+            calls.append(t1 - t0)
+            first.append(t2 - t1)
+    return Summary.of(calls), Summary.of(first)

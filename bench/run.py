@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import docker
 import docker.errors
 import suite
-from breakdown import ApiTrace, render
+from breakdown import ApiTrace, exec_roundtrip, render
 from common import (
     PREPARE_HINT,
     BenchError,
@@ -253,6 +253,10 @@ def bench_profile(ctx: Context, runs: int) -> None:
                 print(render(cells, f"{kind} ({launch.stack.name})"))
     finally:
         host.close()
+    calls, first = exec_roundtrip(ctx.backend, ctx.launch(UP_STACK, hold=0.0), n)
+    print(f"  exec session into a running target (busybox echo, untraced, N={n}): exec_create + exec_start "
+          f"median {ms(calls.median)} (p90 {ms(calls.p90)}), then first output after median {ms(first.median)} "
+          f"(p90 {ms(first.p90)})")
 
 
 def bench_matrix(ctx: Context, quick: bool, table: Table) -> None:
