@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from . import images
-from .backends import EngineError, Launch, Run
+from .backends import EngineError, Launch, Run, StackUnsupported
 from .diagnose import hint
 from .keys import RESULT_KEY, STATE_KEY
 from .matrix import Matrix, MatrixError, judge, load_matrix
 from .model import Attestation, Cell, Outcome, Verdict
 from .options import run_base
-from .outcomes import fail, unavailable
+from .outcomes import fail, skip, unavailable
 from .results import CellResult
 from .stacks import get_stack
 from .state import Unavailable
@@ -82,6 +82,8 @@ class CellItem(pytest.Item):
         try:
             self._running = self._exit.enter_context(engine.run(launch))
             self.attestation = self._running.attestation()
+        except StackUnsupported as exc:
+            skip(str(exc))
         except EngineError as exc:
             fail(str(exc))
         if not self.attestation.ok:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,14 @@ OPTIONS = (
     Option("ipv6_pids", "most processes and threads a target may have", "pids", 512, "N"),
     Option("ipv6_keep_failed", "keep the containers of failed cells and print how to inspect them", "bool", False),
     Option("ipv6_require_docker", "error instead of skip when the Docker engine is unreachable", "bool", False),
+    Option(
+        "ipv6_engines",
+        "engine addresses, comma-separated (unix:///..., tcp://..., ssh://...): xdist worker gwN uses the N-th, "
+        "round robin; without it, DOCKER_HOST or the default socket",
+        "engines",
+        None,
+        "URLS",
+    ),
     Option("ipv6_cache_dir", "where downloaded packages and the probe are cached", "path", None, "DIR"),
     Option(
         "ipv6_record",
@@ -126,6 +135,7 @@ class Settings:
     keep_failed: bool = False
     require_docker: bool = False
     cache_dir: Path | None = None
+    engines: tuple[str, ...] | None = None
     record: bool = False
 
 
@@ -157,6 +167,14 @@ def _convert(opt: Option, raw: Any, source: str, rootpath: Path) -> Any:
                 if item not in ("unset", "empty") and not item.startswith("="):
                     raise pytest.UsageError(f"{source}: knob setting {item!r} must be 'unset', 'empty' or '=VALUE'")
         return items
+    if opt.kind == "engines":
+        urls = tuple(part.strip() for part in text.split(",") if part.strip())
+        for url in urls:
+            if not re.fullmatch(r"(unix|tcp|ssh|npipe|http|https)://\S+", url):
+                raise pytest.UsageError(f"{source}: {url!r} is not an engine address (unix://PATH, tcp://HOST:PORT)")
+        if not urls:
+            raise pytest.UsageError(f"{source}: {raw!r} names no engine")
+        return urls
     if opt.kind in ("memory", "pids"):
         value: Any = text
         if opt.kind == "pids":

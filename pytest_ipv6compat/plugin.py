@@ -43,7 +43,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
-    state = config.stash[STATE_KEY] = SessionState(options.load(config))
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    state = config.stash[STATE_KEY] = SessionState(options.load(config), worker=worker)
     results = summary.Results(config)
     config.pluginmanager.register(results, "ipv6compat-results")
     config.pluginmanager.register(htmlgrid.GridPublisher(config, results), "ipv6compat-grid-publisher")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import logging
 import os
 import re
@@ -29,7 +30,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from . import EngineError, Launch
+from . import EngineError, Launch, StackUnsupported
 from .docker_run import FAULTS, DockerRun, reason
 from .docker_volumes import Volumes, remove_volume
 
@@ -50,6 +51,7 @@ class DockerBackend:
     probe_dir: Path
     api_timeout: float = 60.0
     session: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    address: str = field(default_factory=lambda: engine_address())
     _image_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     _info: dict[str, str] = field(default_factory=dict)
     _started: int = 0
@@ -57,21 +59,29 @@ class DockerBackend:
     gone: str | None = None  # why the engine stopped answering during an earlier cell
 
     @classmethod
-    def connect(cls, probe_dir: Path, *, api_timeout: float = 60.0, connect_timeout: float = 10.0) -> DockerBackend:
-        """Connect to the engine named by the environment (``DOCKER_HOST``, else the default socket).
+    def connect(
+        cls, probe_dir: Path, *, api_timeout: float = 60.0, connect_timeout: float = 10.0, url: str | None = None
+    ) -> DockerBackend:
+        """Connect to ``url`` (from --ipv6-engines), else the engine the environment names (``DOCKER_HOST``,
+        else the default socket).
 
         Every API call is bounded: ``connect_timeout`` for the first contact (an engine
         that accepts but never answers must not stall a session), ``api_timeout`` after.
         """
+        address = f"{url} (from --ipv6-engines)" if url else engine_address()
         try:
-            client = docker.from_env(timeout=min(api_timeout, connect_timeout))
+            timeout = min(api_timeout, connect_timeout)
+            client = docker.DockerClient(base_url=url, timeout=timeout) if url else docker.from_env(timeout=timeout)
             client.ping()
         except FAULTS as exc:
-            raise EngineError(f"Docker engine at {engine_address()} is unreachable: {reason(exc)}") from None
+            why = reason(exc)
+            if "paramiko" in why:
+                why += " (pip install 'pytest-ipv6compat[ssh]')"
+            raise EngineError(f"Docker engine at {address} is unreachable: {why}") from None
         except ValueError as exc:  # an address docker-py cannot even parse
-            raise EngineError(f"Docker engine at {engine_address()} is not a usable address: {exc}") from None
+            raise EngineError(f"Docker engine at {address} is not a usable address: {exc}") from None
         client.api.timeout = api_timeout
-        return cls(client=client, probe_dir=probe_dir, api_timeout=api_timeout)
+        return cls(client=client, probe_dir=probe_dir, api_timeout=api_timeout, address=address)
 
     def info(self) -> dict[str, str]:
         """Engine kind (Docker or Podman), version, API, default OCI runtime, seccomp, and where it runs."""
@@ -88,7 +98,7 @@ class DockerBackend:
                 "api": str(ver.get("ApiVersion", "?")),
                 "runtime": str(info.get("DefaultRuntime") or "?"),
                 "seccomp": "yes" if any("seccomp" in str(o) for o in info.get("SecurityOptions") or []) else "no",
-                "address": engine_address(),
+                "address": self.address,
                 "files": "local" if _is_local(self.client) else "remote (nothing is bind-mounted: works the same)",
             }
         return dict(self._info)
@@ -100,6 +110,28 @@ class DockerBackend:
             except FAULTS:
                 return ""
         return self._info["arch"]
+
+    def _security_opt(self, launch: Launch) -> list[str]:
+        """The stack's options in the form this engine takes: Docker wants a seccomp profile's JSON
+        itself, Podman a path to it on the engine's host, which only a local Podman can be given."""
+        options = launch.stack.security_opt()
+        if self.info().get("engine") != "Podman":
+            return options
+        out = []
+        for option in options:
+            if option.startswith("seccomp={"):
+                if not _is_local(self.client):
+                    raise StackUnsupported(
+                        f"stack {launch.stack.name} needs a seccomp profile, which a remote Podman takes only as a "
+                        "file on its own host; run these cells on Docker or a local Podman"
+                    )
+                profile = option.removeprefix("seccomp=")
+                path = self.probe_dir.parent / f"seccomp-{hashlib.sha256(profile.encode()).hexdigest()[:12]}.json"
+                if not path.exists():
+                    path.write_text(profile, encoding="utf-8")
+                option = f"seccomp={path}"
+            out.append(option)
+        return out
 
     @property
     def volumes(self) -> Volumes:
@@ -205,7 +237,7 @@ class DockerBackend:
                 self.client.ping()
             except FAULTS:
                 raise EngineError(
-                    f"the Docker engine at {engine_address()} stopped responding earlier in this session "
+                    f"the Docker engine at {self.address} stopped responding earlier in this session "
                     f"({self.gone}) and still does not answer"
                 ) from None
             self.gone = None
@@ -228,7 +260,7 @@ class DockerBackend:
                 host_config = api.create_host_config(
                     network_mode="none",
                     sysctls=launch.stack.sysctls(),
-                    security_opt=launch.stack.security_opt(),
+                    security_opt=self._security_opt(launch),
                     binds=binds,
                     read_only=spec.read_only,
                     tmpfs=dict(spec.tmpfs) or None,
