@@ -286,7 +286,10 @@ class DockerBackend:
             except FAULTS as exc:
                 why = reason(exc)
                 raise EngineError(f"the engine could not start a container from {launch.image!r}: {why}") from None
-            run = DockerRun(self.client, container_id, name, launch, nonce, probe=PROBE_MOUNT)
+            run = DockerRun(
+                self.client, container_id, name, launch, nonce, probe=PROBE_MOUNT,
+                poll_exit=self.info().get("engine") == "Podman",
+            )
             yield run
         finally:
             # Bounded even when the engine hangs: every call below has the API timeout,
