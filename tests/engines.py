@@ -85,7 +85,8 @@ def podman_service() -> Iterator[str]:
     (state / "containers.conf").write_text(PODMAN_CONF)
     url = f"unix://{state / 'podman.sock'}"
     base = [podman, "--root", str(state / "storage"), "--runroot", str(state / "run")]
-    env = {**os.environ, "CONTAINERS_CONF": str(state / "containers.conf")}
+    (state / "tmp").mkdir()  # Podman's API keeps uploads (image imports) in TMPDIR: keep them in our state
+    env = {**os.environ, "CONTAINERS_CONF": str(state / "containers.conf"), "TMPDIR": str(state / "tmp")}
     log = state / "service.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([*base, "system", "service", "--time=0", url], env=env, stdout=out, stderr=out)
