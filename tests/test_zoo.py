@@ -1,0 +1,96 @@
+"""The zoo against ground truth: every target on every stack, judged by ``ss`` plus a real client.
+
+Each cell starts the zoo image with plain ``docker run`` semantics matching the plugin's
+(``--network none``, the stack's sysctls and seccomp profile from ``pytest_ipv6compat.stacks``,
+not privileged, the session label), takes ground truth with ``groundtruth.py`` and compares it
+with the expectation in ``zoo_table.py``. The measured line of each cell is kept as a user
+property (``ground truth``), so ``--junitxml`` records what each stack really showed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from groundtruth import observe
+from zoo_table import STACKS, TARGETS, ZooTarget, mismatch, parse_expectation
+
+from pytest_ipv6compat import images
+from pytest_ipv6compat.runtime import Engine
+from pytest_ipv6compat.stacks import get_stack
+
+ROOT = Path(__file__).resolve().parent.parent
+ZOO = ROOT / "tests" / "zoo"
+TLS = ROOT / "matrix" / "cloud-proxy" / "tls"
+pytestmark = pytest.mark.docker
+
+
+def compile_zoosrv(dest: Path) -> None:
+    """``gcc -static -O2`` the zoo's server to ``dest``; skip (with the reason) when that cannot work here."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("the zoo needs the host's gcc to compile tests/zoo/src/zoosrv.c (apt-get install gcc)")
+    done = subprocess.run([gcc, "-static", "-O2", "-o", str(dest), str(ZOO / "src" / "zoosrv.c")],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        last = [line for line in done.stderr.splitlines() if line.strip()][-1:] or ["(no output)"]
+        pytest.skip(f"gcc -static could not build tests/zoo/src/zoosrv.c (static libc missing? "
+                    f"apt-get install libc6-dev): {last[0]}")
+
+
+@pytest.fixture(scope="session")
+def zoo_image(client: docker.DockerClient, base_image: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The one zoo image: tests/zoo plus the compiled server and the test certificate, cached by content."""
+    context = tmp_path_factory.mktemp("zoo-context")
+    shutil.copytree(ZOO, context, dirs_exist_ok=True, ignore=shutil.ignore_patterns("src", "__pycache__"))
+    compile_zoosrv(context / "zoosrv")
+    shutil.copytree(TLS, context / "tls")
+    return str(images.ensure_target_image(client, context, base=base_image, name="zoo", build_args={}))
+
+
+@contextlib.contextmanager
+def started(client: docker.DockerClient, engine: Engine, image: str, target: ZooTarget, stack: str) -> Iterator[Any]:
+    """``docker run -d --network none`` with the stack's settings; always removed."""
+    st = get_stack(stack)
+    container = client.containers.create(
+        image, list(target.command[1:]), entrypoint=[target.command[0]], network_mode="none",
+        sysctls=st.sysctls(), security_opt=st.security_opt(), labels=engine.labels, privileged=False,
+        extra_hosts=dict(target.extra_hosts) or None,
+    )
+    try:
+        container.start()
+        yield container
+    finally:
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True, v=True)
+
+
+def test_every_expectation_parses() -> None:
+    for target in TARGETS:
+        assert set(target.expect) == set(STACKS), target.name
+        for stack in STACKS:
+            parse_expectation(target.expectation(stack), source=f"zoo_table {target.name} on {stack}")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
+def test_ground_truth(
+    target: ZooTarget, stack: str, zoo_image: str, client: docker.DockerClient, engine: Engine,
+    record_property: Any, request: pytest.FixtureRequest,
+) -> None:
+    expected = parse_expectation(target.expectation(stack), source=f"zoo_table {target.name} on {stack}")
+    with started(client, engine, zoo_image, target, stack) as container:
+        truth = observe(container, target.probe, settle=target.settle, hold=target.hold, timeout=target.timeout)
+        logs = container.logs(tail=200).decode("utf-8", "replace") if truth.outcome == "exited" else ""
+    record_property("ground truth", truth.render(target.probe))
+    request.node.add_report_section("call", "ground truth", truth.describe(target.probe))
+    if truth.has_v6_loopback is not None:  # the stack as the namespace shows it, not as the shim reports it
+        assert truth.has_v6_loopback is (stack == "dual-stack"), f"::1 on lo does not fit {stack}"
+    problem = mismatch(expected, truth, target.probe, logs)
+    assert problem is None, f"{target.name} on {stack}: {problem}\n{truth.describe(target.probe)}"
