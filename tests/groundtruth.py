@@ -97,8 +97,8 @@ class FamilyResult:
         """None: the family has no loopback here, or the probe is ``none`` (not judged)."""
         if self.result == "no-loopback" or probe.kind == "none":
             return None
-        if proto == "udp":
-            return self.result == "reply"
+        if proto == "udp":  # no generic UDP request exists: a datagram that is not refused is success
+            return self.result in ("reply", "no-reply")
         if probe.kind == "tcp":
             return self.result == "accepted"
         code = self.detail.split(" ")[1] if self.result == "status" and " " in self.detail else ""

@@ -89,11 +89,15 @@ def test_judgement_per_family() -> None:
     assert half.token(http) == "*:80/partial"
 
 
-def test_udp_success_is_a_reply() -> None:
+def test_udp_success_is_a_datagram_not_refused() -> None:
     (s,) = parse_ss("udp UNCONN 0 0 *:53 *:*")
     lt = ListenerTruth(s, (FamilyResult(4, "reply", "5 bytes"), FamilyResult(6, "refused", "")))
     assert lt.judged(Probe("tcp")) == "partial"
     assert lt.token(Probe("tcp")) == "udp/*:53/partial"
+    sink = ListenerTruth(s, (FamilyResult(4, "no-reply", "nothing"), FamilyResult(6, "no-loopback", "")))
+    assert sink.token(Probe("tcp")) == "udp/*:53"
+    refused = ListenerTruth(s, (FamilyResult(4, "refused", ""), FamilyResult(6, "errno", "errno 101")))
+    assert refused.token(Probe("tcp")) == "udp/*:53/silent"
 
 
 def test_checks_and_combine_keep_the_order() -> None:

@@ -106,6 +106,11 @@ TARGETS: tuple[ZooTarget, ...] = (
         Probe("tcp"), why="UDP only (an echo), no TCP listener at all",
     ),
     ZooTarget(
+        "udp-sink", (Z, "udp4=0.0.0.0:5000:silent"),
+        _all("up udp/0.0.0.0:5000"),
+        Probe("tcp"), why="UDP that never replies: a datagram that is not refused is all a generic probe can ask",
+    ),
+    ZooTarget(
         "tcp-and-udp-one-port", (Z, "fallback", "tcpdual=:::5300:banner", "udpdual=:::5300"),
         _by_stack("up *:5300 udp/*:5300", "up *:5300 udp/*:5300", "up 0.0.0.0:5300 udp/0.0.0.0:5300"),
         Probe("tcp"), why="TCP and UDP on the same port",

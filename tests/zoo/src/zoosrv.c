@@ -6,7 +6,7 @@
  *   tcp4=ADDR:PORT[:MODE]      TCP listener on an IPv4 address
  *   tcp6=ADDR:PORT[:MODE]      TCP listener on an IPv6 address, IPV6_V6ONLY=1 (e.g. tcp6=:::8080 for [::])
  *   tcpdual=ADDR:PORT[:MODE]   TCP listener on an IPv6 address, IPV6_V6ONLY=0 (serves IPv4 too)
- *   udp4= / udp6= / udpdual=   the same for UDP; every datagram is echoed back
+ *   udp4= / udp6= / udpdual=   the same for UDP; every datagram is echoed back (mode silent: dropped)
  *       MODE: http (default; 200 for / and /healthz, 404 otherwise), banner (sends "+OK\r\n",
  *       discards input), silent (accepts, never writes), close (accepts and closes at once)
  *   fallback                   later IPv6 listeners become 0.0.0.0 when socket(AF_INET6) fails with errno 97
@@ -139,7 +139,7 @@ static void serve(double until) {
                 struct sockaddr_storage from;
                 socklen_t fl = sizeof from;
                 ssize_t got = recvfrom(s->fd, d, sizeof d, 0, (struct sockaddr *)&from, &fl);
-                if (got >= 0)
+                if (got >= 0 && s->mode != SILENT)
                     sendto(s->fd, d, (size_t)got, 0, (struct sockaddr *)&from, fl);
             } else {
                 char tmp[1024];
