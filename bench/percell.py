@@ -26,10 +26,10 @@ import requests
 import testcontainers.core.container as tc_container
 from common import BENCH_LABEL, DOMAIN, BenchError, container_cpu, parse_docker_time
 from floor import listening
+from pytest_ipv6compat.runtime import Engine, Launch
 
 from pytest_ipv6compat import runtime
 from pytest_ipv6compat.model import Outcome
-from pytest_ipv6compat.runtime import Engine, Launch
 from pytest_ipv6compat.stacks import get_stack
 
 UP_STACK = "dual-stack"

@@ -42,11 +42,11 @@ from common import (
 )
 from floor import FloorRun, floor_exit, floor_up, floor_up_cpu
 from percell import EXIT_STACK, UP_STACK, BenchEngine, CellRun, Profiler, launch_for, plugin_cell
+from pytest_ipv6compat.runtime import EngineError
 
 from pytest_ipv6compat import images
 from pytest_ipv6compat.model import Outcome
 from pytest_ipv6compat.options import Settings
-from pytest_ipv6compat.runtime import EngineError
 from pytest_ipv6compat.seccomp import profile_json
 
 SECTIONS = ("warm", "cells", "profile", "matrix", "cold")

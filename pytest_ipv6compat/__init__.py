@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 from .fixtures import StartedTarget, TargetFactory
-from .matrix import Matrix, MatrixError, Target, judge, load_matrix, parse_expectation, parse_listener
-from .model import Attestation, Cell, Expectation, Family, KnobSetting, Listener, Outcome, Reach, Verdict
+from .listeners import parse_listener
+from .matrix import Matrix, MatrixError, Target, judge, load_matrix, parse_expectation
+from .model import (
+    Attestation,
+    Cell,
+    Expectation,
+    Family,
+    KnobSetting,
+    Listener,
+    Outcome,
+    Protocol,
+    Reach,
+    Result,
+    Verdict,
+)
+from .spec import RunSpec
 from .stacks import STACKS, Stack
 
 
@@ -24,7 +38,10 @@ __all__ = [
     "Matrix",
     "MatrixError",
     "Outcome",
+    "Protocol",
     "Reach",
+    "Result",
+    "RunSpec",
     "Stack",
     "StartedTarget",
     "Target",

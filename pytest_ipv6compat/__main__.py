@@ -12,8 +12,9 @@ import time
 from pathlib import Path
 
 from . import images
+from .backends import EngineError
+from .backends.docker_api import DockerBackend
 from .matrix import MatrixError, load_matrix
-from .runtime import Engine, EngineError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         matrices = [load_matrix(path) for path in args.matrix]
         started = time.monotonic()
         probe = images.ensure_probe(cache)
-        engine = Engine.connect(probe)
+        engine = DockerBackend.connect(probe)
         print(f"probe      {probe}  ({time.monotonic() - started:.2f}s)")
         started = time.monotonic()
         if args.base_image:

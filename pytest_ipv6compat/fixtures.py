@@ -12,17 +12,24 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from . import images
+from .backends import EngineError, Launch
+from .backends.docker_api import DockerBackend
 from .keys import STATE_KEY
-from .listeners import format_listeners
+from .listeners import format_listeners, parse_listener
 from .model import Attestation, Listener, Outcome, Verdict
+from .options import run_base
 from .outcomes import fail, unavailable
-from .runtime import Engine, EngineError, Launch
+from .report import describe_reach
+from .spec import RunSpec, SpecError, parse_run_settings
 from .stacks import get_stack
 from .state import SessionState, Unavailable
+
+_TARGET_MARKER_KEYS = ("image", "build")
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,8 @@ class StartedTarget:
     env: Mapping[str, str]
     attestation: Attestation
     verdict: Verdict
+    run: RunSpec
+    container: str  # the engine's id of the container, which runs until the ``with`` block ends
 
     @property
     def up(self) -> bool:
@@ -50,8 +59,6 @@ class StartedTarget:
     def answered(self, listener: Listener | str) -> bool | None:
         """Did this listener answer over loopback of its family? None if it was not seen."""
         if isinstance(listener, str):
-            from .matrix import parse_listener
-
             listener = parse_listener(listener)
         return self.verdict.answered(listener)
 
@@ -62,7 +69,9 @@ class StartedTarget:
             + (f" with code {v.exit_code}" if v.exit_code is not None else "")
         ]
         lines.append(f"listeners: {format_listeners(v.listeners)}")
-        lines += [f"  {r.listener}: {'answered' if r.answered else 'no answer'} ({r.detail})" for r in v.reach]
+        lines += [f"  {line}" for line in describe_reach(v)]
+        if v.listened:
+            lines.append(f"had listened on: {format_listeners(v.listened)}")
         if v.error_line:
             lines.append(f"error line: {v.error_line}")
         return "\n".join(lines)
@@ -74,7 +83,7 @@ class TargetFactory:
     def __init__(self, state: SessionState) -> None:
         self._state = state
 
-    def _engine(self) -> Engine:
+    def _engine(self) -> DockerBackend:
         try:
             return self._state.engine()
         except Unavailable as exc:
@@ -96,26 +105,35 @@ class TargetFactory:
         *,
         stack: str = "dual-stack",
         env: Mapping[str, str | None] | None = None,
-        command: tuple[str, ...] | None = None,
-        http_path: str = "/",
-        timeout: float | None = None,
+        **run: Any,
     ) -> Iterator[StartedTarget]:
-        """Start ``image`` on ``stack``, wait for its verdict, yield it, then remove the container."""
+        """Start ``image`` on ``stack``, wait for its verdict, yield it, then remove the container.
+
+        ``run`` takes the run settings of a matrix target: ``probe``, ``http_path``,
+        ``http_status``, ``settle``, ``hold``, ``timeout``, ``read_only``, ``tmpfs``,
+        ``extra_hosts``, ``mounts``, ``user``, ``command``. The container still runs
+        inside the ``with`` block (an ``up`` target is still listening there).
+        """
         engine = self._engine()
         try:
             stack_obj = get_stack(stack)
-        except ValueError as exc:
+            spec = run_base(self._state.settings).updated(
+                parse_run_settings({k: v for k, v in run.items() if v is not None}, "ipv6_target_factory.start()")
+            )
+        except (ValueError, SpecError) as exc:
             fail(str(exc))
         clean = {k: v for k, v in (env or {}).items() if v is not None}
-        settings = self._state.settings
-        launch = Launch(image, stack_obj, env=clean, http_path=http_path, command=command)
+        for key, value in clean.items():
+            if not key or "=" in key or "\0" in key or "\0" in str(value):
+                fail(f"environment variable {key!r}={value!r}: names may not be empty or hold '=' or NUL")
+        launch = Launch(image, stack_obj, env=clean, run=spec)
         try:
-            with engine.run(launch, timeout=timeout or settings.timeout, settle=settings.settle) as running:
+            with engine.run(launch) as running:
                 attestation = running.attestation()
                 if not attestation.ok:
                     fail(f"stack {stack} could not be attested:\n{attestation.describe()}")
                 verdict = running.verdict()
-                yield StartedTarget(image, stack, clean, attestation, verdict)
+                yield StartedTarget(image, stack, clean, attestation, verdict, spec, running.container_id)
         except EngineError as exc:
             fail(str(exc))
 
@@ -143,11 +161,26 @@ def ipv6_env(request: pytest.FixtureRequest) -> dict[str, str | None]:
     return env
 
 
+def _target_marker(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The ``ipv6_target`` marker's arguments, validated: unknown ones are a usage error naming them."""
+    marker = request.node.get_closest_marker("ipv6_target")
+    if marker is None:
+        return {}
+    if marker.args:
+        fail(f"{request.node.nodeid}: ipv6_target takes keyword arguments only, got {marker.args!r}")
+    where = f"{request.node.nodeid}: marker ipv6_target"
+    run = {k: v for k, v in marker.kwargs.items() if k not in _TARGET_MARKER_KEYS and v is not None}
+    try:
+        settings = parse_run_settings(run, where, base=request.path.parent)
+    except SpecError as exc:
+        fail(str(exc))
+    return {**{k: marker.kwargs[k] for k in _TARGET_MARKER_KEYS if k in marker.kwargs}, **settings}
+
+
 @pytest.fixture
 def ipv6_target_image(request: pytest.FixtureRequest, ipv6_target_factory: TargetFactory) -> str:
     """The image ``ipv6_target`` starts: marker ``ipv6_target(image=|build=)`` > --ipv6-image > --ipv6-build."""
-    marker = request.node.get_closest_marker("ipv6_target")
-    kwargs = marker.kwargs if marker else {}
+    kwargs = _target_marker(request)
     settings = request.config.stash[STATE_KEY].settings
     if kwargs.get("image"):
         return str(kwargs["image"])
@@ -175,16 +208,7 @@ def ipv6_target(
     ipv6_env: dict[str, str | None],
 ) -> Iterator[StartedTarget]:
     """The target, started on ``ipv6_stack`` with ``ipv6_env`` and observed; removed after the test."""
-    marker = request.node.get_closest_marker("ipv6_target")
-    kwargs = marker.kwargs if marker else {}
-    command = kwargs.get("command")
-    with ipv6_target_factory.start(
-        ipv6_target_image,
-        stack=ipv6_stack,
-        env=ipv6_env,
-        command=tuple(command) if command else None,
-        http_path=str(kwargs.get("http_path", "/")),
-        timeout=kwargs.get("timeout"),
-    ) as target:
+    run = {k: v for k, v in _target_marker(request).items() if k not in _TARGET_MARKER_KEYS}
+    with ipv6_target_factory.start(ipv6_target_image, stack=ipv6_stack, env=ipv6_env, **run) as target:
         request.node.add_report_section("call", "ipv6 target", target.describe())
         yield target

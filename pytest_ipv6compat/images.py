@@ -18,6 +18,7 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -221,33 +222,48 @@ def use_base_image(client: docker.DockerClient, ref: str) -> str:
     return ref
 
 
+_PROBE_FILES = ("shim.sh", "watch.c")  # of the package's probe/ directory; watch.c is compiled to watch
+
+
 def _probe_sources() -> list[tuple[str, bytes, int]]:
-    """Files of the package's ``probe/`` directory: (relative path, bytes, mode)."""
+    """The probe's source files: (name, bytes, mode)."""
     root = Path(__file__).parent / "probe"
-    files = []
-    for path in sorted(root.rglob("*")) if root.is_dir() else ():
-        rel = path.relative_to(root)
-        if path.is_file() and not any(p.startswith((".", "__pycache__")) for p in rel.parts):
-            files.append((rel.as_posix(), path.read_bytes(), stat.S_IMODE(path.stat().st_mode)))
-    return files
+    return [
+        (name, (root / name).read_bytes(), stat.S_IMODE((root / name).stat().st_mode)) for name in _PROBE_FILES
+    ]
 
 
 def ensure_probe(cache_dir: Path) -> Path:
-    """Return ``cache_dir/probe-<key>/``: a static ``busybox`` plus the ``probe/`` files.
+    """Return ``cache_dir/probe-<key>/``: a static ``busybox``, ``shim.sh`` and the static ``watch`` binary.
 
     The plugin mounts it read-only (at ``/.ipv6compat``) into any target container.
+    ``watch`` is compiled here from ``probe/watch.c`` (static, with OpenSSL for the
+    https probe), so the probe needs nothing from the target image.
     """
     sources = _probe_sources()
     files = [(name, hashlib.sha256(data).hexdigest(), mode & 0o111) for name, data, mode in sources]
     key = _digest({"recipe": RECIPE_VERSION, "arch": debian.dpkg_arch(), "dist": debian.distribution(),
                    "files": files})
     dest = cache_dir / f"probe-{key}"
-    if (dest / "busybox").is_file():
+    if (dest / "watch").is_file():
         return dest
     with _build_lock(cache_dir), _package_errors():
-        if not (dest / "busybox").is_file():
+        if not (dest / "watch").is_file():
             _build_probe(cache_dir, dest, sources)
     return dest
+
+
+def _compile_watcher(source: Path, out: Path) -> None:
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise ImageError("cannot build the probe's watcher: no C compiler on PATH "
+                         "(apt-get install gcc libc6-dev libssl-dev)")
+    argv = [compiler, "-static", "-O2", "-o", str(out), str(source), "-lssl", "-lcrypto"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    if done.returncode != 0:
+        errors = [line for line in done.stderr.splitlines() if "error" in line] or done.stderr.splitlines()
+        raise ImageError(f"cannot build the probe's watcher with {compiler} (needs static libc and OpenSSL: "
+                         f"apt-get install libc6-dev libssl-dev): {errors[-1] if errors else 'no output'}")
 
 
 def _build_probe(cache_dir: Path, dest: Path, sources: list[tuple[str, bytes, int]]) -> None:
@@ -263,11 +279,12 @@ def _build_probe(cache_dir: Path, dest: Path, sources: list[tuple[str, bytes, in
         os.chmod(tmp / "busybox", 0o755)
         shutil.rmtree(tmp / "deb")
         for rel, data, mode in sources:
-            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             (tmp / rel).write_bytes(data)
             os.chmod(tmp / rel, mode | 0o444)
+        _compile_watcher(tmp / "watch.c", tmp / "watch")
+        os.chmod(tmp / "watch", 0o755)
         os.chmod(tmp, 0o755)
-        if dest.exists():  # a leftover without busybox: replace it
+        if dest.exists():  # a leftover without the watcher: replace it
             shutil.rmtree(dest)
         tmp.rename(dest)
     finally:

@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 
 from . import images
-from .hints import classify
+from .backends import EngineError, Launch, Run
+from .diagnose import hint
 from .keys import RESULT_KEY, STATE_KEY
 from .matrix import Matrix, MatrixError, judge, load_matrix
-from .model import Attestation, Cell, Verdict
+from .model import Attestation, Cell, Outcome, Verdict
+from .options import run_base
 from .outcomes import fail, unavailable
 from .results import CellResult
-from .runtime import EngineError, Launch, Running
 from .stacks import get_stack
 from .state import Unavailable
 
@@ -40,7 +41,7 @@ class CellItem(pytest.Item):
         self.matrix = matrix
         self.cell = cell
         self._exit = contextlib.ExitStack()
-        self._running: Running | None = None
+        self._running: Run | None = None
         self.attestation: Attestation | None = None
         self.verdict: Verdict | None = None
 
@@ -70,19 +71,16 @@ class CellItem(pytest.Item):
         except (images.ImageError, EngineError) as exc:
             fail(str(exc))
         env = dict(target.env)
-        if cell.setting.value is not None:
+        if cell.knob and cell.setting.value is not None:
             env[cell.knob] = cell.setting.value
-        elif any(e.partition("=")[0] == cell.knob for e in image_env):
+        elif cell.knob and any(e.partition("=")[0] == cell.knob for e in image_env):
             fail(f"image {image!r} sets {cell.knob} in its ENV, so the 'unset' setting cannot be realised")
-        mounts: tuple[tuple[str, str], ...] = ()
+        spec = target.run_for(cell.variant, run_base(state.settings))
         if cell.config_mode == "ro" and target.config_source and target.config_dir:
-            mounts = ((str(target.config_source), target.config_dir),)
-        launch = Launch(image, get_stack(cell.stack), env=env, http_path=target.http_path, read_only_mounts=mounts)
-        settings = state.settings
+            spec = spec.updated({"mounts": (*spec.mounts, (target.config_dir, str(target.config_source)))})
+        launch = Launch(image, get_stack(cell.stack), env=env, run=spec)
         try:
-            self._running = self._exit.enter_context(
-                engine.run(launch, timeout=settings.timeout, settle=settings.settle)
-            )
+            self._running = self._exit.enter_context(engine.run(launch))
             self.attestation = self._running.attestation()
         except EngineError as exc:
             fail(str(exc))
@@ -95,7 +93,10 @@ class CellItem(pytest.Item):
 
     def runtest(self) -> None:
         assert self._running is not None
-        verdict = self.verdict = self._running.verdict()
+        try:
+            verdict = self.verdict = self._running.verdict()
+        except EngineError as exc:
+            fail(str(exc))
         mismatch = judge(self.cell.expectation, verdict)
         result = self.result(mismatch.reasons)
         self.stash[RESULT_KEY] = result
@@ -108,13 +109,19 @@ class CellItem(pytest.Item):
         if result is not None and result.status == "fail" and self._running is not None and state.settings.keep_failed:
             self._running.keep = True
             state.kept.append(self._running.name)
+            if self.verdict is None or self.verdict.outcome is not Outcome.UP:
+                state.kept_exited.add(self._running.name)
         self._exit.close()
 
     def result(self, reasons: tuple[str, ...]) -> CellResult:
         verdict = self.verdict
-        hint = classify(verdict.logs, verdict.error_line) if verdict is not None else None
         status = "fail" if reasons else "pass"
-        return CellResult(self.cell, status, verdict, self.attestation, reasons, hint)
+        advice = (
+            hint(verdict.logs, verdict.error_line, exit_code=verdict.exit_code, stack=self.cell.stack)
+            if verdict is not None and reasons
+            else None
+        )
+        return CellResult(self.cell, status, verdict, self.attestation, reasons, advice)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, CellMismatch):
@@ -131,6 +138,7 @@ class CellMismatch(Exception):
 
     def explain(self) -> str:
         from .listeners import format_listeners
+        from .report import describe_reach
 
         r = self.result
         cell, verdict = r.cell, r.verdict
@@ -145,8 +153,9 @@ class CellMismatch(Exception):
         lines.append(f"  seen:     {seen}")
         lines.append(f"  expected listeners: {format_listeners(exp.listeners)}")
         lines.append(f"  seen listeners:     {format_listeners(verdict.listeners)}")
-        for reach in verdict.reach:
-            lines.append(f"    {reach.listener}: {'answered' if reach.answered else 'no answer'} ({reach.detail})")
+        lines += [f"    {line}" for line in describe_reach(verdict)]
+        if verdict.listened:
+            lines.append(f"  had listened on: {format_listeners(verdict.listened)}")
         if verdict.error_line:
             lines.append(f"  error line: {verdict.error_line}")
         if r.attestation is not None:

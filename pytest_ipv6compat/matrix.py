@@ -7,7 +7,6 @@ settings, the stacks, and the expected verdict of every cell. See README.md,
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import shlex
 import sys
@@ -16,16 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .model import (
-    Cell,
-    Expectation,
-    Family,
-    KnobSetting,
-    Listener,
-    Mismatch,
-    Outcome,
-    Verdict,
-)
+from .listeners import parse_listener
+from .model import Cell, Expectation, KnobSetting, Listener, Mismatch, Outcome, Verdict
+from .spec import RUN_KEYS, RunSpec, SpecError, parse_run_settings
 from .stacks import STACKS
 
 if sys.version_info >= (3, 11):
@@ -37,7 +29,7 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 CONFIG_MODES = {"expect": "rw", "expect_config_ro": "ro"}
 _TARGET_KEYS = {
     "name", "build", "images", "variant_arg", "variants", "knob", "settings",
-    "stacks", "env", "http_path", "config_dir", "config_source",
+    "stacks", "env", "config_dir", "config_source", *RUN_KEYS,
 }  # fmt: skip
 
 
@@ -47,7 +39,11 @@ class MatrixError(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    """What a matrix starts: a build context with one build per variant, or images."""
+    """What a matrix starts: a build context with one build per variant, or images.
+
+    ``knob`` is "" for a matrix without a knob (stacks only); ``run`` holds the
+    target's run settings and ``variant_runs`` the settings of ``[variant.NAME]``.
+    """
 
     name: str
     variants: tuple[str, ...]
@@ -58,12 +54,18 @@ class Target:
     build: Path | None = None
     variant_arg: str = "VARIANT"
     images: tuple[tuple[str, str], ...] = ()
-    http_path: str = "/"
+    run: tuple[tuple[str, Any], ...] = ()  # validated run settings of [target]
+    variant_runs: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # ... of each [variant.NAME]
     config_dir: str | None = None
     config_source: Path | None = None
 
     def image_for(self, variant: str) -> str | None:
         return dict(self.images).get(variant)
+
+    def run_for(self, variant: str, base: RunSpec | None = None) -> RunSpec:
+        """``base`` (defaults and options) with the settings of [target], then of [variant.NAME]."""
+        spec = (base or RunSpec()).updated(dict(self.run))
+        return spec.updated(dict(dict(self.variant_runs).get(variant, ())))
 
 
 @dataclass(frozen=True)
@@ -73,31 +75,12 @@ class Matrix:
     cells: tuple[Cell, ...]
 
 
-def parse_listener(text: str) -> Listener:
-    """Parse ``0.0.0.0:80`` or ``[::]:80`` into a :class:`Listener`."""
-    m = re.fullmatch(r"\[(?P<v6>[0-9A-Fa-f:.]+)\]:(?P<p6>\d+)|(?P<v4>[0-9.]+):(?P<p4>\d+)", text)
-    if not m:
-        raise ValueError(f"listener {text!r} is not ADDRESS:PORT or [ADDRESS6]:PORT")
-    try:
-        if m["v6"] is not None:
-            addr6 = ipaddress.IPv6Address(m["v6"])
-            mapped = addr6.ipv4_mapped
-            address = f"::ffff:{mapped}" if mapped else addr6.compressed
-            listener = Listener(Family.INET6, address, int(m["p6"]))
-        else:
-            listener = Listener(Family.INET, str(ipaddress.IPv4Address(m["v4"])), int(m["p4"]))
-    except ValueError as exc:
-        raise ValueError(f"listener {text!r}: {exc}") from None
-    if not 0 < listener.port < 65536:
-        raise ValueError(f"listener {text!r}: port out of range")
-    return listener
-
-
 def parse_expectation(text: str) -> Expectation:
     """Parse ``up L...``, ``exited [CODE] ['error text']`` or ``timeout``.
 
-    A listener written ``[::]:80/silent`` must listen but must NOT answer a
-    request over loopback (e.g. ``[::]`` on a host without ``::1``).
+    A listener (see :mod:`.listeners` for the syntax) written ``[::]:80/silent``
+    must listen but must NOT succeed on any family it serves whose loopback exists
+    (e.g. ``[::]`` on a host without ``::1``).
     """
     try:
         words = shlex.split(text)
@@ -110,10 +93,13 @@ def parse_expectation(text: str) -> Expectation:
         listeners: set[Listener] = set()
         silent: set[Listener] = set()
         for word in rest:
-            spec, _, flag = word.partition("/")
-            if flag not in ("", "silent"):
-                raise ValueError(f"expectation {text!r}: unknown listener flag '/{flag}'")
-            listener = parse_listener(spec)
+            spec, flag = word, ""
+            if word.endswith("/silent"):
+                spec, flag = word[: -len("/silent")], "silent"
+            try:
+                listener = parse_listener(spec)
+            except ValueError as exc:
+                raise ValueError(f"expectation {text!r}: {exc}") from None
             listeners.add(listener)
             if flag:
                 silent.add(listener)
@@ -141,6 +127,8 @@ def judge(expected: Expectation, verdict: Verdict) -> Mismatch:
             Outcome.EXITED: f"exited with code {verdict.exit_code}",
             Outcome.TIMEOUT: "timed out",
         }[verdict.outcome]
+        if verdict.outcome is Outcome.EXITED and verdict.listened:
+            seen += f" after it had listened on {', '.join(map(str, sorted(verdict.listened)))}"
         reasons.append(f"expected {expected.outcome}, but the target {seen}")
         return Mismatch(tuple(reasons))
     if expected.outcome is Outcome.UP:
@@ -154,7 +142,8 @@ def judge(expected: Expectation, verdict: Verdict) -> Mismatch:
             answered = verdict.answered(listener)
             want = listener not in expected.silent
             if answered is None:
-                reasons.append(f"{listener} was not probed")
+                if not want:
+                    reasons.append(f"{listener} was not probed, so /silent cannot be checked")
             elif answered != want:
                 what = "answered" if answered else "did not answer"
                 reasons.append(f"{listener} {what}, expected it {'to' if want else 'not to'}")
@@ -181,26 +170,31 @@ def _str_list(value: Any, path: Path, key: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _load_target(raw: Mapping[str, Any], path: Path) -> Target:
+def _load_target(raw: Mapping[str, Any], variant_tables: Any, path: Path) -> Target:
     unknown = sorted(set(raw) - _TARGET_KEYS)
     if unknown:
         raise MatrixError(f"{_where(path, 'target')} has unknown key(s): {', '.join(unknown)}")
-    for key in ("name", "variants", "knob", "settings"):
+    for key in ("name", "variants"):
         if key not in raw:
             raise MatrixError(f"{_where(path, 'target')} is missing the key {key!r}")
     name = raw["name"]
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise MatrixError(f"{_where(path, 'target', 'name')}: {name!r} is not a plain name")
-    knob = raw["knob"]
-    if not isinstance(knob, str) or not ENV_NAME.match(knob):
+    knob = raw.get("knob", "")
+    if ("settings" in raw) != ("knob" in raw):
+        raise MatrixError(f"{_where(path, 'target')}: 'knob' and 'settings' go together (or leave both out)")
+    if "knob" in raw and (not isinstance(knob, str) or not ENV_NAME.match(knob)):
         raise MatrixError(f"{_where(path, 'target', 'knob')}: {knob!r} is not a valid environment variable name")
     variants = _str_list(raw["variants"], path, "variants")
     settings: list[KnobSetting] = []
-    for label in _str_list(raw["settings"], path, "settings"):
+    for label in _str_list(raw["settings"], path, "settings") if knob else ("unset",):
         try:
-            settings.append(KnobSetting.from_label(label))
+            setting = KnobSetting.from_label(label)
         except ValueError as exc:
             raise MatrixError(f"{_where(path, 'target', 'settings')}: {exc}") from None
+        if any(c in (setting.value or "") for c in "\0\n\r"):
+            raise MatrixError(f"{_where(path, 'target', 'settings')}: {label!r} holds a NUL or a line break")
+        settings.append(setting)
     stacks = _str_list(raw.get("stacks", list(STACKS)), path, "stacks")
     for stack in stacks:
         if stack not in STACKS:
@@ -213,9 +207,9 @@ def _load_target(raw: Mapping[str, Any], path: Path) -> Target:
     for key, value in env.items():
         if not ENV_NAME.match(key):
             raise MatrixError(f"{_where(path, 'target', 'env')}: {key!r} is not a valid environment variable name")
-        if not isinstance(value, str):
-            raise MatrixError(f"{_where(path, 'target', 'env', key)} must be a string, got {value!r}")
-    if knob in env:
+        if not isinstance(value, str) or "\0" in value:
+            raise MatrixError(f"{_where(path, 'target', 'env', key)} must be a string without NUL, got {value!r}")
+    if knob and knob in env:
         raise MatrixError(f"{_where(path, 'target', 'env')} sets the knob {knob!r}; settings control it")
     build = raw.get("build")
     images = raw.get("images", {})
@@ -226,17 +220,42 @@ def _load_target(raw: Mapping[str, Any], path: Path) -> Target:
         if not isinstance(build, str):
             raise MatrixError(f"{_where(path, 'target', 'build')} must be a path string")
         build_path = (path.parent / build).resolve()
-    elif not isinstance(images, dict) or set(images) != set(variants):
+    elif not isinstance(images, dict) or set(images) != set(variants) or not all(
+        isinstance(v, str) and v for v in images.values()
+    ):
         raise MatrixError(
-            f"{_where(path, 'target', 'images')} must map every variant ({', '.join(variants)}) to an image"
+            f"{_where(path, 'target', 'images')} must map every variant ({', '.join(variants)}) to an image name"
         )
-    http_path = raw.get("http_path", "/")
-    if not isinstance(http_path, str) or not re.fullmatch(r"/[!-~]*", http_path):
-        raise MatrixError(f"{_where(path, 'target', 'http_path')}: {http_path!r} is not an absolute URL path")
     config_dir = raw.get("config_dir")
     config_source = raw.get("config_source")
     if (config_dir is None) != (config_source is None):
         raise MatrixError(f"{_where(path, 'target')}: 'config_dir' and 'config_source' go together")
+    if config_dir is not None and (not isinstance(config_dir, str) or not config_dir.startswith("/")):
+        raise MatrixError(f"{_where(path, 'target', 'config_dir')}: {config_dir!r} is not an absolute path")
+    if config_source is not None and not isinstance(config_source, str):
+        raise MatrixError(f"{_where(path, 'target', 'config_source')} must be a path string, got {config_source!r}")
+    source_path = (path.parent / config_source).resolve() if config_source else None
+    if source_path is not None and not source_path.is_dir():
+        raise MatrixError(f"{_where(path, 'target', 'config_source')}: {str(source_path)!r} is not a directory")
+    try:
+        given = {k: v for k, v in raw.items() if k in RUN_KEYS}
+        run = parse_run_settings(given, _where(path, "target"), base=path.parent)
+    except SpecError as exc:
+        raise MatrixError(str(exc)) from None
+    variant_runs = []
+    if variant_tables is not None:
+        if not isinstance(variant_tables, dict):
+            raise MatrixError(f"{_where(path, 'variant')} must be a table of [variant.NAME] tables")
+        for variant, table in variant_tables.items():
+            where = _where(path, "variant", variant)
+            if variant not in variants:
+                raise MatrixError(f"{where}: unknown variant {variant!r} (declared: {', '.join(variants)})")
+            if not isinstance(table, dict):
+                raise MatrixError(f"{where} must be a table of run settings")
+            try:
+                variant_runs.append((variant, tuple(parse_run_settings(table, where, base=path.parent).items())))
+            except SpecError as exc:
+                raise MatrixError(str(exc)) from None
     return Target(
         name=name,
         variants=variants,
@@ -247,10 +266,24 @@ def _load_target(raw: Mapping[str, Any], path: Path) -> Target:
         build=build_path,
         variant_arg=str(raw.get("variant_arg", "VARIANT")),
         images=tuple(sorted(images.items())),
-        http_path=http_path,
+        run=tuple(run.items()),
+        variant_runs=tuple(variant_runs),
         config_dir=config_dir,
-        config_source=(path.parent / config_source).resolve() if config_source else None,
+        config_source=source_path,
     )
+
+
+def _expectation(text: Any, where: str, outcomes: Mapping[str, str]) -> Expectation:
+    if not isinstance(text, str):
+        raise MatrixError(f"{where} must be a string, got {text!r}")
+    try:
+        return parse_expectation(outcomes.get(text, text))
+    except ValueError as exc:
+        if text.split(" ", 1)[0] not in ("up", "exited", "timeout"):
+            named = ", ".join(outcomes) or "none"
+            why = f"{text!r} is neither an expectation nor a named outcome (named: {named})"
+            raise MatrixError(f"{where}: {why}") from None
+        raise MatrixError(f"{where}: {exc}") from None
 
 
 def _cells(
@@ -270,6 +303,11 @@ def _cells(
                 declared = ", ".join(target.stacks)
                 where = _where(path, section, variant, stack)
                 raise MatrixError(f"{where}: unknown stack {stack!r} (declared: {declared})")
+            if not target.knob:  # no knob: one expectation per stack
+                where = _where(path, section, variant, stack)
+                expectation = _expectation(by_setting, where, outcomes)
+                yield Cell(target.name, variant, stack, "", target.settings[0], expectation, mode, where)
+                continue
             if not isinstance(by_setting, dict):
                 raise MatrixError(f"{_where(path, section, variant, stack)} must be a table of knob settings")
             labels = [s.label for s in target.settings]
@@ -281,41 +319,33 @@ def _cells(
                 where = _where(path, section, variant, stack, setting.label)
                 if setting.label not in by_setting:
                     raise MatrixError(f"{where}: no expectation for this cell")
-                text = by_setting[setting.label]
-                if not isinstance(text, str):
-                    raise MatrixError(f"{where} must be a string, got {text!r}")
-                try:
-                    expectation = parse_expectation(outcomes.get(text, text))
-                except ValueError as exc:
-                    raise MatrixError(f"{where}: {exc}") from None
-                yield Cell(
-                    target=target.name,
-                    variant=variant,
-                    stack=stack,
-                    knob=target.knob,
-                    setting=setting,
-                    expectation=expectation,
-                    config_mode=mode,
-                    where=where,
-                )
+                expectation = _expectation(by_setting[setting.label], where, outcomes)
+                yield Cell(target.name, variant, stack, target.knob, setting, expectation, mode, where)
 
 
 def load_matrix(path: Path) -> Matrix:
     """Load and validate a matrix file; every problem is a :class:`MatrixError`."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise MatrixError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        bad = exc.object[exc.start : exc.start + 1]
+        raise MatrixError(f"{path}: not UTF-8 text (byte {exc.start}: {bad!r})") from None
+    try:
+        data = tomllib.loads(text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as exc:
         raise MatrixError(f"{path}: not valid TOML: {exc}") from None
-    unknown = sorted(set(data) - {"target", "outcomes", *CONFIG_MODES})
+    unknown = sorted(set(data) - {"target", "variant", "outcomes", *CONFIG_MODES})
     if unknown:
         raise MatrixError(f"{path}: unknown top-level key(s): {', '.join(unknown)}")
     if "target" not in data:
         raise MatrixError(f"{path}: missing the [target] table")
     if "expect" not in data:
         raise MatrixError(f"{path}: missing the [expect] table")
-    target = _load_target(data["target"], path)
+    if not isinstance(data["target"], dict):
+        raise MatrixError(f"{path}: [target] must be a table")
+    target = _load_target(data["target"], data.get("variant"), path)
     outcomes = data.get("outcomes", {})
     if not isinstance(outcomes, dict) or not all(isinstance(v, str) for v in outcomes.values()):
         raise MatrixError(f"{_where(path, 'outcomes')} must map names to expectation strings")

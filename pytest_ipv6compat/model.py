@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 
 class Family(str, enum.Enum):
-    """Address family of a listener; never collapsed into a bare port."""
+    """Address family of a socket, or of the loopback a probe used; never collapsed into a bare port."""
 
     INET = "inet"
     INET6 = "inet6"
@@ -16,31 +16,79 @@ class Family(str, enum.Enum):
         return self.value
 
 
+class Protocol(str, enum.Enum):
+    """Transport of a listener."""
+
+    TCP = "tcp"
+    UDP = "udp"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass(frozen=True, order=True)
 class Listener:
-    """A TCP socket in LISTEN state: (family, address, port).
+    """A listening socket: TCP in LISTEN state, or UDP bound and not connected.
 
-    ``address`` is the canonical text form ("0.0.0.0", "127.0.0.1", "::",
-    "::1", "::ffff:127.0.0.1"). A ``[::]`` listener does not cover IPv4.
+    ``family`` is the socket's own family and ``address`` the canonical text of the
+    address it is bound to ("0.0.0.0", "127.0.0.1", "::", "::1", "::ffff:127.0.0.1").
+    An IPv6 socket on ``::`` also serves IPv4 unless it is ``v6only`` (nginx sets
+    v6only; Python, Node, Go and Java usually do not). It is written ``*:PORT`` when
+    it serves both, as ``ss`` does, and ``[::]:PORT`` when it serves IPv6 only. For
+    any other address ``v6only`` changes nothing, so it is normalised to True.
     """
 
     family: Family
     address: str
     port: int
+    protocol: Protocol = Protocol.TCP
+    v6only: bool = True
+
+    def __post_init__(self) -> None:
+        if not (self.family is Family.INET6 and self.address == "::"):
+            object.__setattr__(self, "v6only", True)
+
+    @property
+    def serves(self) -> frozenset[Family]:
+        """The families whose clients this socket accepts."""
+        if self.family is Family.INET or self.address.startswith("::ffff:"):
+            return frozenset({Family.INET})
+        if self.address == "::" and not self.v6only:
+            return frozenset({Family.INET, Family.INET6})
+        return frozenset({Family.INET6})
 
     def __str__(self) -> str:
-        if self.family is Family.INET6:
-            return f"[{self.address}]:{self.port}"
-        return f"{self.address}:{self.port}"
+        prefix = "udp/" if self.protocol is Protocol.UDP else ""
+        if self.family is Family.INET:
+            return f"{prefix}{self.address}:{self.port}"
+        if self.address == "::" and not self.v6only:
+            return f"{prefix}*:{self.port}"
+        return f"{prefix}[{self.address}]:{self.port}"
+
+
+class Result(str, enum.Enum):
+    """What connecting to a listener over one family's loopback did."""
+
+    ACCEPTED = "accepted"  # connected (TCP), or a datagram was not refused (UDP)
+    REFUSED = "refused"
+    NO_LOOPBACK = "no-loopback"  # that family has no loopback address here (no ::1)
+    TIMEOUT = "timeout"
+    ERROR = "error"  # another errno; the detail says which
+    NOT_PROBED = "not-probed"  # probe "none", or an address no loopback reaches
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
 class Reach:
-    """Whether one listener answered a request over loopback of its family."""
+    """One probe of one listener over the loopback of one family (``via``)."""
 
     listener: Listener
-    answered: bool
-    detail: str  # first response line, or the client's error
+    via: Family
+    result: Result
+    ok: bool  # accepted, and for http/https an accepted status line
+    detail: str  # the status line, "(accepted, no response)", or the client's error
 
 
 class Outcome(str, enum.Enum):
@@ -54,7 +102,7 @@ class Outcome(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Attestation:
-    """What the container's network namespace showed before the target ran."""
+    """What the target's network namespace showed before the target ran."""
 
     stack: str
     ok: bool
@@ -70,7 +118,12 @@ class Attestation:
 
 @dataclass(frozen=True)
 class Verdict:
-    """What a started target did."""
+    """What a started target did.
+
+    ``listened``: for an ``exited`` target, the listeners it had open before it
+    exited (within the hold window); empty if it never listened. ``logs`` is a
+    bounded tail of the target's own output, never the probe's.
+    """
 
     outcome: Outcome
     listeners: frozenset[Listener] = frozenset()
@@ -79,11 +132,20 @@ class Verdict:
     error_line: str | None = None
     logs: str = ""
     seconds: float = 0.0
+    listened: frozenset[Listener] = frozenset()
 
     def answered(self, listener: Listener) -> bool | None:
-        for r in self.reach:
-            if r.listener == listener:
-                return r.answered
+        """Did ``listener`` succeed over every family it serves whose loopback exists?
+
+        False when no family it serves has a loopback here (``[::]`` without ``::1``);
+        None when it was not probed (probe ``none``) or not seen at all.
+        """
+        mine = [r for r in self.reach if r.listener == listener]
+        tried = [r for r in mine if r.result not in (Result.NO_LOOPBACK, Result.NOT_PROBED)]
+        if tried:
+            return all(r.ok for r in tried)
+        if mine and all(r.result is Result.NO_LOOPBACK for r in mine):
+            return False
         return None
 
 
@@ -134,7 +196,11 @@ class Expectation:
 
 @dataclass(frozen=True)
 class Cell:
-    """One point of a matrix: (variant, stack, knob setting[, config mode])."""
+    """One point of a matrix: (variant, stack[, knob setting][, config mode]).
+
+    A matrix without a knob has ``knob == ""`` and the setting ``unset``; its ids
+    and grid then have no knob part.
+    """
 
     target: str
     variant: str
@@ -150,7 +216,8 @@ class Cell:
         parts = [self.variant, self.stack]
         if self.config_mode != "rw":
             parts.append(f"config-{self.config_mode}")
-        parts.append(self.setting.id_for(self.knob))
+        if self.knob:
+            parts.append(self.setting.id_for(self.knob))
         return "-".join(parts)
 
 

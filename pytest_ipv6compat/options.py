@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from .spec import PROBES, RunSpec
 from .stacks import STACKS
 
 
@@ -21,7 +22,7 @@ from .stacks import STACKS
 class Option:
     name: str  # ini key; the flag is --name with '_' -> '-'
     help: str
-    kind: str = "string"  # string | list | path | seconds | bool
+    kind: str = "string"  # string | list | path | seconds | hold | probe | bool
     default: Any = None
     metavar: str | None = None
 
@@ -62,7 +63,28 @@ OPTIONS = (
         30.0,
         "SECONDS",
     ),
-    Option("ipv6_settle", "seconds the LISTEN set must stay unchanged before it is read", "seconds", 0.05, "SECONDS"),
+    Option(
+        "ipv6_settle",
+        "seconds the set of listening sockets must stay unchanged before it is read and probed",
+        "seconds",
+        0.05,
+        "SECONDS",
+    ),
+    Option(
+        "ipv6_hold",
+        "seconds a target must stay up after its listeners settled to be 'up' (0 disables the check)",
+        "hold",
+        1.0,
+        "SECONDS",
+    ),
+    Option(
+        "ipv6_probe",
+        "how each listener is probed unless the target says: " + ", ".join(PROBES)
+        + " (default: tcp, or http when the target names an http_path)",
+        "probe",
+        None,
+        "PROBE",
+    ),
     Option("ipv6_keep_failed", "keep the containers of failed cells and print how to inspect them", "bool", False),
     Option("ipv6_require_docker", "error instead of skip when the Docker engine is unreachable", "bool", False),
     Option("ipv6_cache_dir", "where downloaded packages and the probe are cached", "path", None, "DIR"),
@@ -81,6 +103,8 @@ class Settings:
     json: Path | None = None
     timeout: float = 30.0
     settle: float = 0.05
+    hold: float = 1.0
+    probe: str | None = None
     keep_failed: bool = False
     require_docker: bool = False
     cache_dir: Path | None = None
@@ -114,6 +138,18 @@ def _convert(opt: Option, raw: Any, source: str, rootpath: Path) -> Any:
                 if item not in ("unset", "empty") and not item.startswith("="):
                     raise pytest.UsageError(f"{source}: knob setting {item!r} must be 'unset', 'empty' or '=VALUE'")
         return items
+    if opt.kind == "probe":
+        if text not in PROBES:
+            raise pytest.UsageError(f"{source}: probe {text!r} is not one of {', '.join(PROBES)}")
+        return text
+    if opt.kind == "hold":
+        try:
+            value = float(text)
+        except ValueError:
+            raise pytest.UsageError(f"{source}: {raw!r} is not a number of seconds") from None
+        if not math.isfinite(value) or value < 0 or value > 3600:
+            raise pytest.UsageError(f"{source}: {raw!r} must be at least 0 and at most 3600 seconds")
+        return value
     if opt.kind == "seconds":
         try:
             value = float(text)
@@ -155,3 +191,9 @@ def load(config: pytest.Config) -> Settings:
             f"--ipv6-settle={values['settle']:g} must be shorter than --ipv6-timeout={values.get('timeout', 30.0):g}"
         )
     return Settings(**values)
+
+
+def run_base(settings: Settings) -> RunSpec:
+    """The run settings every target starts from: defaults overridden by options."""
+    base = RunSpec(settle=settings.settle, hold=settings.hold, timeout=settings.timeout)
+    return base.updated({"probe": settings.probe}) if settings.probe else base

@@ -28,8 +28,10 @@ MARKERS = (
     "ipv6_stack(*names): run this test once per named stack "
     "(dual-stack, ipv6-sysctl-off, ipv6-kernel-off); the ipv6_target fixture starts on it",
     "ipv6_env(**env): environment variables for the ipv6_target fixture; a value of None leaves the name unset",
-    "ipv6_target(image=None, build=None, command=None, http_path='/', timeout=None): "
-    "what the ipv6_target fixture starts, overriding --ipv6-image/--ipv6-build",
+    "ipv6_target(image=None, build=None, command=None, probe=None, http_path=None, http_status=None, "
+    "settle=None, hold=None, timeout=None, read_only=False, tmpfs=None, extra_hosts=None, mounts=None, user=None): "
+    "what the ipv6_target fixture starts and how it is probed, overriding --ipv6-image/--ipv6-build; "
+    "an unknown argument is an error",
     "docker: the test needs a reachable Docker engine",
 )
 

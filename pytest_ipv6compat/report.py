@@ -1,4 +1,4 @@
-"""Render matrix results: terminal grid, Markdown, JSON (schema v1), JUnit properties.
+"""Render matrix results: terminal grid, Markdown, JSON (schema v2), JUnit properties.
 
 Pure functions over :class:`~.results.CellResult`; no pytest, no Docker. Every renderer sorts
 its input by an :class:`Ordering`, so a serial run and an xdist run (which finish
@@ -10,21 +10,22 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-from collections.abc import Iterable, Mapping, Sequence, Set
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .model import Cell, Expectation, Family, Listener, Outcome, Verdict
+from .listeners import sort_key
+from .model import Cell, Expectation, Family, Listener, Outcome, Protocol, Result, Verdict
 from .results import STATUSES, CellResult
 
 STACKS = ("dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off")
 SCHEMA_ID = "pytest-ipv6compat/report"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def schema_path() -> Path:
     """The JSON Schema (draft 2020-12) that :func:`render_json` output satisfies."""
-    return Path(__file__).parent / "schema" / "report-v1.json"
+    return Path(__file__).parent / "schema" / f"report-v{SCHEMA_VERSION}.json"
 
 
 # ---------------------------------------------------------------- ordering
@@ -100,27 +101,69 @@ def _totals_line(results: Sequence[CellResult]) -> str:
 # ---------------------------------------------------------------- short tokens
 
 
-def _listen_token(listeners: Iterable[Listener], quiet: Set[Listener]) -> str:
+def _kind(listener: Listener) -> tuple[str, str]:
+    """(token, wildcard address) of a listener's class: v4 (IPv4), v6 ([::] v6only) or dual (``*``)."""
+    if listener.family is Family.INET:
+        return "v4", "0.0.0.0"
+    if listener.address == "::" and not listener.v6only:
+        return "dual", "::"
+    return "v6", "::"
+
+
+def _listen_token(listeners: Iterable[Listener], marks: Mapping[Listener, str]) -> str:
     parts = []
-    for family, name, wildcard in ((Family.INET, "v4", "0.0.0.0"), (Family.INET6, "v6", "::")):
-        mine = [x for x in listeners if x.family is family]
-        if not mine:
-            continue
-        addresses = sorted({x.address for x in mine})
-        token = name if wildcard in addresses else f"{name}@{','.join(addresses)}"
-        parts.append(token + ("?" if any(x in quiet for x in mine) else ""))
+    for protocol in Protocol:
+        prefix = "udp:" if protocol is Protocol.UDP else ""
+        for name in ("v4", "v6", "dual"):
+            mine = [x for x in listeners if x.protocol is protocol and _kind(x)[0] == name]
+            if not mine:
+                continue
+            wildcard = _kind(mine[0])[1]
+            addresses = sorted({x.address for x in mine if x.address != wildcard})
+            token = prefix + name + ("" if len(addresses) == 0 else f"@{','.join(addresses)}")
+            if any(x.address == wildcard for x in mine) and addresses:
+                token = prefix + name + f"+@{','.join(addresses)}"
+            parts.append(token + "".join(sorted({marks[x] for x in mine if x in marks})))
     return "+".join(parts) or "up:none"
 
 
+def reach_mark(verdict: Verdict, listener: Listener) -> str:
+    """'' answered; '?' accepted but no good answer; '!' refused or failed; '~' no loopback reaches it."""
+    answered = verdict.answered(listener)
+    if answered is None or answered:
+        return ""
+    mine = [r for r in verdict.reach if r.listener == listener]
+    if all(r.result is Result.NO_LOOPBACK for r in mine):
+        return "~"
+    if any(r.result in (Result.REFUSED, Result.TIMEOUT, Result.ERROR) for r in mine):
+        return "!"
+    return "?"
+
+
+def describe_reach(verdict: Verdict) -> list[str]:
+    """One line per listener: whether it answered, then what each family's probe saw."""
+    lines = []
+    for listener in sorted(verdict.listeners, key=sort_key):
+        answered = verdict.answered(listener)
+        word = {None: "not probed", True: "answered", False: "did not answer"}[answered]
+        seen = "; ".join(
+            f"{r.via}: {r.result}" + (f", {r.detail}" if r.detail else "")
+            for r in verdict.reach if r.listener == listener
+        )
+        lines.append(f"{listener}: {word}" + (f" ({seen})" if seen else ""))
+    return lines
+
+
 def short_verdict(verdict: Verdict | None) -> str:
-    """``v4+v6``, ``v4``, ``v6?`` (a listener did not answer), ``exit N``, ``timeout``."""
+    """``v4+v6``, ``v4``, ``dual`` (one ``*`` socket), ``v6~`` (not answering), ``exit N``, ``timeout``."""
     if verdict is None:
         return "no verdict"
     if verdict.outcome is Outcome.EXITED:
         return f"exit {'?' if verdict.exit_code is None else verdict.exit_code}"
     if verdict.outcome is Outcome.TIMEOUT:
         return "timeout"
-    return _listen_token(verdict.listeners, {r.listener for r in verdict.reach if not r.answered})
+    marks = {x: m for x in verdict.listeners if (m := reach_mark(verdict, x))}
+    return _listen_token(verdict.listeners, marks)
 
 
 def short_expectation(expectation: Expectation) -> str:
@@ -129,7 +172,7 @@ def short_expectation(expectation: Expectation) -> str:
         return "exit" if expectation.exit_code is None else f"exit {expectation.exit_code}"
     if expectation.outcome is Outcome.TIMEOUT:
         return "timeout"
-    return _listen_token(expectation.listeners, expectation.silent)
+    return _listen_token(expectation.listeners, dict.fromkeys(expectation.silent, "?"))
 
 
 def _clip(text: str, limit: int = 32) -> str:
@@ -143,7 +186,7 @@ def _got_want(r: CellResult) -> tuple[str, str]:
     if want == got and e.error_contains:
         want += f' "{_clip(e.error_contains)}"'
     elif want == got and v is not None and v.listeners != e.listeners:
-        got, want = (" ".join(map(str, sorted(x))) for x in (v.listeners, e.listeners))
+        got, want = (" ".join(map(str, sorted(x, key=sort_key))) for x in (v.listeners, e.listeners))
     return got, want
 
 
@@ -177,9 +220,9 @@ def _grid(ordered: Sequence[CellResult], order: Ordering, fail_mark: str) -> lis
                 for r in mine:
                     if (r.cell.variant, r.cell.config_mode, r.cell.stack) == (variant, mode, stack):
                         key = (r.status, _group_label(r, fail_mark))
-                        groups.setdefault(key, []).append(r.cell.setting.label)
+                        groups.setdefault(key, []).append(r.cell.setting.label if r.cell.knob else "")
                 columns.append([
-                    (status, label, "all" if set(s) == every and len(s) > 1 else " ".join(s))
+                    (status, label, "all" if set(s) == every and len(s) > 1 else " ".join(s).strip())
                     for (status, label), s in groups.items()
                 ])
             rows.append((variant if mode == "rw" else f"{variant} (config {mode})", columns))
@@ -193,9 +236,14 @@ def _legend(blocks: list[_Block], fail_mark: str) -> str:
     groups = [group for *_, rows in blocks for _, cols in rows for col in cols for group in col]
     labels, statuses = " ".join(g for _, g, _ in groups), {status for status, _, _ in groups}
     parts = [
-        (True, "v4 = 0.0.0.0, v6 = [::]"),
+        ("v4" in labels, "v4 = 0.0.0.0"),
+        ("v6" in labels, "v6 = [::] (IPv6 only)"),
+        ("dual" in labels, "dual = * (one [::] socket serving IPv4 and IPv6)"),
+        ("udp:" in labels, "udp: = UDP socket"),
         ("@" in labels, "v4@ADDR = only ADDR"),
-        ("?" in labels, "? = listener did not answer"),
+        ("?" in labels, "? = accepted, no good answer (in a want: silent)"),
+        ("!" in labels, "! = refused"),
+        ("~" in labels, "~ = no loopback of its families exists here"),
         ("exit" in labels, "exit N = exited with code N"),
         (any(s == "all" for _, _, s in groups), "all = every knob setting"),
         ("fail" in statuses, f"{fail_mark} = verdict differs from expectation"),
@@ -206,7 +254,7 @@ def _legend(blocks: list[_Block], fail_mark: str) -> str:
 
 def _table(header: list[str], rows: list[_Row], ascii_only: bool) -> list[str]:
     bar, rule, cross = (" | ", "-", "-+-") if ascii_only else (" │ ", "─", "─┼─")
-    table = [[[h] for h in header]] + [[[label], *([f"{g}: {s}" for _, g, s in c] or ["-"] for c in cols)]
+    table = [[[h] for h in header]] + [[[label], *([f"{g}: {s}" if s else g for _, g, s in c] or ["-"] for c in cols)]
                                        for label, cols in rows]
     widths = [max(len(line) for row in table for line in row[i]) for i in range(len(header))]
     lines = []
@@ -249,7 +297,8 @@ def render_terminal(
     blocks = _grid(ordered, order, fail_mark)
     for target, knobs, stacks, rows in blocks:
         n = sum(r.cell.target == target for r in ordered)
-        lines += [""] * bool(lines) + [f"{target}: knob {knobs}, {n} cell{'s' * (n != 1)}"]
+        knob_text = f"knob {knobs}" if knobs.strip() else "no knob"
+        lines += [""] * bool(lines) + [f"{target}: {knob_text}, {n} cell{'s' * (n != 1)}"]
         table = _table(["variant", *stacks], rows, ascii_only)
         fits = width is None or max(map(len, table)) <= width
         lines += table if fits else _stacked(stacks, rows, width or 0)
@@ -275,12 +324,13 @@ def render_markdown(results: Iterable[CellResult], *, order: Ordering | None = N
     out: list[str] = []
     blocks = _grid(ordered, order, "✗")
     for target, knobs, stacks, rows in blocks:
-        out += [f"### {_md(target)} (knob `{knobs}`)", "", f"| variant | {' | '.join(stacks)} |",
+        knob_text = f"knob `{knobs}`" if knobs.strip() else "no knob"
+        out += [f"### {_md(target)} ({knob_text})", "", f"| variant | {' | '.join(stacks)} |",
                 "|---" * (len(stacks) + 1) + "|"]
         for label, cols in rows:
             cells = [
                 "<br>".join(
-                    (f"**{_md(g)}**" if status in ("fail", "error") else _md(g)) + f": {_md(s)}"
+                    (f"**{_md(g)}**" if status in ("fail", "error") else _md(g)) + (f": {_md(s)}" if s else "")
                     for status, g, s in col
                 ) or "-"
                 for col in cols
@@ -297,6 +347,8 @@ def render_markdown(results: Iterable[CellResult], *, order: Ordering | None = N
         if r.verdict is not None and r.verdict.error_line:
             out.append("  - error line: `" + r.verdict.error_line.replace("`", "'") + "`")
         out += [f"  - {_md(reason)}" for reason in r.reasons]
+        if r.verdict is not None:
+            out += [f"  - {_md(line)}" for line in describe_reach(r.verdict)]
         if r.hint:
             out.append(f"  - **Hint:** {_md(r.hint)}")
     return "\n".join(out) + "\n"
@@ -308,7 +360,7 @@ def render_markdown(results: Iterable[CellResult], *, order: Ordering | None = N
 def render_json(
     results: Iterable[CellResult], *, meta: Mapping[str, object], order: Ordering | None = None,
 ) -> str:
-    """The report-v1 document (see :func:`schema_path`); ``meta`` is copied as given."""
+    """The report document (see :func:`schema_path`); ``meta`` is copied as given."""
     ordered = sort_results(results, order)
     doc = {
         "schema": SCHEMA_ID, "version": SCHEMA_VERSION, "meta": dict(meta),
@@ -318,7 +370,7 @@ def render_json(
 
 
 def load_json(text: str) -> tuple[dict[str, object], list[CellResult]]:
-    """Read a report-v1 document back: (meta, results)."""
+    """Read a report document of this version back: (meta, results)."""
     doc = json.loads(text)
     if not isinstance(doc, dict) or (doc.get("schema"), doc.get("version")) != (SCHEMA_ID, SCHEMA_VERSION):
         raise ValueError(f"not a {SCHEMA_ID} v{SCHEMA_VERSION} document")
@@ -338,10 +390,10 @@ def junit_properties(result: CellResult) -> list[tuple[str, str]]:
     c, v = result.cell, result.verdict
     props = [
         ("ipv6.target", c.target), ("ipv6.variant", c.variant), ("ipv6.stack", c.stack),
-        ("ipv6.knob", c.setting.id_for(c.knob)), ("ipv6.config", c.config_mode),
+        ("ipv6.knob", c.setting.id_for(c.knob) if c.knob else ""), ("ipv6.config", c.config_mode),
         ("ipv6.status", result.status), ("ipv6.expected", short_expectation(c.expectation)),
         ("ipv6.verdict", _verdict_word(v)),
-        ("ipv6.listeners", "" if v is None else " ".join(map(str, sorted(v.listeners)))),
+        ("ipv6.listeners", "" if v is None else " ".join(map(str, sorted(v.listeners, key=sort_key)))),
     ]
     if result.hint:
         props.append(("ipv6.hint", result.hint))

@@ -1,4 +1,4 @@
-"""The judged result of one matrix cell, and its JSON form (one ``cells`` entry of report-v1).
+"""The judged result of one matrix cell, and its JSON form (one ``cells`` entry of the report).
 
 :class:`CellResult` is what every report renders and what an xdist worker sends to the
 controller; :meth:`CellResult.to_dict` and :meth:`CellResult.from_dict` round-trip it exactly.
@@ -11,7 +11,20 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .model import Attestation, Cell, Expectation, Family, KnobSetting, Listener, Outcome, Reach, Verdict
+from .listeners import sort_key
+from .model import (
+    Attestation,
+    Cell,
+    Expectation,
+    Family,
+    KnobSetting,
+    Listener,
+    Outcome,
+    Protocol,
+    Reach,
+    Result,
+    Verdict,
+)
 
 __all__ = ["STATUSES", "CellResult", "JSONDict"]
 
@@ -20,15 +33,28 @@ STATUSES = ("pass", "fail", "error", "skipped")
 JSONDict = dict[str, Any]
 
 def _listener_dict(listener: Listener) -> JSONDict:
-    return {"family": str(listener.family), "address": listener.address, "port": listener.port}
+    return {
+        "text": str(listener), "protocol": str(listener.protocol), "family": str(listener.family),
+        "address": listener.address, "port": listener.port, "v6only": listener.v6only,
+        "serves": sorted(str(f) for f in listener.serves),
+    }
 
 
 def _listener_list(listeners: Iterable[Listener]) -> list[JSONDict]:
-    return [_listener_dict(x) for x in sorted(listeners)]
+    return [_listener_dict(x) for x in sorted(listeners, key=sort_key)]
 
 
 def _listener(d: Mapping[str, Any]) -> Listener:
-    return Listener(Family(d["family"]), d["address"], d["port"])
+    return Listener(Family(d["family"]), d["address"], d["port"], Protocol(d["protocol"]), d["v6only"])
+
+
+def _reach_dict(r: Reach) -> JSONDict:
+    return {"listener": _listener_dict(r.listener), "via": str(r.via), "result": str(r.result), "ok": r.ok,
+            "detail": r.detail}
+
+
+def _reach(d: Mapping[str, Any]) -> Reach:
+    return Reach(_listener(d["listener"]), Family(d["via"]), Result(d["result"]), d["ok"], d["detail"])
 
 
 @dataclass(frozen=True)
@@ -63,10 +89,11 @@ class CellResult:
             },
             "verdict": None if v is None else {
                 "outcome": str(v.outcome), "listeners": _listener_list(v.listeners),
-                "reach": [
-                    {"listener": _listener_dict(r.listener), "answered": r.answered, "detail": r.detail}
-                    for r in v.reach
+                "answered": [
+                    {"listener": str(x), "answered": v.answered(x)} for x in sorted(v.listeners, key=sort_key)
                 ],
+                "reach": [_reach_dict(r) for r in v.reach],
+                "listened": _listener_list(v.listened),
                 "exit_code": v.exit_code, "error_line": v.error_line, "seconds": v.seconds, "logs": v.logs,
             },
             "attestation": None if a is None else {
@@ -94,8 +121,9 @@ class CellResult:
             verdict = None if v is None else Verdict(
                 outcome=Outcome(v["outcome"]),
                 listeners=frozenset(_listener(x) for x in v["listeners"]),
-                reach=tuple(Reach(_listener(r["listener"]), r["answered"], r["detail"]) for r in v["reach"]),
+                reach=tuple(_reach(r) for r in v["reach"]),
                 exit_code=v["exit_code"], error_line=v["error_line"], logs=v["logs"], seconds=v["seconds"],
+                listened=frozenset(_listener(x) for x in v["listened"]),
             )
             attestation = None if a is None else Attestation(
                 stack=a["stack"], ok=a["ok"], facts=tuple(a["facts"].items()), problems=tuple(a["problems"]),

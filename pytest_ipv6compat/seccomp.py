@@ -1,45 +1,69 @@
 """Build the default-deny seccomp profile used for the ``ipv6-kernel-off`` stack.
 
-Pure data and a builder: no Docker. The profile denies every system call
-(``EPERM``) except an allowlist a normal service needs (libc, nginx, busybox),
-keeps the protections Docker's default profile gives an unprivileged container
-(no namespaces, mounts, keyrings, tracing, BPF, module loading, clock setting,
-io_uring ...), and can additionally make ``socket(AF_INET6, ...)`` fail the way a
-kernel booted with ``ipv6.disable=1`` does (``EAFNOSUPPORT``, 97).
+Pure data and a builder: no Docker. The profile follows Docker's current
+default profile for an unprivileged container (an allowlist; everything else
+fails with ``EPERM``), differs from it only where :data:`DIFFERENCES` says
+why, and can additionally make ``socket(AF_INET6, ...)`` and
+``socketpair(AF_INET6, ...)`` fail the way a kernel booted with
+``ipv6.disable=1`` does (``EAFNOSUPPORT``, 97).
 
 Pass the result of :func:`profile_json` to Docker as
 ``security_opt=[f"seccomp={profile_json(inet6_errno=97)}"]``.
 
-Limits, by design:
+How the address-family rules are built, and why:
 
-* 32-bit x86 (i386) programs create sockets through ``socketcall(2)``, whose
-  address family sits in user memory where seccomp cannot look, and libseccomp
-  refuses the AF_INET6 rules for that architecture. So when ``inet6_errno`` is
-  set the i386 sub-architecture is left out (i386 programs cannot run under
-  that profile) and ``socketcall`` is not allowed. x86_64, x32, aarch64
-  and arm programs are filtered normally.
+* The kernel reads the family as a 32-bit ``int``, but seccomp compares all 64
+  bits of the register. The AF_INET6 rule therefore masks the argument to its
+  low 32 bits, so ``socket(0x1_0000000A, ...)`` also fails with 97.
+* The allow rules are aligned blocks of families (a masked comparison on all
+  64 bits, so upper bits never match them) that leave out AF_INET6, AF_ALG and
+  AF_VSOCK. No two rules for one call ever match the same value, so the
+  result never depends on how a runtime's libseccomp orders rules. A family
+  of 64 or more, or one with upper bits set (other than AF_INET6), fails with
+  ``EPERM`` instead of the kernel's ``EAFNOSUPPORT``: Linux has no such family.
+* ``socketcall(2)`` (32-bit x86's multiplexer) hides the family in user
+  memory where seccomp cannot look, so it fails with ``ENOSYS``, as in
+  Docker's current default. Its rule must come before the ``socket`` rules:
+  libseccomp derives ``socketcall`` rules from them, and with the AF_INET6
+  rule those clash ("file exists") unless ``socketcall`` is already decided.
+  32-bit x86 programs therefore run, and reach ``socket`` only through the
+  direct system call (Linux 4.3+). Debian 12's i386 glibc (measured) and, by
+  their sources, i386 musl and Go use ``socketcall``: such a program gets
+  ENOSYS ("Function not implemented") from every ``socket()``, whatever the
+  family, so a 32-bit x86 server cannot start on this stack.
+
+Other limits:
+
 * Docker 20.10 ignores ``defaultErrnoRet``; denial is ``EPERM`` either way.
 * The ``clone`` flag check assumes flags in argument 0, which holds on every
   listed architecture (not on s390, which is not listed).
-* Syscall names unknown to an architecture are ignored by the runtime, so one
-  list serves x86_64 and aarch64 (``open`` exists on one, ``openat`` on both).
+* Syscall names unknown to an architecture, or to the runtime's libseccomp,
+  are ignored by the runtime, so one list serves x86_64, i386 and aarch64.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 __all__ = [
+    "AF_ALG",
     "AF_INET6",
+    "AF_VSOCK",
     "ALLOWED_PERSONALITIES",
     "ALLOWED_SYSCALLS",
     "ARCH_MAP",
     "CLONE_NAMESPACE_FLAGS",
+    "DENIED_FAMILIES",
     "DENIED_SYSCALLS",
+    "DIFFERENCES",
     "EAFNOSUPPORT",
     "ENOSYS",
     "EPERM",
+    "FAMILY_LIMIT",
+    "Difference",
     "build_profile",
+    "family_blocks",
     "profile_json",
 ]
 
@@ -47,6 +71,12 @@ EPERM = 1
 ENOSYS = 38
 EAFNOSUPPORT = 97
 AF_INET6 = 10
+AF_ALG = 38  # the kernel crypto API (CVE-2026-31431); denied by current Docker
+AF_VSOCK = 40  # host-guest sockets; denied by current Docker
+DENIED_FAMILIES = (AF_ALG, AF_VSOCK)
+FAMILY_LIMIT = 64  # families from here up do not exist (AF_MAX is 46 in Linux 6.x)
+LOW_32_BITS = 0xFFFF_FFFF
+ALL_64_BITS = 0xFFFF_FFFF_FFFF_FFFF
 
 # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
 CLONE_NAMESPACE_FLAGS = 0x7E020000
@@ -55,16 +85,18 @@ CLONE_NAMESPACE_FLAGS = 0x7E020000
 # (0x8), UNAME26 (0x20000), UNAME26|PER_LINUX32, and 0xffffffff (query only).
 ALLOWED_PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
 
+# The runtime always adds the host's native architecture; these add the
+# compatibility ABIs a 64-bit host runs (i386 and x32 on x86_64, arm on aarch64).
 ARCH_MAP: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("SCMP_ARCH_X86_64", ("SCMP_ARCH_X86", "SCMP_ARCH_X32")),
     ("SCMP_ARCH_AARCH64", ("SCMP_ARCH_ARM",)),
 )
 
-# Allowed unconditionally. ``socket``, ``socketcall``, ``clone``, ``clone3`` and
-# ``personality`` are absent on purpose: build_profile adds rules for them.
+# Allowed unconditionally. ``socket``, ``socketpair``, ``socketcall``, ``clone``,
+# ``clone3`` and ``personality`` are absent on purpose: build_profile adds rules for them.
 ALLOWED_SYSCALLS: tuple[str, ...] = (
     # --- files and descriptors
-    "access", "faccessat", "faccessat2",
+    "access", "faccessat", "faccessat2", "name_to_handle_at",
     "open", "openat", "openat2", "creat", "close", "close_range",
     "read", "readv", "pread64", "preadv", "preadv2",
     "write", "writev", "pwrite64", "pwritev", "pwritev2",
@@ -87,10 +119,12 @@ ALLOWED_SYSCALLS: tuple[str, ...] = (
     "fsync", "fdatasync", "sync", "syncfs",
     "sync_file_range", "sync_file_range2", "arm_sync_file_range",
     "utime", "utimes", "futimesat", "utimensat", "utimensat_time64",
-    "getxattr", "lgetxattr", "fgetxattr", "listxattr", "llistxattr", "flistxattr",
-    "setxattr", "lsetxattr", "fsetxattr",
-    "removexattr", "lremovexattr", "fremovexattr",
-    "inotify_init", "inotify_init1", "inotify_add_watch", "inotify_rm_watch",
+    "getxattr", "lgetxattr", "fgetxattr", "getxattrat",
+    "listxattr", "llistxattr", "flistxattr", "listxattrat",
+    "setxattr", "lsetxattr", "fsetxattr", "setxattrat",
+    "removexattr", "lremovexattr", "fremovexattr", "removexattrat",
+    "inotify_init", "inotify_init1", "inotify_add_watch", "inotify_rm_watch", "fanotify_mark",
+    "statmount", "listmount", "cachestat",
     # --- zero-copy and in-kernel copies (nginx sendfile on)
     "sendfile", "sendfile64", "splice", "tee", "vmsplice", "copy_file_range",
     # --- waiting for events
@@ -104,8 +138,8 @@ ALLOWED_SYSCALLS: tuple[str, ...] = (
     # --- legacy POSIX AIO (nginx "aio on"); io_uring stays denied
     "io_setup", "io_destroy", "io_submit", "io_cancel",
     "io_getevents", "io_pgetevents", "io_pgetevents_time64",
-    # --- sockets (``socket`` itself is added by build_profile)
-    "socketpair", "bind", "listen", "accept", "accept4", "connect", "shutdown",
+    # --- sockets (``socket`` and ``socketpair`` are added by build_profile)
+    "bind", "listen", "accept", "accept4", "connect", "shutdown",
     "getsockname", "getpeername", "getsockopt", "setsockopt",
     "send", "sendto", "sendmsg", "sendmmsg",
     "recv", "recvfrom", "recvmsg", "recvmmsg", "recvmmsg_time64",
@@ -113,11 +147,11 @@ ALLOWED_SYSCALLS: tuple[str, ...] = (
     "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigsuspend",
     "rt_sigpending", "rt_sigtimedwait", "rt_sigtimedwait_time64",
     "rt_sigqueueinfo", "rt_tgsigqueueinfo",
-    "sigaction", "sigprocmask", "sigreturn", "sigsuspend", "sigpending", "signal",
+    "sigprocmask", "sigreturn",
     "sigaltstack", "kill", "tkill", "tgkill", "pause", "alarm", "restart_syscall",
     "pidfd_open", "pidfd_send_signal",
-    # --- time (reading and sleeping only; setting the clock stays denied)
-    "time", "gettimeofday", "times",
+    # --- time (reading and sleeping; adjtimex reads the clock state, setting it needs CAP_SYS_TIME)
+    "time", "gettimeofday", "times", "adjtimex", "clock_adjtime", "clock_adjtime64",
     "clock_gettime", "clock_gettime64", "clock_getres", "clock_getres_time64",
     "clock_nanosleep", "clock_nanosleep_time64", "nanosleep",
     "getitimer", "setitimer",
@@ -125,7 +159,8 @@ ALLOWED_SYSCALLS: tuple[str, ...] = (
     "timer_settime", "timer_settime64", "timer_gettime", "timer_gettime64",
     # --- memory
     "brk", "mmap", "mmap2", "munmap", "mremap", "mprotect", "madvise",
-    "mincore", "msync", "membarrier", "get_mempolicy",
+    "mincore", "msync", "membarrier", "remap_file_pages",
+    "map_shadow_stack", "mseal", "memfd_secret", "process_mrelease",
     "mlock", "mlock2", "munlock", "mlockall", "munlockall",
     "pkey_alloc", "pkey_free", "pkey_mprotect", "memfd_create",
     # --- System V and POSIX IPC (namespaced per container)
@@ -138,9 +173,10 @@ ALLOWED_SYSCALLS: tuple[str, ...] = (
     "fork", "vfork", "execve", "execveat",
     "exit", "exit_group", "wait4", "waitid", "waitpid",
     "set_tid_address", "set_robust_list", "get_robust_list", "rseq",
-    "futex", "futex_time64", "futex_waitv",
-    "arch_prctl", "set_thread_area", "get_thread_area", "set_tls", "cacheflush",
-    "prctl", "seccomp",
+    "futex", "futex_time64", "futex_waitv", "futex_wait", "futex_wake", "futex_requeue",
+    "arch_prctl", "set_thread_area", "get_thread_area", "modify_ldt",
+    "set_tls", "cacheflush", "breakpoint", "riscv_hwprobe", "uretprobe",
+    "prctl", "seccomp", "landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self",
     "getpid", "getppid", "gettid", "getpgid", "setpgid", "getpgrp",
     "getsid", "setsid",
     "sched_yield", "sched_getaffinity", "sched_setaffinity",
@@ -148,7 +184,7 @@ ALLOWED_SYSCALLS: tuple[str, ...] = (
     "sched_getattr", "sched_setattr",
     "sched_get_priority_max", "sched_get_priority_min",
     "sched_rr_get_interval", "sched_rr_get_interval_time64",
-    "getpriority", "setpriority", "nice", "ioprio_get", "ioprio_set",
+    "getpriority", "setpriority", "ioprio_get", "ioprio_set",
     "getrlimit", "setrlimit", "ugetrlimit", "prlimit64", "getrusage",
     "getcpu", "sysinfo", "uname", "getrandom",
     # --- credentials (nginx drops to its worker user)
@@ -181,21 +217,65 @@ DENIED_SYSCALLS: tuple[str, ...] = (
     "reboot", "swapon", "swapoff", "acct", "quotactl", "quotactl_fd",
     "sethostname", "setdomainname", "iopl", "ioperm", "vm86", "vm86old",
     "nfsservctl", "uselib", "ustat", "sysfs", "_sysctl",
-    # clocks
+    # setting clocks
     "settimeofday", "stime", "clock_settime", "clock_settime64",
-    "clock_adjtime", "clock_adjtime64", "adjtimex",
     # memory policy and userspace faults
-    "userfaultfd", "move_pages", "mbind", "set_mempolicy",
+    "userfaultfd", "move_pages", "mbind", "set_mempolicy", "get_mempolicy",
     "set_mempolicy_home_node", "migrate_pages",
-    # file handles bypass path permission checks
-    "open_by_handle_at", "name_to_handle_at",
+    # opening a file handle bypasses path permission checks
+    "open_by_handle_at",
     # io_uring
     "io_uring_setup", "io_uring_enter", "io_uring_register",
 )  # fmt: skip
 
-# Where libseccomp turns ``socket`` rules into ``socketcall`` rules, which cannot
-# see the address family: combining the AF_INET6 rules there fails ("file exists").
-_SOCKETCALL_ARCHES = frozenset({"SCMP_ARCH_X86"})
+
+@dataclass(frozen=True)
+class Difference:
+    """Where the ``ipv6-kernel-off`` profile differs from Docker's current default, and why."""
+
+    names: tuple[str, ...]
+    ours: str
+    docker: str
+    reason: str
+
+
+# Docker's current default, as an unprivileged container with the default
+# capabilities sees it: moby/profiles seccomp/default.json plus moby/moby#52494
+# (AF_ALG denied, socketcall ENOSYS). tests/test_seccomp.py holds that
+# reference as data and fails on any difference not listed here.
+DIFFERENCES: tuple[Difference, ...] = (
+    Difference(
+        ("socket",),
+        "AF_INET6 (low 32 bits = 10, any upper bits): errno 97; AF_ALG, AF_VSOCK, families >= 64"
+        " and families with upper bits set: EPERM; every other family allowed",
+        "AF_ALG and AF_VSOCK: EPERM, compared on all 64 bits; every other value allowed",
+        "the stack itself: AF_INET6 fails as on a kernel booted with ipv6.disable=1, also when raw"
+        " system calls set upper bits, which the kernel ignores (a 64-bit comparison would let"
+        " 0x1_0000000A through, and 0x1_00000026 past the AF_ALG rule)",
+    ),
+    Difference(
+        ("socketpair",),
+        "the same family rules as socket",
+        "allowed for every family",
+        "a kernel without IPv6 fails socketpair(AF_INET6) with 97 before the family is asked;"
+        " AF_UNIX, the family servers pair, stays allowed (IP, ALG and VSOCK cannot pair anyway)",
+    ),
+    Difference(
+        ("add_key", "keyctl", "request_key"),
+        "EPERM",
+        "allowed",
+        "kept from Docker 20.10's default (measured: EPERM), which the dual-stack cells on that"
+        " engine get too; servers do not use kernel keyrings",
+    ),
+    Difference(
+        ("process_vm_readv", "process_vm_writev", "ptrace"),
+        "EPERM",
+        "allowed (kernel 4.8 or later)",
+        "kept denied as the project's baseline (issue 11); servers do not trace processes. A target"
+        " that does (a debugger, a crash reporter attaching to its own child) fails with EPERM on"
+        " this stack only, as the README states",
+    ),
+)
 
 _ALLOW = "SCMP_ACT_ALLOW"
 _ERRNO = "SCMP_ACT_ERRNO"
@@ -205,8 +285,9 @@ def build_profile(*, inet6_errno: int | None = None) -> dict[str, object]:
     """Return a Docker seccomp profile (as JSON-ready data) that denies by default.
 
     With ``inet6_errno`` set (97 to imitate a kernel without IPv6),
-    ``socket(AF_INET6, ...)`` fails with that errno and every other family is
-    allowed; otherwise ``socket`` is allowed for every family.
+    ``socket(AF_INET6, ...)`` and ``socketpair(AF_INET6, ...)`` fail with that
+    errno; otherwise AF_INET6 is allowed like any other family. AF_ALG and
+    AF_VSOCK are denied either way.
     """
     if inet6_errno is not None and (
         isinstance(inet6_errno, bool) or not isinstance(inet6_errno, int) or not 1 <= inet6_errno <= 4095
@@ -218,7 +299,13 @@ def build_profile(*, inet6_errno: int | None = None) -> dict[str, object]:
 
     rules: list[dict[str, object]] = [
         {"names": list(ALLOWED_SYSCALLS), "action": _ALLOW},
-        *_socket_rules(inet6_errno),
+        {
+            "names": ["socketcall"],
+            "action": _ERRNO,
+            "errnoRet": ENOSYS,
+            "comment": "the family is out of reach in memory; must precede the socket rules",
+        },
+        *_family_rules(inet6_errno),
         {
             "names": ["clone"],
             "action": _ALLOW,
@@ -236,7 +323,7 @@ def build_profile(*, inet6_errno: int | None = None) -> dict[str, object]:
     return {
         "defaultAction": _ERRNO,
         "defaultErrnoRet": EPERM,
-        "archMap": _arch_map(inet6_errno),
+        "archMap": [{"architecture": arch, "subArchitectures": list(subs)} for arch, subs in ARCH_MAP],
         "syscalls": rules,
     }
 
@@ -246,33 +333,40 @@ def profile_json(*, inet6_errno: int | None = None) -> str:
     return json.dumps(build_profile(inet6_errno=inet6_errno), sort_keys=True, separators=(",", ":"))
 
 
-def _arch_map(inet6_errno: int | None) -> list[dict[str, object]]:
-    entries: list[dict[str, object]] = []
-    for arch, subs in ARCH_MAP:
-        if inet6_errno is not None:
-            subs = tuple(sub for sub in subs if sub not in _SOCKETCALL_ARCHES)
-        entries.append({"architecture": arch, "subArchitectures": list(subs)})
-    return entries
+def family_blocks(excluded: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """Aligned (start, size) blocks that cover families 0 to FAMILY_LIMIT - 1 but ``excluded``."""
+    blocks: list[tuple[int, int]] = []
+
+    def cover(start: int, size: int) -> None:
+        if not any(start <= family < start + size for family in excluded):
+            blocks.append((start, size))
+        elif size > 1:
+            cover(start, size // 2)
+            cover(start + size // 2, size // 2)
+
+    cover(0, FAMILY_LIMIT)
+    return tuple(blocks)
 
 
-def _socket_rules(inet6_errno: int | None) -> list[dict[str, object]]:
-    if inet6_errno is None:
-        return [{"names": ["socket", "socketcall"], "action": _ALLOW}]
-    return [
-        {
-            "names": ["socket"],
-            "action": _ALLOW,
-            "args": [_arg(0, "SCMP_CMP_NE", AF_INET6)],
-            "comment": "every address family but AF_INET6",
-        },
-        {
-            "names": ["socket"],
-            "action": _ERRNO,
-            "errnoRet": inet6_errno,
-            "args": [_arg(0, "SCMP_CMP_EQ", AF_INET6)],
-            "comment": "AF_INET6 fails as on a kernel without IPv6",
-        },
-    ]
+def _family_rules(inet6_errno: int | None) -> list[dict[str, object]]:
+    names = ["socket", "socketpair"]
+    excluded = DENIED_FAMILIES if inet6_errno is None else (AF_INET6, *DENIED_FAMILIES)
+    rules: list[dict[str, object]] = []
+    if inet6_errno is not None:
+        rules.append(
+            {
+                "names": names,
+                "action": _ERRNO,
+                "errnoRet": inet6_errno,
+                "args": [_arg(0, "SCMP_CMP_MASKED_EQ", LOW_32_BITS, AF_INET6)],
+                "comment": "AF_INET6 in the low 32 bits fails as on a kernel without IPv6",
+            }
+        )
+    for start, size in family_blocks(excluded):
+        # (family & mask) == start: the family is in [start, start + size) and no upper bit is set
+        mask = ALL_64_BITS & ~(size - 1)
+        rules.append({"names": names, "action": _ALLOW, "args": [_arg(0, "SCMP_CMP_MASKED_EQ", mask, start)]})
+    return rules
 
 
 def _personality_rule(value: int) -> dict[str, object]:

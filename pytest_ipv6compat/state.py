@@ -12,8 +12,9 @@ from pathlib import Path
 import docker
 
 from . import images
+from .backends import EngineError
+from .backends.docker_api import DockerBackend
 from .options import Settings
-from .runtime import Engine, EngineError
 
 
 class Unavailable(Exception):
@@ -23,9 +24,10 @@ class Unavailable(Exception):
 @dataclass
 class SessionState:
     settings: Settings
-    kept: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # containers of failed cells left for inspection
+    kept_exited: set[str] = field(default_factory=set)  # ... of those, the ones whose target had exited
     swept: list[str] = field(default_factory=list)
-    _engine: Engine | None = None
+    _engine: DockerBackend | None = None
     _engine_error: str | None = None
     _base: str | None = None
     _images: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -34,12 +36,12 @@ class SessionState:
     def cache_dir(self) -> Path:
         return self.settings.cache_dir or images.default_cache_dir()
 
-    def engine(self) -> Engine:
+    def engine(self) -> DockerBackend:
         """Connect once; raise :class:`Unavailable` (every time) if that failed."""
         if self._engine is None and self._engine_error is None:
             try:
                 probe = images.ensure_probe(self.cache_dir)
-                self._engine = Engine.connect(probe, api_timeout=max(60.0, self.settings.timeout + 10))
+                self._engine = DockerBackend.connect(probe, api_timeout=max(60.0, self.settings.timeout + 10))
                 self.swept = self._engine.sweep()
             except (EngineError, images.ImageError) as exc:
                 self._engine_error = str(exc)

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from . import images
+from .backends import EngineError
 from .items import CellItem
 from .keys import RESULT_KEY, STATE_KEY
 from .report import Ordering, junit_properties, render_json, render_markdown, render_terminal
 from .results import CellResult
-from .runtime import EngineError
 from .stacks import STACKS
 from .state import Unavailable
 
@@ -171,9 +171,12 @@ class Results:
         if state.kept:
             tr.write_sep("-", "kept containers of failed cells")
             for name in state.kept:
-                tr.write_line(
-                    f"{name}: docker logs {name}; docker exec -it {name} /.ipv6compat/busybox sh; docker rm -f {name}"
+                look = (
+                    f"docker inspect {name}; docker diff {name}"
+                    if name in state.kept_exited
+                    else f"docker exec -it {name} /.ipv6compat/busybox sh"
                 )
+                tr.write_line(f"{name}: docker logs {name}; {look}; docker rm -f {name}")
 
     def pytest_sessionfinish(self) -> None:
         if _is_worker(self.config):

@@ -15,7 +15,8 @@ import docker
 import pytest
 
 from pytest_ipv6compat import images
-from pytest_ipv6compat.runtime import Engine, EngineError
+from pytest_ipv6compat.backends import EngineError
+from pytest_ipv6compat.backends.docker_api import DockerBackend as Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 MATRIX = ROOT / "matrix" / "cloud-proxy.ipv6.toml"

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from pytest_ipv6compat.backends import Launch
+from pytest_ipv6compat.spec import RunSpec
+from pytest_ipv6compat.stacks import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
 MATRIX = ROOT / "matrix" / "cloud-proxy.ipv6.toml"
@@ -27,3 +32,11 @@ def cloud_proxy_matrix(dest: Path, *replacements: tuple[str, str]) -> Path:
 def copy_matrix(pytester: pytest.Pytester, *replacements: tuple[str, str]) -> Path:
     """:func:`cloud_proxy_matrix` into a pytester directory."""
     return cloud_proxy_matrix(pytester.path, *replacements)
+
+
+def launch(
+    image: str, stack: Stack, *, env: dict[str, str] | None = None, timeout: float = 30.0, settle: float = 0.1,
+    hold: float = 0.0, **run: Any,
+) -> Launch:
+    """A :class:`Launch` for backend-level tests: short settle, no hold unless asked."""
+    return Launch(image, stack, env=env or {}, run=RunSpec(timeout=timeout, settle=settle, hold=hold, **run))

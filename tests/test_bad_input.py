@@ -14,9 +14,9 @@ import fnmatch
 from pathlib import Path
 
 import pytest
-from helpers import cloud_proxy_matrix
+from helpers import cloud_proxy_matrix, launch
 
-from pytest_ipv6compat.runtime import Engine, Launch
+from pytest_ipv6compat.backends.docker_api import DockerBackend as Engine
 from pytest_ipv6compat.stacks import STACKS, Stack
 
 MATRIX = """\
@@ -84,7 +84,8 @@ def one_line(result: pytest.RunResult, title: str) -> str:
 MISTAKES = [
     pytest.param(("[target]", "[target"), "{path}: not valid TOML: Expected ']' at the end of a table declaration*",
                  id="malformed-toml"),
-    pytest.param(('knob = "SVC_V6"\n', ""), "{path}: [[]target[]] is missing the key 'knob'", id="missing-key"),
+    pytest.param(('knob = "SVC_V6"\n', ""),
+                 "{path}: [[]target[]]: 'knob' and 'settings' go together (or leave both out)", id="missing-key"),
     pytest.param(('stacks = ["dual-stack"]', 'stacks = ["ipv6-off"]'),
                  "{path}: [[]target.stacks[]]: unknown stack 'ipv6-off' (known: dual-stack, ipv6-sysctl-off, "
                  "ipv6-kernel-off)", id="unknown-stack"),
@@ -110,7 +111,8 @@ MISTAKES = [
     pytest.param(('knob = "SVC_V6"', 'knob = "SVC V6"'),
                  "{path}: [[]target.knob[]]: 'SVC V6' is not a valid environment variable name", id="bad-knob-name"),
     pytest.param(('unset = "up 0.0.0.0:80 [::]:80"', 'unset = "up 0.0.0.0:80 [::]:99999"'),
-                 "{path}: [[]expect.a.dual-stack.unset[]]: listener '[[]::[]]:99999': port out of range",
+                 "{path}: [[]expect.a.dual-stack.unset[]]: expectation 'up 0.0.0.0:80 [[]::[]]:99999': "
+                 "listener '[[]::[]]:99999': port out of range",
                  id="bad-listener"),
 ]
 
@@ -233,7 +235,7 @@ def test_engine_ignoring_the_stack_fails_attestation(
 ) -> None:
     honest = STACKS[liar.name]
     for stack, ok in ((honest, True), (liar, False)):  # the same claim, applied or not
-        with engine.run(Launch(base_image, stack, command=("sleep", "30")), timeout=10, settle=0.1) as running:
+        with engine.run(launch(base_image, stack, command=("sleep", "30"), timeout=10)) as running:
             attestation = running.attestation()
         assert attestation.ok is ok, attestation.describe()
     assert attestation.problems == problems

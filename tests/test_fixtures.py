@@ -58,7 +58,7 @@ def test_markers_with_the_cloud_proxy(pytester: pytest.Pytester, proxy_image: di
         import pytest
         from pytest_ipv6compat import listener_set
 
-        @pytest.mark.ipv6_target(image={proxy_image["adaptive"]!r}, http_path="/healthz")
+        @pytest.mark.ipv6_target(image={proxy_image["adaptive"]!r}, probe="https", http_path="/healthz")
         @pytest.mark.ipv6_stack("dual-stack", "ipv6-kernel-off")
         @pytest.mark.ipv6_env(PL_DOMAIN_NAME="proxy.ipv6compat.test", PL_IPV6_DISABLE="yes")
         def test_ipv4_only(ipv6_target):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pytest_ipv6compat.matrix import MatrixError, judge, load_matrix, parse_expectation, parse_listener
-from pytest_ipv6compat.model import Family, KnobSetting, Listener, Outcome, Reach, Verdict
+from pytest_ipv6compat.model import Family, KnobSetting, Listener, Outcome, Protocol, Reach, Result, Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 V4 = Listener(Family.INET, "0.0.0.0", 56000)
@@ -61,13 +61,31 @@ def test_minimal_matrix(tmp_path: Path) -> None:
         ('"=1" = "up 0.0.0.0:80"', '"=2" = "up 0.0.0.0:80"', "unknown knob setting '=2'"),
         ('"=1" = "up 0.0.0.0:80"', "", "[expect.a.dual-stack.=1]: no expectation for this cell"),
         ('knob = "SVC_V6"', 'knob = "SVC-V6"', "'SVC-V6' is not a valid environment variable name"),
-        ('knob = "SVC_V6"', "", "missing the key 'knob'"),
+        ('knob = "SVC_V6"', "", "'knob' and 'settings' go together"),
         ('settings = ["unset", "=1"]', 'settings = ["unset", "1"]', "knob setting '1' must be"),
         ('settings = ["unset", "=1"]', 'settings = ["=1", "=1"]', "lists '=1' twice"),
-        ('"=1" = "up 0.0.0.0:80"', '"=1" = "listening"', "must start with 'up', 'exited' or 'timeout'"),
+        ('"=1" = "up 0.0.0.0:80"', '"=1" = "listening"', "'listening' is neither an expectation nor a named outcome"),
+        ('"=1" = "up 0.0.0.0:80"', '"=1" = "up"', "'up' needs at least one listener"),
         ('"=1" = "up 0.0.0.0:80"', '"=1" = "up 0.0.0.0:99999"', "port out of range"),
         ('"=1" = "up 0.0.0.0:80"', '"=1" = "up 300.0.0.1:80"', "listener '300.0.0.1:80'"),
-        ('"=1" = "up 0.0.0.0:80"', '"=1" = "up [::]:80/mute"', "unknown listener flag '/mute'"),
+        ('"=1" = "up 0.0.0.0:80"', '"=1" = "up [::]:80/mute"', "'[::]:80/mute' is not [tcp/|udp/]ADDRESS:PORT"),
+        ('stacks = ["dual-stack"]', 'stacks = ["dual-stack"]\nprobe = "gopher"', "probe = 'gopher' is not one of"),
+        ('stacks = ["dual-stack"]', 'stacks = ["dual-stack"]\nhold = -1', "hold = -1 must be at least 0"),
+        ('stacks = ["dual-stack"]', 'stacks = ["dual-stack"]\ntimeout = "10"', "timeout = '10' is not a number"),
+        ('stacks = ["dual-stack"]', 'stacks = ["dual-stack"]\nhttp_status = ["ok"]', "'ok' is not a status"),
+        ('stacks = ["dual-stack"]', 'stacks = ["dual-stack"]\ncommand = "serve"', "command must be a non-empty list"),
+        ('stacks = ["dual-stack"]', 'stacks = ["dual-stack"]\ntmpfs = ["run"]', "'run' is not an absolute path"),
+        ('stacks = ["dual-stack"]', 'stacks = ["dual-stack"]\nextra_hosts = { "a b" = "1.2.3.4" }',
+         "'a b' is not a host"),
+        ('stacks = ["dual-stack"]', 'stacks = ["dual-stack"]\nmounts = { "/etc/x" = "no-such-dir" }',
+         "does not exist"),
+        ('stacks = ["dual-stack"]', 'stacks = ["dual-stack"]\n[variant.b]\nhold = 1',
+         "[variant.b]: unknown variant 'b'"),
+        ('stacks = ["dual-stack"]', 'stacks = ["dual-stack"]\n[variant.a]\nsettle = 0',
+         "settle = 0 must be more than 0"),
+        ('stacks = ["dual-stack"]', 'stacks = ["dual-stack"]\n[variant.a]\nreadonly = true',
+         "unknown setting(s): readonly"),
+        ('settings = ["unset", "=1"]', 'settings = ["unset", "=1\\n2"]', "holds a NUL or a line break"),
         ('"=1" = "up 0.0.0.0:80"', '"=1" = "up"', "needs at least one listener"),
         ('"=1" = "up 0.0.0.0:80"', '"=1" = "exited 1 \'a"', "No closing quotation"),
         ('"=1" = "up 0.0.0.0:80"', '"=1" = 3', "must be a string, got 3"),
@@ -86,6 +104,59 @@ def test_bad_matrix_names_the_problem(tmp_path: Path, old: str, new: str, messag
     assert message in text
     assert str(path) in text
     assert "\n" not in text
+
+
+def test_matrix_without_a_knob_has_one_cell_per_variant_and_stack(tmp_path: Path) -> None:
+    text = """\
+[target]
+name = "dns"
+images = { a = "img:a", b = "img:b" }
+variants = ["a", "b"]
+stacks = ["dual-stack", "ipv6-kernel-off"]
+probe = "none"
+
+[variant.b]
+read_only = true
+tmpfs = ["/run"]
+extra_hosts = { "upstream.test" = "127.0.0.1" }
+hold = 0
+
+[expect.a]
+dual-stack = "up udp/*:53 *:53"
+ipv6-kernel-off = "up udp/0.0.0.0:53"
+
+[expect.b]
+dual-stack = "up udp/*:53"
+ipv6-kernel-off = "exited 1"
+"""
+    matrix = load_matrix(write(tmp_path, text))
+    assert [c.id for c in matrix.cells] == ["a-dual-stack", "a-ipv6-kernel-off", "b-dual-stack", "b-ipv6-kernel-off"]
+    assert matrix.cells[0].knob == ""
+    assert matrix.cells[0].setting == KnobSetting(None)
+    a, b = matrix.target.run_for("a"), matrix.target.run_for("b")
+    assert (a.probe, a.read_only, a.hold) == ("none", False, 1.0)
+    assert (b.probe, b.read_only, b.hold, b.tmpfs, b.extra_hosts) == (
+        "none", True, 0.0, (("/run", ""),), (("upstream.test", "127.0.0.1"),)
+    )
+    dual = Listener(Family.INET6, "::", 53, Protocol.UDP, v6only=False)
+    assert matrix.cells[0].expectation.listeners == {dual, Listener(Family.INET6, "::", 53, v6only=False)}
+
+
+def test_naming_an_http_path_makes_the_probe_http_unless_another_is_named(tmp_path: Path) -> None:
+    text = MINIMAL.replace('stacks = ["dual-stack"]', 'stacks = ["dual-stack"]\nhttp_path = "/healthz"')
+    assert load_matrix(write(tmp_path, text)).target.run_for("a").probe == "http"
+    text = text.replace('http_path = "/healthz"', 'http_path = "/healthz"\nprobe = "https"')
+    assert load_matrix(write(tmp_path, text)).target.run_for("a").probe == "https"
+    assert load_matrix(write(tmp_path, MINIMAL)).target.run_for("a").probe == "tcp"
+
+
+def test_matrix_that_is_not_utf8_or_has_a_bom(tmp_path: Path) -> None:
+    path = tmp_path / "m.ipv6.toml"
+    path.write_bytes(b"\xff\xfe" + MINIMAL.encode())
+    with pytest.raises(MatrixError, match="not UTF-8 text"):
+        load_matrix(path)
+    path.write_bytes("\ufeff".encode() + MINIMAL.encode())
+    assert len(load_matrix(path).cells) == 2
 
 
 def test_env_table_is_validated(tmp_path: Path) -> None:
@@ -110,12 +181,17 @@ def test_parse_listener_forms() -> None:
     assert parse_listener("[::]:56000") == V6
     assert parse_listener("[0:0::1]:80") == Listener(Family.INET6, "::1", 80)
     assert parse_listener("[::ffff:7f00:1]:80") == Listener(Family.INET6, "::ffff:127.0.0.1", 80)
-    with pytest.raises(ValueError, match="not ADDRESS:PORT"):
+    with pytest.raises(ValueError, match=r"is not \[tcp/\|udp/\]ADDRESS:PORT"):
         parse_listener("56000")
 
 
+def _reach(listener: Listener, ok: bool) -> Reach:
+    via = Family.INET if listener.family is Family.INET else Family.INET6
+    return Reach(listener, via, Result.ACCEPTED, ok, "")
+
+
 def up(*reach: tuple[Listener, bool]) -> Verdict:
-    return Verdict(Outcome.UP, frozenset(lst for lst, _ in reach), tuple(Reach(lst, ok, "") for lst, ok in reach))
+    return Verdict(Outcome.UP, frozenset(lst for lst, _ in reach), tuple(_reach(lst, ok) for lst, ok in reach))
 
 
 def test_judge_up() -> None:
@@ -128,9 +204,26 @@ def test_judge_up() -> None:
     silent = parse_expectation("up 0.0.0.0:56000 [::]:56000/silent")
     assert not judge(silent, up((V4, True), (V6, False)))
     assert judge(silent, up((V4, True), (V6, True))).reasons == ("[::]:56000 answered, expected it not to",)
-    assert judge(both, Verdict(Outcome.UP, frozenset({V4, V6}))).reasons == (
-        "0.0.0.0:56000 was not probed",
-        "[::]:56000 was not probed",
+    assert not judge(both, Verdict(Outcome.UP, frozenset({V4, V6})))  # probe "none": reachability is not judged
+    assert judge(silent, Verdict(Outcome.UP, frozenset({V4, V6}))).reasons == (
+        "[::]:56000 was not probed, so /silent cannot be checked",
+    )
+
+
+def test_judge_tells_the_three_wildcards_apart() -> None:
+    dual = Listener(Family.INET6, "::", 56000, v6only=False)
+    verdict = up((dual, True))
+    assert judge(parse_expectation("up [::]:56000"), verdict).reasons == (
+        "missing listeners: [::]:56000",
+        "unexpected listeners: *:56000",
+    )
+    assert not judge(parse_expectation("up *:56000"), verdict)
+
+
+def test_exited_after_listening_says_so() -> None:
+    verdict = Verdict(Outcome.EXITED, exit_code=3, listened=frozenset({V4}))
+    assert judge(parse_expectation("up 0.0.0.0:56000"), verdict).reasons == (
+        "expected up, but the target exited with code 3 after it had listened on 0.0.0.0:56000",
     )
 
 

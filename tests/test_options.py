@@ -100,7 +100,7 @@ def test_markers_are_registered_with_signatures(pytester: pytest.Pytester) -> No
         [
             "@pytest.mark.ipv6_stack(*names): run this test once per named stack*",
             "@pytest.mark.ipv6_env(**env): environment variables for the ipv6_target fixture*",
-            "@pytest.mark.ipv6_target(image=None, build=None, command=None, http_path='/', timeout=None)*",
+            "@pytest.mark.ipv6_target(image=None, build=None, command=None, probe=None, http_path=None, *",
             "@pytest.mark.docker: the test needs a reachable Docker engine",
         ]
     )

@@ -20,7 +20,7 @@ def test_keep_failed_keeps_only_failed_containers(pytester: pytest.Pytester, cli
     # rw and read-only config cells: the flipped rw cell fails, the other three pass
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(
-        ["*kept containers of failed cells*", "*: docker logs *; docker exec -it * sh; docker rm -f *"]
+        ["*kept containers of failed cells*", "ipv6compat-*: docker logs *; docker exec -it * sh; docker rm -f *"]
     )
     names = re.findall(r"^(\S+): docker logs ", result.stdout.str(), re.M)
     assert len(names) == 1

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pytest_ipv6compat.hints import classify
+from pytest_ipv6compat import diagnose
 from pytest_ipv6compat.model import (
     Attestation,
     Cell,
@@ -18,6 +18,7 @@ from pytest_ipv6compat.model import (
     Listener,
     Outcome,
     Reach,
+    Result,
     Verdict,
 )
 from pytest_ipv6compat.report import (
@@ -48,7 +49,9 @@ NO_V6 = "entrypoint: PL_IPV6_DISABLE=0 requires IPv6, but socket(AF_INET6) faile
 
 def up(*listeners: Listener, silent: tuple[Listener, ...] = ()) -> Verdict:
     reach = tuple(
-        Reach(x, x not in silent, "connect: Cannot assign requested address" if x in silent else "HTTP/1.1 200 OK")
+        Reach(x, x.family, Result.NO_LOOPBACK, False, "Cannot assign requested address")
+        if x in silent
+        else Reach(x, x.family, Result.ACCEPTED, True, "HTTP/1.1 200 OK")
         for x in sorted(listeners)
     )
     return Verdict(Outcome.UP, frozenset(listeners), reach, logs="nginx: started\n", seconds=1.25)
@@ -95,7 +98,7 @@ def expect(variant: str, stack: str, label: str) -> Expectation:
     if v.outcome is Outcome.EXITED:
         contains = "Address family not supported" if v.exit_code == 1 else "invalid value"
         return Expectation(Outcome.EXITED, exit_code=v.exit_code, error_contains=contains, source=f"exit {v.exit_code}")
-    silent = frozenset(r.listener for r in v.reach if not r.answered)
+    silent = frozenset(r.listener for r in v.reach if not r.ok)
     return Expectation(Outcome.UP, v.listeners, silent, source=short_verdict(v))
 
 
@@ -115,7 +118,7 @@ def judge(c: Cell, v: Verdict) -> CellResult:
             reasons.append(f"expected listeners {want}, got {' '.join(map(str, sorted(v.listeners)))}")
     elif e.exit_code is not None and v.exit_code != e.exit_code:
         reasons.append(f"expected exit code {e.exit_code}, got {v.exit_code}")
-    hint = classify(v.logs, v.error_line) if reasons else None
+    hint = diagnose.hint(v.logs, v.error_line) if reasons else None
     return CellResult(c, "fail" if reasons else "pass", v, attest(c.stack), tuple(reasons), hint)
 
 
@@ -174,8 +177,8 @@ def test_small_grid_exact_lines() -> None:
         "───────────┼───────────────────────────┼───────────────────────────",
         "adaptive   │ v4+v6: unset =false       │ v4: unset =1",
         "           │ v4: =1                    │ E: =false",
-        "legend: v4 = 0.0.0.0, v6 = [::]; exit N = exited with code N; ✗ = verdict differs from expectation; "
-        "E = error, could not judge",
+        "legend: v4 = 0.0.0.0; v6 = [::] (IPv6 only); exit N = exited with code N; ✗ = verdict differs from "
+        "expectation; E = error, could not judge",
         "12 cells: 9 passed, 2 failed, 1 error, 0 skipped",
     ]
 
@@ -197,7 +200,7 @@ def test_narrow_width_stacks_the_grid_in_ascii() -> None:
         "                   v4: =1",
         "  ipv6-kernel-off  v4: unset =1",
         "                   E: =false",
-        "legend: v4 = 0.0.0.0, v6 = [::];",
+        "legend: v4 = 0.0.0.0; v6 = [::] (IPv6 only);",
         "  exit N = exited with code N;",
         "  FAIL = verdict differs from expectation;",
         "  E = error, could not judge",
@@ -213,17 +216,18 @@ def test_full_grid_rows_and_totals() -> None:
     cells = [[c.strip() for c in line.split(" │ ")] for line in lines[1:-2] if "┼" not in line]
     assert cells == [
         ["variant", "dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off"],
-        ["unpatched", "v4+v6: all", "v4+v6?: all", "exit 1: all"],
-        ["env-toggle", "v4+v6: unset empty", "v4+v6?: unset empty", "exit 1: unset empty"],
+        ["unpatched", "v4+v6: all", "v4+v6~: all", "exit 1: all"],
+        ["env-toggle", "v4+v6: unset empty", "v4+v6~: unset empty", "exit 1: unset empty"],
         ["", "v4: =1 =true =maybe", "v4: =1 =true =maybe", "v4: =1 =true =maybe"],
         ["", "✗ v4 (want v4+v6): =false =0", "✗ v4 (want v4+v6?): =false =0", "✗ v4 (want exit 1): =false =0"],
-        ["adaptive", "v4+v6: unset empty =false =0", "v4+v6?: unset empty =false =0", "v4: unset empty =1 =true"],
+        ["adaptive", "v4+v6: unset empty =false =0", "v4+v6~: unset empty =false =0", "v4: unset empty =1 =true"],
         ["", "v4: =1 =true", "v4: =1 =true", "exit 1: =false =0"],
         ["", "exit 2: =maybe", "exit 2: =maybe", "exit 2: =maybe"],
     ]
     assert lines[-2] == (
-        "legend: v4 = 0.0.0.0, v6 = [::]; ? = listener did not answer; exit N = exited with code N; "
-        "all = every knob setting; ✗ = verdict differs from expectation"
+        "legend: v4 = 0.0.0.0; v6 = [::] (IPv6 only); ? = accepted, no good answer (in a want: silent); ~ = no "
+        "loopback of its families exists here; exit N = exited with code N; all = every knob setting; ✗ = verdict "
+        "differs from expectation"
     )
     assert lines[-1] == "63 cells: 57 passed, 6 failed, 0 errors, 0 skipped"
 
@@ -293,7 +297,7 @@ def test_duplicate_cell_is_an_error() -> None:
         (up(V4, V6), "v4+v6"),
         (up(V4), "v4"),
         (up(V6), "v6"),
-        (up(V4, V6, silent=(V6,)), "v4+v6?"),
+        (up(V4, V6, silent=(V6,)), "v4+v6~"),
         (up(LO4, Listener(Family.INET6, "::1", 56000)), "v4@127.0.0.1+v6@::1"),
         (up(), "up:none"),
         (exited(97, EMERG_97), "exit 97"),
@@ -343,8 +347,10 @@ def test_markdown_table_and_failures() -> None:
     assert failures == [
         "- `cloud-proxy[env-toggle-dual-stack-PL_IPV6_DISABLE=false]` **fail**: got v4, want v4+v6",
         "  - expected listeners 0.0.0.0:56000 \\[::\\]:56000, got 0.0.0.0:56000",
+        "  - 0.0.0.0:56000: answered (inet: accepted, HTTP/1.1 200 OK)",
         "- `cloud-proxy[env-toggle-ipv6-kernel-off-PL_IPV6_DISABLE=false]` **fail**: got v4, want exit 1",
         "  - expected exited, got up",
+        "  - 0.0.0.0:56000: answered (inet: accepted, HTTP/1.1 200 OK)",
         "- `cloud-proxy[adaptive-ipv6-kernel-off-PL_IPV6_DISABLE=false]` **error**: got no verdict, want exit 1",
         "  - stack not attested",
     ]
@@ -357,7 +363,7 @@ def test_markdown_failure_carries_error_line_and_hint_and_escapes_pipes() -> Non
     c = Cell(c.target, c.variant, c.stack, c.knob, c.setting,
              Expectation(Outcome.EXITED, exit_code=1, error_contains="Cannot assign requested address (99)"))
     r = CellResult(c, "fail", exited(1, EMERG_97), attest(c.stack), ("error line lacks 'Cannot assign'",),
-                   classify("", EMERG_97))
+                   diagnose.hint("", EMERG_97))
     md = render_markdown([r])
     assert '| unpatched | **✗ exit 1 (want exit 1 "Cannot assign requested addre...")**: =a\\|b |' in md
     assert '**fail**: got exit 1, want exit 1 "Cannot assign requested addre..."' in md
@@ -387,7 +393,7 @@ def test_json_validates_for_every_status_and_outcome(validator: Any) -> None:
     results = matrix() + odd_results()
     doc = json.loads(render_json(results, meta=META, order=collection_order()))
     validator.validate(doc)
-    assert (doc["schema"], doc["version"], doc["meta"]) == ("pytest-ipv6compat/report", 1, META)
+    assert (doc["schema"], doc["version"], doc["meta"]) == ("pytest-ipv6compat/report", 2, META)
     assert doc["totals"] == {"pass": 57, "fail": 7, "error": 2, "skipped": 1}
     cells = {f"{c['target']}[{c['id']}]": c for c in doc["cells"]}
     assert {c["status"] for c in cells.values()} == {"pass", "fail", "error", "skipped"}
@@ -401,9 +407,13 @@ def test_json_validates_for_every_status_and_outcome(validator: Any) -> None:
     assert off["attestation"]["facts"] == {"disable_ipv6": "1", "lo has ::1": "no", "socket(AF_INET6)": "errno 97"}
     sysctl = cells["cloud-proxy[adaptive-ipv6-sysctl-off-PL_IPV6_DISABLE-unset]"]
     assert sysctl["setting"] is None
-    assert sysctl["verdict"]["listeners"] == [{"family": "inet", "address": "0.0.0.0", "port": 56000},
-                                              {"family": "inet6", "address": "::", "port": 56000}]
-    assert [r["answered"] for r in sysctl["verdict"]["reach"]] == [True, False]
+    assert [x["text"] for x in sysctl["verdict"]["listeners"]] == ["0.0.0.0:56000", "[::]:56000"]
+    assert sysctl["verdict"]["listeners"][1] == {
+        "text": "[::]:56000", "protocol": "tcp", "family": "inet6", "address": "::", "port": 56000,
+        "v6only": True, "serves": ["inet6"],
+    }
+    assert [r["answered"] for r in sysctl["verdict"]["answered"]] == [True, False]
+    assert [r["result"] for r in sysctl["verdict"]["reach"]] == ["accepted", "no-loopback"]
     assert cells["cloud-proxy[adaptive-dual-stack-PL_IPV6_DISABLE=maybe]"]["setting"] == "maybe"
     missing = cells["other[adaptive-dual-stack-PL_IPV6_DISABLE=1]"]
     assert (missing["verdict"], missing["attestation"], missing["hint"]) == (None, None, None)
@@ -461,7 +471,7 @@ def test_from_dict_rejects_garbage_with_a_readable_error() -> None:
         CellResult.from_dict({**d, "id": "something-else"})
     with pytest.raises(ValueError, match="status 'flaky' is not one of pass, fail, error, skipped"):
         CellResult(matrix()[0].cell, "flaky", None, None)
-    with pytest.raises(ValueError, match="not a pytest-ipv6compat/report v1 document"):
+    with pytest.raises(ValueError, match="not a pytest-ipv6compat/report v2 document"):
         load_json('{"schema": "something"}')
 
 

@@ -2,33 +2,40 @@
 
 The Docker tests compare the profile with ``seccomp=unconfined`` wherever a
 denial could also come from missing capabilities, so that each one shows the
-profile, not the capability set, is what blocks the call.
+profile, not the capability set, is what blocks the call. Raw system calls come
+from small static programs the tests build from ``tests/data/seccomp/``.
 """
 
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
+import os
 import re
-import struct
+import shutil
+import subprocess
 import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_ipv6compat.listeners import parse_listeners
+from pytest_ipv6compat.listeners import canonical_address
 from pytest_ipv6compat.model import Family, Listener
 from pytest_ipv6compat.seccomp import (
     ALLOWED_SYSCALLS,
     DENIED_SYSCALLS,
+    DIFFERENCES,
+    FAMILY_LIMIT,
     build_profile,
+    family_blocks,
     profile_json,
 )
 
-# Image the Docker tests run in: needs nginx and a static busybox at /bin/busybox.
-# The lead will switch this to the real base-image fixture.
+DATA = Path(__file__).resolve().parent / "data" / "seccomp"
 
 # What Docker's default profile keeps from unprivileged containers; written out
 # here rather than imported so the test does not just compare the module to itself.
@@ -37,8 +44,8 @@ MUST_DENY = (
     "keyctl", "add_key", "request_key", "ptrace", "process_vm_readv", "process_vm_writev",
     "bpf", "perf_event_open", "kexec_load", "kexec_file_load",
     "init_module", "finit_module", "delete_module", "reboot", "swapon", "swapoff", "acct",
-    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "userfaultfd",
-    "open_by_handle_at", "name_to_handle_at", "lookup_dcookie", "quotactl",
+    "settimeofday", "clock_settime", "userfaultfd",
+    "open_by_handle_at", "lookup_dcookie", "quotactl",
     "sethostname", "setdomainname", "iopl", "ioperm", "create_module", "vm86",
     "nfsservctl", "syslog", "fanotify_init", "move_pages", "mbind", "set_mempolicy",
     "io_uring_setup", "io_uring_enter", "io_uring_register",
@@ -48,6 +55,7 @@ CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS = 0x00020000, 0x02000000, 0x04000000
 CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x08000000, 0x10000000, 0x20000000, 0x40000000
 CLONE_NEWTIME, SIGCHLD, CLONE_VM, CLONE_THREAD = 0x80, 17, 0x100, 0x10000
 NAMESPACE_FLAGS = (CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET)
+UPPER_BITS = (1 << 32, 0xFFFFFFFF << 32, 1 << 63)
 
 Rule = Mapping[str, Any]
 VARIANTS = pytest.mark.parametrize("inet6_errno", [None, 97], ids=["socket-open", "inet6-97"])
@@ -66,32 +74,35 @@ def allows(rule: Rule) -> bool:
     return bool(rule["action"] == "SCMP_ACT_ALLOW")
 
 
+_OPS = {
+    "SCMP_CMP_EQ": lambda v, a, b: v == a,
+    "SCMP_CMP_NE": lambda v, a, b: v != a,
+    "SCMP_CMP_LT": lambda v, a, b: v < a,
+    "SCMP_CMP_GT": lambda v, a, b: v > a,
+    "SCMP_CMP_MASKED_EQ": lambda v, a, b: v & a == b,
+}
+
+
 def _matches(rule: Rule, args: tuple[int, ...]) -> bool:
     for cmp in rule.get("args", []):
         value = args[cmp["index"]] if cmp["index"] < len(args) else 0
-        op = cmp["op"]
-        if op == "SCMP_CMP_EQ":
-            ok = value == cmp["value"]
-        elif op == "SCMP_CMP_NE":
-            ok = value != cmp["value"]
-        elif op == "SCMP_CMP_MASKED_EQ":
-            ok = value & cmp["value"] == cmp["valueTwo"]
-        else:
-            raise AssertionError(f"the evaluator does not know {op}")
-        if not ok:
+        if cmp["op"] not in _OPS:
+            raise AssertionError(f"the evaluator does not know {cmp['op']}")
+        if not _OPS[cmp["op"]](value, cmp["value"], cmp.get("valueTwo", 0)):
             return False
     return True
 
 
 def outcome(profile: Mapping[str, Any], name: str, *args: int) -> str:
-    """``allow`` or ``errno N``: what the profile does with one call, as a filter would."""
-    hits = {
-        "allow" if allows(rule) else f"errno {rule.get('errnoRet', 1)}"
-        for rule in rules_for(profile, name)
-        if _matches(rule, args)
-    }
-    assert len(hits) <= 1, f"{name}{args} matches rules with different actions: {hits}"
-    return hits.pop() if hits else "errno 1"
+    """``allow`` or ``errno N``: what the profile does with one call, as a filter would.
+
+    At most one rule may match: then no runtime's rule ordering can change the result.
+    """
+    hits = [rule for rule in rules_for(profile, name) if _matches(rule, args)]
+    assert len(hits) <= 1, f"{name}{args} matches {len(hits)} rules: {hits}"
+    if not hits:
+        return "errno 1"
+    return "allow" if allows(hits[0]) else f"errno {hits[0].get('errnoRet', 1)}"
 
 
 # --- unit tests: the profile as data
@@ -126,14 +137,14 @@ def test_module_lists_agree_with_the_test() -> None:
 def test_allowlist_is_clean_data() -> None:
     assert len(ALLOWED_SYSCALLS) == len(set(ALLOWED_SYSCALLS)), "duplicate names"
     assert all(re.fullmatch(r"_?[a-z][a-z0-9_]*", name) for name in ALLOWED_SYSCALLS)
-    for conditional in ("socket", "socketcall", "clone", "clone3", "personality"):
+    for conditional in ("socket", "socketpair", "socketcall", "clone", "clone3", "personality"):
         assert conditional not in ALLOWED_SYSCALLS
 
 
 NEEDED_BY_A_SERVICE = (
     "read", "write", "openat", "close", "epoll_wait", "epoll_ctl", "accept4", "sendfile", "futex", "eventfd2",
     "timerfd_create", "prlimit64", "getrandom", "rseq", "statx", "execve", "wait4", "exit_group", "fork", "vfork",
-    "rt_sigaction", "mmap",
+    "rt_sigaction", "mmap", "futex_wait", "futex_wake", "map_shadow_stack", "adjtimex",
 )  # fmt: skip
 
 
@@ -142,53 +153,66 @@ def test_a_normal_service_can_run(name: str) -> None:
     assert outcome(build_profile(inet6_errno=97), name) == "allow"
 
 
-def test_inet6_socket_rule() -> None:
+# --- the address-family rules
+
+
+def _expected_family(family: int, inet6_errno: int | None) -> str:
+    low = family & 0xFFFFFFFF
+    if low == 10 and inet6_errno is not None:
+        return f"errno {inet6_errno}"
+    if family != low or low >= FAMILY_LIMIT or low in (38, 40):
+        return "errno 1"
+    return "allow"
+
+
+FAMILY_SAMPLES = (
+    *range(FAMILY_LIMIT + 8),
+    0xFFFF,
+    0xFFFFFFFF,
+    *(f | hi for f in (1, 2, 10, 38, 40) for hi in UPPER_BITS),
+)
+
+
+@VARIANTS
+@pytest.mark.parametrize("name", ["socket", "socketpair"])
+def test_family_rules(inet6_errno: int | None, name: str) -> None:
+    profile = build_profile(inet6_errno=inet6_errno)
+    for family in FAMILY_SAMPLES:
+        assert outcome(profile, name, family, 1, 0) == _expected_family(family, inet6_errno), hex(family)
+
+
+def test_inet6_with_any_upper_bits_gets_errno_97() -> None:
     profile = build_profile(inet6_errno=97)
-    errno_rules = [rule for rule in rules_for(profile, "socket") if not allows(rule)]
-    assert errno_rules == [
-        {
-            "names": ["socket"],
-            "action": "SCMP_ACT_ERRNO",
-            "errnoRet": 97,
-            "args": [{"index": 0, "value": 10, "valueTwo": 0, "op": "SCMP_CMP_EQ"}],
-            "comment": "AF_INET6 fails as on a kernel without IPv6",
-        }
-    ]
-
-
-def test_socket_allow_rule_excludes_inet6() -> None:
-    profile = build_profile(inet6_errno=97)
-    allow_rules = [rule for rule in rules_for(profile, "socket") if allows(rule)]
-    assert allow_rules
-    for rule in allow_rules:
-        assert {"index": 0, "value": 10, "valueTwo": 0, "op": "SCMP_CMP_NE"} in rule["args"]
-    assert outcome(profile, "socket", 10, 1, 0) == "errno 97"
-    for family in (1, 2, 16, 17):  # AF_UNIX, AF_INET, AF_NETLINK, AF_PACKET
-        assert outcome(profile, "socket", family, 1, 0) == "allow"
-
-
-def test_inet6_profile_leaves_no_socketcall_bypass() -> None:
-    profile = build_profile(inet6_errno=97)
-    assert outcome(profile, "socketcall", 1) == "errno 1"
-    subarchs = [sub for entry in profile["archMap"] for sub in entry["subArchitectures"]]  # type: ignore[attr-defined]
-    assert "SCMP_ARCH_X86" not in subarchs
+    for hi in UPPER_BITS:
+        assert outcome(profile, "socket", 10 | hi, 1, 0) == "errno 97"
+        assert outcome(profile, "socketpair", 10 | hi, 1, 0) == "errno 97"
+    [rule] = [rule for rule in rules_for(profile, "socket") if not allows(rule)]
+    assert rule["args"] == [{"index": 0, "value": 0xFFFFFFFF, "valueTwo": 10, "op": "SCMP_CMP_MASKED_EQ"}]
+    assert rule["errnoRet"] == 97
 
 
 def test_other_inet6_errno() -> None:
     assert outcome(build_profile(inet6_errno=13), "socket", 10) == "errno 13"
 
 
-def test_without_inet6_errno_socket_is_unconditional() -> None:
-    profile = build_profile()
-    assert [rule.get("args") for rule in rules_for(profile, "socket")] == [None]
-    assert outcome(profile, "socket", 10) == "allow"
-    assert "97" not in profile_json()
+@pytest.mark.parametrize("excluded", [(), (10,), (38, 40), (10, 38, 40), (0, 63)])
+def test_family_blocks_cover_exactly_the_rest(excluded: tuple[int, ...]) -> None:
+    blocks = family_blocks(excluded)
+    covered = [f for start, size in blocks for f in range(start, start + size)]
+    assert sorted(covered) == [f for f in range(FAMILY_LIMIT) if f not in excluded]
+    for start, size in blocks:
+        assert size & (size - 1) == 0, (start, size)
+        assert start % size == 0, (start, size)
 
 
-@pytest.mark.parametrize("bad", [0, -1, 4096, True, "97", 97.0])
-def test_inet6_errno_is_validated(bad: Any) -> None:
-    with pytest.raises(ValueError, match="inet6_errno must be"):
-        build_profile(inet6_errno=bad)
+@VARIANTS
+def test_socketcall_is_enosys_and_comes_before_the_socket_rules(inet6_errno: int | None) -> None:
+    """libseccomp derives socketcall rules from socket rules; measured with runc 1.1.5:
+    with the socketcall rule after them the engine refuses the profile ("file exists")."""
+    profile = build_profile(inet6_errno=inet6_errno)
+    assert outcome(profile, "socketcall", 1) == "errno 38"
+    names = [rule["names"] for rule in rules(profile)]
+    assert names.index(["socketcall"]) < min(i for i, n in enumerate(names) if "socket" in n)
 
 
 @VARIANTS
@@ -196,10 +220,10 @@ def test_architectures(inet6_errno: int | None) -> None:
     arch_map = build_profile(inet6_errno=inet6_errno)["archMap"]
     assert isinstance(arch_map, list)
     by_arch = {entry["architecture"]: set(entry["subArchitectures"]) for entry in arch_map}
-    assert set(by_arch) == {"SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"}
-    assert "SCMP_ARCH_X32" in by_arch["SCMP_ARCH_X86_64"]
-    assert by_arch["SCMP_ARCH_AARCH64"] == {"SCMP_ARCH_ARM"}
-    assert ("SCMP_ARCH_X86" in by_arch["SCMP_ARCH_X86_64"]) is (inet6_errno is None)
+    assert by_arch == {
+        "SCMP_ARCH_X86_64": {"SCMP_ARCH_X86", "SCMP_ARCH_X32"},
+        "SCMP_ARCH_AARCH64": {"SCMP_ARCH_ARM"},
+    }
 
 
 @VARIANTS
@@ -240,6 +264,12 @@ def test_personality_only_with_default_values(inet6_errno: int | None) -> None:
     assert outcome(profile, "personality", 0x0400000) == "errno 1"  # READ_IMPLIES_EXEC
 
 
+@pytest.mark.parametrize("bad", [0, -1, 4096, True, "97", 97.0])
+def test_inet6_errno_is_validated(bad: Any) -> None:
+    with pytest.raises(ValueError, match="inet6_errno must be"):
+        build_profile(inet6_errno=bad)
+
+
 @VARIANTS
 def test_json_is_compact_sorted_and_deterministic(inet6_errno: int | None) -> None:
     text = profile_json(inet6_errno=inet6_errno)
@@ -253,7 +283,102 @@ def test_json_is_compact_sorted_and_deterministic(inet6_errno: int | None) -> No
 def test_build_profile_returns_fresh_data() -> None:
     first = build_profile(inet6_errno=97)
     rules(first)[0]["names"].append("mount")
-    assert "mount" not in profile_json(inet6_errno=97)
+    assert "mount" not in rules(json.loads(profile_json(inet6_errno=97)))[0]["names"]
+
+
+# --- the table of differences from Docker's current default profile
+
+
+def _docker_reference() -> dict[str, object]:
+    """tests/data/seccomp/docker-default.txt as a profile the evaluator above can read."""
+    allowed: list[str] = []
+    conditional: list[dict[str, object]] = []
+    for number, line in enumerate((DATA / "docker-default.txt").read_text(encoding="utf-8").splitlines(), 1):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        if words[0] == "allow":
+            allowed += words[1:]
+        elif words[0] == "rule" and len(words) in (3, 6, 7):
+            action = "SCMP_ACT_ALLOW" if words[2] == "allow" else "SCMP_ACT_ERRNO"
+            rule: dict[str, object] = {"names": [words[1]], "action": action}
+            if words[2].startswith("errno"):
+                rule["errnoRet"] = int(words[2].removeprefix("errno"))
+            if len(words) > 3:
+                index, op, *values = words[3:]
+                value_two = int(values[1]) if len(values) > 1 else 0
+                rule["args"] = [{"index": int(index.removeprefix("arg")), "op": f"SCMP_CMP_{op}",
+                                 "value": int(values[0]), "valueTwo": value_two}]  # fmt: skip
+            conditional.append(rule)
+        else:
+            raise AssertionError(f"docker-default.txt line {number}: cannot read {line!r}")
+    assert len(allowed) == len(set(allowed)), "a name is allowed twice in docker-default.txt"
+    return {"syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"}, *conditional]}
+
+
+DOCKER_DEFAULT = _docker_reference()
+OURS = build_profile(inet6_errno=97)
+# Every argument rule in either profile looks at argument 0 only, so these values
+# show every rule's effect: families, personalities and clone flags.
+ARG0_SAMPLES = (
+    *FAMILY_SAMPLES, 0x8, 0x20000, 0x20008, 0x40000, 0x400000, SIGCHLD, 0x3D0F00,
+    *(SIGCHLD | flag for flag in NAMESPACE_FLAGS),
+)  # fmt: skip
+
+
+def _behaviour(profile: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    return tuple(outcome(profile, name, value) for value in ARG0_SAMPLES)
+
+
+def _every_name() -> set[str]:
+    names = {n for profile in (OURS, DOCKER_DEFAULT) for rule in rules(profile) for n in rule["names"]}
+    return names | set(DENIED_SYSCALLS)
+
+
+def test_rules_look_at_argument_0_only() -> None:
+    for profile in (OURS, DOCKER_DEFAULT):
+        assert {arg["index"] for rule in rules(profile) for arg in rule.get("args", [])} == {0}
+
+
+def test_the_differences_from_dockers_default_are_exactly_the_table() -> None:
+    differ = {name for name in _every_name() if _behaviour(OURS, name) != _behaviour(DOCKER_DEFAULT, name)}
+    listed = [name for difference in DIFFERENCES for name in difference.names]
+    assert len(listed) == len(set(listed)), "a syscall is listed twice in DIFFERENCES"
+    assert sorted(differ - set(listed)) == [], "differences from Docker's default that DIFFERENCES does not explain"
+    assert sorted(set(listed) - differ) == [], "DIFFERENCES lists syscalls that no longer differ"
+
+
+def test_each_difference_says_what_and_why() -> None:
+    for difference in DIFFERENCES:
+        assert difference.names == tuple(sorted(difference.names))
+        assert difference.ours, difference
+        assert difference.docker, difference
+        assert len(difference.reason) > 40, difference
+
+
+@pytest.mark.parametrize(
+    ("name", "arg0", "ours", "docker"),
+    [
+        ("socket", 10, "errno 97", "allow"),
+        ("socket", 10 | 1 << 32, "errno 97", "allow"),
+        ("socket", 38 | 1 << 32, "errno 1", "allow"),  # upper bits slip past Docker's AF_ALG rule
+        ("socket", 2 | 1 << 32, "errno 1", "allow"),
+        ("socket", 64, "errno 1", "allow"),
+        ("socket", 38, "errno 1", "errno 1"),
+        ("socket", 40, "errno 1", "errno 1"),
+        ("socket", 2, "allow", "allow"),
+        ("socketpair", 10, "errno 97", "allow"),
+        ("socketpair", 38, "errno 1", "allow"),
+        ("socketpair", 1, "allow", "allow"),
+        ("keyctl", 0, "errno 1", "allow"),
+        ("ptrace", 0, "errno 1", "allow"),
+        ("socketcall", 1, "errno 38", "errno 38"),
+        ("io_uring_setup", 1, "errno 1", "errno 1"),
+        ("clone3", 0, "errno 38", "errno 38"),
+    ],
+)
+def test_what_the_table_says(name: str, arg0: int, ours: str, docker: str) -> None:
+    assert (outcome(OURS, name, arg0), outcome(DOCKER_DEFAULT, name, arg0)) == (ours, docker)
 
 
 # --- Docker-backed tests: the profile in a real box
@@ -402,9 +527,21 @@ def test_nginx_serves_ipv4_under_profile(box: Any) -> None:
 
 def _listeners(output: str) -> frozenset[Listener]:
     """Parse the /proc/net/tcp{,6} texts that START_NGINX prints between markers."""
-    tcp = output.split("@@tcp\n")[1].split("@@tcp6\n")[0]
-    tcp6 = output.split("@@tcp6\n")[1].split("@@end")[0]
-    return parse_listeners(tcp, tcp6)
+    texts = {
+        Family.INET: output.split("@@tcp\n")[1].split("@@tcp6\n")[0],
+        Family.INET6: output.split("@@tcp6\n")[1].split("@@end")[0],
+    }
+    found = set()
+    for family, text in texts.items():
+        for row in text.splitlines()[1:]:
+            fields = row.split()
+            if len(fields) > 3 and fields[3] == "0A":  # LISTEN
+                address, port = fields[1].split(":")
+                words = [bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, len(address), 8)]
+                raw = b"".join(words)  # the kernel prints each 32-bit word in host (little-endian) order
+                text_address = str(ipaddress.ip_address(raw))
+                found.add(Listener(family, canonical_address(family, text_address), int(port, 16)))
+    return frozenset(found)
 
 
 @pytest.mark.docker
@@ -445,95 +582,223 @@ def test_mount_is_denied_before_the_kernel_looks_at_it(box: Any) -> None:
     assert "mounting none on /nonexistent failed: No such file or directory" in unconfined.output
 
 
-# Each probe: a shell command, its exit code under the profile, and unconfined.
-# None: the unconfined result is not asserted. Raw syscalls use a tiny static
-# x86_64 program (see _syscall_program) that exits with the errno, or 0.
+# --- busybox applets: what the profile decides, with an unconfined control
 
 
 @dataclass(frozen=True)
-class Probe:
+class Applet:
     name: str
+    command: str
     confined: int
-    unconfined: int | None
-    command: str = ""
-    syscall: tuple[int, ...] = ()  # (number, arg0, arg1, arg2) for a raw probe
+    unconfined: int
 
 
-PROBES = (
-    Probe("unshare-applet", 1, 0, command="busybox unshare -U true"),
-    Probe("adjtimex-applet", 1, 0, command="busybox adjtimex >/dev/null"),  # glibc calls clock_adjtime
-    Probe("linux32-applet", 0, 0, command="busybox linux32 true"),  # personality(PER_LINUX32)
-    Probe("keyctl", 1, 0, syscall=(250, 0, -3, 0)),  # KEYCTL_GET_KEYRING_ID, session keyring
-    Probe("unshare-newuser", 1, 0, syscall=(272, CLONE_NEWUSER)),
-    Probe("clone-newuser", 1, 0, syscall=(56, CLONE_NEWUSER | SIGCHLD)),
-    Probe("clone-fork", 0, 0, syscall=(56, SIGCHLD)),
-    Probe("clone3", 38, None, syscall=(435, 0, 0)),  # unconfined: EINVAL for a NULL struct
-    Probe("ptrace-traceme", 1, 0, syscall=(101, 0)),
-    Probe("personality-addr-no-randomize", 1, 0, syscall=(135, 0x0040000)),
-    Probe("personality-linux32", 0, 0, syscall=(135, 0x8)),
-    Probe("socket-inet6", 97, 0, syscall=(41, 10, 1, 0)),
-    Probe("socket-inet", 0, 0, syscall=(41, 2, 1, 0)),
+APPLETS = (
+    Applet("unshare", "busybox unshare -U true", 1, 0),
+    Applet("adjtimex-read", "busybox adjtimex >/dev/null", 0, 0),  # glibc calls clock_adjtime, modes 0
+    Applet("linux32", "busybox linux32 true", 0, 0),  # personality(PER_LINUX32)
 )
 
 
-def _syscall_program(number: int, a0: int = 0, a1: int = 0, a2: int = 0) -> bytes:
-    """A static x86_64 ELF that makes one system call and exits with its errno (0 on success)."""
-
-    def imm32(value: int) -> bytes:
-        return struct.pack("<i", value if value < 2**31 else value - 2**32)
-
-    code = b"".join(
-        (
-            b"\x48\xc7\xc0" + imm32(number),  # mov rax, number
-            b"\x48\xc7\xc7" + imm32(a0),  # mov rdi, a0
-            b"\x48\xc7\xc6" + imm32(a1),  # mov rsi, a1
-            b"\x48\xc7\xc2" + imm32(a2),  # mov rdx, a2
-            b"\x0f\x05",  # syscall
-            b"\x48\x85\xc0",  # test rax, rax
-            b"\x78\x04",  # js failed
-            b"\x31\xff",  # xor edi, edi
-            b"\xeb\x05",  # jmp leave
-            b"\x48\xf7\xd8",  # failed: neg rax
-            b"\x89\xc7",  # mov edi, eax
-            b"\xb8\x3c\x00\x00\x00",  # leave: mov eax, 60 (exit)
-            b"\x0f\x05",  # syscall
-        )
-    )
-    base, offset = 0x400000, 64 + 56
-    elf_header = struct.pack(
-        "<4s5B7xHHIQQQIHHHHHH",
-        *(b"\x7fELF", 2, 1, 1, 0, 0),  # 64-bit, little-endian, ELF v1, System V ABI
-        *(2, 0x3E, 1),  # ET_EXEC, EM_X86_64, version
-        *(base + offset, 64, 0),  # entry, program headers at 64, no section headers
-        *(0, 64, 56, 1, 0, 0, 0),
-    )
-    size = offset + len(code)
-    program_header = struct.pack("<IIQQQQQQ", 1, 5, 0, base, base, size, size, 0x1000)  # PT_LOAD, R+X
-    return elf_header + program_header + code
-
-
 @pytest.fixture(scope="module")
-def probe_results(box: Any) -> dict[str, dict[str, int]]:
-    """Run every probe once under the profile and once unconfined: two containers."""
-    raw = box.client.info().get("Architecture") == "x86_64"
-    files = {f"/probe/{p.name}": _syscall_program(*p.syscall) for p in PROBES if p.syscall and raw}
-    lines = [f"{p.command or '/probe/' + p.name}; echo @@{p.name}=$?" for p in PROBES if p.command or raw]
+def applet_results(box: Box) -> dict[str, dict[str, int]]:
+    """Run every applet once under the profile and once unconfined: two containers."""
+    script = "\n".join(f"{a.command}; echo @@{a.name}=$?" for a in APPLETS)
     results: dict[str, dict[str, int]] = {}
     for mode, seccomp in (("confined", PROFILE), ("unconfined", UNCONFINED)):
-        ran = run(box, "\n".join(lines), seccomp=seccomp, files=files)
+        ran = run(box, script, seccomp=seccomp)
         results[mode] = {name: int(code) for name, code in re.findall(r"^@@([\w-]+)=(\d+)$", ran.output, re.M)}
     return results
 
 
 @pytest.mark.docker
-@pytest.mark.parametrize("probe", PROBES, ids=[p.name for p in PROBES])
-def test_profile_decides_the_syscall(probe_results: dict[str, dict[str, int]], probe: Probe) -> None:
-    if probe.name not in probe_results["confined"]:
-        pytest.skip("raw syscall probes are x86_64 programs; the box is another architecture")
-    unconfined = probe_results["unconfined"][probe.name]
-    if probe.unconfined is not None and unconfined != probe.unconfined:
-        pytest.skip(
-            f"control failed: unconfined {probe.name} gave {unconfined}, not {probe.unconfined},"
-            " so this kernel cannot show the profile is the cause"
-        )
-    assert probe_results["confined"][probe.name] == probe.confined
+@pytest.mark.parametrize("applet", APPLETS, ids=[a.name for a in APPLETS])
+def test_profile_decides_the_applet(applet_results: dict[str, dict[str, int]], applet: Applet) -> None:
+    unconfined = applet_results["unconfined"][applet.name]
+    if unconfined != applet.unconfined:
+        pytest.skip(f"control failed: unconfined {applet.name} gave {unconfined}, not {applet.unconfined}")
+    assert applet_results["confined"][applet.name] == applet.confined
+
+
+# --- raw system calls from static programs the tests build
+
+
+def _build(tmp: Path, name: str, command: list[str]) -> bytes:
+    tool = next(word for word in command if "=" not in word)
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed: cannot build the {name} probe")
+    out = tmp / name
+    settings = dict(word.split("=", 1) for word in command if "=" in word)
+    command = [str(out) if word == "OUT" else word for word in command if "=" not in word]
+    env = {**os.environ, "CGO_ENABLED": "0", **settings}  # Go: a static binary, like the C ones
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=env)
+    if done.returncode != 0:
+        pytest.skip(f"{' '.join(command)} failed, so no {name} probe: {done.stderr.strip()[-300:]}")
+    return out.read_bytes()
+
+
+PROBE_C = str(DATA / "probe.c")
+BUILDS: dict[str, list[str]] = {
+    "glibc": ["gcc", "-o", "OUT", "-static", "-O1", PROBE_C, "-lpthread"],
+    "musl": ["musl-gcc", "-o", "OUT", "-static", "-O1", PROBE_C],
+    "i386": ["gcc", "-o", "OUT", "-m32", "-static", "-nostdlib", "-ffreestanding", "-fno-pic", "-no-pie",
+             "-fno-stack-protector", "-O1", str(DATA / "probe32.c")],
+    "i386-glibc": ["gcc", "-o", "OUT", "-m32", "-static", "-O1", str(DATA / "libc_socket.c")],
+    "go": ["go", "build", "-o", "OUT", str(DATA / "server.go")],
+    "go-386": ["GOARCH=386", "go", "build", "-o", "OUT", str(DATA / "server.go")],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """``build(name)``: the static program ``name`` of BUILDS, built once; skips if it cannot be."""
+    tmp = tmp_path_factory.mktemp("seccomp-probes")
+    built: dict[str, bytes] = {}
+
+    def get(name: str) -> bytes:
+        if name not in built:
+            built[name] = _build(tmp, name, BUILDS[name])
+        return built[name]
+
+    return get
+
+
+def _results(output: str) -> dict[str, str]:
+    return dict(re.findall(r"^@@([\w-]+)=(ok|errno \d+)$", output, re.M))
+
+
+# name: (under the profile, unconfined control or None). The controls show the
+# kernel would have honoured the call, so the profile is what refuses it.
+RAW_CHECKS: dict[str, tuple[str, str | None]] = {
+    "socket-inet": ("ok", "ok"),
+    "socket-unix": ("ok", "ok"),
+    "socket-inet6": ("errno 97", "ok"),
+    "socket-inet6-dgram": ("errno 97", "ok"),
+    "socket-inet6-bit32": ("errno 97", "ok"),  # the kernel ignores the upper bits: AF_INET6
+    "socket-inet6-high": ("errno 97", "ok"),
+    "socket-inet6-bit63": ("errno 97", "ok"),
+    "socket-inet-bit32": ("errno 1", "ok"),
+    "socket-alg": ("errno 1", None),  # unconfined: ok, or 97 where the module is absent
+    "socket-alg-bit32": ("errno 1", None),
+    "socket-vsock": ("errno 1", None),
+    "socket-vsock-bit32": ("errno 1", None),
+    "socket-family-64": ("errno 1", "errno 97"),
+    "socketpair-unix": ("ok", "ok"),
+    "socketpair-inet6": ("errno 97", "errno 95"),
+    "socketpair-inet6-bit32": ("errno 97", "errno 95"),
+    "socketpair-inet": ("errno 95", "errno 95"),
+    "io_uring_setup": ("errno 1", "ok"),  # IORING_OP_SOCKET would be a route around the socket rule
+    "unshare-newuser": ("errno 1", "ok"),
+    "mount-tmpfs": ("errno 1", "errno 2"),  # unconfined, the kernel looks up the target first
+    "keyctl": ("errno 1", "ok"),
+    "ptrace-traceme": ("errno 1", "ok"),
+    "adjtimex-read": ("ok", "ok"),
+    "clone3": ("errno 38", "errno 22"),
+}
+
+
+@pytest.fixture(scope="module")
+def raw_results(box: Box, build: Any) -> Any:
+    """``raw_results(libc)``: {mode: {check: result}} for the probe built against ``libc``."""
+    cache: dict[str, dict[str, dict[str, str]]] = {}
+
+    def get(libc: str) -> dict[str, dict[str, str]]:
+        if libc not in cache:
+            files = {"/probe/probe": build(libc)}
+            cache[libc] = {
+                mode: _results(run(box, "/probe/probe checks", seccomp=seccomp, files=files).output)
+                for mode, seccomp in (("confined", PROFILE), ("unconfined", UNCONFINED))
+            }
+        return cache[libc]
+
+    return get
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("libc", ["glibc", "musl"])
+@pytest.mark.parametrize("check", list(RAW_CHECKS))
+def test_raw_syscall_under_the_profile(raw_results: Any, libc: str, check: str) -> None:
+    results = raw_results(libc)
+    confined, control = RAW_CHECKS[check]
+    unconfined = results["unconfined"].get(check)
+    if control is not None and unconfined != control:
+        pytest.skip(f"control failed: unconfined {check} gave {unconfined}, not {control}")
+    assert results["confined"].get(check) == confined, results["confined"]
+
+
+@pytest.mark.docker
+def test_i386_programs_run_and_reach_sockets_only_directly(box: Box, build: Any) -> None:
+    """32-bit x86 is in the profile: no SIGSYS; socket is filtered, socketcall is ENOSYS."""
+    ran = run(box, "/probe/probe32", files={"/probe/probe32": build("i386")})
+    assert ran.code == 0, f"exit {ran.code} (159 = SIGSYS: i386 left out of the profile)\n{ran.output}"
+    assert _results(ran.output) == {
+        "getpid": "ok",
+        "socket-inet": "ok",
+        "socket-inet6": "errno 97",
+        "socketpair-unix": "ok",
+        "socketpair-inet6": "errno 97",
+        "socketcall-inet": "errno 38",
+        "socketcall-inet6": "errno 38",
+    }
+
+
+@pytest.mark.docker
+def test_i386_glibc_socket_gets_enosys(box: Box, build: Any) -> None:
+    """The documented limit: Debian 12's i386 glibc creates sockets through socketcall."""
+    files = {"/probe/socket": build("i386-glibc")}
+    unconfined = _results(run(box, "/probe/socket", seccomp=UNCONFINED, files=files).output)
+    if unconfined != {"socket-inet": "ok", "socket-inet6": "ok"}:
+        pytest.skip(f"control failed: unconfined, the i386 program gave {unconfined}")
+    confined = _results(run(box, "/probe/socket", files=files).output)
+    if confined == {"socket-inet": "ok", "socket-inet6": "errno 97"}:
+        pytest.skip("this i386 libc calls socket directly, so it is not limited")
+    assert confined == {"socket-inet": "errno 38", "socket-inet6": "errno 38"}
+
+
+@pytest.mark.docker
+def test_i386_go_server_fails_with_enosys(box: Box, build: Any) -> None:
+    """The same limit for Go: its 386 port creates sockets through socketcall."""
+    ran = run(box, "/probe/server serve 8080", files={"/probe/server": build("go-386")})
+    assert ran.code == 1, ran.output
+    assert "@@listen: listen tcp :8080: socket: function not implemented" in ran.output
+
+
+SERVE = """\
+/probe/server serve 8080 >/tmp/server.out 2>&1 &
+i=0
+until busybox grep -q '^@@ready' /tmp/server.out 2>/dev/null; do
+    i=$((i + 1)); [ $i -gt 1000 ] && break; busybox usleep 10000
+done
+busybox cat /tmp/server.out
+echo "@@v4 $(busybox nc 127.0.0.1 8080 </dev/null 2>&1)"
+echo "@@v6 $(busybox nc ::1 {v6_port} </dev/null 2>&1)"
+echo @@tcp; busybox cat /proc/net/tcp; echo @@tcp6; busybox cat /proc/net/tcp6; echo @@end
+kill %1
+"""
+SYSCTLS_ON = {name: "0" for name in SYSCTLS_OFF}
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("server", ["glibc", "musl", "go"])
+def test_a_static_server_starts_the_same_but_for_ipv6(box: Box, build: Any, server: str) -> None:
+    """dual-stack (the engine's default profile) against ipv6-kernel-off (this profile)."""
+    v6_port = 8080 if server == "go" else 8081  # Go: one dual-stack socket; C: a v6only one
+    files = {"/probe/server": build(server)}
+    script = SERVE.replace("{v6_port}", str(v6_port))
+    dual = run(box, script, seccomp=None, sysctls=SYSCTLS_ON, files=files)
+    off = run(box, script, files=files)
+    for ran in (dual, off):
+        assert "@@ready" in ran.stdout, ran.output
+        assert "@@v4 hello" in ran.stdout, ran.output
+    assert "@@v6 hello" in dual.stdout, dual.output
+    assert "@@v6 hello" not in off.stdout, off.output
+    dual_listeners, off_listeners = _listeners(dual.stdout), _listeners(off.stdout)
+    assert {li for li in dual_listeners if li.family is Family.INET6} == {Listener(Family.INET6, "::", v6_port)}
+    assert off_listeners == {Listener(Family.INET, "0.0.0.0", 8080)}
+    if server == "go":  # one [::] socket serves both families; without IPv6 Go listens on 0.0.0.0
+        assert "@@listen: ok [::]:8080" in dual.stdout
+        assert "@@listen: ok 0.0.0.0:8080" in off.stdout
+    else:
+        assert dual_listeners == off_listeners | {Listener(Family.INET6, "::", v6_port)}
+        assert "@@listen inet6: ok" in dual.stdout
+        assert "@@listen inet6: unavailable, errno 97" in off.stdout

@@ -1,0 +1,77 @@
+"""Where a cell runs: one small protocol, one module per kind of backend.
+
+Items and fixtures talk to :class:`Backend` and :class:`Run` only; the Docker API
+backend (:mod:`.docker_api`, for Docker and Podman, local or remote) implements them.
+Every backend runs the same probe (``probe/shim.sh`` then ``probe/watch.c``) and
+parses its report with :mod:`pytest_ipv6compat.probe.report`, so ``up``, ``exited``,
+``timeout``, listeners, probes and hold mean the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..model import Attestation, Verdict
+from ..spec import RunSpec
+from ..stacks import Stack
+
+__all__ = ["Backend", "EngineError", "Launch", "Run"]
+
+
+class EngineError(Exception):
+    """The backend could not do what was asked (not a verdict); the message says what and why."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything needed to start one target: image, stack, environment and run settings."""
+
+    image: str
+    stack: Stack
+    env: Mapping[str, str] = field(default_factory=dict)
+    run: RunSpec = field(default_factory=RunSpec)
+    name: str | None = None
+
+
+class Run(Protocol):
+    """A started target being observed. Methods block until they know (bounded by the launch's timeout)."""
+
+    keep: bool  # leave it in place for inspection when the run ends (a failed cell, --ipv6-keep-failed)
+
+    @property
+    def name(self) -> str: ...
+
+    def attestation(self) -> Attestation:
+        """The stack as the target's namespace showed it; :class:`EngineError` if it never reported."""
+        ...
+
+    def verdict(self) -> Verdict:
+        """``up`` after the hold window, ``exited``, or ``timeout``; :class:`EngineError` on a backend fault."""
+        ...
+
+
+class Backend(Protocol):
+    """Prepares nothing itself (images are built by :mod:`..images`); starts, observes and cleans up."""
+
+    def info(self) -> dict[str, str]:
+        """Facts for the report header (engine, version, ...)."""
+        ...
+
+    def image_config(self, image: str) -> dict[str, Any]:
+        """The image's config (``Env``, ``Entrypoint``, ``Cmd``, ``User`` ...)."""
+        ...
+
+    def run(self, launch: Launch) -> AbstractContextManager[Run]:
+        """Start ``launch``; the run is always cleaned up when the context ends."""
+        ...
+
+    def sweep(self) -> list[str]:
+        """Remove what dead sessions on this host left; never a live session's."""
+        ...
+
+    def remove_session(self, keep: Collection[str] = ()) -> int:
+        """Remove what this process started and still has, except ``keep`` (names)."""
+        ...

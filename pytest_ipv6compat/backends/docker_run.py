@@ -1,0 +1,329 @@
+"""Observing one started container through the Docker API.
+
+Three channels, none of which the target can write to or slow down:
+
+* the first lines of the container's output, written by the shim before the
+  target runs and tagged with a nonce the target never sees: the attestation;
+* an exec session running the watcher (``probe/watch.c``): listeners, probes,
+  ``ready`` once the hold window has passed;
+* the engine's wait call: the exit code, as soon as the target exits.
+
+The target's own output is read once, at the end, as a bounded tail
+(:data:`LOG_TAIL_LINES` lines of at most :data:`LOG_LINE_CHARS` characters), so a
+target that logs megabytes costs nothing and cannot delay the verdict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import docker
+import docker.errors
+
+from ..diagnose import error_line
+from ..model import Attestation, Outcome, Verdict
+from ..probe.report import RECORDS, ShimReport, WatchReport, is_shim_line
+from ..stacks import attest, inet6_probe_fact
+from . import EngineError, Launch
+
+log = logging.getLogger(__name__)
+
+# What a failing or hung engine raises: docker-py's errors, plus the connection errors and
+# timeouts of requests (subclasses of OSError), which docker-py passes through unwrapped.
+FAULTS = (docker.errors.DockerException, OSError)
+LOG_TAIL_LINES = 200  # lines of the target's output kept with a verdict
+LOG_LINE_CHARS = 1000  # a longer line is cut
+_EXIT_GRACE_S = 3.0  # after the watcher ends without "ready": how long the exit may take to be reported
+_PROBE_BUDGET_S = 7.0  # per probe: connect (2 s) + response (3 s) + slack
+_JOIN_S = 2.0
+_KILLED = (137, 143)  # SIGKILL, SIGTERM
+_REMOVAL_S = 0.3
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+class DockerRun:
+    """A started container being observed. Methods block until they know."""
+
+    def __init__(
+        self, client: docker.DockerClient, container_id: str, name: str, launch: Launch, nonce: str, *, probe: str
+    ) -> None:
+        self._client = client
+        self._api = client.api
+        self.container_id = container_id
+        self._name = name
+        self.launch = launch
+        self.keep = False
+        self._probe = probe
+        self.started = time.monotonic()
+        self.deadline = self.started + launch.run.timeout
+        self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._shim = ShimReport(nonce)
+        self._watch = WatchReport()
+        self._attested = threading.Event()
+        self._closers: list[Callable[[], object]] = []
+        self._threads: list[threading.Thread] = []
+        self._attestation: Attestation | None = None
+        self._verdict: Verdict | None = None
+        self._tail: str | None = None
+        self._other: list[str] = []  # lines on the watcher's channel that are not its records
+        self.engine_fault: str | None = None  # why the engine stopped answering, if it did
+        self._spawn(self._wait_for_exit, "wait")
+        self._spawn(self._read_shim, "shim")
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    # ------------------------------------------------------------ channels (threads)
+
+    def _spawn(self, target: Callable[[], None], what: str) -> None:
+        thread = threading.Thread(target=target, name=f"ipv6compat-{what}-{self.name}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _wait_for_exit(self) -> None:
+        spec = self.launch.run
+        try:
+            status = self._api.wait(self.container_id, timeout=spec.timeout + spec.hold + 600)
+            self._events.put(("exit", status))
+        except docker.errors.NotFound:
+            self._events.put(("gone", None))
+        except FAULTS as exc:
+            self._events.put(("fault", reason(exc)))
+
+    def _read_shim(self) -> None:
+        stream: Any = None
+        try:
+            stream = self._api.logs(self.container_id, stream=True, follow=True, stdout=True, stderr=True)
+            self._closers.append(stream.close)
+            for line in _lines(stream):
+                self._shim.feed(line)
+                if self._shim.attested:
+                    break
+        except Exception as exc:  # noqa: BLE001 - any stream failure ends the attestation
+            log.debug("shim stream of %s ended: %s", self.name, exc)
+        finally:
+            self._attested.set()
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    stream.close()
+
+    def _read_watcher(self) -> None:
+        spec = self.launch.run
+        argv = [f"{self._probe}/watch", f"{spec.settle:g}", f"{spec.hold:g}", spec.probe, spec.http_path,
+                ",".join(spec.http_status)]
+        try:
+            exec_id = self._api.exec_create(self.container_id, argv, stdout=True, stderr=True)["Id"]
+            stream = self._api.exec_start(exec_id, stream=True)
+            self._closers.append(stream.close)
+            for line in _lines(stream):
+                self._events.put(("watch", line))
+        except FAULTS as exc:
+            # Often the target exited before the exec began ("is not running"): its exit is on its way. If
+            # it is not, the observation ends with this reason once the grace time has passed.
+            self._other.append(f"exec failed: {reason(exc)}")
+        self._events.put(("watch-end", None))
+
+    # ------------------------------------------------------------ what the caller asks
+
+    def attestation(self) -> Attestation:
+        """Wait for the shim's attestation; a target that never reported one is an error."""
+        if self._attestation is None:
+            self._attested.wait(max(0.0, self.deadline - time.monotonic()))
+            if not self._shim.attested:
+                why = "did not report in time" if not self._attested.is_set() else "exited"
+                raise EngineError(
+                    f"the container {why} before the stack could be attested; logs:\n{self.logs(15)}"
+                )
+            facts = dict(self._shim.facts)
+            facts["inet6 socket"] = inet6_probe_fact(self._shim.inet6_probe)
+            self._attestation = attest(self.launch.stack, facts)
+        if self._shim.missing:
+            raise EngineError(f"the engine could not start the target: {self._shim.missing}")
+        return self._attestation
+
+    def verdict(self) -> Verdict:
+        """``up`` once the watcher says ``ready`` (the hold window has passed), ``exited``, or ``timeout``."""
+        if self._verdict is None:
+            self.attestation()
+            self._spawn(self._read_watcher, "watch")
+            self._verdict = self._observe()
+        return self._verdict
+
+    def _observe(self) -> Verdict:
+        spec = self.launch.run
+        settled_at: float | None = None
+        watcher_ended: float | None = None
+        while True:
+            if watcher_ended is not None:
+                limit = watcher_ended + _EXIT_GRACE_S
+            elif settled_at is not None:
+                limit = settled_at + spec.hold + _PROBE_BUDGET_S * max(1, len(self._watch.reach) + 2) + 5
+            else:
+                limit = self.deadline
+            try:
+                kind, value = self._events.get(timeout=max(0.0, limit - time.monotonic()))
+            except queue.Empty:
+                return self._no_event(settled_at, watcher_ended)
+            if kind == "watch":
+                if value.split(" ", 1)[0] not in RECORDS:  # the engine's words, e.g. exec into an exiting container
+                    self._other.append(value.strip())
+                    continue
+                try:
+                    self._watch.feed(value)
+                except ValueError as exc:
+                    raise EngineError(str(exc)) from None
+                if self._watch.settled is not None and settled_at is None:
+                    settled_at = time.monotonic()
+                if self._watch.error:
+                    raise EngineError(f"the probe could not observe the target: {self._watch.error}")
+                if self._watch.ready:
+                    return self._make(Outcome.UP)
+            elif kind == "watch-end":
+                watcher_ended = time.monotonic()
+            elif kind == "exit":
+                return self._exited(value)
+            elif kind == "gone":
+                raise EngineError(f"container {self.name} was removed by someone else while the cell ran")
+            elif kind == "fault":
+                raise self._fault(value)
+
+    def _no_event(self, settled_at: float | None, watcher_ended: float | None) -> Verdict:
+        self._check_engine()
+        if watcher_ended is not None:
+            state = self._state()
+            if state == "exited":  # the wait call has not said so yet
+                code = self._api.inspect_container(self.container_id)["State"]["ExitCode"]
+                return self._exited({"StatusCode": code})
+            if state == "gone":
+                raise EngineError(f"container {self.name} was removed by someone else while the cell ran")
+            detail = self._watch.error or "; ".join(self._other[-3:]) or "no report"
+            raise EngineError(f"the probe's watcher ended without a verdict ({detail}); the container is {state}")
+        if settled_at is None:
+            return self._make(Outcome.TIMEOUT)
+        raise EngineError("the probe's report did not complete in time after the listeners settled")
+
+    def _exited(self, status: Any) -> Verdict:
+        while True:  # records the watcher sent before the exit was reported
+            try:
+                kind, value = self._events.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "watch":
+                with contextlib.suppress(ValueError):
+                    self._watch.feed(value)
+        code = status.get("StatusCode") if isinstance(status, dict) else None
+        state = self._state()
+        if state in ("exited", "dead") and code in _KILLED:
+            # Killed: by the kernel (OOM), or by someone removing the container, which the engine does
+            # after the wait call has returned. Look again once removal would have begun.
+            time.sleep(_REMOVAL_S)
+            state = self._state()
+        if state in ("gone", "removing"):
+            raise EngineError(f"container {self.name} was removed by someone else while the cell ran")
+        return self._make(Outcome.EXITED, exit_code=int(code) if code is not None else None)
+
+    def _make(self, outcome: Outcome, *, exit_code: int | None = None) -> Verdict:
+        logs = self.logs()
+        listeners = frozenset(self._watch.listeners)
+        return Verdict(
+            outcome,
+            listeners=listeners if outcome is Outcome.UP else frozenset(),
+            reach=tuple(self._watch.reach) if outcome is Outcome.UP else (),
+            exit_code=exit_code,
+            error_line=error_line(logs.splitlines()) if outcome is Outcome.EXITED else None,
+            logs=logs,
+            seconds=time.monotonic() - self.started,
+            listened=listeners if outcome is Outcome.EXITED else frozenset(),
+        )
+
+    def _fault(self, why: str) -> EngineError:
+        """The engine stopped answering: an error for this cell, remembered so later cells say so at once."""
+        self.engine_fault = why
+        return EngineError(f"the Docker engine stopped responding during the cell: {why}")
+
+    def _check_engine(self) -> None:
+        try:
+            self._api.ping()
+        except FAULTS as exc:
+            raise self._fault(reason(exc)) from None
+
+    def _state(self) -> str:
+        try:
+            return str(self._api.inspect_container(self.container_id)["State"]["Status"])
+        except docker.errors.NotFound:
+            return "gone"
+        except FAULTS as exc:
+            raise self._fault(reason(exc)) from None
+
+    def logs(self, lines: int = LOG_TAIL_LINES) -> str:
+        """The last ``lines`` lines of the target's own output (the shim's removed, control codes dropped)."""
+        if self._tail is None or lines != LOG_TAIL_LINES:
+            try:
+                raw = self._api.logs(self.container_id, stdout=True, stderr=True, tail=lines)
+            except FAULTS as exc:
+                return f"(logs unavailable: {reason(exc)})"
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+            kept = [
+                _clean(line) for line in text.splitlines() if not is_shim_line(line, self._shim.nonce)
+            ]
+            tail = "\n".join(kept)
+            if lines != LOG_TAIL_LINES:
+                return tail
+            self._tail = tail
+        return self._tail
+
+    def close(self) -> None:
+        """Stop following the streams; the reader threads then end (waited for, bounded)."""
+        for close in self._closers:
+            with contextlib.suppress(Exception):
+                close()
+        for thread in self._threads:
+            if thread.name.startswith("ipv6compat-wait-"):
+                continue  # ends when the container is removed
+            thread.join(_JOIN_S)
+
+
+def _lines(stream: Iterable[bytes]) -> Iterable[str]:
+    pending = b""
+    for chunk in stream:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8", "replace")
+        if len(pending) > 65536:  # a line this long is nobody's report
+            pending = pending[-65536:]
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
+def _clean(line: str) -> str:
+    line = _CONTROL.sub("", line)
+    return line if len(line) <= LOG_LINE_CHARS else line[: LOG_LINE_CHARS - 3] + "..."
+
+
+_ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)|(Read timed out|timed out|Connection aborted)")
+
+
+def reason(exc: BaseException) -> str:
+    """One line saying why an engine call failed: the engine's own words, else the root cause."""
+    if isinstance(exc, docker.errors.APIError) and exc.explanation:
+        return " ".join(str(exc.explanation).split())
+    seen: BaseException | None = exc
+    while seen is not None:  # the innermost OS error says it best ("Connection refused")
+        if isinstance(seen, OSError) and seen.strerror:
+            return str(seen.strerror)
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    found = _ERRNO_TEXT.search(text)
+    if found:
+        return (found.group(1) or found.group(2)).strip()
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else type(exc).__name__

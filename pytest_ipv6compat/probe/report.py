@@ -1,0 +1,108 @@
+"""Parse what the probe reports: the shim's attestation lines and the watcher's records.
+
+Pure: text in, value objects out. The shim writes its lines on the target's own
+output before the target runs, each tagged with a per-cell nonce the target never
+sees; only tagged lines count, so nothing the target prints can imitate them. The
+watcher's records arrive on a channel of their own (see ``watch.c`` for the format).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..listeners import canonical_address
+from ..model import Family, Listener, Protocol, Reach, Result
+
+__all__ = ["MARK", "RECORDS", "ShimReport", "WatchReport", "is_shim_line"]
+
+MARK = "@@ipv6compat"
+RECORDS = ("listener", "reach", "settled", "ready", "error")  # the first word of every watcher record
+
+_RESULTS = {r.value: r for r in Result}
+
+
+def is_shim_line(line: str, nonce: str) -> bool:
+    """True for a line the shim wrote for this cell (the target may have printed before it on the same line)."""
+    return f"{MARK} {nonce} " in line
+
+
+@dataclass
+class ShimReport:
+    """The shim's attestation facts, gathered line by line until ``attested``."""
+
+    nonce: str
+    facts: dict[str, str] = field(default_factory=dict)
+    inet6_probe: str = ""
+    missing: str | None = None  # the target's executable was not found: why
+    attested: bool = False
+
+    def feed(self, line: str) -> None:
+        """Take one line of the container's output; lines without the nonce are ignored."""
+        tag = f"{MARK} {self.nonce} "
+        at = line.find(tag)
+        if at < 0:
+            return
+        kind, _, rest = line[at + len(tag):].rstrip("\r").partition(" ")
+        if kind == "fact":
+            key, _, value = rest.partition("=")
+            self.facts[key] = value
+        elif kind == "probe":
+            self.inet6_probe = rest.partition(" ")[2]
+        elif kind == "missing":
+            self.missing = rest
+        elif kind == "attested":
+            self.attested = True
+
+
+@dataclass
+class WatchReport:
+    """The watcher's records: listeners, one reach per (listener, family), settled, ready."""
+
+    listeners: list[Listener] = field(default_factory=list)
+    reach: list[Reach] = field(default_factory=list)
+    settled: float | None = None
+    ready: bool = False
+    error: str | None = None
+
+    def feed(self, line: str) -> None:
+        """Take one record; a malformed one raises :class:`ValueError` quoting it."""
+        words = line.rstrip("\r").split(" ")
+        try:
+            if words[0] == "listener" and len(words) == 6:
+                self.listeners.append(_listener(*words[1:6]))
+            elif words[0] == "reach" and len(words) >= 8:
+                listener = self._known(_listener(words[1], words[2], words[3], words[4], None))
+                via, result, ok, detail = words[5], words[6], words[7], " ".join(words[8:])
+                outcome = Result.ERROR if result.startswith("errno-") else _RESULTS[result]
+                self.reach.append(Reach(listener, Family(via), outcome, ok == "1", detail))
+            elif words[0] == "settled" and len(words) == 2:
+                self.settled = float(words[1])
+            elif words[0] == "ready" and len(words) == 1:
+                self.ready = True
+            elif words[0] == "error":
+                self.error = " ".join(words[1:]) or "unknown error"
+            else:
+                raise ValueError("unknown record")
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ValueError(f"the probe's watcher wrote a malformed record {line!r}: {exc}") from None
+
+    def _known(self, partial: Listener) -> Listener:
+        """The reported listener a reach record names (reach records omit v6only)."""
+        for listener in self.listeners:
+            if (listener.protocol, listener.family, listener.address, listener.port) == (
+                partial.protocol, partial.family, partial.address, partial.port,
+            ):
+                return listener
+        raise ValueError("names a listener that was not reported")
+
+
+def _listener(protocol: str, family: str, address: str, port: str, v6only: str | None = "-") -> Listener:
+    fam = Family(family)
+    if fam is Family.INET and v6only not in ("-", None):
+        raise ValueError("an IPv4 socket has no v6only flag")
+    if fam is Family.INET6 and v6only not in ("0", "1", None):
+        raise ValueError(f"v6only {v6only!r} is not 0 or 1")
+    number = int(port)
+    if not 0 < number < 65536:
+        raise ValueError(f"port {port} out of range")
+    return Listener(fam, canonical_address(fam, address), number, Protocol(protocol), v6only=v6only != "0")

@@ -1,0 +1,562 @@
+/*
+ * pytest-ipv6compat watcher: the part of the probe that observes a running target.
+ *
+ * It runs inside the target's network namespace on a channel of its own (for the
+ * Docker API backend: an exec session, whose output the target cannot write to),
+ * waits until the set of listening sockets is non-empty and unchanged for SETTLE
+ * seconds, reports each socket with the families it serves, probes each family
+ * over its loopback, waits until HOLD seconds after the set settled, and says
+ * "ready". It is linked statically (with OpenSSL for the https probe) and uses
+ * nothing from the target's image.
+ *
+ *   watch SETTLE HOLD PROBE HTTP_PATH STATUS
+ *     PROBE   tcp | http | https | none     (UDP sockets always get the udp probe)
+ *     STATUS  accepted HTTP statuses, e.g. "2xx,3xx" or "200,204"
+ *
+ * Output, one record per line, fields separated by single spaces (the last field
+ * may contain spaces):
+ *   listener PROTO FAMILY ADDRESS PORT V6ONLY        V6ONLY: 1, 0, or - (IPv4)
+ *   reach PROTO FAMILY ADDRESS PORT VIA RESULT OK DETAIL
+ *           VIA: inet|inet6 (the loopback used); RESULT: accepted, refused,
+ *           no-loopback, timeout, errno-N, not-probed; OK: 1 or 0
+ *   settled SECONDS                                  since the watcher started
+ *   ready
+ * Listening sockets are read with sock_diag (NETLINK_SOCK_DIAG), which also says
+ * whether an IPv6 socket is v6only: /proc/net/tcp6 cannot tell `[::]` (IPv6 only)
+ * from `*` (IPv6 and IPv4). UDP sockets count when bound and not connected.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+
+#define MAX_SOCKS 256
+#define CONNECT_MS 2000
+#define RESPONSE_MS 3000
+#define UDP_MS 300
+#define POLL_MS 10
+
+struct sock {
+    int proto;  /* IPPROTO_TCP or IPPROTO_UDP */
+    int family; /* AF_INET or AF_INET6 */
+    unsigned char addr[16];
+    int port;
+    int v6only; /* -1 for AF_INET */
+};
+
+struct sockset {
+    int n;
+    struct sock s[MAX_SOCKS];
+};
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double seconds) {
+    if (seconds <= 0)
+        return;
+    struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+    }
+}
+
+static int cmp_sock(const void *a, const void *b) {
+    const struct sock *x = a, *y = b;
+    if (x->proto != y->proto)
+        return x->proto - y->proto;
+    if (x->family != y->family)
+        return x->family - y->family;
+    int c = memcmp(x->addr, y->addr, 16);
+    if (c)
+        return c;
+    if (x->port != y->port)
+        return x->port - y->port;
+    return x->v6only - y->v6only;
+}
+
+/* Append the sockets of one (protocol, family) to set; 0 on success, -1 on error. */
+static int dump(int proto, int family, struct sockset *set) {
+    int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    if (fd < 0)
+        return -1;
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 r;
+    } req;
+    memset(&req, 0, sizeof req);
+    req.nlh.nlmsg_len = sizeof req;
+    req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    req.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+    req.r.sdiag_family = (unsigned char)family;
+    req.r.sdiag_protocol = (unsigned char)proto;
+    req.r.idiag_states = proto == IPPROTO_TCP ? (1u << TCP_LISTEN) : 0xffffffffu;
+    if (send(fd, &req, sizeof req, 0) < 0) {
+        close(fd);
+        return -1;
+    }
+    static char buf[32768];
+    int rc = 0;
+    for (;;) {
+        ssize_t len = recv(fd, buf, sizeof buf, 0);
+        if (len < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = -1;
+            break;
+        }
+        if (len == 0)
+            break;
+        struct nlmsghdr *h = (struct nlmsghdr *)buf;
+        for (; NLMSG_OK(h, (unsigned)len); h = NLMSG_NEXT(h, len)) {
+            if (h->nlmsg_type == NLMSG_DONE)
+                goto out;
+            if (h->nlmsg_type == NLMSG_ERROR) {
+                struct nlmsgerr *e = NLMSG_DATA(h);
+                /* A kernel without the family's diag module (no IPv6) has no such sockets. */
+                rc = (e->error == -ENOENT || e->error == -EAFNOSUPPORT) ? 0 : -1;
+                goto out;
+            }
+            struct inet_diag_msg *m = NLMSG_DATA(h);
+            if (m->id.idiag_sport == 0)
+                continue;
+            if (proto == IPPROTO_UDP && m->id.idiag_dport != 0)
+                continue; /* a connected UDP socket is a client, not a service */
+            if (set->n >= MAX_SOCKS)
+                continue;
+            struct sock *s = &set->s[set->n++];
+            memset(s, 0, sizeof *s);
+            s->proto = proto;
+            s->family = m->idiag_family;
+            memcpy(s->addr, m->id.idiag_src, m->idiag_family == AF_INET ? 4 : 16);
+            s->port = ntohs(m->id.idiag_sport);
+            s->v6only = -1;
+            if (m->idiag_family == AF_INET6) {
+                s->v6only = 0;
+                int alen = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof *m));
+                for (struct rtattr *a = (struct rtattr *)(m + 1); RTA_OK(a, alen); a = RTA_NEXT(a, alen))
+                    if (a->rta_type == INET_DIAG_SKV6ONLY)
+                        s->v6only = *(unsigned char *)RTA_DATA(a) ? 1 : 0;
+            }
+        }
+    }
+out:
+    close(fd);
+    return rc;
+}
+
+static int snapshot(struct sockset *set) {
+    set->n = 0;
+    int protos[] = {IPPROTO_TCP, IPPROTO_UDP};
+    int families[] = {AF_INET, AF_INET6};
+    for (int p = 0; p < 2; p++)
+        for (int f = 0; f < 2; f++)
+            if (dump(protos[p], families[f], set) < 0)
+                return -1;
+    qsort(set->s, (size_t)set->n, sizeof set->s[0], cmp_sock);
+    /* The same socket can appear twice in one dump while the kernel rehashes it. */
+    int w = 0;
+    for (int i = 0; i < set->n; i++)
+        if (w == 0 || cmp_sock(&set->s[w - 1], &set->s[i]) != 0)
+            set->s[w++] = set->s[i];
+    set->n = w;
+    return 0;
+}
+
+static int same(const struct sockset *a, const struct sockset *b) {
+    return a->n == b->n && memcmp(a->s, b->s, sizeof a->s[0] * (size_t)a->n) == 0;
+}
+
+/* Sockets in use in this namespace (TCP and UDP, both families): a cheap change detector. */
+static long inuse(void) {
+    long total = 0;
+    const char *files[] = {"/proc/net/sockstat", "/proc/net/sockstat6"};
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen(files[i], "re");
+        if (!f)
+            continue;
+        char line[256];
+        while (fgets(line, sizeof line, f)) {
+            char name[32];
+            long count;
+            if (sscanf(line, "%31s inuse %ld", name, &count) == 2 &&
+                (!strcmp(name, "TCP:") || !strcmp(name, "TCP6:") || !strcmp(name, "UDP:") || !strcmp(name, "UDP6:")))
+                total += count;
+        }
+        fclose(f);
+    }
+    return total;
+}
+
+static const char *proto_name(int proto) { return proto == IPPROTO_TCP ? "tcp" : "udp"; }
+static const char *family_name(int family) { return family == AF_INET ? "inet" : "inet6"; }
+
+static void addr_text(const struct sock *s, char *out, size_t size) {
+    inet_ntop(s->family, s->addr, out, (socklen_t)size);
+}
+
+/* The loopback address that reaches s over family via, or 0 if none does. */
+static int loopback_for(const struct sock *s, int via, unsigned char out[16]) {
+    static const unsigned char any6[16] = {0}, lo6[16] = {[15] = 1};
+    static const unsigned char mapped[12] = {[10] = 0xff, [11] = 0xff};
+    memset(out, 0, 16);
+    if (s->family == AF_INET) {
+        if (via != AF_INET)
+            return 0;
+        if (s->addr[0] == 0 && s->addr[1] == 0 && s->addr[2] == 0 && s->addr[3] == 0) {
+            out[0] = 127, out[3] = 1;
+            return 1;
+        }
+        if (s->addr[0] == 127) {
+            memcpy(out, s->addr, 4);
+            return 1;
+        }
+        return 0;
+    }
+    int wildcard = memcmp(s->addr, any6, 16) == 0;
+    if (via == AF_INET6) {
+        if (wildcard || memcmp(s->addr, lo6, 16) == 0) {
+            memcpy(out, lo6, 16);
+            return 1;
+        }
+        return 0;
+    }
+    if (wildcard && !s->v6only) {
+        out[0] = 127, out[3] = 1;
+        return 1;
+    }
+    if (memcmp(s->addr, mapped, 12) == 0 && s->addr[12] == 127) {
+        memcpy(out, s->addr + 12, 4);
+        return 1;
+    }
+    return 0;
+}
+
+/* The families a socket serves: bit 1 IPv4, bit 2 IPv6. */
+static int serves(const struct sock *s) {
+    static const unsigned char any6[16] = {0}, mapped[12] = {[10] = 0xff, [11] = 0xff};
+    if (s->family == AF_INET)
+        return 1;
+    if (memcmp(s->addr, mapped, 12) == 0)
+        return 1;
+    if (memcmp(s->addr, any6, 16) == 0 && !s->v6only)
+        return 3;
+    return 2;
+}
+
+static int wait_fd(int fd, short events, int ms) {
+    struct pollfd p = {fd, events, 0};
+    double end = now() + ms / 1000.0;
+    for (;;) {
+        int left = (int)((end - now()) * 1000);
+        if (left < 0)
+            left = 0;
+        int r = poll(&p, 1, left);
+        if (r >= 0 || errno != EINTR)
+            return r;
+    }
+}
+
+/* Connect with a timeout; returns the fd (>= 0), or -errno, or -ETIMEDOUT. */
+static int connect_to(int type, int via, const unsigned char addr[16], int port) {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    memset(&ss, 0, sizeof ss);
+    if (via == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((unsigned short)port);
+        memcpy(&a->sin_addr, addr, 4);
+        len = sizeof *a;
+    } else {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((unsigned short)port);
+        memcpy(&a->sin6_addr, addr, 16);
+        len = sizeof *a;
+    }
+    int fd = socket(via, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (struct sockaddr *)&ss, len) == 0)
+        return fd;
+    if (errno != EINPROGRESS) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    if (wait_fd(fd, POLLOUT, CONNECT_MS) <= 0) {
+        close(fd);
+        return -ETIMEDOUT;
+    }
+    int err = 0;
+    socklen_t elen = sizeof err;
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen);
+    if (err) {
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+/* Read the first line of a response within RESPONSE_MS into line; its length, or -1. */
+static int first_line(int fd, char *line, size_t size) {
+    size_t got = 0;
+    double end = now() + RESPONSE_MS / 1000.0;
+    while (got + 1 < size) {
+        int left = (int)((end - now()) * 1000);
+        if (left <= 0 || wait_fd(fd, POLLIN, left) <= 0)
+            break;
+        ssize_t n = read(fd, line + got, size - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        if (memchr(line, '\n', got))
+            break;
+    }
+    line[got] = 0;
+    char *eol = strpbrk(line, "\r\n");
+    if (eol)
+        *eol = 0;
+    for (char *c = line; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f)
+            *c = '?';
+    return got ? (int)strlen(line) : -1;
+}
+
+static int status_ok(const char *line, const char *accepted) {
+    int code;
+    if (sscanf(line, "HTTP/%*d.%*d %d", &code) != 1 && sscanf(line, "HTTP/%*d %d", &code) != 1)
+        return 0;
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", accepted);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        if (strlen(tok) == 3 && tok[1] == 'x' && tok[2] == 'x' && code / 100 == tok[0] - '0')
+            return 1;
+        if (atoi(tok) == code)
+            return 1;
+    }
+    return 0;
+}
+
+/* HTTPS: TLS without certificate checks (the probe asks whether the service speaks
+ * TLS and HTTP on that family, not whom to trust), then the request. */
+static int https_line(int fd, const char *request, char *line, size_t size) {
+    static SSL_CTX *ctx;
+    if (!ctx) {
+        OPENSSL_init_ssl(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
+        ctx = SSL_CTX_new(TLS_client_method());
+        if (!ctx)
+            return -1;
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    }
+    int flags = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    struct timeval tv = {RESPONSE_MS / 1000, (RESPONSE_MS % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    SSL *ssl = SSL_new(ctx);
+    if (!ssl)
+        return -1;
+    SSL_set_fd(ssl, fd);
+    SSL_set_tlsext_host_name(ssl, "localhost");
+    int n = -1;
+    if (SSL_connect(ssl) != 1) {
+        snprintf(line, size, "(accepted, TLS handshake failed)");
+        n = -2;
+    } else if (SSL_write(ssl, request, (int)strlen(request)) > 0) {
+        size_t got = 0;
+        while (got + 1 < size) {
+            int r = SSL_read(ssl, line + got, (int)(size - 1 - got));
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+            if (memchr(line, '\n', got))
+                break;
+        }
+        line[got] = 0;
+        char *eol = strpbrk(line, "\r\n");
+        if (eol)
+            *eol = 0;
+        n = got ? (int)strlen(line) : -1;
+    }
+    SSL_free(ssl);
+    return n;
+}
+
+struct result {
+    char what[32];
+    int ok;
+    char detail[256];
+};
+
+static void probe_one(const struct sock *s, int via, const char *kind, const char *path, const char *status,
+                      struct result *r) {
+    unsigned char addr[16];
+    memset(r, 0, sizeof *r);
+    if (!loopback_for(s, via, addr)) {
+        snprintf(r->what, sizeof r->what, "not-probed");
+        snprintf(r->detail, sizeof r->detail, "not a loopback or wildcard address");
+        return;
+    }
+    if (s->proto == IPPROTO_UDP) {
+        int fd = connect_to(SOCK_DGRAM, via, addr, s->port);
+        if (fd < 0) {
+            snprintf(r->what, sizeof r->what, fd == -EADDRNOTAVAIL ? "no-loopback" : "errno-%d", -fd);
+            snprintf(r->detail, sizeof r->detail, "%s", strerror(-fd));
+            return;
+        }
+        ssize_t sent = send(fd, "", 0, 0); /* an empty datagram: delivered or refused, nothing else */
+        if (sent < 0) {
+            snprintf(r->what, sizeof r->what, "errno-%d", errno);
+            snprintf(r->detail, sizeof r->detail, "%s", strerror(errno));
+        } else if (wait_fd(fd, POLLIN, UDP_MS) > 0) {
+            char buf[64];
+            ssize_t n = recv(fd, buf, sizeof buf, 0);
+            if (n < 0 && errno == ECONNREFUSED) {
+                snprintf(r->what, sizeof r->what, "refused");
+                snprintf(r->detail, sizeof r->detail, "port unreachable");
+            } else {
+                snprintf(r->what, sizeof r->what, "accepted");
+                snprintf(r->detail, sizeof r->detail, "replied");
+                r->ok = 1;
+            }
+        } else {
+            snprintf(r->what, sizeof r->what, "accepted");
+            snprintf(r->detail, sizeof r->detail, "delivered, no reply");
+            r->ok = 1;
+        }
+        close(fd);
+        return;
+    }
+    if (!strcmp(kind, "none")) {
+        snprintf(r->what, sizeof r->what, "not-probed");
+        snprintf(r->detail, sizeof r->detail, "probe none");
+        return;
+    }
+    int fd = connect_to(SOCK_STREAM, via, addr, s->port);
+    if (fd < 0) {
+        if (fd == -ECONNREFUSED)
+            snprintf(r->what, sizeof r->what, "refused");
+        else if (fd == -EADDRNOTAVAIL || fd == -ENETUNREACH)
+            snprintf(r->what, sizeof r->what, "no-loopback");
+        else if (fd == -ETIMEDOUT)
+            snprintf(r->what, sizeof r->what, "timeout");
+        else
+            snprintf(r->what, sizeof r->what, "errno-%d", -fd);
+        snprintf(r->detail, sizeof r->detail, "%s", strerror(-fd));
+        return;
+    }
+    snprintf(r->what, sizeof r->what, "accepted");
+    if (!strcmp(kind, "tcp")) {
+        snprintf(r->detail, sizeof r->detail, "connection accepted");
+        r->ok = 1;
+        close(fd);
+        return;
+    }
+    char request[1200], line[200];
+    snprintf(request, sizeof request, "GET %s HTTP/1.0\r\nHost: localhost\r\nUser-Agent: ipv6compat\r\n\r\n", path);
+    int n;
+    if (!strcmp(kind, "https")) {
+        n = https_line(fd, request, line, sizeof line);
+        if (n == -2) {
+            close(fd);
+            snprintf(r->detail, sizeof r->detail, "%s", line);
+            return;
+        }
+    } else {
+        ssize_t w = write(fd, request, strlen(request));
+        n = w < 0 ? -1 : first_line(fd, line, sizeof line);
+    }
+    close(fd);
+    if (n < 0) {
+        snprintf(r->detail, sizeof r->detail, "(accepted, no response)");
+        return;
+    }
+    snprintf(r->detail, sizeof r->detail, "%s", line);
+    r->ok = status_ok(line, status);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 6) {
+        fprintf(stderr, "usage: watch SETTLE HOLD PROBE HTTP_PATH STATUS\n");
+        return 2;
+    }
+    double settle = atof(argv[1]), hold = atof(argv[2]);
+    const char *kind = argv[3], *path = argv[4], *status = argv[5];
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGPIPE, SIG_IGN);
+    double started = now();
+    static struct sockset prev, cur;
+    long seen = -1;
+    int polls = 0, have_prev = 0;
+    double settled_at = 0;
+    for (;;) {
+        long n = inuse();
+        if (have_prev || n != seen || polls % 20 == 0) {
+            seen = n;
+            if (snapshot(&cur) < 0) {
+                printf("error sock_diag: %s\n", strerror(errno));
+                return 1;
+            }
+            if (have_prev && cur.n > 0 && same(&cur, &prev)) {
+                settled_at = now();
+                break;
+            }
+            prev = cur;
+            have_prev = cur.n > 0;
+            if (have_prev) {
+                sleep_s(settle);
+                continue;
+            }
+        }
+        polls++;
+        sleep_s(POLL_MS / 1000.0);
+    }
+    for (int i = 0; i < cur.n; i++) {
+        char a[INET6_ADDRSTRLEN];
+        addr_text(&cur.s[i], a, sizeof a);
+        if (cur.s[i].v6only < 0)
+            printf("listener %s %s %s %d -\n", proto_name(cur.s[i].proto), family_name(cur.s[i].family), a,
+                   cur.s[i].port);
+        else
+            printf("listener %s %s %s %d %d\n", proto_name(cur.s[i].proto), family_name(cur.s[i].family), a,
+                   cur.s[i].port, cur.s[i].v6only);
+    }
+    printf("settled %.3f\n", settled_at - started);
+    for (int i = 0; i < cur.n; i++) {
+        int fams = serves(&cur.s[i]);
+        int vias[] = {AF_INET, AF_INET6};
+        for (int v = 0; v < 2; v++) {
+            if (!(fams & (1 << v)))
+                continue;
+            struct result r;
+            probe_one(&cur.s[i], vias[v], kind, path, status, &r);
+            char a[INET6_ADDRSTRLEN];
+            addr_text(&cur.s[i], a, sizeof a);
+            printf("reach %s %s %s %d %s %s %d %s\n", proto_name(cur.s[i].proto), family_name(cur.s[i].family), a,
+                   cur.s[i].port, family_name(vias[v]), r.what, r.ok, r.detail);
+        }
+    }
+    sleep_s(settled_at + hold - now());
+    printf("ready\n");
+    return 0;
+}
