@@ -154,7 +154,8 @@ class Truth:
 
     def describe(self, probe: Probe) -> str:
         v6 = {True: "::1 present", False: "::1 absent", None: "::1 not checked"}[self.has_v6_loopback]
-        lines = [f"ground truth: {self.render(probe)} after {self.seconds:.1f}s ({v6})"]
+        when = f" after {self.seconds:.1f}s" if self.seconds else " (a snapshot)"
+        lines = [f"ground truth: {self.render(probe)}{when} ({v6})"]
         lines += [f"  {lt.describe()}" for lt in self.listeners]
         if self.had_listened:
             lines.append(f"  had listened on: {' '.join(self.had_listened)}")

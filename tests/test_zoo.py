@@ -1,10 +1,19 @@
-"""The zoo against ground truth: every target on every stack, judged by ``ss`` plus a real client.
+"""The zoo: every target on every stack, the plugin's verdict and ground truth in the same run.
 
-Each cell starts the zoo image with plain ``docker run`` semantics matching the plugin's
-(``--network none``, the stack's sysctls and seccomp profile from ``pytest_ipv6compat.stacks``,
-not privileged, the session label), takes ground truth with ``groundtruth.py`` and compares it
-with the expectation in ``zoo_table.py``. The measured line of each cell is kept as a user
-property (``ground truth``), so ``--junitxml`` records what each stack really showed.
+``test_ground_truth`` starts the zoo image WITHOUT the plugin, with plain ``docker run``
+semantics matching the plugin's (``--network none``, the stack's sysctls and seccomp profile from
+``pytest_ipv6compat.stacks``, not privileged, the session label), takes ground truth with
+``groundtruth.py`` (its own settle and hold) and compares it with the expectation in
+``zoo_table.py``: the table is true.
+
+``test_plugin_verdict`` starts the same target through ``ipv6_target_factory`` and, while the
+plugin still holds the container, takes ground truth from that very container; then it checks
+the plugin's verdict against the table (with the plugin's own judge), the plugin's verdict
+against ground truth (outcome, exit code, listeners with their families, per-family connect
+result, probe success and status), and the table against that ground truth.
+
+What each cell showed is kept as user properties (``ground truth``, ``plugin``), so
+``--junitxml`` records it.
 """
 
 from __future__ import annotations
@@ -18,11 +27,12 @@ from typing import Any
 
 import docker
 import pytest
-from groundtruth import observe
+from groundtruth import facts, observe
+from zoo_compare import differences, plugin_text
 from zoo_table import STACKS, TARGETS, ZooTarget, mismatch, parse_expectation
 
-from pytest_ipv6compat import images
-from pytest_ipv6compat.runtime import Engine
+from pytest_ipv6compat import TargetFactory, images, matrix
+from pytest_ipv6compat.backends.docker_api import DockerBackend as Engine
 from pytest_ipv6compat.stacks import get_stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +96,8 @@ def test_ground_truth(
 ) -> None:
     expected = parse_expectation(target.expectation(stack), source=f"zoo_table {target.name} on {stack}")
     with started(client, engine, zoo_image, target, stack) as container:
-        truth = observe(container, target.probe, settle=target.settle, hold=target.hold, timeout=target.timeout)
+        truth = observe(container, target.probe, settle=max(target.settle or 0.0, 0.5), hold=target.hold or 1.0,
+                        timeout=target.timeout)
         logs = container.logs(tail=200).decode("utf-8", "replace") if truth.outcome == "exited" else ""
     record_property("ground truth", truth.render(target.probe))
     request.node.add_report_section("call", "ground truth", truth.describe(target.probe))
@@ -94,3 +105,28 @@ def test_ground_truth(
         assert truth.has_v6_loopback is (stack == "dual-stack"), f"::1 on lo does not fit {stack}"
     problem = mismatch(expected, truth, target.probe, logs)
     assert problem is None, f"{target.name} on {stack}: {problem}\n{truth.describe(target.probe)}"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
+def test_plugin_verdict(
+    target: ZooTarget, stack: str, zoo_image: str, ipv6_target_factory: TargetFactory,
+    client: docker.DockerClient, record_property: Any, request: pytest.FixtureRequest,
+) -> None:
+    table = target.expectation(stack)
+    with ipv6_target_factory.start(zoo_image, stack=stack, **target.run_settings()) as started:
+        container = client.containers.get(started.container)
+        truth = facts(container, target.probe)  # the plugin's own container, while it still holds it
+        logs = container.logs(tail=200).decode("utf-8", "replace")
+    verdict = started.verdict
+    record_property("plugin", plugin_text(verdict))
+    record_property("ground truth", truth.render(target.probe))
+    evidence = f"plugin: {started.describe()}\n{truth.describe(target.probe)}"
+    request.node.add_report_section("call", "plugin and ground truth", evidence)
+    judged = matrix.judge(matrix.parse_expectation(table), verdict)
+    problems = [f"plugin vs table ({table}): {reason}" for reason in judged.reasons]
+    problems += [f"plugin vs ground truth: {d}" for d in differences(verdict, truth, target.probe)]
+    table_vs_truth = mismatch(parse_expectation(table, source="zoo_table"), truth, target.probe, logs)
+    if table_vs_truth:
+        problems.append(f"table vs ground truth: {table_vs_truth}")
+    assert not problems, f"{target.name} on {stack}:\n  " + "\n  ".join(problems) + f"\n{evidence}"
