@@ -217,6 +217,26 @@ def listeners_of(pid: int) -> tuple[SsListener, ...]:
     return parse_ss(text, source=f"ss in the namespace of PID {pid}")
 
 
+def _exited(pid: int) -> bool:
+    """Has ``pid`` exited? A zombie (not yet reaped by the engine's shim) has no namespaces left."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return True
+    return fields[0] in ("Z", "X") or not Path(f"/proc/{pid}/ns/net").exists()
+
+
+def _listeners_while_running(container: Any, pid: int) -> tuple[SsListener, ...] | None:
+    """The listeners of ``pid``, or None once it has exited (then the engine has noticed, too)."""
+    try:
+        return listeners_of(pid)
+    except GroundTruthError:
+        if not _exited(pid):
+            raise
+    container.wait(timeout=10)  # it exited under us, maybe before the engine noticed: let it catch up
+    return None
+
+
 def has_v6_loopback(pid: int) -> bool:
     """Is ``::1`` on lo in the namespace of ``pid``? (``/proc/PID/net/if_inet6`` is that namespace's.)"""
     try:
@@ -252,14 +272,10 @@ def observe(container: Any, probe: Probe, *, settle: float, hold: float, timeout
     since = started
     while True:
         running, pid, code = state(container)
-        if running:
-            try:
-                now_seen = listeners_of(pid)
-            except GroundTruthError:
-                running, pid, code = state(container)  # it may have exited under us
-                if running:
-                    raise
-        if not running:
+        now_seen = _listeners_while_running(container, pid) if running else None
+        if now_seen is None:
+            running, pid, code = state(container)
+        if now_seen is None or not running:
             return Truth("exited", code, had_listened=tuple(sorted(ever)), logs_tail=logs_tail(container),
                          seconds=time.monotonic() - started)
         ever.update(s.notation for s in now_seen)
@@ -273,7 +289,16 @@ def observe(container: Any, probe: Probe, *, settle: float, hold: float, timeout
                          notes=(f"listeners when the time ran out: {' '.join(s.notation for s in seen) or 'none'}",))
         time.sleep(0.1)
     v6 = has_v6_loopback(pid)
-    reached = reach(pid, seen, probe)
+    try:
+        reached = reach(pid, seen, probe)
+    except GroundTruthError:
+        if not _exited(pid):
+            raise
+        container.wait(timeout=10)
+        _, _, code = state(container)
+        return Truth("exited", code, had_listened=tuple(sorted(ever)), has_v6_loopback=v6,
+                     logs_tail=logs_tail(container), seconds=time.monotonic() - started,
+                     notes=("it exited while it was being reached",))
     hold_until = time.monotonic() + hold
     while time.monotonic() < hold_until:
         time.sleep(0.1)
@@ -282,7 +307,11 @@ def observe(container: Any, probe: Probe, *, settle: float, hold: float, timeout
             return Truth("exited", code, had_listened=tuple(sorted(ever)), has_v6_loopback=v6,
                          logs_tail=logs_tail(container), seconds=time.monotonic() - started)
     notes: list[str] = []
-    after = listeners_of(pid)
+    after = _listeners_while_running(container, pid)
+    if after is None:
+        _, _, code = state(container)
+        return Truth("exited", code, had_listened=tuple(sorted(ever)), has_v6_loopback=v6,
+                     logs_tail=logs_tail(container), seconds=time.monotonic() - started)
     if after != seen:
         notes.append(f"listeners changed during the hold: {' '.join(s.notation for s in after)}")
     return Truth("up", listeners=reached, has_v6_loopback=v6, logs_tail=logs_tail(container),
@@ -292,8 +321,9 @@ def observe(container: Any, probe: Probe, *, settle: float, hold: float, timeout
 def facts(container: Any, probe: Probe) -> Truth:
     """A snapshot of a container someone else started and is still holding (the plugin's, in phase 2)."""
     running, pid, code = state(container)
-    if not running:
+    seen = _listeners_while_running(container, pid) if running else None
+    if seen is None:
+        _, _, code = state(container)
         return Truth("exited", code, logs_tail=logs_tail(container))
-    seen = listeners_of(pid)
     return Truth("up" if seen else "timeout", listeners=reach(pid, seen, probe), has_v6_loopback=has_v6_loopback(pid),
                  logs_tail=logs_tail(container))
