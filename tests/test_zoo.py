@@ -33,6 +33,7 @@ from zoo_table import STACKS, TARGETS, ZooTarget, mismatch, parse_expectation
 
 from pytest_ipv6compat import TargetFactory, images, matrix
 from pytest_ipv6compat.backends.docker_api import DockerBackend as Engine
+from pytest_ipv6compat.model import Outcome, Verdict
 from pytest_ipv6compat.stacks import get_stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,14 +111,61 @@ def test_ground_truth(
         logs = container.logs(tail=200).decode("utf-8", "replace") if truth.outcome == "exited" else ""
     record_property("ground truth", truth.render(target.probe))
     request.node.add_report_section("call", "ground truth", truth.describe(target.probe))
+    if truth.outcome == "exited":
+        assert " ".join(truth.had_listened) == target.listened.get(stack, ""), "had listened on, before the exit"
     if truth.has_v6_loopback is not None:  # the stack as the namespace shows it, not as the shim reports it
         assert truth.has_v6_loopback is (stack == "dual-stack"), f"::1 on lo does not fit {stack}"
     problem = mismatch(expected, truth, target.probe, logs)
     assert problem is None, f"{target.name} on {stack}: {problem}\n{truth.describe(target.probe)}"
 
 
-@pytest.mark.parametrize("stack", STACKS)
-@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
+LOG_BOUND = 200 * 1001  # the core keeps the last 200 lines of at most 1000 characters
+
+
+def log_problems(target: ZooTarget, stack: str, verdict: Verdict) -> list[str]:
+    """The verdict's log is the target's own (bounded, nothing of the probe's) and error lines explain."""
+    problems = []
+    logs = verdict.logs
+    if len(logs) > LOG_BOUND:
+        problems.append(f"{len(logs)} characters kept, more than the bound {LOG_BOUND}")
+    probe_lines = [line for line in logs.splitlines() if "@@ipv6compat" in line or line.strip() == "Terminated"]
+    if probe_lines and not target.log_shows:
+        problems.append(f"the probe's lines are in the target's log: {probe_lines[:3]}")
+    problems += [f"{text!r} the target printed is missing" for text in target.log_shows if text not in logs]
+    expected = parse_expectation(target.expectation(stack), source="zoo_table")
+    if verdict.outcome is Outcome.EXITED:
+        if expected.text and expected.text not in (verdict.error_line or ""):
+            problems.append(f"error line {verdict.error_line!r} does not say {expected.text!r}")
+        listened = " ".join(sorted(map(str, verdict.listened)))
+        if listened != target.listened.get(stack, ""):
+            problems.append(f"had listened on {listened or 'nothing'}, ground truth {target.listened.get(stack)}")
+    return problems
+
+
+# Disagreements with the plugin that are reported to the core (strict: an xpass fails, so a fix is noticed).
+KNOWN_PLUGIN_BUGS = {
+    ("exits-3s-after-listening", "ipv6-kernel-off"): (
+        "diagnose picks the errno-97 fallback warning printed before the target listened as the error line of "
+        "an exit 3 s later, instead of the last line 'zoosrv: exiting with code 3'"
+    ),
+    **{
+        ("partial-line-then-exit", stack): (
+            "diagnose picks the partial stdout fragment 'Starting proxy:' (which the engine hands over only at the "
+            "close, so it arrives last) as the error line instead of 'zoosrv: exiting with code 1'"
+        )
+        for stack in STACKS
+    },
+}
+PLUGIN_CELLS = [
+    pytest.param(target, stack, id=f"{target.name}-{stack}",
+                 marks=[pytest.mark.xfail(reason=KNOWN_PLUGIN_BUGS[target.name, stack], strict=True)]
+                 if (target.name, stack) in KNOWN_PLUGIN_BUGS else [])
+    for target in TARGETS
+    for stack in STACKS
+]
+
+
+@pytest.mark.parametrize(("target", "stack"), PLUGIN_CELLS)
 def test_plugin_verdict(
     target: ZooTarget, stack: str, zoo_image: str, ipv6_target_factory: TargetFactory,
     client: docker.DockerClient, record_property: Any, request: pytest.FixtureRequest,
@@ -135,6 +183,7 @@ def test_plugin_verdict(
     judged = matrix.judge(matrix.parse_expectation(table), verdict)
     problems = [f"plugin vs table ({table}): {reason}" for reason in judged.reasons]
     problems += [f"plugin vs ground truth: {d}" for d in differences(verdict, truth, target.probe)]
+    problems += [f"plugin's log: {p}" for p in log_problems(target, stack, verdict)]
     table_vs_truth = mismatch(parse_expectation(table, source="zoo_table"), truth, target.probe, logs)
     if table_vs_truth:
         problems.append(f"table vs ground truth: {table_vs_truth}")

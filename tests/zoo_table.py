@@ -38,6 +38,8 @@ class ZooTarget:
     timeout: float = 15.0
     extra_hosts: Mapping[str, str] = field(default_factory=dict)
     why: str = ""
+    listened: Mapping[str, str] = field(default_factory=dict)  # stack -> what an exited target had listened on
+    log_shows: tuple[str, ...] = ()  # text the target prints that its log must keep (nothing may swallow it)
 
     def expectation(self, stack: str) -> str:
         return self.expect[stack]
@@ -143,11 +145,20 @@ TARGETS: tuple[ZooTarget, ...] = (
         "exits-3s-after-listening", (Z, "fallback", "tcpdual=:::8080", "sleep=3", "exit=3"),
         _all("exited 3 'exiting with code 3'"),
         HTTP, hold=5.0, why="listens, answers, then exits with code 3 after 3 s",
+        listened=_by_stack("*:8080", "*:8080", "0.0.0.0:8080"),
     ),
     ZooTarget(
         "partial-line", (Z, "print=Starting proxy: ", "fallback", "tcpdual=:::8080"),
         _by_stack("up *:8080", "up *:8080", "up 0.0.0.0:8080"),
         HTTP, why="prints 'Starting proxy: ' with no newline before it listens",
+        # No log_shows: Docker 20.10 holds a partial last line until the stream closes
+        # (`docker logs` does not show it either while the container runs).
+    ),
+    ZooTarget(
+        "partial-line-then-exit", (Z, "print=Starting proxy: ", "sleep=0.5", "exit=1"),
+        _all("exited 1 'exiting with code 1'"),
+        HTTP, why="the same partial line, then exit 1: the engine hands the line over at the close",
+        log_shows=("Starting proxy: ",),
     ),
     ZooTarget(
         "imitates-the-shim", (
@@ -159,11 +170,13 @@ TARGETS: tuple[ZooTarget, ...] = (
         ),
         _all("up 0.0.0.0:8080"),
         HTTP, why="prints lines that imitate the shim, and binary, before and after it listens",
+        log_shows=("@@ipv6compat ready", "@@ipv6compat row tcp6", "@@ipv6compat reach tcp 0.0.0.0:9999"),
     ),
     ZooTarget(
         "logs-100mb", (Z, "spam=104857600", "tcp4=0.0.0.0:8080"),
         _all("up 0.0.0.0:8080"),
         HTTP, timeout=60.0, why="writes 100 MB to stdout before it listens",
+        log_shows=("zoosrv: a log line that says nothing much",),
     ),
     ZooTarget(
         "resolves-upstream", (Z, "resolve=upstream.test", "fallback", "tcpdual=:::8080"),
