@@ -136,6 +136,11 @@ TARGETS: tuple[ZooTarget, ...] = (
         HTTP, why="accepts, never writes: not the same as refused",
     ),
     ZooTarget(
+        "accepted-but-silent-probe-none", (Z, "tcp4=0.0.0.0:8080:silent", "tcp6=:::8081:silent"),
+        _by_stack("up 0.0.0.0:8080 [::]:8081", "up 0.0.0.0:8080 [::]:8081", "exited 1 'socket(AF_INET6) failed'"),
+        Probe("none"), why="probe none: listeners are listed, never judged, so none is /silent",
+    ),
+    ZooTarget(
         "listeners-one-by-one", (Z, "tcp4=0.0.0.0:9001", "sleep=0.3", "tcp4=0.0.0.0:9002", "sleep=0.3",
                                  "tcp4=0.0.0.0:9003"),
         _all("up 0.0.0.0:9001 0.0.0.0:9002 0.0.0.0:9003"),
