@@ -13,7 +13,9 @@ from groundtruth import (
     combine,
     parse_ss,
 )
-from zoo_table import Expectation, mismatch, parse_expectation
+from zoo_table import STACKS, TARGETS, Expectation, mismatch, parse_expectation
+
+from pytest_ipv6compat import matrix
 
 # Captured with `nsenter -t PID -n ss -H -l -n -t -u` (iproute2 6.1) in a dual-stack zoo container
 # running: zoosrv tcp4=0.0.0.0:8080 tcp6=:::8080 tcpdual=:::8081 udp4=0.0.0.0:5353 udp6=:::5353
@@ -132,3 +134,15 @@ def test_mismatch_names_what_differs() -> None:
     assert "not in the target's log" in str(mismatch(parse_expectation("exited 'x'", source="t"), exited, http, ""))
     assert "expected up, ground truth says exited 3" in str(
         mismatch(parse_expectation("up *:80", source="t"), exited, http, ""))
+
+
+def test_every_zoo_expectation_parses_here_and_in_the_core() -> None:
+    assert len({t.name for t in TARGETS}) == len(TARGETS) >= 14
+    for target in TARGETS:
+        assert set(target.expect) == set(STACKS), target.name
+        for stack in STACKS:
+            text = target.expectation(stack)
+            mine = parse_expectation(text, source=f"zoo_table {target.name} on {stack}")
+            core = matrix.parse_expectation(text)
+            assert mine.outcome == core.outcome.value, text
+            assert mine.listeners == {str(lst) + ("/silent" if lst in core.silent else "") for lst in core.listeners}

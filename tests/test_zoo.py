@@ -82,13 +82,6 @@ def started(client: docker.DockerClient, engine: Engine, image: str, target: Zoo
             container.remove(force=True, v=True)
 
 
-def test_every_expectation_parses() -> None:
-    for target in TARGETS:
-        assert set(target.expect) == set(STACKS), target.name
-        for stack in STACKS:
-            parse_expectation(target.expectation(stack), source=f"zoo_table {target.name} on {stack}")
-
-
 # The 100 MB log costs ~10 s a cell and its truth does not depend on the stack: in the
 # plugin-free test it runs on dual-stack only (test_plugin_verdict runs it on every stack).
 GROUND_TRUTH_CELLS = [
