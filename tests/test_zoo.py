@@ -137,10 +137,13 @@ def log_problems(target: ZooTarget, stack: str, verdict: Verdict) -> list[str]:
 
 # Disagreements with the plugin that are reported to the core (strict: an xpass fails, so a fix is noticed).
 KNOWN_PLUGIN_BUGS = {
-    ("exits-3s-after-listening", "ipv6-kernel-off"): (
-        "diagnose picks the errno-97 fallback warning printed before the target listened as the error line of "
-        "an exit 3 s later, instead of the last line 'zoosrv: exiting with code 3'"
-    ),
+    **{
+        (name, "ipv6-kernel-off"): (
+            "diagnose picks the errno-97 fallback warning printed before the target listened as the error line of "
+            "an exit after it had listened and answered, instead of the last line 'zoosrv: exiting with code 3'"
+        )
+        for name in ("exits-3s-after-listening", "exits-0.8s-after-listening")
+    },
     **{
         ("partial-line-then-exit", stack): (
             "diagnose picks the partial stdout fragment 'Starting proxy:' (which the engine hands over only at the "

@@ -109,6 +109,11 @@ TARGETS: tuple[ZooTarget, ...] = (
         Probe("http", "/no-such-path"), why="http_path is checked: a 404 is not success",
     ),
     ZooTarget(
+        "http-probed-as-https", (Z, "fallback", "tcpdual=:::8080"),
+        _by_stack("up *:8080/silent", "up *:8080/silent", "up 0.0.0.0:8080/silent"),
+        Probe("https", "/healthz"), why="a plain HTTP port probed over TLS: the handshake fails, no success",
+    ),
+    ZooTarget(
         "redis-like-banner", (Z, "optional6", "tcp4=0.0.0.0:6379:banner", "tcp6=:::6379:banner",
                               "tcp4=127.0.0.1:7000:close"),
         _by_stack("up 0.0.0.0:6379 127.0.0.1:7000 [::]:6379", "up 0.0.0.0:6379 127.0.0.1:7000 [::]:6379/silent",
@@ -150,6 +155,12 @@ TARGETS: tuple[ZooTarget, ...] = (
         "exits-3s-after-listening", (Z, "fallback", "tcpdual=:::8080", "sleep=3", "exit=3"),
         _all("exited 3 'exiting with code 3'"),
         HTTP, hold=5.0, why="listens, answers, then exits with code 3 after 3 s",
+        listened=_by_stack("*:8080", "*:8080", "0.0.0.0:8080"),
+    ),
+    ZooTarget(
+        "exits-0.8s-after-listening", (Z, "fallback", "tcpdual=:::8080", "sleep=0.8", "exit=3"),
+        _all("exited 3 'exiting with code 3'"),
+        HTTP, why="a crash in the first second: the plugin's default hold must catch it",
         listened=_by_stack("*:8080", "*:8080", "0.0.0.0:8080"),
     ),
     ZooTarget(
