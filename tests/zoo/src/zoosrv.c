@@ -7,7 +7,8 @@
  *   tcp6=ADDR:PORT[:MODE]      TCP listener on an IPv6 address, IPV6_V6ONLY=1 (e.g. tcp6=:::8080 for [::])
  *   tcpdual=ADDR:PORT[:MODE]   TCP listener on an IPv6 address, IPV6_V6ONLY=0 (serves IPv4 too)
  *   udp4= / udp6= / udpdual=   the same for UDP; every datagram is echoed back (mode silent: dropped)
- *       MODE: http (default; 200 for / and /healthz, 404 otherwise), banner (sends "+OK\r\n",
+ *       MODE: http (default; 200 for / and /healthz, 404 otherwise, 400 at once for a first byte that
+ *       cannot start a request line, e.g. a TLS ClientHello), banner (sends "+OK\r\n",
  *       discards input), silent (accepts, never writes), close (accepts and closes at once)
  *   fallback                   later IPv6 listeners become 0.0.0.0 when socket(AF_INET6) fails with errno 97
  *   optional6                  later IPv6 listeners that fail are logged and skipped (as redis does)
@@ -89,7 +90,10 @@ static double now(void) {
 static void answer_http(struct slot *s) {
     char method[16] = "", path[256] = "";
     const char *status = "404 Not Found", *body = "no such path\n";
-    if (sscanf(s->buf, "%15s %255s", method, path) == 2 && strcmp(method, "GET") == 0 &&
+    if (s->buf[0] < 'A' || s->buf[0] > 'Z') {
+        status = "400 Bad Request";
+        body = "not an HTTP request\n";
+    } else if (sscanf(s->buf, "%15s %255s", method, path) == 2 && strcmp(method, "GET") == 0 &&
         (strcmp(path, "/") == 0 || strcmp(path, "/healthz") == 0)) {
         status = "200 OK";
         body = "zoosrv ok\n";
@@ -156,7 +160,10 @@ static void serve(double until) {
                 memcpy(s->buf + s->len, tmp, take);
                 s->len += take;
                 s->buf[s->len] = 0;
-                if (strstr(s->buf, "\r\n\r\n") || strstr(s->buf, "\n\n") || s->len == sizeof s->buf - 1) {
+                /* A request ends at its blank line; one that does not start like a request line (a TLS
+                   ClientHello, say) is answered 400 at once rather than waited for. */
+                if (strstr(s->buf, "\r\n\r\n") || strstr(s->buf, "\n\n") || s->len == sizeof s->buf - 1 ||
+                    s->buf[0] < 'A' || s->buf[0] > 'Z') {
                     answer_http(s);
                     drop_slot(i);
                 }
