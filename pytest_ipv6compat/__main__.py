@@ -2,6 +2,8 @@
 
 Optional: a run builds what it lacks on first use. Preparing up front keeps
 image building out of test timings and shows its cost on its own.
+
+``python -m pytest_ipv6compat init --image IMAGE``: write a starting matrix file (see scaffold.py).
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-from . import images
+import docker.errors
+
+from . import images, merge, scaffold
 from .backends import EngineError
-from .backends.docker_api import DockerBackend
+from .backends.docker_api import DockerBackend, engine_address
+from .backends.docker_run import reason
 from .matrix import MatrixError, load_matrix
 
 
@@ -24,7 +29,19 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument("matrix", nargs="*", type=Path, help="matrix files (*.ipv6.toml)")
     prep.add_argument("--base-image", help="use this base image instead of bootstrapping one")
     prep.add_argument("--cache-dir", type=Path, default=None)
+    init = sub.add_parser("init", help="write a matrix file (*.ipv6.toml) for an image or a build context")
+    scaffold.add_arguments(init)
+    shards = sub.add_parser("merge", help="one grid from the JSON reports of sharded runs (--ipv6-json)")
+    merge.add_arguments(shards)
     args = parser.parse_args(argv)
+    if args.command == "merge":
+        status, text = merge.run(args)
+        print(text, file=sys.stderr if status == 2 else sys.stdout)
+        return status
+    if args.command == "init":
+        status, line = scaffold.main(args)
+        print(line, file=sys.stderr if status else sys.stdout)
+        return status
     cache = args.cache_dir or images.default_cache_dir()
     try:
         matrices = [load_matrix(path) for path in args.matrix]
@@ -40,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"base       {base}  ({time.monotonic() - started:.2f}s)")
         for matrix in matrices:
             target = matrix.target
+            for variant, image in target.images:
+                engine.image_config(image)  # present, and for this engine's architecture
+                print(f"image      {image}  ({target.name} {variant}: present)")
             if target.build is None:
                 continue
             for variant in target.variants:
@@ -55,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"target     {ref}  ({time.monotonic() - started:.2f}s)")
     except (MatrixError, images.ImageError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (docker.errors.DockerException, OSError) as exc:  # an engine call no step above expected to fail
+        print(f"error: the Docker engine at {engine_address()} failed: {reason(exc)}", file=sys.stderr)
         return 2
     return 0
 

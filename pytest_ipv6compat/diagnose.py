@@ -258,6 +258,12 @@ _HINTS: dict[str, dict[str, str]] = {
         "other": _IN_USE + "a [::] socket with IPV6_V6ONLY off already serves IPv4, so a second bind of"
         " 0.0.0.0 on that port fails; bind once or set IPV6_V6ONLY on the [::] socket",
     },
+    "oom": {"other": "the target used more memory than the cell allows: raise the run setting memory"
+             " (or --ipv6-memory) if it really needs more"},
+    "pids": {"other": "the target reached the cell's limit on processes and threads: raise the run setting pids"
+             " (or --ipv6-pids) if it really needs more"},
+    "enosys": {"other": "socket() is not implemented for this program: a 32-bit x86 build? ipv6-kernel-off denies"
+               " socketcall(2) (ENOSYS), as current Docker does; use an x86_64 or arm64 build"},
     "eacces": {
         "nginx": _PRIVILEGED + "listen on a port of 1024 or above, or start the nginx master as root",
         "other": _PRIVILEGED + "listen on a port of 1024 or above, or give the container CAP_NET_BIND_SERVICE",
@@ -284,6 +290,10 @@ _SIGNATURES: tuple[tuple[str, re.Pattern[str], str], ...] = (  # (kind, signatur
     ("eaddrinuse", re.compile(
         r"address already in use|eaddrinuse|errno[:=]? ?-?98\b|\(98: |\[errno 98\]", re.IGNORECASE), ""),
     ("eacces", re.compile(r"permission denied|\beacces\b", re.IGNORECASE), ""),
+    ("oom", re.compile(r"out of memory at the cell's memory limit"), ""),
+    ("pids", re.compile(r"can't fork|fork(?:\(\))?: resource temporarily unavailable|pthread_create"
+                        r"|unable to create (?:new )?native thread", re.IGNORECASE), ""),
+    ("enosys", re.compile(r"socket\W[^\n]{0,80}?(?:\(38: )?function not implemented|\benosys\b", re.IGNORECASE), ""),
 )
 # A signature that counts only with this text near it (same line, or the frame before or after it).
 _CONTEXT = {"eacces": re.compile(r"\b(?:bind|listen)", re.IGNORECASE)}
@@ -326,11 +336,6 @@ def hint(logs: str, error_line: str | None, *, exit_code: int | None = None, sta
 
 
 def _sigsys(stack: str | None) -> str:
-    if stack == "ipv6-kernel-off":
-        return (
-            "killed by SIGSYS (exit code 159) before writing anything: ipv6-kernel-off's seccomp profile"
-            " cannot run 32-bit x86 (i386) programs; use a 64-bit build of the target"
-        )
     return (
         "killed by SIGSYS (exit code 159) before writing anything: a seccomp filter refused a system call,"
         " often a 32-bit binary's; use a build for the host's architecture"

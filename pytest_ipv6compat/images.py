@@ -171,13 +171,15 @@ def _build_base(client: docker.DockerClient, cache_dir: Path, packages: Sequence
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".base-") as tmp:
         debian.assemble_rootfs(debs, Path(tmp, "rootfs"), APPLETS)
         debian.write_tar(Path(tmp, "rootfs"), Path(tmp, "rootfs.tar"))
-        labels = f"{LABEL_RECIPE}={json.dumps(key)} {LABEL_PACKAGES}={json.dumps(versions)}"
-        changes = [f"LABEL {labels}", 'CMD ["/bin/sh"]',
-                   "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+        # One LABEL line per label: Podman merges several pairs on one line into a single label.
+        changes = [f"LABEL {LABEL_RECIPE}={json.dumps(key)}", f"LABEL {LABEL_PACKAGES}={json.dumps(versions)}",
+                   'CMD ["/bin/sh"]', "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
         try:
-            client.api.import_image(src=str(Path(tmp, "rootfs.tar")), repository=repository, tag=staging,
-                                    changes=changes)
-        except docker.errors.APIError as exc:
+            answer = client.api.import_image(src=str(Path(tmp, "rootfs.tar")), repository=repository, tag=staging,
+                                             changes=changes)
+            # Podman ignores the tag of an import (it tags :latest): tag the image by the id it reports.
+            client.api.tag(_imported_id(answer, ref), repository, tag=staging)
+        except (docker.errors.DockerException, OSError) as exc:
             raise ImageError(f"docker import of base image {ref} failed: {_first_line(exc)}") from exc
     staged = f"{repository}:{staging}"
     try:  # publish the real tag only once the image is proven to work
@@ -189,15 +191,34 @@ def _build_base(client: docker.DockerClient, cache_dir: Path, packages: Sequence
     log.info("built base image %s (%s) in %.1fs", ref, versions, time.monotonic() - started)
 
 
+def _imported_id(answer: object, ref: str) -> str:
+    """The image id in an import's answer: Docker's JSON stream or Podman's, whichever the engine sent."""
+    found: list[str] = re.findall(r"(?:sha256:)?([0-9a-f]{64})", str(answer))
+    if not found:
+        raise ImageError(f"docker import of base image {ref}: the engine's answer names no image id: "
+                         f"{str(answer)[:200]}")
+    return found[-1]
+
+
 def _smoke_test(client: docker.DockerClient, image: str, ref: str) -> None:
-    container = client.containers.create(image, ["/bin/sh", "-c", "nginx -V 2>&1 && busybox --list"],
-                                         network_mode="none", labels={"ipv6compat.purpose": "base-image-smoke-test"})
+    try:
+        container = client.containers.create(
+            image, ["/bin/sh", "-c", "nginx -V 2>&1 && busybox --list"], network_mode="none",
+            labels={"ipv6compat.purpose": "base-image-smoke-test"},
+        )
+    except (docker.errors.DockerException, OSError) as exc:
+        raise ImageError(f"cannot smoke-test base image {ref}: the engine could not create it: "
+                         f"{_first_line(exc)}") from None
     try:
         container.start()
         code = int(container.wait(timeout=60).get("StatusCode", -1))
         output = container.logs().decode("utf-8", "replace")
+    except (docker.errors.DockerException, OSError) as exc:
+        raise ImageError(f"cannot smoke-test base image {ref}: the engine could not run it: "
+                         f"{_first_line(exc)}") from None
     finally:
-        container.remove(force=True)
+        with suppress(docker.errors.DockerException, OSError):
+            container.remove(force=True)
     if code != 0 or "nginx version" not in output:
         raise ImageError(f"base image {ref} is broken: 'nginx -V' exited {code}{_tail(output.splitlines())}")
     missing = sorted(set(APPLETS) - set(output.split()))
@@ -304,6 +325,9 @@ def _context_digest(context: Path, extra: Mapping[str, object]) -> str:
             try:
                 if path.is_symlink():
                     digest.update(f"L {rel} {os.readlink(path)}\0".encode())
+                elif not path.is_file():  # a named pipe would block the read for ever; a socket cannot be read
+                    raise ImageError(f"build context {context} holds {rel}, which is not a regular file "
+                                     "(a named pipe, socket or device); move it out of the context")
                 else:
                     digest.update(f"F {rel} {int(os.access(path, os.X_OK))}\0".encode())
                     digest.update(hashlib.sha256(path.read_bytes()).digest())

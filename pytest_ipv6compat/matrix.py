@@ -110,6 +110,8 @@ def parse_expectation(text: str) -> Expectation:
         code: int | None = None
         if rest and re.fullmatch(r"\d+", rest[0]):
             code = int(rest.pop(0))
+            if code > 255:
+                raise ValueError(f"expectation {text!r}: exit code {code} is not 0-255")
         if len(rest) > 1:
             raise ValueError(f"expectation {text!r}: quote the error text as one string")
         return Expectation(Outcome.EXITED, exit_code=code, error_contains=rest[0] if rest else None, source=text)
@@ -194,6 +196,9 @@ def _load_target(raw: Mapping[str, Any], variant_tables: Any, path: Path) -> Tar
             raise MatrixError(f"{_where(path, 'target', 'settings')}: {exc}") from None
         if any(c in (setting.value or "") for c in "\0\n\r"):
             raise MatrixError(f"{_where(path, 'target', 'settings')}: {label!r} holds a NUL or a line break")
+        if setting in settings:
+            same = settings[settings.index(setting)].label
+            raise MatrixError(f"{_where(path, 'target', 'settings')}: {label!r} is the same setting as {same!r}")
         settings.append(setting)
     stacks = _str_list(raw.get("stacks", list(STACKS)), path, "stacks")
     for stack in stacks:

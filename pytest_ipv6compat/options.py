@@ -8,13 +8,16 @@ Values are validated once, in ``pytest_configure``; a bad one raises
 from __future__ import annotations
 
 import math
+import os
+import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .spec import PROBES, RunSpec
+from .spec import PROBES, RunSpec, SpecError, parse_run_settings
 from .stacks import STACKS
 
 
@@ -22,7 +25,7 @@ from .stacks import STACKS
 class Option:
     name: str  # ini key; the flag is --name with '_' -> '-'
     help: str
-    kind: str = "string"  # string | list | path | seconds | hold | probe | bool
+    kind: str = "string"  # string | list | path | seconds | hold | probe | memory | pids | bool
     default: Any = None
     metavar: str | None = None
 
@@ -85,9 +88,31 @@ OPTIONS = (
         None,
         "PROBE",
     ),
+    Option(
+        "ipv6_memory",
+        "memory limit of every target, without swap (e.g. 256m, 1g); a target over it is killed",
+        "memory",
+        "512m",
+        "SIZE",
+    ),
+    Option("ipv6_pids", "most processes and threads a target may have", "pids", 512, "N"),
     Option("ipv6_keep_failed", "keep the containers of failed cells and print how to inspect them", "bool", False),
     Option("ipv6_require_docker", "error instead of skip when the Docker engine is unreachable", "bool", False),
+    Option(
+        "ipv6_engines",
+        "engine addresses, comma-separated (unix:///..., tcp://..., ssh://...): xdist worker gwN uses the N-th, "
+        "round robin; without it, DOCKER_HOST or the default socket",
+        "engines",
+        None,
+        "URLS",
+    ),
     Option("ipv6_cache_dir", "where downloaded packages and the probe are cached", "path", None, "DIR"),
+    Option(
+        "ipv6_record",
+        "write each observed verdict into its matrix file as the cell's expectation (errors are never recorded)",
+        "bool",
+        False,
+    ),
 )
 
 
@@ -105,9 +130,13 @@ class Settings:
     settle: float = 0.05
     hold: float = 1.0
     probe: str | None = None
+    memory: str = "512m"
+    pids: int = 512
     keep_failed: bool = False
     require_docker: bool = False
     cache_dir: Path | None = None
+    engines: tuple[str, ...] | None = None
+    record: bool = False
 
 
 def register(parser: pytest.Parser) -> None:
@@ -138,6 +167,25 @@ def _convert(opt: Option, raw: Any, source: str, rootpath: Path) -> Any:
                 if item not in ("unset", "empty") and not item.startswith("="):
                     raise pytest.UsageError(f"{source}: knob setting {item!r} must be 'unset', 'empty' or '=VALUE'")
         return items
+    if opt.kind == "engines":
+        urls = tuple(part.strip() for part in text.split(",") if part.strip())
+        for url in urls:
+            if not re.fullmatch(r"(unix|tcp|ssh|npipe|http|https)://\S+", url):
+                raise pytest.UsageError(f"{source}: {url!r} is not an engine address (unix://PATH, tcp://HOST:PORT)")
+        if not urls:
+            raise pytest.UsageError(f"{source}: {raw!r} names no engine")
+        return urls
+    if opt.kind in ("memory", "pids"):
+        value: Any = text
+        if opt.kind == "pids":
+            try:
+                value = int(text)
+            except ValueError:
+                raise pytest.UsageError(f"{source}: {raw!r} is not a whole number") from None
+        try:
+            return parse_run_settings({opt.kind: value}, source)[opt.kind]
+        except SpecError as exc:
+            raise pytest.UsageError(str(exc)) from None
     if opt.kind == "probe":
         if text not in PROBES:
             raise pytest.UsageError(f"{source}: probe {text!r} is not one of {', '.join(PROBES)}")
@@ -166,10 +214,44 @@ def _convert(opt: Option, raw: Any, source: str, rootpath: Path) -> Any:
         if opt.name == "ipv6_build" and not (path / "Dockerfile").is_file():
             what = "does not exist" if not path.exists() else "has no Dockerfile"
             raise pytest.UsageError(f"{source}: build context {str(path)!r} {what}")
-        if opt.name in ("ipv6_markdown", "ipv6_json") and path.is_dir():
-            raise pytest.UsageError(f"{source}: {str(path)!r} is a directory; name a file")
+        if opt.name in ("ipv6_markdown", "ipv6_json"):
+            _check_writable_file(path, source)
+        if opt.name == "ipv6_cache_dir":
+            _check_directory(path, source)
         return path
     return text
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_writable_file(path: Path, source: str) -> None:
+    """A report file must be writable now, not only after the whole run."""
+    if path.is_dir():
+        raise pytest.UsageError(f"{source}: {str(path)!r} is a directory; name a file")
+    if path.exists():
+        if not os.access(path, os.W_OK):
+            raise pytest.UsageError(f"{source}: {str(path)!r} is not writable")
+        return
+    parent = _nearest_existing(path.parent)
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"{source}: cannot create {str(path)!r}: {str(parent)!r} is not a writable directory")
+    try:  # permissions do not tell everything (a read-only mount, /proc): try it
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise pytest.UsageError(f"{source}: cannot create {str(path)!r}: {exc.strerror}") from None
+
+
+def _check_directory(path: Path, source: str) -> None:
+    if path.exists() and not path.is_dir():
+        raise pytest.UsageError(f"{source}: {str(path)!r} is not a directory")
+    parent = path if path.exists() else _nearest_existing(path.parent)
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"{source}: {str(path)!r} is not a writable directory")
 
 
 def load(config: pytest.Config) -> Settings:
@@ -180,7 +262,11 @@ def load(config: pytest.Config) -> Settings:
         if cli is not None:
             raw, source, base = cli, f"{opt.flag}={cli}" if opt.kind != "bool" else opt.flag, Path.cwd()
         else:
-            ini = config.getini(opt.name)
+            try:
+                ini = config.getini(opt.name)
+            except (ValueError, pytest.UsageError) as exc:  # pytest's own parse of a bool ini value
+                where = config.inipath or "the ini file"
+                raise pytest.UsageError(f"ini option {opt.name} in {where}: {exc} (use true or false)") from None
             if ini is None or ini == "" or (opt.kind == "bool" and not ini):
                 continue
             where = config.inipath or "the ini file"
@@ -195,5 +281,7 @@ def load(config: pytest.Config) -> Settings:
 
 def run_base(settings: Settings) -> RunSpec:
     """The run settings every target starts from: defaults overridden by options."""
-    base = RunSpec(settle=settings.settle, hold=settings.hold, timeout=settings.timeout)
+    base = RunSpec(
+        settle=settings.settle, hold=settings.hold, timeout=settings.timeout, memory=settings.memory, pids=settings.pids
+    )
     return base.updated({"probe": settings.probe}) if settings.probe else base

@@ -20,6 +20,7 @@ __all__ = ["PROBES", "RUN_KEYS", "RunSpec", "SpecError", "parse_run_settings"]
 PROBES = ("tcp", "http", "https", "none")
 _STATUS = re.compile(r"[1-5](?:xx|\d\d)\Z")
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?\Z")
+_MEMORY = re.compile(r"[1-9][0-9]*[kKmMgG]?\Z")
 _IP = re.compile(r"[0-9.]+\Z|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\Z")
 
 
@@ -34,7 +35,8 @@ class RunSpec:
     ``probe``: ``tcp`` (a connection is accepted), ``http``/``https`` (``GET http_path``
     answers with a status in ``http_status``), or ``none``. ``settle``: seconds the
     listener set must stay unchanged. ``hold``: seconds the target must stay up after
-    that. ``mounts``: (container path, host path) pairs mounted read-only.
+    that. ``mounts``: (container path, host path) pairs mounted read-only. ``memory``
+    and ``pids`` bound the cell (memory without swap; processes and threads).
     """
 
     probe: str = "tcp"
@@ -49,6 +51,8 @@ class RunSpec:
     mounts: tuple[tuple[str, str], ...] = ()
     user: str | None = None
     command: tuple[str, ...] | None = None
+    memory: str = "512m"
+    pids: int = 512
 
     def updated(self, settings: Mapping[str, Any]) -> RunSpec:
         """A copy with ``settings`` (already validated by :func:`parse_run_settings`) applied.
@@ -165,4 +169,17 @@ def parse_run_settings(raw: Mapping[str, Any], where: str, *, base: Path | None 
             out[key] = value
         elif key == "command":
             out[key] = _string_list(key, value, where)
+        elif key == "memory":
+            if not isinstance(value, str) or not _MEMORY.match(value) or _bytes(value) < 6 * 2**20:
+                raise SpecError(f"{where}: memory = {value!r} is not a size of at least 6m (e.g. '256m', '1g')")
+            out[key] = value
+        elif key == "pids":
+            if isinstance(value, bool) or not isinstance(value, int) or not 8 <= value <= 65536:
+                raise SpecError(f"{where}: pids = {value!r} is not a whole number from 8 to 65536")
+            out[key] = value
     return out
+
+
+def _bytes(size: str) -> int:
+    number, unit = int(size[:-1]) if size[-1].isalpha() else int(size), size[-1].lower()
+    return number * {"k": 2**10, "m": 2**20, "g": 2**30}.get(unit, 1)

@@ -66,7 +66,26 @@ def parametrize_stacks(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("ipv6_stack", names, ids=names)
 
 
+def _check_filters(config: pytest.Config, cells: list[CellItem]) -> None:
+    """A filter value that no collected cell has is a typo, not a wish to run nothing: say which."""
+    settings = config.stash[STATE_KEY].settings
+    if not cells:
+        return
+    known = {
+        "--ipv6-variants": {c.cell.variant for c in cells},
+        "--ipv6-settings": {c.cell.setting.label for c in cells if c.cell.knob},
+    }
+    for flag, given in (("--ipv6-variants", settings.variants), ("--ipv6-settings", settings.settings)):
+        unknown = [v for v in given or () if v not in known[flag]]
+        if unknown and known[flag]:
+            names = ", ".join(sorted(known[flag]))
+            raise pytest.UsageError(
+                f"{flag}: {', '.join(map(repr, unknown))} is in no collected matrix (they have: {names})"
+            )
+
+
 def deselect(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _check_filters(config, [item for item in items if isinstance(item, CellItem)])
     settings = config.stash[STATE_KEY].settings
     keep: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
@@ -92,14 +111,16 @@ def header(config: pytest.Config) -> list[str]:
     s = state.settings
     base = s.base_image or f"{images.base_image_ref()} (assembled from Debian packages when absent)"
     lines = [f"ipv6compat {version('pytest-ipv6compat')}: base image {base}; cell timeout {s.timeout:g}s"]
+    if s.record:
+        lines.append("ipv6compat: --ipv6-record: observed verdicts are written into the matrix files at the end")
     try:
         info = state.engine().info()
     except (Unavailable, EngineError) as exc:
         lines.append(f"ipv6compat: {exc}; cells will be {'errors' if s.require_docker else 'skipped'}")
         return lines
     lines.append(
-        f"ipv6compat: engine {info['version']} (API {info['api']}), seccomp {info['seccomp']}, "
-        f"sysctls namespaced per container; every cell is attested in its container"
+        f"ipv6compat: {info['engine']} {info['version']} (API {info['api']}) at {info['address']}, "
+        f"runtime {info['runtime']}, seccomp {info['seccomp']}, {info['files']}; every cell is attested"
     )
     if state.swept:
         lines.append(f"ipv6compat: removed {len(state.swept)} container(s) left by dead sessions")
@@ -126,7 +147,7 @@ def attach_result(item: CellItem, call: pytest.CallInfo[None], report: pytest.Te
             "stacks": list(target.stacks),
             "settings": [s.label for s in target.settings],
         }
-        setattr(report, _RESULT_ATTR, {"result": result.to_dict(), "order": order})
+        setattr(report, _RESULT_ATTR, {"result": result.to_dict(), "order": order, "source": str(item.path)})
         # junitxml reads properties from the teardown report, which copies the item's.
         item.user_properties.extend(junit_properties(result))
 
@@ -138,6 +159,7 @@ class Results:
         self.config = config
         self.results: list[CellResult] = []
         self.orders: dict[str, dict[str, list[str]]] = {}
+        self.sources: dict[tuple[str, str], str] = {}  # (target, cell id) -> matrix file, for --ipv6-record
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, _RESULT_ATTR, None)
@@ -145,6 +167,7 @@ class Results:
             return
         result = CellResult.from_dict(data["result"])
         self.orders.setdefault(result.cell.target, data["order"])
+        self.sources[(result.cell.target, result.cell.id)] = data.get("source", "")
         self.results.append(result)
 
     def ordering(self) -> Ordering:
@@ -178,9 +201,18 @@ class Results:
                 )
                 tr.write_line(f"{name}: docker logs {name}; {look}; docker rm -f {name}")
 
-    def pytest_sessionfinish(self) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if _is_worker(self.config):
             return
+        try:
+            self._write_reports()
+        except OSError as exc:  # checked at start, but the disk may have changed since: say so, keep the grid
+            where = exc.filename or "a report file"
+            self.config.get_terminal_writer().line(f"ipv6compat: cannot write {where}: {exc.strerror}", red=True)
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _write_reports(self) -> None:
         state = self.config.stash[STATE_KEY]
         s = state.settings
         order = self.ordering()
@@ -194,6 +226,8 @@ class Results:
                 "plugin_version": version("pytest-ipv6compat"),
                 "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "base_image": state.base_ref or s.base_image,
+                "order": {"variants": list(order.variants), "stacks": list(order.stacks),
+                          "settings": list(order.settings)},
                 **state.engine_info(),
             }
             s.json.write_text(render_json(self.results, meta=meta, order=order), encoding="utf-8")

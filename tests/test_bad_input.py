@@ -11,6 +11,9 @@ user sees them through pytest.
 from __future__ import annotations
 
 import fnmatch
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,6 +113,26 @@ MISTAKES = [
                  "{path}: [[]target.env[]]: 'SVC-NAME' is not a valid environment variable name", id="bad-env-name"),
     pytest.param(('knob = "SVC_V6"', 'knob = "SVC V6"'),
                  "{path}: [[]target.knob[]]: 'SVC V6' is not a valid environment variable name", id="bad-knob-name"),
+    pytest.param(('settings = ["unset", "=1"]', 'settings = ["unset", "=1", "empty", "="]'),
+                 "{path}: [[]target.settings[]]: '=' is the same setting as 'empty'", id="same-setting-twice"),
+    pytest.param(('settings = ["unset", "=1"]', 'settings = ["unset", "=1", "=a\\nb"]'),
+                 "{path}: [[]target.settings[]]: '=a\\nb' holds a NUL or a line break", id="newline-in-setting"),
+    pytest.param(('"=1" = "up 0.0.0.0:80"', '"=1" = "exited 256"'),
+                 "{path}: [[]expect.a.dual-stack.=1[]]: expectation 'exited 256': exit code 256 is not 0-255",
+                 id="exit-code-256"),
+    pytest.param(('"=1" = "up 0.0.0.0:80"', '"=1" = "v4-only"'),
+                 "{path}: [[]expect.a.dual-stack.=1[]]: 'v4-only' is neither an expectation nor a named outcome "
+                 "(named: none)", id="undefined-outcome"),
+    pytest.param(('images = { a = "ipv6compat/absent:nope" }', "images = { a = 3 }"),
+                 "{path}: [[]target.images[]] must map every variant (a) to an image name", id="image-not-a-string"),
+    pytest.param(('env = { SVC_NAME = "svc" }', 'config_dir = "etc/app"\nconfig_source = "."'),
+                 "{path}: [[]target.config_dir[]]: 'etc/app' is not an absolute path", id="relative-config-dir"),
+    pytest.param(('env = { SVC_NAME = "svc" }', 'config_dir = "/etc/app"\nconfig_source = 7'),
+                 "{path}: [[]target.config_source[]] must be a path string, got 7", id="config-source-not-a-string"),
+    pytest.param(('env = { SVC_NAME = "svc" }', 'config_dir = "/etc/app"\nconfig_source = "absent"'),
+                 "{path}: [[]target.config_source[]]: '*/absent' is not a directory", id="missing-config-source"),
+    pytest.param(('env = { SVC_NAME = "svc" }', 'timeout = "10"'),
+                 "{path}: [[]target[]]: timeout = '10' is not a number of seconds", id="timeout-as-text"),
     pytest.param(('unset = "up 0.0.0.0:80 [::]:80"', 'unset = "up 0.0.0.0:80 [::]:99999"'),
                  "{path}: [[]expect.a.dual-stack.unset[]]: expectation 'up 0.0.0.0:80 [[]::[]]:99999': "
                  "listener '[[]::[]]:99999': port out of range",
@@ -284,3 +307,97 @@ def test_attestation_failure_is_an_error_never_a_pass(here: pytest.Pytester) -> 
     control = here.runpytest(*args, "-k", "not config-ro")
     control.assert_outcomes(passed=1)
 
+
+
+def test_matrix_that_is_not_utf8_is_one_collection_error(here: pytest.Pytester) -> None:
+    path = write(here)
+    path.write_bytes(path.read_bytes().replace(b'name = "svc"', b'name = "sv\xe9"'))
+    result = here.runpytest("-p", "no:cacheprovider")
+    line = one_line(result, "ERROR collecting svc.ipv6.toml")
+    assert line == f"{path}: not UTF-8 text (byte 19: b'\\xe9')"
+    assert_no_traceback(result)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--ipv6-variants=b",), "ERROR: --ipv6-variants: 'b' is in no collected matrix (they have: a)"),
+        (("--ipv6-settings=unset,=2",),
+         "ERROR: --ipv6-settings: '=2' is in no collected matrix (they have: =1, unset)"),
+        (("--ipv6-cache-dir=/dev/null",), "ERROR: --ipv6-cache-dir=/dev/null: '/dev/null' is not a directory"),
+        (("--ipv6-json=/proc/report.json",),
+         "ERROR: --ipv6-json=/proc/report.json: cannot create '/proc/report.json': *"),
+        (("--ipv6-markdown=.",), "ERROR: --ipv6-markdown=.: '*' is a directory; name a file"),
+        (("--ipv6-memory=1x",),
+         "ERROR: --ipv6-memory=1x: memory = '1x' is not a size of at least 6m (e.g. '256m', '1g')"),
+        (("--ipv6-pids=many",), "ERROR: --ipv6-pids=many: 'many' is not a whole number"),
+        (("--ipv6-probe=gopher",), "ERROR: --ipv6-probe=gopher: probe 'gopher' is not one of tcp, http, https, none"),
+    ],
+)
+def test_bad_option_is_one_line_before_anything_runs(
+    here: pytest.Pytester, args: tuple[str, ...], message: str
+) -> None:
+    write(here)
+    result = here.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+    assert_no_traceback(result)
+
+
+def test_bad_ini_boolean_names_the_option_and_the_file(here: pytest.Pytester, real_cache_dir: Path) -> None:
+    ini = here.makeini(f"[pytest]\nipv6_cache_dir = {real_cache_dir}\nipv6_keep_failed = maybe\n")
+    write(here)
+    result = here.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: ini option ipv6_keep_failed in {ini}: *'maybe'* (use true or false)"])
+    assert_no_traceback(result)
+
+
+def test_unusable_docker_host_skips_with_one_line(here: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:99999")
+    write(here)
+    result = here.runpytest("-rs")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines([
+        "SKIPPED * Docker engine at tcp://127.0.0.1:99999 (from DOCKER_HOST) is not a usable address: "
+        "Port out of range 0-65535 (pass --ipv6-require-docker to make this an error)"
+    ])
+    assert_no_traceback(result)
+
+
+def test_named_pipe_in_a_build_context_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    from pytest_ipv6compat import images
+
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text("FROM scratch\n")
+    os.mkfifo(context / "pipe")
+    with pytest.raises(images.ImageError, match=r"holds pipe, which is not a regular file \(a named pipe"):
+        images._context_digest(context, {})
+
+
+def test_prepare_names_an_image_that_does_not_exist(here: pytest.Pytester) -> None:
+    path = write(here)  # images = { a = "ipv6compat/absent:nope" }
+    done = subprocess.run([sys.executable, "-m", "pytest_ipv6compat", "prepare", str(path)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    if "unreachable" in done.stderr:
+        pytest.skip(done.stderr.strip())
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: image 'ipv6compat/absent:nope' is not present in the Docker engine"
+
+
+@pytest.mark.parametrize("name", ["A=B", "A\0B", ""])
+def test_env_names_the_engine_would_mangle_are_one_line(here: pytest.Pytester, name: str) -> None:
+    here.makepyfile(
+        f"""
+        def test_it(ipv6_target_factory):
+            with ipv6_target_factory.start("ipv6compat/absent:nope", env={{{name!r}: "1"}}):
+                pass
+        """
+    )
+    result = here.runpytest("-rs")
+    if result.parseoutcomes().get("skipped"):
+        pytest.skip("no engine to reach the environment check")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*environment variable * names may not be empty or hold '=' or NUL*"])
+    assert_no_traceback(result)

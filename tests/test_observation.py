@@ -7,8 +7,10 @@ before any engine is asked. Each expectation is what the target really does; the
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -176,3 +178,47 @@ def test_matrix_without_a_knob_runs_its_stacks(pytester: pytest.Pytester, base_i
         "httpd: no knob, 3 cells",
         "*dual*",
     ])
+
+
+@pytest.mark.docker
+def test_a_fork_bomb_and_a_memory_hog_end_at_the_cell_bounds(engine: DockerBackend, base_image: str) -> None:
+    """Bounded by the limits, not by luck: the host's process count is back where it was afterwards."""
+    before = len([p for p in os.listdir("/proc") if p.isdigit()])
+    bomb = ("sh", "-c", "echo forking; b() { b | b & }; b; sleep 5; exit 9")
+    with engine.run(launch(base_image, DUAL, command=bomb, pids=32, timeout=15)) as run:
+        verdict = run.verdict()
+    assert verdict.outcome is Outcome.EXITED
+    assert verdict.exit_code == 9  # it ran out of processes, not the machine
+    assert "can't fork" in verdict.logs or "Resource temporarily unavailable" in verdict.logs
+    hog = ("sh", "-c", "echo eating; exec awk 'BEGIN { s = \"x\"; while (1) s = s s }'")
+    with engine.run(launch(base_image, DUAL, command=hog, memory="64m", timeout=30)) as run:
+        verdict = run.verdict()
+    assert verdict.outcome is Outcome.EXITED
+    assert verdict.error_line == "killed by the kernel: out of memory at the cell's memory limit (64m)"
+    assert verdict.exit_code == 137
+    after = len([p for p in os.listdir("/proc") if p.isdigit()])
+    assert after < before + 20, f"{after - before} more processes on the host than before the cells"
+
+
+@pytest.mark.docker
+def test_nothing_is_bind_mounted_from_the_pytest_host(
+    engine: DockerBackend, base_image: str, client: Any, tmp_path: Path
+) -> None:
+    """An engine that does not share this filesystem must work the same: probe and config travel as volumes."""
+    config = tmp_path / "conf"
+    config.mkdir()
+    (config / "app.conf").write_text("listen 8080\n")
+    own = DockerBackend.connect(engine.probe_dir)
+    cmd = ("sh", "-c", f"cat /etc/app/app.conf; {HTTPD}")
+    with own.run(launch(base_image, DUAL, command=cmd, mounts=(("/etc/app", str(config)),), hold=0.1)) as run:
+        verdict = run.verdict()
+        mounts = client.api.inspect_container(run.container_id)["Mounts"]
+    assert verdict.outcome is Outcome.UP
+    assert "listen 8080" in verdict.logs
+    assert sorted((m["Type"], m["Destination"], m["RW"]) for m in mounts) == [
+        ("volume", "/.ipv6compat", False), ("volume", "/etc/app", False),
+    ]
+    names = [m["Name"] for m in mounts]
+    assert own.remove_session() == 0  # the container is already gone; its volumes go with the session
+    left = {v.name for v in client.volumes.list(filters={"label": "ipv6compat.session"})}
+    assert not left & set(names)

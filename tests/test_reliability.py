@@ -164,9 +164,11 @@ def test_keep_failed_is_the_only_way_a_container_stays(run_dir: pytest.Pytester,
     passed = seen["cloud-proxy[unpatched-dual-stack-PL_IPV6_DISABLE-unset]"]
     try:
         left = containers(client, session=failed["labels"]["ipv6compat.session"])
-        assert [c.name for c in left] == [failed["name"]]
+        assert [c.id for c in left] == [failed["id"]]
+        kept = left[0].name
+        assert kept.startswith("ipv6compat-kept-")  # renamed, so the next session's sweep leaves it for a while
         assert not exists(client, passed["id"])
-        result.stdout.fnmatch_lines([f"{failed['name']}: docker logs {failed['name']}; *"])
+        result.stdout.fnmatch_lines([f"{kept}: docker logs {kept}; docker inspect {kept}; docker diff {kept}; *"])
     finally:
         for c in containers(client, session=failed["labels"]["ipv6compat.session"]):
             c.remove(force=True)
@@ -418,7 +420,8 @@ def test_engine_hanging_at_start_is_an_engine_error(
         hung.image_config(base_image)
         front.stall()
         started = time.monotonic()
-        with pytest.raises(EngineError, match=r"could not start a container from .*: Read timed out"), hung.run(
+        hung_start = r"(could not start a container from|cannot ship .* to the engine as volume) .*: Read timed out"
+        with pytest.raises(EngineError, match=hung_start), hung.run(
             launch(base_image, STACKS["dual-stack"], command=SLEEP, timeout=3)
         ):
             pytest.fail("a container started through a hung engine")
@@ -502,3 +505,21 @@ def test_read_only_config_mount_is_really_read_only(
         up = running.verdict()
     assert up.outcome is Outcome.UP, up.logs
     assert up.listeners == {Listener(Family.INET, "0.0.0.0", 56000)}
+
+
+def test_sweep_leaves_kept_containers_for_a_day(engine: Engine, base_image: str, client: Any) -> None:
+    dead_pid, dead_start, proc = _owner(alive=False)
+    proc.wait()
+    labels = {"ipv6compat.session": "sweep-kept", "ipv6compat.host": HOST,
+              "ipv6compat.pid": dead_pid, "ipv6compat.pid-start": dead_start}
+    kept = client.containers.create(base_image, ["sleep", "300"], network_mode="none", labels=labels,
+                                    name=f"ipv6compat-kept-sweeptest-{dead_pid}")
+    plain = client.containers.create(base_image, ["sleep", "300"], network_mode="none", labels=labels)
+    try:
+        Engine.connect(engine.probe_dir).sweep()
+        assert exists(client, kept.id), "a kept container was swept on the day it was kept"
+        assert not exists(client, plain.id)
+    finally:
+        for c in (kept, plain):
+            if exists(client, c.id):
+                c.remove(force=True)

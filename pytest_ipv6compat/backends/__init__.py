@@ -18,11 +18,15 @@ from ..model import Attestation, Verdict
 from ..spec import RunSpec
 from ..stacks import Stack
 
-__all__ = ["Backend", "EngineError", "Launch", "Run"]
+__all__ = ["Backend", "EngineError", "Launch", "Run", "StackUnsupported"]
 
 
 class EngineError(Exception):
     """The backend could not do what was asked (not a verdict); the message says what and why."""
+
+
+class StackUnsupported(EngineError):
+    """This backend cannot realise the cell's stack at all (a skip, not an error); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Run(Protocol):
     """A started target being observed. Methods block until they know (bounded by the launch's timeout)."""
 
     keep: bool  # leave it in place for inspection when the run ends (a failed cell, --ipv6-keep-failed)
+    container_id: str
 
     @property
     def name(self) -> str: ...

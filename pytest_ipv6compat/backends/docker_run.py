@@ -22,6 +22,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import docker
@@ -44,6 +45,7 @@ _EXIT_GRACE_S = 3.0  # after the watcher ends without "ready": how long the exit
 _PROBE_BUDGET_S = 7.0  # per probe: connect (2 s) + response (3 s) + slack
 _JOIN_S = 2.0
 _KILLED = (137, 143)  # SIGKILL, SIGTERM
+_EXIT_POLL_S = 0.05  # how often the state is asked for where the wait call answers late
 _REMOVAL_S = 0.3
 _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -52,7 +54,8 @@ class DockerRun:
     """A started container being observed. Methods block until they know."""
 
     def __init__(
-        self, client: docker.DockerClient, container_id: str, name: str, launch: Launch, nonce: str, *, probe: str
+        self, client: docker.DockerClient, container_id: str, name: str, launch: Launch, nonce: str, *, probe: str,
+        poll_exit: bool = False,
     ) -> None:
         self._client = client
         self._api = client.api
@@ -61,12 +64,14 @@ class DockerRun:
         self.launch = launch
         self.keep = False
         self._probe = probe
+        self._poll_exit = poll_exit  # the engine's wait call answers late (Podman): ask for the state instead
         self.started = time.monotonic()
         self.deadline = self.started + launch.run.timeout
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._shim = ShimReport(nonce)
         self._watch = WatchReport()
         self._attested = threading.Event()
+        self._closed = threading.Event()
         self._closers: list[Callable[[], object]] = []
         self._threads: list[threading.Thread] = []
         self._attestation: Attestation | None = None
@@ -90,6 +95,9 @@ class DockerRun:
 
     def _wait_for_exit(self) -> None:
         spec = self.launch.run
+        if self._poll_exit:
+            self._poll_for_exit(time.monotonic() + spec.timeout + spec.hold + 600)
+            return
         try:
             status = self._api.wait(self.container_id, timeout=spec.timeout + spec.hold + 600)
             self._events.put(("exit", status))
@@ -97,6 +105,21 @@ class DockerRun:
             self._events.put(("gone", None))
         except FAULTS as exc:
             self._events.put(("fault", reason(exc)))
+
+    def _poll_for_exit(self, until: float) -> None:
+        while not self._closed.is_set() and time.monotonic() < until:
+            try:
+                state = self._api.inspect_container(self.container_id)["State"]
+            except docker.errors.NotFound:
+                self._events.put(("gone", None))
+                return
+            except FAULTS as exc:
+                self._events.put(("fault", reason(exc)))
+                return
+            if state.get("Status") in ("exited", "dead"):
+                self._events.put(("exit", {"StatusCode": state.get("ExitCode")}))
+                return
+            self._closed.wait(_EXIT_POLL_S)
 
     def _read_shim(self) -> None:
         stream: Any = None
@@ -138,7 +161,13 @@ class DockerRun:
         if self._attestation is None:
             self._attested.wait(max(0.0, self.deadline - time.monotonic()))
             if not self._shim.attested:
-                why = "did not report in time" if not self._attested.is_set() else "exited"
+                timeout = self.launch.run.timeout
+                why = (
+                    f"did not report within the cell's timeout of {timeout:g} s (raise the run setting timeout "
+                    "or --ipv6-timeout if the engine is slow)"
+                    if not self._attested.is_set()
+                    else "exited"
+                )
                 raise EngineError(
                     f"the container {why} before the stack could be attested; logs:\n{self.logs(15)}"
                 )
@@ -188,6 +217,11 @@ class DockerRun:
                     return self._make(Outcome.UP)
             elif kind == "watch-end":
                 watcher_ended = time.monotonic()
+                # The watcher ends with the target's processes: look now rather than wait for the engine's wait
+                # call, which some engines (Podman) answer only after a poll interval.
+                code = self._exit_code_if_exited()
+                if code is not None:
+                    return self._exited({"StatusCode": code})
             elif kind == "exit":
                 return self._exited(value)
             elif kind == "gone":
@@ -221,14 +255,37 @@ class DockerRun:
                     self._watch.feed(value)
         code = status.get("StatusCode") if isinstance(status, dict) else None
         state = self._state()
+        oom = False
         if state in ("exited", "dead") and code in _KILLED:
             # Killed: by the kernel (OOM), or by someone removing the container, which the engine does
             # after the wait call has returned. Look again once removal would have begun.
-            time.sleep(_REMOVAL_S)
-            state = self._state()
+            oom = self._oom_killed()
+            if not oom:
+                time.sleep(_REMOVAL_S)
+                state = self._state()
         if state in ("gone", "removing"):
             raise EngineError(f"container {self.name} was removed by someone else while the cell ran")
-        return self._make(Outcome.EXITED, exit_code=int(code) if code is not None else None)
+        verdict = self._make(Outcome.EXITED, exit_code=int(code) if code is not None else None)
+        if oom:
+            limit = self.launch.run.memory
+            line = f"killed by the kernel: out of memory at the cell's memory limit ({limit})"
+            verdict = replace(verdict, error_line=line)
+        return verdict
+
+    def _exit_code_if_exited(self) -> int | None:
+        try:
+            state = self._api.inspect_container(self.container_id)["State"]
+        except FAULTS:
+            return None  # the wait call or the grace period will tell
+        if state.get("Status") in ("exited", "dead"):
+            return int(state.get("ExitCode", -1))
+        return None
+
+    def _oom_killed(self) -> bool:
+        try:
+            return bool(self._api.inspect_container(self.container_id)["State"].get("OOMKilled"))
+        except FAULTS:
+            return False
 
     def _make(self, outcome: Outcome, *, exit_code: int | None = None) -> Verdict:
         logs = self.logs()
@@ -280,8 +337,17 @@ class DockerRun:
             self._tail = tail
         return self._tail
 
+    def rename(self, name: str) -> None:
+        """Give the container a new name (kept containers); a failure leaves the old one."""
+        try:
+            self._api.rename(self.container_id, name)
+            self._name = name
+        except FAULTS as exc:
+            log.warning("cannot rename container %s to %s: %s", self._name, name, reason(exc))
+
     def close(self) -> None:
         """Stop following the streams; the reader threads then end (waited for, bounded)."""
+        self._closed.set()
         for close in self._closers:
             with contextlib.suppress(Exception):
                 close()
