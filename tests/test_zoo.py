@@ -147,22 +147,7 @@ def log_problems(target: ZooTarget, stack: str, verdict: Verdict) -> list[str]:
 
 
 # Disagreements with the plugin that are reported to the core (strict: an xpass fails, so a fix is noticed).
-KNOWN_PLUGIN_BUGS = {
-    **{
-        (name, "ipv6-kernel-off"): (
-            "diagnose picks the errno-97 fallback warning printed before the target listened as the error line of "
-            "an exit after it had listened and answered, instead of the last line 'zoosrv: exiting with code 3'"
-        )
-        for name in ("exits-3s-after-listening", "exits-0.8s-after-listening")
-    },
-    **{
-        ("partial-line-then-exit", stack): (
-            "diagnose picks the partial stdout fragment 'Starting proxy:' (which the engine hands over only at the "
-            "close, so it arrives last) as the error line instead of 'zoosrv: exiting with code 1'"
-        )
-        for stack in STACKS
-    },
-}
+KNOWN_PLUGIN_BUGS: dict[tuple[str, str], str] = {}  # (target, stack) -> why the plugin is wrong there
 PLUGIN_CELLS = [
     pytest.param(target, stack, id=f"{target.name}-{stack}",
                  marks=[pytest.mark.xfail(reason=KNOWN_PLUGIN_BUGS[target.name, stack], strict=True)]

@@ -16,6 +16,7 @@ target that logs megabytes costs nothing and cannot delay the verdict.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import queue
 import re
@@ -76,7 +77,8 @@ class DockerRun:
         self._threads: list[threading.Thread] = []
         self._attestation: Attestation | None = None
         self._verdict: Verdict | None = None
-        self._tail: str | None = None
+        self._tail: list[tuple[float | None, str]] | None = None
+        self._settled_wall: float | None = None  # when the watcher's settled record arrived (this host's clock)
         self._other: list[str] = []  # lines on the watcher's channel that are not its records
         self.engine_fault: str | None = None  # why the engine stopped answering, if it did
         self._spawn(self._wait_for_exit, "wait")
@@ -211,6 +213,7 @@ class DockerRun:
                     raise EngineError(str(exc)) from None
                 if self._watch.settled is not None and settled_at is None:
                     settled_at = time.monotonic()
+                    self._settled_wall = time.time()
                 if self._watch.error:
                     raise EngineError(f"the probe could not observe the target: {self._watch.error}")
                 if self._watch.ready:
@@ -295,7 +298,7 @@ class DockerRun:
             listeners=listeners if outcome is Outcome.UP else frozenset(),
             reach=tuple(self._watch.reach) if outcome is Outcome.UP else (),
             exit_code=exit_code,
-            error_line=error_line(logs.splitlines()) if outcome is Outcome.EXITED else None,
+            error_line=self._error_line() if outcome is Outcome.EXITED else None,
             logs=logs,
             seconds=time.monotonic() - self.started,
             listened=listeners if outcome is Outcome.EXITED else frozenset(),
@@ -322,20 +325,44 @@ class DockerRun:
 
     def logs(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last ``lines`` lines of the target's own output (the shim's removed, control codes dropped)."""
-        if self._tail is None or lines != LOG_TAIL_LINES:
-            try:
-                raw = self._api.logs(self.container_id, stdout=True, stderr=True, tail=lines)
-            except FAULTS as exc:
-                return f"(logs unavailable: {reason(exc)})"
-            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-            kept = [
-                _clean(line) for line in text.splitlines() if not is_shim_line(line, self._shim.nonce)
-            ]
-            tail = "\n".join(kept)
-            if lines != LOG_TAIL_LINES:
-                return tail
-            self._tail = tail
-        return self._tail
+        return "\n".join(text for _, text in self._timed_tail(lines))
+
+    def _timed_tail(self, lines: int = LOG_TAIL_LINES) -> list[tuple[float | None, str]]:
+        """(engine time, text) of the last lines; a trailing fragment without a newline has time None.
+
+        The engine hands over a partial line only when the stream closes, so it comes last
+        whenever it was printed: it has no place in time.
+        """
+        if self._tail is not None and lines == LOG_TAIL_LINES:
+            return self._tail
+        try:
+            raw = self._api.logs(self.container_id, stdout=True, stderr=True, tail=lines, timestamps=True)
+        except FAULTS as exc:
+            return [(None, f"(logs unavailable: {reason(exc)})")]
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        entries: list[tuple[float | None, str]] = []
+        rows = text.split("\n")
+        for number, row in enumerate(rows):
+            if not row and number == len(rows) - 1:
+                break  # the text ended with a newline
+            when, line = _split_timestamp(row)
+            if number == len(rows) - 1:
+                when = None  # no newline after it: a fragment flushed when the stream closed
+            if not is_shim_line(line, self._shim.nonce):
+                entries.append((when, _clean(line)))
+        if lines == LOG_TAIL_LINES:
+            self._tail = entries
+        return entries
+
+    def _error_line(self) -> str | None:
+        """The line that explains an exit: from what the target printed after it listened when it did,
+        and never a trailing fragment unless nothing else was printed."""
+        entries = self._timed_tail()
+        whole = [text for when, text in entries if when is not None] or [text for _, text in entries]
+        if self._settled_wall is not None and self._watch.listeners:
+            after = [text for when, text in entries if when is not None and when >= self._settled_wall]
+            return error_line(after) or error_line(whole)
+        return error_line(whole)
 
     def rename(self, name: str) -> None:
         """Give the container a new name (kept containers); a failure leaves the old one."""
@@ -368,6 +395,19 @@ def _lines(stream: Iterable[bytes]) -> Iterable[str]:
             pending = pending[-65536:]
     if pending:
         yield pending.decode("utf-8", "replace")
+
+
+_TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d) ")
+
+
+def _split_timestamp(row: str) -> tuple[float | None, str]:
+    """(seconds since the epoch, text) of a line the engine prefixed with its RFC 3339 time."""
+    found = _TIMESTAMP.match(row)
+    if found is None:
+        return None, row
+    zone = "+00:00" if found[3] == "Z" else found[3]
+    when = dt.datetime.fromisoformat(found[1] + (found[2] or "")[:7] + zone).timestamp()
+    return when, row[found.end():]
 
 
 def _clean(line: str) -> str:
