@@ -190,21 +190,14 @@ def _convert(opt: Option, raw: Any, source: str, rootpath: Path) -> Any:
         if text not in PROBES:
             raise pytest.UsageError(f"{source}: probe {text!r} is not one of {', '.join(PROBES)}")
         return text
-    if opt.kind == "hold":
+    if opt.kind in ("hold", "seconds"):  # a hold may be 0 (no check); a timeout or settle may not
         try:
             value = float(text)
         except ValueError:
             raise pytest.UsageError(f"{source}: {raw!r} is not a number of seconds") from None
-        if not math.isfinite(value) or value < 0 or value > 3600:
-            raise pytest.UsageError(f"{source}: {raw!r} must be at least 0 and at most 3600 seconds")
-        return value
-    if opt.kind == "seconds":
-        try:
-            value = float(text)
-        except ValueError:
-            raise pytest.UsageError(f"{source}: {raw!r} is not a number of seconds") from None
-        if not math.isfinite(value) or value <= 0 or value > 3600:
-            raise pytest.UsageError(f"{source}: {raw!r} must be more than 0 and at most 3600 seconds")
+        low, bound = (0.0, "at least 0") if opt.kind == "hold" else (math.nextafter(0.0, 1.0), "more than 0")
+        if not math.isfinite(value) or value < low or value > 3600:
+            raise pytest.UsageError(f"{source}: {raw!r} must be {bound} and at most 3600 seconds")
         return value
     if not text:
         raise pytest.UsageError(f"{source}: the value is empty")
