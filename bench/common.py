@@ -164,14 +164,6 @@ class CpuSnapshot:
                            self.containers - before.containers)
 
 
-def container_cpu(cid: str) -> float | None:
-    """CPU seconds the processes of running container ``cid`` have used (its own cpuacct cgroup), or None."""
-    try:
-        return int(Path(f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage").read_text()) / 1e9
-    except (OSError, ValueError):
-        return None
-
-
 def children_of(root: int) -> dict[int, int]:
     """pid -> ppid for ``root`` and all its descendants (from /proc)."""
     parents: dict[int, int] = {}

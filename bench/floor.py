@@ -1,6 +1,6 @@
 """The floor: what a bare ``docker run`` of the same target costs, through the docker CLI.
 
-Nothing of the plugin is involved: no shim, no probe mount, no log stream. The first
+Nothing of the plugin is involved: no shim, no probe mount, no watcher exec session. The first
 LISTEN socket is seen from the host by reading ``/proc/<pid>/net/tcp{,6}`` of the
 container's init process (we are root on the engine's host), so the image needs no tools.
 """
@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import BENCH_LABEL, DOMAIN, BenchError, container_cpu, docker_cli
+from common import BENCH_LABEL, DOMAIN, BenchError, docker_cli, parse_docker_time
 
 POLL_S = 0.005
 
@@ -50,27 +50,19 @@ def sysctl_args(disable_ipv6: bool) -> list[str]:
     return args
 
 
-def floor_up_cpu(image: str, run_label: str, after: float = 0.4, timeout: float = 30.0) -> float | None:
-    """CPU seconds of a bare target container's own processes, read ``after`` s past its first LISTEN."""
-    cid = docker_cli("run", "-d", "--network", "none", "--label", f"{BENCH_LABEL}={run_label}",
-                     "-e", f"PL_DOMAIN_NAME={DOMAIN}", *sysctl_args(False), image)
-    try:
-        pid = int(docker_cli("inspect", "-f", "{{.State.Pid}}", cid) or 0)
-        wait_listening(pid, time.monotonic() + timeout)
-        time.sleep(after)
-        return container_cpu(cid)
-    finally:
-        docker_cli("rm", "-f", cid, check=False)
-
-
 @dataclass
 class FloorRun:
     total: float
     phases: dict[str, float] = field(default_factory=dict)
+    latency: float | None = None  # exited: wall clock when `docker wait` returned - State.FinishedAt
 
 
-def floor_up(image: str, run_label: str, timeout: float = 30.0) -> FloorRun:
-    """``docker run -d`` (dual-stack) -> first LISTEN seen from the host -> ``docker rm -f``."""
+def floor_up(image: str, run_label: str, hold: float, timeout: float = 30.0) -> FloorRun:
+    """``docker run -d`` (dual-stack) -> first LISTEN seen from the host -> sleep ``hold`` -> ``docker rm -f``.
+
+    The sleep is the same hold window the plugin waits before it calls a cell ``up``, so
+    both sides pay it and the ratio compares like with like.
+    """
     t0 = time.monotonic()
     cid = docker_cli("run", "-d", "--network", "none", "--label", f"{BENCH_LABEL}={run_label}",
                      "-e", f"PL_DOMAIN_NAME={DOMAIN}", *sysctl_args(False), image)
@@ -81,12 +73,14 @@ def floor_up(image: str, run_label: str, timeout: float = 30.0) -> FloorRun:
         if pid <= 0:
             raise BenchError(f"container {cid[:12]} of {image} is not running (it should listen)")
         t3 = wait_listening(pid, t0 + timeout)
+        time.sleep(hold)
     finally:
         t_rm = time.monotonic()
         docker_cli("rm", "-f", cid, check=False)
         t4 = time.monotonic()
     return FloorRun(t4 - t0, {"docker run -d": t1 - t0, "docker inspect (pid)": t2 - t1,
-                              "until first LISTEN": t3 - t2, "docker rm -f": t4 - t_rm})
+                              "until first LISTEN": t3 - t2, f"hold (sleep {hold:g} s)": t_rm - t3,
+                              "docker rm -f": t4 - t_rm})
 
 
 def floor_exit(image: str, run_label: str, seccomp_file: Path) -> FloorRun:
@@ -98,11 +92,14 @@ def floor_exit(image: str, run_label: str, seccomp_file: Path) -> FloorRun:
     t1 = time.monotonic()
     try:
         code = docker_cli("wait", cid)
-        t2 = time.monotonic()
+        wall_known, t2 = time.time(), time.monotonic()
         if code.strip() == "0":
             raise BenchError(f"{image} exited 0 on the kernel-off stack; expected errno 97 exit (code 1)")
+        finished = parse_docker_time(docker_cli("inspect", "-f", "{{.State.FinishedAt}}", cid))
+        extra = time.monotonic() - t2  # after the fact: not part of the floor
     finally:
         t_rm = time.monotonic()
         docker_cli("rm", "-f", cid, check=False)
         t3 = time.monotonic()
-    return FloorRun(t3 - t0, {"docker run -d": t1 - t0, "docker wait": t2 - t1, "docker rm -f": t3 - t_rm})
+    return FloorRun(t3 - t0 - extra, {"docker run -d": t1 - t0, "docker wait": t2 - t1, "docker rm -f": t3 - t_rm},
+                    latency=wall_known - finished)

@@ -2,6 +2,8 @@
 
 Optional: a run builds what it lacks on first use. Preparing up front keeps
 image building out of test timings and shows its cost on its own.
+
+``python -m pytest_ipv6compat init --image IMAGE``: write a starting matrix file (see scaffold.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import docker.errors
 
-from . import images
+from . import images, merge, scaffold
 from .backends import EngineError
 from .backends.docker_api import DockerBackend, engine_address
 from .backends.docker_run import reason
@@ -29,7 +31,19 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument("--base-image", help="use this base image instead of bootstrapping one")
     prep.add_argument("--cache-dir", type=Path, default=None)
     prep.add_argument("--uml", default=None, help="the User-mode Linux kernel (default: 'linux' on PATH)")
+    init = sub.add_parser("init", help="write a matrix file (*.ipv6.toml) for an image or a build context")
+    scaffold.add_arguments(init)
+    shards = sub.add_parser("merge", help="one grid from the JSON reports of sharded runs (--ipv6-json)")
+    merge.add_arguments(shards)
     args = parser.parse_args(argv)
+    if args.command == "merge":
+        status, text = merge.run(args)
+        print(text, file=sys.stderr if status == 2 else sys.stdout)
+        return status
+    if args.command == "init":
+        status, line = scaffold.main(args)
+        print(line, file=sys.stderr if status else sys.stdout)
+        return status
     cache = args.cache_dir or images.default_cache_dir()
     try:
         matrices = [load_matrix(path) for path in args.matrix]

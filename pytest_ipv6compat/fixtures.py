@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 
 from . import images
-from .backends import Backend, EngineError, Launch
+from .backends import Backend, EngineError, Launch, StackUnsupported
 from .keys import STATE_KEY
 from .listeners import format_listeners, parse_listener
 from .model import Attestation, Listener, Outcome, Verdict
 from .options import run_base
-from .outcomes import fail, unavailable
+from .outcomes import fail, skip, unavailable
 from .report import describe_reach
 from .spec import RunSpec, SpecError, parse_run_settings
 from .stacks import get_stack
@@ -135,6 +135,8 @@ class TargetFactory:
                     fail(f"stack {stack} could not be attested:\n{attestation.describe()}")
                 verdict = running.verdict()
                 yield StartedTarget(image, stack, clean, attestation, verdict, spec, running.container_id)
+        except StackUnsupported as exc:
+            skip(str(exc))
         except EngineError as exc:
             fail(str(exc))
 

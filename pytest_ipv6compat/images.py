@@ -171,12 +171,14 @@ def _build_base(client: docker.DockerClient, cache_dir: Path, packages: Sequence
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".base-") as tmp:
         debian.assemble_rootfs(debs, Path(tmp, "rootfs"), APPLETS)
         debian.write_tar(Path(tmp, "rootfs"), Path(tmp, "rootfs.tar"))
-        labels = f"{LABEL_RECIPE}={json.dumps(key)} {LABEL_PACKAGES}={json.dumps(versions)}"
-        changes = [f"LABEL {labels}", 'CMD ["/bin/sh"]',
-                   "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+        # One LABEL line per label: Podman merges several pairs on one line into a single label.
+        changes = [f"LABEL {LABEL_RECIPE}={json.dumps(key)}", f"LABEL {LABEL_PACKAGES}={json.dumps(versions)}",
+                   'CMD ["/bin/sh"]', "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
         try:
-            client.api.import_image(src=str(Path(tmp, "rootfs.tar")), repository=repository, tag=staging,
-                                    changes=changes)
+            answer = client.api.import_image(src=str(Path(tmp, "rootfs.tar")), repository=repository, tag=staging,
+                                             changes=changes)
+            # Podman ignores the tag of an import (it tags :latest): tag the image by the id it reports.
+            client.api.tag(_imported_id(answer, ref), repository, tag=staging)
         except (docker.errors.DockerException, OSError) as exc:
             raise ImageError(f"docker import of base image {ref} failed: {_first_line(exc)}") from exc
     staged = f"{repository}:{staging}"
@@ -187,6 +189,15 @@ def _build_base(client: docker.DockerClient, cache_dir: Path, packages: Sequence
         with suppress(docker.errors.APIError):
             client.api.remove_image(staged, noprune=True)
     log.info("built base image %s (%s) in %.1fs", ref, versions, time.monotonic() - started)
+
+
+def _imported_id(answer: object, ref: str) -> str:
+    """The image id in an import's answer: Docker's JSON stream or Podman's, whichever the engine sent."""
+    found: list[str] = re.findall(r"(?:sha256:)?([0-9a-f]{64})", str(answer))
+    if not found:
+        raise ImageError(f"docker import of base image {ref}: the engine's answer names no image id: "
+                         f"{str(answer)[:200]}")
+    return found[-1]
 
 
 def _smoke_test(client: docker.DockerClient, image: str, ref: str) -> None:

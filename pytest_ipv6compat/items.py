@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from . import images
-from .backends import EngineError, Launch, Run
+from .backends import EngineError, Launch, Run, StackUnsupported
 from .diagnose import hint
 from .keys import RESULT_KEY, STATE_KEY
 from .matrix import Matrix, MatrixError, judge, load_matrix
 from .model import Attestation, Cell, Outcome, Verdict
 from .options import run_base
-from .outcomes import fail, unavailable
+from .outcomes import fail, skip, unavailable
 from .results import CellResult
 from .stacks import get_stack
 from .state import Unavailable
@@ -82,13 +82,22 @@ class CellItem(pytest.Item):
         try:
             self._running = self._exit.enter_context(engine.run(launch))
             self.attestation = self._running.attestation()
+        except StackUnsupported as exc:
+            skip(str(exc))
         except EngineError as exc:
             fail(str(exc))
         if not self.attestation.ok:
             self.add_report_section("setup", "attestation", self.attestation.describe())
+            runtime = engine.info().get("runtime", "?")
+            why = (
+                f"\n  Hint: the engine's OCI runtime ({runtime}) did not apply disable_ipv6=0; crun with Docker"
+                " 20.10 is known to ignore it: make runc the engine's runtime"
+                if any("disable_ipv6" in p and "want 0" in p for p in self.attestation.problems)
+                else ""
+            )
             fail(
                 f"stack {cell.stack} could not be attested inside the container; the engine may ignore "
-                f"sysctls or seccomp, so no verdict is trusted:\n{self.attestation.describe()}"
+                f"sysctls or seccomp, so no verdict is trusted:\n{self.attestation.describe()}{why}"
             )
 
     def runtest(self) -> None:

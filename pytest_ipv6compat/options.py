@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,7 +112,21 @@ OPTIONS = (
         None,
         "PATH",
     ),
+    Option(
+        "ipv6_engines",
+        "engine addresses, comma-separated (unix:///..., tcp://..., ssh://...): xdist worker gwN uses the N-th, "
+        "round robin; without it, DOCKER_HOST or the default socket",
+        "engines",
+        None,
+        "URLS",
+    ),
     Option("ipv6_cache_dir", "where downloaded packages and the probe are cached", "path", None, "DIR"),
+    Option(
+        "ipv6_record",
+        "write each observed verdict into its matrix file as the cell's expectation (errors are never recorded)",
+        "bool",
+        False,
+    ),
 )
 
 
@@ -135,6 +150,8 @@ class Settings:
     require_docker: bool = False
     uml: str | None = None
     cache_dir: Path | None = None
+    engines: tuple[str, ...] | None = None
+    record: bool = False
 
 
 def register(parser: pytest.Parser) -> None:
@@ -165,6 +182,14 @@ def _convert(opt: Option, raw: Any, source: str, rootpath: Path) -> Any:
                 if item not in ("unset", "empty") and not item.startswith("="):
                     raise pytest.UsageError(f"{source}: knob setting {item!r} must be 'unset', 'empty' or '=VALUE'")
         return items
+    if opt.kind == "engines":
+        urls = tuple(part.strip() for part in text.split(",") if part.strip())
+        for url in urls:
+            if not re.fullmatch(r"(unix|tcp|ssh|npipe|http|https)://\S+", url):
+                raise pytest.UsageError(f"{source}: {url!r} is not an engine address (unix://PATH, tcp://HOST:PORT)")
+        if not urls:
+            raise pytest.UsageError(f"{source}: {raw!r} names no engine")
+        return urls
     if opt.kind in ("memory", "pids"):
         value: Any = text
         if opt.kind == "pids":
@@ -180,21 +205,14 @@ def _convert(opt: Option, raw: Any, source: str, rootpath: Path) -> Any:
         if text not in PROBES:
             raise pytest.UsageError(f"{source}: probe {text!r} is not one of {', '.join(PROBES)}")
         return text
-    if opt.kind == "hold":
+    if opt.kind in ("hold", "seconds"):  # a hold may be 0 (no check); a timeout or settle may not
         try:
             value = float(text)
         except ValueError:
             raise pytest.UsageError(f"{source}: {raw!r} is not a number of seconds") from None
-        if not math.isfinite(value) or value < 0 or value > 3600:
-            raise pytest.UsageError(f"{source}: {raw!r} must be at least 0 and at most 3600 seconds")
-        return value
-    if opt.kind == "seconds":
-        try:
-            value = float(text)
-        except ValueError:
-            raise pytest.UsageError(f"{source}: {raw!r} is not a number of seconds") from None
-        if not math.isfinite(value) or value <= 0 or value > 3600:
-            raise pytest.UsageError(f"{source}: {raw!r} must be more than 0 and at most 3600 seconds")
+        low, bound = (0.0, "at least 0") if opt.kind == "hold" else (math.nextafter(0.0, 1.0), "more than 0")
+        if not math.isfinite(value) or value < low or value > 3600:
+            raise pytest.UsageError(f"{source}: {raw!r} must be {bound} and at most 3600 seconds")
         return value
     if not text:
         raise pytest.UsageError(f"{source}: the value is empty")
@@ -254,7 +272,7 @@ def load(config: pytest.Config) -> Settings:
         else:
             try:
                 ini = config.getini(opt.name)
-            except ValueError as exc:  # pytest's own parse of a bool ini value
+            except (ValueError, pytest.UsageError) as exc:  # pytest's own parse of a bool ini value
                 where = config.inipath or "the ini file"
                 raise pytest.UsageError(f"ini option {opt.name} in {where}: {exc} (use true or false)") from None
             if ini is None or ini == "" or (opt.kind == "bool" and not ini):

@@ -12,6 +12,11 @@ def fail(message: str) -> NoReturn:
     raise pytest.fail.Exception(message, pytrace=False) from None
 
 
+def skip(message: str) -> NoReturn:
+    """``pytest.skip`` with one line and no chained exception."""
+    raise pytest.skip.Exception(message) from None
+
+
 def unavailable(reason: object, *, require_docker: bool) -> NoReturn:
     """No engine: skip, or fail when --ipv6-require-docker is set."""
     if require_docker:

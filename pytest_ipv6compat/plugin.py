@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from . import options, summary
+from . import htmlgrid, options, record, summary
 from .fixtures import (  # noqa: F401 - fixtures are registered by being in this module
     ipv6_env,
     ipv6_stack,
@@ -43,8 +43,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
-    config.stash[STATE_KEY] = SessionState(options.load(config))
-    config.pluginmanager.register(summary.Results(config), "ipv6compat-results")
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    state = config.stash[STATE_KEY] = SessionState(options.load(config), worker=worker)
+    results = summary.Results(config)
+    config.pluginmanager.register(results, "ipv6compat-results")
+    config.pluginmanager.register(htmlgrid.GridPublisher(config, results), "ipv6compat-grid-publisher")
+    if state.settings.record:
+        config.pluginmanager.register(record.Recorder(config, results), "ipv6compat-record")
     summary.interrupt_on_sigterm(config)
 
 

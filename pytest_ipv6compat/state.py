@@ -26,6 +26,7 @@ class Unavailable(Exception):
 @dataclass
 class SessionState:
     settings: Settings
+    worker: str | None = None  # the xdist worker id (gw0, gw1 ...), None in the controller or a plain run
     kept: list[str] = field(default_factory=list)  # containers of failed cells left for inspection
     kept_exited: set[str] = field(default_factory=set)  # ... of those, the ones whose target had exited
     swept: list[str] = field(default_factory=list)
@@ -45,7 +46,9 @@ class SessionState:
         if self._engine is None and self._engine_error is None:
             try:
                 probe = images.ensure_probe(self.cache_dir)
-                self._engine = DockerBackend.connect(probe, api_timeout=max(60.0, self.settings.timeout + 10))
+                self._engine = DockerBackend.connect(
+                    probe, api_timeout=max(60.0, self.settings.timeout + 10), url=self.engine_url
+                )
                 self.swept = self._engine.sweep()
             except (EngineError, images.ImageError) as exc:
                 self._engine_error = str(exc)
@@ -73,6 +76,15 @@ class SessionState:
         if self._uml is None:
             raise Unavailable(self._uml_error or "User-mode Linux unavailable")
         return self._uml
+
+    @property
+    def engine_url(self) -> str | None:
+        """The engine of this process from --ipv6-engines: xdist worker gwN takes the N-th, round robin."""
+        engines = self.settings.engines
+        if not engines:
+            return None
+        index = int(self.worker[2:]) if self.worker and self.worker[2:].isdigit() else 0
+        return engines[index % len(engines)]
 
     @property
     def client(self) -> docker.DockerClient:

@@ -111,14 +111,16 @@ def header(config: pytest.Config) -> list[str]:
     s = state.settings
     base = s.base_image or f"{images.base_image_ref()} (assembled from Debian packages when absent)"
     lines = [f"ipv6compat {version('pytest-ipv6compat')}: base image {base}; cell timeout {s.timeout:g}s"]
+    if s.record:
+        lines.append("ipv6compat: --ipv6-record: observed verdicts are written into the matrix files at the end")
     try:
         info = state.engine().info()
     except (Unavailable, EngineError) as exc:
         lines.append(f"ipv6compat: {exc}; cells will be {'errors' if s.require_docker else 'skipped'}")
         return lines
     lines.append(
-        f"ipv6compat: engine {info['version']} (API {info['api']}), seccomp {info['seccomp']}, "
-        f"sysctls namespaced per container; every cell is attested in its container"
+        f"ipv6compat: {info['engine']} {info['version']} (API {info['api']}) at {info['address']}, "
+        f"runtime {info['runtime']}, seccomp {info['seccomp']}, {info['files']}; every cell is attested"
     )
     try:
         lines.append(f"ipv6compat: ipv6-boot-disabled boots {state.uml().kernel} (User-mode Linux) with ipv6.disable=1")
@@ -150,7 +152,7 @@ def attach_result(item: CellItem, call: pytest.CallInfo[None], report: pytest.Te
             "stacks": list(target.stacks),
             "settings": [s.label for s in target.settings],
         }
-        setattr(report, _RESULT_ATTR, {"result": result.to_dict(), "order": order})
+        setattr(report, _RESULT_ATTR, {"result": result.to_dict(), "order": order, "source": str(item.path)})
         # junitxml reads properties from the teardown report, which copies the item's.
         item.user_properties.extend(junit_properties(result))
 
@@ -162,6 +164,7 @@ class Results:
         self.config = config
         self.results: list[CellResult] = []
         self.orders: dict[str, dict[str, list[str]]] = {}
+        self.sources: dict[tuple[str, str], str] = {}  # (target, cell id) -> matrix file, for --ipv6-record
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, _RESULT_ATTR, None)
@@ -169,6 +172,7 @@ class Results:
             return
         result = CellResult.from_dict(data["result"])
         self.orders.setdefault(result.cell.target, data["order"])
+        self.sources[(result.cell.target, result.cell.id)] = data.get("source", "")
         self.results.append(result)
 
     def ordering(self) -> Ordering:
@@ -227,6 +231,8 @@ class Results:
                 "plugin_version": version("pytest-ipv6compat"),
                 "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                 "base_image": state.base_ref or s.base_image,
+                "order": {"variants": list(order.variants), "stacks": list(order.stacks),
+                          "settings": list(order.settings)},
                 **state.engine_info(),
             }
             s.json.write_text(render_json(self.results, meta=meta, order=order), encoding="utf-8")

@@ -46,7 +46,9 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval:
 def containers(client: docker.DockerClient, **labels: str) -> list[Any]:
     """Containers (any state) carrying every ``label=value`` given; keys use '_' for '-' and '.'."""
     wanted = [f"ipv6compat.{k.replace('_', '-')}={v}" for k, v in labels.items()]
-    return list(client.containers.list(all=True, filters={"label": wanted}, ignore_removed=True))
+    found = client.containers.list(all=True, filters={"label": wanted}, ignore_removed=True)
+    # A volume filler lives for one API call before the cell's container exists: not a cell.
+    return [c for c in found if c.labels.get("ipv6compat.purpose") != "volume-filler"]
 
 
 def exists(client: docker.DockerClient, container_id: str) -> bool:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -372,3 +374,30 @@ def test_named_pipe_in_a_build_context_is_an_error_not_a_hang(tmp_path: Path) ->
     os.mkfifo(context / "pipe")
     with pytest.raises(images.ImageError, match=r"holds pipe, which is not a regular file \(a named pipe"):
         images._context_digest(context, {})
+
+
+def test_prepare_names_an_image_that_does_not_exist(here: pytest.Pytester) -> None:
+    path = write(here)  # images = { a = "ipv6compat/absent:nope" }
+    done = subprocess.run([sys.executable, "-m", "pytest_ipv6compat", "prepare", str(path)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    if "unreachable" in done.stderr:
+        pytest.skip(done.stderr.strip())
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: image 'ipv6compat/absent:nope' is not present in the Docker engine"
+
+
+@pytest.mark.parametrize("name", ["A=B", "A\0B", ""])
+def test_env_names_the_engine_would_mangle_are_one_line(here: pytest.Pytester, name: str) -> None:
+    here.makepyfile(
+        f"""
+        def test_it(ipv6_target_factory):
+            with ipv6_target_factory.start("ipv6compat/absent:nope", env={{{name!r}: "1"}}):
+                pass
+        """
+    )
+    result = here.runpytest("-rs")
+    if result.parseoutcomes().get("skipped"):
+        pytest.skip("no engine to reach the environment check")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*environment variable * names may not be empty or hold '=' or NUL*"])
+    assert_no_traceback(result)

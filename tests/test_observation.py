@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -197,3 +198,27 @@ def test_a_fork_bomb_and_a_memory_hog_end_at_the_cell_bounds(engine: DockerBacke
     assert verdict.exit_code == 137
     after = len([p for p in os.listdir("/proc") if p.isdigit()])
     assert after < before + 20, f"{after - before} more processes on the host than before the cells"
+
+
+@pytest.mark.docker
+def test_nothing_is_bind_mounted_from_the_pytest_host(
+    engine: DockerBackend, base_image: str, client: Any, tmp_path: Path
+) -> None:
+    """An engine that does not share this filesystem must work the same: probe and config travel as volumes."""
+    config = tmp_path / "conf"
+    config.mkdir()
+    (config / "app.conf").write_text("listen 8080\n")
+    own = DockerBackend.connect(engine.probe_dir)
+    cmd = ("sh", "-c", f"cat /etc/app/app.conf; {HTTPD}")
+    with own.run(launch(base_image, DUAL, command=cmd, mounts=(("/etc/app", str(config)),), hold=0.1)) as run:
+        verdict = run.verdict()
+        mounts = client.api.inspect_container(run.container_id)["Mounts"]
+    assert verdict.outcome is Outcome.UP
+    assert "listen 8080" in verdict.logs
+    assert sorted((m["Type"], m["Destination"], m["RW"]) for m in mounts) == [
+        ("volume", "/.ipv6compat", False), ("volume", "/etc/app", False),
+    ]
+    names = [m["Name"] for m in mounts]
+    assert own.remove_session() == 0  # the container is already gone; its volumes go with the session
+    left = {v.name for v in client.volumes.list(filters={"label": "ipv6compat.session"})}
+    assert not left & set(names)

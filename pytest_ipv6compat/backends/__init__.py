@@ -18,11 +18,15 @@ from ..model import Attestation, Verdict
 from ..spec import RunSpec
 from ..stacks import Stack
 
-__all__ = ["Backend", "EngineError", "Launch", "Run"]
+__all__ = ["Backend", "EngineError", "Launch", "Run", "StackUnsupported"]
 
 
 class EngineError(Exception):
     """The backend could not do what was asked (not a verdict); the message says what and why."""
+
+
+class StackUnsupported(EngineError):
+    """This backend cannot realise the cell's stack at all (a skip, not an error); the message says why."""
 
 
 @dataclass(frozen=True)

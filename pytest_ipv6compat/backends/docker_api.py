@@ -1,7 +1,10 @@
 """The Docker API backend: a target in a container, on Docker (or an engine speaking its API).
 
 One container per observation, on ``--network none``, never privileged, labelled
-with the session. The probe directory is mounted read-only at ``/.ipv6compat``;
+with the session. Nothing is bind-mounted from the pytest host: the probe (and any
+config directory) reaches the engine as a read-only volume filled through the API
+(:mod:`.docker_volumes`), so a remote engine works like a local one. The probe is
+mounted at ``/.ipv6compat``;
 the shim there attests the stack and execs the target as PID 1. The watcher then
 runs as an exec session, so its report travels on a stream the target cannot
 write to, while the engine's wait call reports the exit as soon as it happens.
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import logging
 import os
 import re
@@ -26,8 +30,9 @@ from typing import Any
 import docker
 import docker.errors
 
-from . import EngineError, Launch
+from . import EngineError, Launch, StackUnsupported
 from .docker_run import FAULTS, DockerRun, reason
+from .docker_volumes import Volumes, remove_volume
 
 log = logging.getLogger(__name__)
 
@@ -46,40 +51,55 @@ class DockerBackend:
     probe_dir: Path
     api_timeout: float = 60.0
     session: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    address: str = field(default_factory=lambda: engine_address())
     _image_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     _info: dict[str, str] = field(default_factory=dict)
     _started: int = 0
+    _volumes: Volumes | None = None
     gone: str | None = None  # why the engine stopped answering during an earlier cell
 
     @classmethod
-    def connect(cls, probe_dir: Path, *, api_timeout: float = 60.0, connect_timeout: float = 10.0) -> DockerBackend:
-        """Connect to the engine named by the environment (``DOCKER_HOST``, else the default socket).
+    def connect(
+        cls, probe_dir: Path, *, api_timeout: float = 60.0, connect_timeout: float = 10.0, url: str | None = None
+    ) -> DockerBackend:
+        """Connect to ``url`` (from --ipv6-engines), else the engine the environment names (``DOCKER_HOST``,
+        else the default socket).
 
         Every API call is bounded: ``connect_timeout`` for the first contact (an engine
         that accepts but never answers must not stall a session), ``api_timeout`` after.
         """
+        address = f"{url} (from --ipv6-engines)" if url else engine_address()
         try:
-            client = docker.from_env(timeout=min(api_timeout, connect_timeout))
+            timeout = min(api_timeout, connect_timeout)
+            client = docker.DockerClient(base_url=url, timeout=timeout) if url else docker.from_env(timeout=timeout)
             client.ping()
         except FAULTS as exc:
-            raise EngineError(f"Docker engine at {engine_address()} is unreachable: {reason(exc)}") from None
+            why = reason(exc)
+            if "paramiko" in why:
+                why += " (pip install 'pytest-ipv6compat[ssh]')"
+            raise EngineError(f"Docker engine at {address} is unreachable: {why}") from None
         except ValueError as exc:  # an address docker-py cannot even parse
-            raise EngineError(f"Docker engine at {engine_address()} is not a usable address: {exc}") from None
+            raise EngineError(f"Docker engine at {address} is not a usable address: {exc}") from None
         client.api.timeout = api_timeout
-        return cls(client=client, probe_dir=probe_dir, api_timeout=api_timeout)
+        return cls(client=client, probe_dir=probe_dir, api_timeout=api_timeout, address=address)
 
     def info(self) -> dict[str, str]:
-        """Engine version, API version and whether it enforces seccomp."""
+        """Engine kind (Docker or Podman), version, API, default OCI runtime, seccomp, and where it runs."""
         if "version" not in self._info:
             try:
                 ver = self.client.version()
-                sec = self.client.info().get("SecurityOptions") or []
+                info = self.client.info()
             except FAULTS as exc:
                 raise EngineError(f"cannot query the Docker engine: {reason(exc)}") from None
+            components = " ".join(str(c.get("Name", "")) for c in ver.get("Components") or [])
             self._info |= {
+                "engine": "Podman" if "podman" in components.lower() else "Docker",
                 "version": str(ver.get("Version", "?")),
                 "api": str(ver.get("ApiVersion", "?")),
-                "seccomp": "yes" if any("seccomp" in str(o) for o in sec) else "no",
+                "runtime": str(info.get("DefaultRuntime") or "?"),
+                "seccomp": "yes" if any("seccomp" in str(o) for o in info.get("SecurityOptions") or []) else "no",
+                "address": self.address,
+                "files": "local" if _is_local(self.client) else "remote (nothing is bind-mounted: works the same)",
             }
         return dict(self._info)
 
@@ -90,6 +110,35 @@ class DockerBackend:
             except FAULTS:
                 return ""
         return self._info["arch"]
+
+    def _security_opt(self, launch: Launch) -> list[str]:
+        """The stack's options in the form this engine takes: Docker wants a seccomp profile's JSON
+        itself, Podman a path to it on the engine's host, which only a local Podman can be given."""
+        options = launch.stack.security_opt()
+        if self.info().get("engine") != "Podman":
+            return options
+        out = []
+        for option in options:
+            if option.startswith("seccomp={"):
+                if not _is_local(self.client):
+                    raise StackUnsupported(
+                        f"stack {launch.stack.name} needs a seccomp profile, which a remote Podman takes only as a "
+                        "file on its own host; run these cells on Docker or a local Podman"
+                    )
+                profile = option.removeprefix("seccomp=")
+                path = self.probe_dir.parent / f"seccomp-{hashlib.sha256(profile.encode()).hexdigest()[:12]}.json"
+                if not path.exists():
+                    path.write_text(profile, encoding="utf-8")
+                option = f"seccomp={path}"
+            out.append(option)
+        return out
+
+    @property
+    def volumes(self) -> Volumes:
+        """The probe and config directories, shipped to the engine as this session's volumes."""
+        if self._volumes is None:
+            self._volumes = Volumes(self.client, self.session, lambda: self.labels)
+        return self._volumes
 
     @property
     def labels(self) -> dict[str, str]:
@@ -142,7 +191,24 @@ class DockerBackend:
                 continue  # its session is alive
             if remove(self.client, container.id, container.name):
                 removed.append(container.name)
+        self._sweep_volumes(host)
         return removed
+
+    def _sweep_volumes(self, host: str) -> None:
+        """Volumes of dead sessions on this host (one still used by a kept container stays)."""
+        try:
+            found = self.client.api.volumes(filters={"label": LABEL}).get("Volumes") or []
+        except FAULTS as exc:
+            log.warning("cannot list leftover volumes: %s", reason(exc))
+            return
+        for volume in found:
+            labels = volume.get("Labels") or {}
+            if labels.get("ipv6compat.host") != host:
+                continue
+            pid = labels.get("ipv6compat.pid", "")
+            if pid.isdigit() and process_start(int(pid)) == labels.get("ipv6compat.pid-start"):
+                continue
+            remove_volume(self.client, str(volume.get("Name")))
 
     def remove_session(self, keep: Collection[str] = ()) -> int:
         """Remove every container this process started and still has, except ``keep`` (names)."""
@@ -154,7 +220,10 @@ class DockerBackend:
             log.warning("cannot list this session's containers: %s", reason(exc))
             return 0
         mine = [c for c in found if c.name not in keep and not c.name.startswith(KEPT_PREFIX)]
-        return sum(remove(self.client, c.id, c.name) for c in mine)
+        removed = sum(remove(self.client, c.id, c.name) for c in mine)
+        if self._volumes is not None:
+            self._volumes.remove_all()
+        return removed
 
     @contextlib.contextmanager
     def run(self, launch: Launch) -> Iterator[DockerRun]:
@@ -168,7 +237,7 @@ class DockerBackend:
                 self.client.ping()
             except FAULTS:
                 raise EngineError(
-                    f"the Docker engine at {engine_address()} stopped responding earlier in this session "
+                    f"the Docker engine at {self.address} stopped responding earlier in this session "
                     f"({self.gone}) and still does not answer"
                 ) from None
             self.gone = None
@@ -180,18 +249,18 @@ class DockerBackend:
         self._started += 1
         name = launch.name or f"ipv6compat-{self.session}-{self._started}"
         entry = [f"{PROBE_MOUNT}/busybox", "sh", f"{PROBE_MOUNT}/shim.sh", nonce, "--"]
-        binds = {str(self.probe_dir): {"bind": PROBE_MOUNT, "mode": "ro"}}
-        for path, host in spec.mounts:
-            binds[host] = {"bind": path, "mode": "ro"}
         api = self.client.api
         container_id: str | None = None
         run: DockerRun | None = None
         try:
             try:
+                binds = {self.volumes.volume_for(self.probe_dir, launch.image): {"bind": PROBE_MOUNT, "mode": "ro"}}
+                for path, host in spec.mounts:
+                    binds[self.volumes.volume_for(Path(host), launch.image)] = {"bind": path, "mode": "ro"}
                 host_config = api.create_host_config(
                     network_mode="none",
                     sysctls=launch.stack.sysctls(),
-                    security_opt=launch.stack.security_opt(),
+                    security_opt=self._security_opt(launch),
                     binds=binds,
                     read_only=spec.read_only,
                     tmpfs=dict(spec.tmpfs) or None,
@@ -217,7 +286,10 @@ class DockerBackend:
             except FAULTS as exc:
                 why = reason(exc)
                 raise EngineError(f"the engine could not start a container from {launch.image!r}: {why}") from None
-            run = DockerRun(self.client, container_id, name, launch, nonce, probe=PROBE_MOUNT)
+            run = DockerRun(
+                self.client, container_id, name, launch, nonce, probe=PROBE_MOUNT,
+                poll_exit=self.info().get("engine") == "Podman",
+            )
             yield run
         finally:
             # Bounded even when the engine hangs: every call below has the API timeout,
@@ -243,6 +315,11 @@ def _age_hours(container: Any) -> float:
             when = dt.datetime.strptime(found[1], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.timezone.utc)
             return (time.time() - when.timestamp()) / 3600
     return float("inf")
+
+
+def _is_local(client: docker.DockerClient) -> bool:
+    """Whether the engine is reached through a unix socket on this machine (it may share its files)."""
+    return str(client.api.base_url).startswith(("http+docker://localunixsocket", "http+docker://localhost"))
 
 
 def engine_address() -> str:

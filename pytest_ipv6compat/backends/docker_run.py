@@ -16,6 +16,7 @@ target that logs megabytes costs nothing and cannot delay the verdict.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import queue
 import re
@@ -45,6 +46,7 @@ _EXIT_GRACE_S = 3.0  # after the watcher ends without "ready": how long the exit
 _PROBE_BUDGET_S = 7.0  # per probe: connect (2 s) + response (3 s) + slack
 _JOIN_S = 2.0
 _KILLED = (137, 143)  # SIGKILL, SIGTERM
+_EXIT_POLL_S = 0.05  # how often the state is asked for where the wait call answers late
 _REMOVAL_S = 0.3
 _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
 
@@ -53,7 +55,8 @@ class DockerRun:
     """A started container being observed. Methods block until they know."""
 
     def __init__(
-        self, client: docker.DockerClient, container_id: str, name: str, launch: Launch, nonce: str, *, probe: str
+        self, client: docker.DockerClient, container_id: str, name: str, launch: Launch, nonce: str, *, probe: str,
+        poll_exit: bool = False,
     ) -> None:
         self._client = client
         self._api = client.api
@@ -62,17 +65,20 @@ class DockerRun:
         self.launch = launch
         self.keep = False
         self._probe = probe
+        self._poll_exit = poll_exit  # the engine's wait call answers late (Podman): ask for the state instead
         self.started = time.monotonic()
         self.deadline = self.started + launch.run.timeout
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._shim = ShimReport(nonce)
         self._watch = WatchReport()
         self._attested = threading.Event()
+        self._closed = threading.Event()
         self._closers: list[Callable[[], object]] = []
         self._threads: list[threading.Thread] = []
         self._attestation: Attestation | None = None
         self._verdict: Verdict | None = None
-        self._tail: str | None = None
+        self._tail: list[tuple[float | None, str]] | None = None
+        self._settled_wall: float | None = None  # when the watcher's settled record arrived (this host's clock)
         self._other: list[str] = []  # lines on the watcher's channel that are not its records
         self.engine_fault: str | None = None  # why the engine stopped answering, if it did
         self._spawn(self._wait_for_exit, "wait")
@@ -91,6 +97,9 @@ class DockerRun:
 
     def _wait_for_exit(self) -> None:
         spec = self.launch.run
+        if self._poll_exit:
+            self._poll_for_exit(time.monotonic() + spec.timeout + spec.hold + 600)
+            return
         try:
             status = self._api.wait(self.container_id, timeout=spec.timeout + spec.hold + 600)
             self._events.put(("exit", status))
@@ -98,6 +107,21 @@ class DockerRun:
             self._events.put(("gone", None))
         except FAULTS as exc:
             self._events.put(("fault", reason(exc)))
+
+    def _poll_for_exit(self, until: float) -> None:
+        while not self._closed.is_set() and time.monotonic() < until:
+            try:
+                state = self._api.inspect_container(self.container_id)["State"]
+            except docker.errors.NotFound:
+                self._events.put(("gone", None))
+                return
+            except FAULTS as exc:
+                self._events.put(("fault", reason(exc)))
+                return
+            if state.get("Status") in ("exited", "dead"):
+                self._events.put(("exit", {"StatusCode": state.get("ExitCode")}))
+                return
+            self._closed.wait(_EXIT_POLL_S)
 
     def _read_shim(self) -> None:
         stream: Any = None
@@ -189,12 +213,18 @@ class DockerRun:
                     raise EngineError(str(exc)) from None
                 if self._watch.settled is not None and settled_at is None:
                     settled_at = time.monotonic()
+                    self._settled_wall = time.time()
                 if self._watch.error:
                     raise EngineError(f"the probe could not observe the target: {self._watch.error}")
                 if self._watch.ready:
                     return self._make(Outcome.UP)
             elif kind == "watch-end":
                 watcher_ended = time.monotonic()
+                # The watcher ends with the target's processes: look now rather than wait for the engine's wait
+                # call, which some engines (Podman) answer only after a poll interval.
+                code = self._exit_code_if_exited()
+                if code is not None:
+                    return self._exited({"StatusCode": code})
             elif kind == "exit":
                 return self._exited(value)
             elif kind == "gone":
@@ -245,6 +275,15 @@ class DockerRun:
             verdict = replace(verdict, error_line=line)
         return verdict
 
+    def _exit_code_if_exited(self) -> int | None:
+        try:
+            state = self._api.inspect_container(self.container_id)["State"]
+        except FAULTS:
+            return None  # the wait call or the grace period will tell
+        if state.get("Status") in ("exited", "dead"):
+            return int(state.get("ExitCode", -1))
+        return None
+
     def _oom_killed(self) -> bool:
         try:
             return bool(self._api.inspect_container(self.container_id)["State"].get("OOMKilled"))
@@ -259,7 +298,7 @@ class DockerRun:
             listeners=listeners if outcome is Outcome.UP else frozenset(),
             reach=tuple(self._watch.reach) if outcome is Outcome.UP else (),
             exit_code=exit_code,
-            error_line=error_line(logs.splitlines()) if outcome is Outcome.EXITED else None,
+            error_line=self._error_line() if outcome is Outcome.EXITED else None,
             logs=logs,
             seconds=time.monotonic() - self.started,
             listened=listeners if outcome is Outcome.EXITED else frozenset(),
@@ -286,20 +325,44 @@ class DockerRun:
 
     def logs(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last ``lines`` lines of the target's own output (the shim's removed, control codes dropped)."""
-        if self._tail is None or lines != LOG_TAIL_LINES:
-            try:
-                raw = self._api.logs(self.container_id, stdout=True, stderr=True, tail=lines)
-            except FAULTS as exc:
-                return f"(logs unavailable: {reason(exc)})"
-            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-            kept = [
-                _clean(line) for line in text.splitlines() if not is_shim_line(line, self._shim.nonce)
-            ]
-            tail = "\n".join(kept)
-            if lines != LOG_TAIL_LINES:
-                return tail
-            self._tail = tail
-        return self._tail
+        return "\n".join(text for _, text in self._timed_tail(lines))
+
+    def _timed_tail(self, lines: int = LOG_TAIL_LINES) -> list[tuple[float | None, str]]:
+        """(engine time, text) of the last lines; a trailing fragment without a newline has time None.
+
+        The engine hands over a partial line only when the stream closes, so it comes last
+        whenever it was printed: it has no place in time.
+        """
+        if self._tail is not None and lines == LOG_TAIL_LINES:
+            return self._tail
+        try:
+            raw = self._api.logs(self.container_id, stdout=True, stderr=True, tail=lines, timestamps=True)
+        except FAULTS as exc:
+            return [(None, f"(logs unavailable: {reason(exc)})")]
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        entries: list[tuple[float | None, str]] = []
+        rows = text.split("\n")
+        for number, row in enumerate(rows):
+            if not row and number == len(rows) - 1:
+                break  # the text ended with a newline
+            when, line = _split_timestamp(row)
+            if number == len(rows) - 1:
+                when = None  # no newline after it: a fragment flushed when the stream closed
+            if not is_shim_line(line, self._shim.nonce):
+                entries.append((when, _clean(line)))
+        if lines == LOG_TAIL_LINES:
+            self._tail = entries
+        return entries
+
+    def _error_line(self) -> str | None:
+        """The line that explains an exit: from what the target printed after it listened when it did,
+        and never a trailing fragment unless nothing else was printed."""
+        entries = self._timed_tail()
+        whole = [text for when, text in entries if when is not None] or [text for _, text in entries]
+        if self._settled_wall is not None and self._watch.listeners:
+            after = [text for when, text in entries if when is not None and when >= self._settled_wall]
+            return error_line(after) or error_line(whole)
+        return error_line(whole)
 
     def rename(self, name: str) -> None:
         """Give the container a new name (kept containers); a failure leaves the old one."""
@@ -311,6 +374,7 @@ class DockerRun:
 
     def close(self) -> None:
         """Stop following the streams; the reader threads then end (waited for, bounded)."""
+        self._closed.set()
         for close in self._closers:
             with contextlib.suppress(Exception):
                 close()
@@ -331,6 +395,19 @@ def _lines(stream: Iterable[bytes]) -> Iterable[str]:
             pending = pending[-65536:]
     if pending:
         yield pending.decode("utf-8", "replace")
+
+
+_TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d) ")
+
+
+def _split_timestamp(row: str) -> tuple[float | None, str]:
+    """(seconds since the epoch, text) of a line the engine prefixed with its RFC 3339 time."""
+    found = _TIMESTAMP.match(row)
+    if found is None:
+        return None, row
+    zone = "+00:00" if found[3] == "Z" else found[3]
+    when = dt.datetime.fromisoformat(found[1] + (found[2] or "")[:7] + zone).timestamp()
+    return when, row[found.end():]
 
 
 def _clean(line: str) -> str:

@@ -1,0 +1,119 @@
+"""Host directories shipped to the engine as read-only named volumes, through its API.
+
+Nothing a cell needs is bind-mounted from the pytest host: an engine that does not
+share its filesystem (a remote engine, dind, ``ssh://``) would see an empty, root-owned
+directory there instead. Each directory (the probe, a config directory) becomes a
+volume named by this session and the directory's content, filled once with
+``put_archive`` through a container that is created and never started, labelled like
+the session's containers, and removed with them (or by the sweep, once the session is
+dead).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import tarfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from . import EngineError
+from .docker_run import FAULTS, reason
+
+log = logging.getLogger(__name__)
+
+FILL_AT = "/.ipv6compat-fill"
+
+
+def directory_tar(root: Path) -> bytes:
+    """A deterministic tar of ``root``'s files: sorted, owned by root, modes kept, no timestamps."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(root.rglob("*")):
+            rel = path.relative_to(root).as_posix()
+            info = tarfile.TarInfo(rel)
+            info.mode = path.stat().st_mode & 0o7777 | 0o444
+            info.mtime = 0
+            if path.is_symlink():
+                info.type, info.linkname = tarfile.SYMTYPE, str(path.readlink())
+                tar.addfile(info)
+            elif path.is_dir():
+                info.type, info.mode = tarfile.DIRTYPE, info.mode | 0o111
+                tar.addfile(info)
+            elif path.is_file():
+                data = path.read_bytes()
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+            else:
+                raise EngineError(f"cannot ship {path} to the engine: not a regular file, directory or link")
+    return buffer.getvalue()
+
+
+class Volumes:
+    """The volumes of one session: made on first use, one per directory content."""
+
+    def __init__(self, client: docker.DockerClient, session: str, labels: Callable[[], Mapping[str, str]]) -> None:
+        self._client = client
+        self._session = session
+        self._labels = labels
+        self._made: dict[tuple[str, str], str] = {}  # (directory, content key) -> volume name
+
+    def volume_for(self, directory: Path, image: str) -> str:
+        """The name of a volume holding ``directory``'s files, made through a never-started ``image`` container."""
+        try:
+            data = directory_tar(directory)
+        except OSError as exc:
+            raise EngineError(f"cannot read {directory} to ship it to the engine: {exc.strerror}") from None
+        key = hashlib.sha256(data).hexdigest()[:12]
+        if (str(directory), key) in self._made:
+            return self._made[(str(directory), key)]
+        name = f"ipv6compat-{self._session}-{key}"
+        api = self._client.api
+        helper: str | None = None
+        try:
+            api.create_volume(name, labels=dict(self._labels()))
+            host_config = api.create_host_config(binds={name: {"bind": FILL_AT, "mode": "rw"}}, network_mode="none")
+            labels = {**self._labels(), "ipv6compat.purpose": "volume-filler"}
+            helper = str(api.create_container(
+                image, command=["true"], entrypoint=["true"], labels=labels, host_config=host_config,
+            )["Id"])
+            api.put_archive(helper, FILL_AT, data)
+        except FAULTS as exc:
+            raise EngineError(f"cannot ship {directory} to the engine as volume {name}: {reason(exc)}") from None
+        finally:
+            if helper is not None:
+                try:
+                    api.remove_container(helper, force=True)
+                except FAULTS as exc:
+                    log.warning("cannot remove the volume filler %s: %s", helper[:12], reason(exc))
+        self._made[(str(directory), key)] = name
+        return name
+
+    def remove_all(self) -> int:
+        """Remove this session's volumes that no container still uses; never raises."""
+        removed = 0
+        for name in list(self._made.values()):
+            if remove_volume(self._client, name):
+                removed += 1
+        self._made.clear()
+        return removed
+
+
+def remove_volume(client: docker.DockerClient, name: str) -> bool:
+    """Remove a volume; True if this call did. In use (a kept container) or gone is not an error."""
+    try:
+        client.api.remove_volume(name, force=False)
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409:  # 409: still used by a container, e.g. one kept for inspection
+            log.warning("cannot remove volume %s: %s", name, reason(exc))
+        return False
+    except FAULTS as exc:
+        log.warning("cannot remove volume %s: %s", name, reason(exc))
+        return False
+    return True

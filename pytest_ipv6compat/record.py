@@ -1,0 +1,309 @@
+"""Record mode (``--ipv6-record``): write each observed verdict into its matrix file.
+
+The pure part (:func:`verdict_text`, :func:`choose`, :func:`rewrite`) turns
+verdicts into expectation text and edits a matrix file's TOML with tomlkit, so
+comments, order, quoting and named outcomes survive. :class:`Recorder` is the
+pytest side: at session end (the controller, under xdist) it rewrites each file
+from the results :class:`~.summary.Results` collected, and the terminal summary
+lists every change as ``cell-id: old -> new``. Without ``--ipv6-record`` it is
+never registered, so nothing writes to a matrix file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import tomlkit
+from tomlkit.items import String, Trivia
+
+from .matrix import CONFIG_MODES, MatrixError, judge, load_matrix, parse_expectation
+from .model import Expectation, Outcome, Verdict
+from .results import CellResult
+
+if TYPE_CHECKING:
+    from .summary import Results
+
+__all__ = [
+    "Change",
+    "Observation",
+    "Recorder",
+    "Rewrite",
+    "choose",
+    "observation",
+    "rewrite",
+    "stable_message",
+    "verdict_text",
+    "write_checked",
+]
+
+MESSAGE_LIMIT = 120
+# Leading parts of a log line that change from run to run: timestamps, pids, levels.
+_VOLATILE = (
+    r"\d{4}[-/]\d{2}[-/]\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?",  # dates
+    r"\d{2}:\d{2}:\d{2}(?:[.,]\d+)?",  # times
+    r"\[(?:[A-Za-z]+|\d+)\]:?",  # [emerg] [error] [123]
+    r"\d+#\d+:",  # nginx pid#tid:
+    r"\*\d+",  # nginx connection number
+    r"[\w.-]+\[\d+\]:",  # prog[pid]:
+    r"\d+:[XCSM] \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2}\.\d+ [.*#-]",  # redis
+)
+_PREFIX = re.compile(r"(?:" + "|".join(_VOLATILE) + r")\s+")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One judged cell to record: where its expectation sits in the file, and what was seen."""
+
+    cell_id: str
+    section: str  # "expect" or "expect_config_ro"
+    variant: str
+    stack: str
+    label: str | None  # knob setting label; unused when the file has no knob
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
+class Change:
+    cell_id: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    text: str
+    recorded: int
+    changes: tuple[Change, ...]
+    not_recorded: tuple[str, ...]  # "cell-id: why"
+
+
+def stable_message(error_line: str | None, logs: str) -> str | None:
+    """The part of ``error_line`` that stays the same from run to run, if it is in ``logs``.
+
+    Drops leading timestamps, pids and log levels (``2026/12/02 05:00:00 [emerg] 1#1: ``)
+    and keeps at most :data:`MESSAGE_LIMIT` characters, cut at a space.
+    """
+    if not error_line:
+        return None
+    message = error_line.strip()
+    while True:
+        m = _PREFIX.match(message)
+        if m is None:
+            break
+        message = message[m.end() :]
+    if len(message) > MESSAGE_LIMIT:
+        cut = message.rfind(" ", 0, MESSAGE_LIMIT)
+        message = message[: cut if cut > MESSAGE_LIMIT // 2 else MESSAGE_LIMIT]
+    message = message.strip()
+    return message if message and message in logs else None
+
+
+def _quote(text: str) -> str:
+    if "'" not in text:
+        return f"'{text}'"
+    if '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return shlex.quote(text)
+
+
+def verdict_text(verdict: Verdict) -> str:
+    """The expectation that says exactly what ``verdict`` saw."""
+    if verdict.outcome is Outcome.UP:
+        words = ["up"]
+        for listener in sorted(verdict.listeners, key=str):
+            words.append(f"{listener}/silent" if verdict.answered(listener) is False else str(listener))
+        return " ".join(words)
+    if verdict.outcome is Outcome.EXITED:
+        text = "exited" if verdict.exit_code is None else f"exited {verdict.exit_code}"
+        message = stable_message(verdict.error_line, verdict.logs)
+        if message is not None:
+            quoted = f"{text} {_quote(message)}"
+            try:
+                if parse_expectation(quoted).error_contains == message:
+                    return quoted
+            except ValueError:
+                pass
+        return text
+    return "timeout"
+
+
+def _parse(text: str) -> Expectation | None:
+    try:
+        return parse_expectation(text)
+    except ValueError:
+        return None
+
+
+def _fits(expected: Expectation | None, verdict: Verdict) -> bool:
+    """The expectation passes on this verdict and states its exit code exactly."""
+    return expected is not None and not judge(expected, verdict) and expected.exit_code == verdict.exit_code
+
+
+def choose(current: str, outcomes: Mapping[str, str], verdict: Verdict) -> str | None:
+    """What a cell should say after ``verdict``; None when no expectation can state it.
+
+    Keeps ``current`` (a name or text) when it still states the verdict exactly; else a
+    named outcome that does (one with error text first); else the literal text.
+    """
+    if _fits(_parse(outcomes.get(current, current)), verdict):
+        return current
+    fitting = [name for name, text in outcomes.items() if _fits(_parse(text), verdict)]
+    fitting.sort(key=lambda name: _parse(outcomes[name]).error_contains is None)  # type: ignore[union-attr]
+    if fitting:
+        return fitting[0]
+    literal = verdict_text(verdict)
+    return literal if _fits(_parse(literal), verdict) else None
+
+
+def _replace(holder: Any, key: str, value: str) -> None:
+    old = holder[key]
+    literal = isinstance(old, String) and old.as_string().startswith("'") and "'" not in value
+    new = tomlkit.string(value, literal=literal)
+    trivia: Trivia = old.trivia
+    new.trivia.comment_ws, new.trivia.comment, new.trivia.trail = trivia.comment_ws, trivia.comment, trivia.trail
+    holder[key] = new
+
+
+def rewrite(text: str, observations: Iterable[Observation]) -> Rewrite:
+    """Write each observation's verdict into the matrix ``text``; everything else is kept."""
+    doc = tomlkit.parse(text)
+    outcomes = {str(k): str(v) for k, v in doc.get("outcomes", {}).items() if isinstance(v, str)}
+    changes: list[Change] = []
+    skipped: list[str] = []
+    recorded = 0
+    for obs in observations:
+        try:
+            by_stack = doc[obs.section][obs.variant]
+            holder, key = (
+                (by_stack, obs.stack) if isinstance(by_stack[obs.stack], str) else (by_stack[obs.stack], obs.label)
+            )
+            if key is None:
+                raise KeyError(obs.stack)
+            current = holder[key]
+        except (KeyError, TypeError):
+            skipped.append(f"{obs.cell_id}: not recorded, the file has no [{obs.section}.{obs.variant}] entry for it")
+            continue
+        if not isinstance(current, str):
+            skipped.append(f"{obs.cell_id}: not recorded, its entry is not a string")
+            continue
+        value = choose(str(current), outcomes, obs.verdict)
+        if value is None:
+            skipped.append(f"{obs.cell_id}: not recorded, no expectation states the verdict ({obs.verdict.outcome})")
+            continue
+        recorded += 1
+        if value != str(current):
+            _replace(holder, key, value)
+            changes.append(Change(obs.cell_id, str(current), value))
+    return Rewrite(tomlkit.dumps(doc), recorded, tuple(changes), tuple(skipped))
+
+
+# ---------------------------------------------------------------- pytest side
+
+_SECTIONS = {mode: section for section, mode in CONFIG_MODES.items()}
+
+
+def observation(result: CellResult) -> Observation | None:
+    """What to record from a judged cell; None for errors, skips and cells without a verdict."""
+    if result.status not in ("pass", "fail") or result.verdict is None:
+        return None
+    cell = result.cell
+    label = cell.setting.label if cell.setting is not None else None
+    return Observation(
+        cell.id, _SECTIONS.get(cell.config_mode, "expect"), cell.variant, cell.stack, label, result.verdict
+    )
+
+
+def write_checked(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` only if the new text loads as a matrix."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        try:
+            load_matrix(tmp)
+        except MatrixError as exc:
+            raise MatrixError(str(exc).replace(str(tmp), str(path))) from None
+        os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class Recorder:
+    """Registered only with ``--ipv6-record``: rewrites matrix files from the session's results."""
+
+    def __init__(self, config: pytest.Config, results: Results) -> None:
+        self.config = config
+        self.results = results
+        self.lines: list[str] = []
+        self.failed = False
+
+    def _by_file(self) -> dict[Path, list[CellResult]]:
+        from .report import sort_results
+
+        groups: dict[Path, list[CellResult]] = {}
+        for result in sort_results(self.results.results, self.results.ordering()):
+            source = self.results.sources.get((result.cell.target, result.cell.id))
+            if not source:
+                self.failed = True
+                self.lines.append(f"{result.cell.target}[{result.cell.id}]: not recorded, its matrix file is unknown")
+                continue
+            groups.setdefault(Path(source), []).append(result)
+        return groups
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(self.config, "workerinput"):
+            return
+        try:
+            groups = self._by_file()
+        except ValueError as exc:  # the same cell twice: say so rather than guess which verdict to keep
+            self.failed = True
+            self.lines.append(f"nothing recorded: {exc}")
+            groups = {}
+        for path, results in groups.items():
+            self.lines.extend(self.record(path, results))
+        if self.failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def record(self, path: Path, results: Sequence[CellResult]) -> list[str]:
+        observations = [obs for obs in map(observation, results) if obs is not None]
+        unjudged = len(results) - len(observations)
+        shown = _relative(path, self.config.rootpath)
+        try:
+            before = path.read_text(encoding="utf-8")
+            done = rewrite(before, observations)
+            if done.text != before:
+                write_checked(path, done.text)
+        except (OSError, MatrixError, ValueError) as exc:
+            self.failed = True
+            return [f"{shown}: not recorded: {exc}"]
+        lines = [f"{c.cell_id}: {c.old} -> {c.new}" for c in done.changes]
+        lines += list(done.not_recorded)
+        summary = f"{shown}: {done.recorded} cells recorded, {len(done.changes)} changed"
+        if unjudged:
+            summary += f"; {unjudged} not recorded (error or skipped)"
+        return [*lines, summary]
+
+    @pytest.hookimpl(trylast=True)  # after the grid
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        if hasattr(self.config, "workerinput"):
+            return
+        terminalreporter.write_sep("-", "ipv6compat: expectations recorded (--ipv6-record)")
+        for line in self.lines or ["no matrix cells ran; nothing recorded"]:
+            terminalreporter.write_line(line)
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)

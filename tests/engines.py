@@ -1,0 +1,126 @@
+"""Engines the tests start for themselves, each on a private socket with its own state.
+
+* a rootful Podman API service (``podman system service``), with its own storage root,
+  run root and containers.conf (runc as the runtime; ulimits root may set here);
+* a second dockerd in a mount namespace of its own, in which the pytest host's home,
+  checkout and temporary directories are empty tmpfs mounts: an engine that does not
+  share this machine's files, as a remote one does not.
+
+Each is ended by the pid the test started, and its state removed. Outside CI a missing
+``podman`` or ``dockerd`` skips; under CI (``CI`` set) it fails, so a missing install can
+never look green.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+# Where the engines keep their state: not under /tmp, /root or the checkout, which the
+# second dockerd must not see.
+STATE_ROOT = Path("/var/tmp")
+
+PODMAN_CONF = """\
+[containers]
+# root here may not raise RLIMIT_NOFILE or RLIMIT_NPROC to Podman's defaults
+default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
+[engine]
+# crun refuses this host's hybrid cgroup layout
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+"""
+
+
+def _need(program: str) -> str:
+    path = shutil.which(program)
+    if path is None:
+        message = f"{program} is not installed (apt-get install {'podman' if program == 'podman' else 'docker.io'})"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs it: {message}", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+def _wait_for_engine(url: str, proc: subprocess.Popen[bytes], log: Path, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the engine at {url} exited {proc.returncode}:\n{log.read_text()[-2000:]}", pytrace=False)
+        with contextlib.suppress(Exception):
+            client = docker.DockerClient(base_url=url, timeout=5)
+            client.ping()
+            client.close()
+            return
+        time.sleep(0.2)
+    pytest.fail(f"the engine at {url} did not answer within {seconds:g} s:\n{log.read_text()[-2000:]}", pytrace=False)
+
+
+def _end(proc: subprocess.Popen[bytes]) -> None:
+    """End the engine we started, by its pid: SIGTERM, then SIGKILL after 30 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def podman_service() -> Iterator[str]:
+    """A rootful Podman API service on a private socket; yields its DOCKER_HOST."""
+    podman = _need("podman")
+    state = Path(tempfile.mkdtemp(prefix="ipv6compat-podman-", dir=STATE_ROOT))
+    (state / "containers.conf").write_text(PODMAN_CONF)
+    url = f"unix://{state / 'podman.sock'}"
+    base = [podman, "--root", str(state / "storage"), "--runroot", str(state / "run")]
+    (state / "tmp").mkdir()  # Podman's API keeps uploads (image imports) in TMPDIR: keep them in our state
+    env = {**os.environ, "CONTAINERS_CONF": str(state / "containers.conf"), "TMPDIR": str(state / "tmp")}
+    log = state / "service.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([*base, "system", "service", "--time=0", url], env=env, stdout=out, stderr=out)
+    try:
+        _wait_for_engine(url, proc, log)
+        yield url
+    finally:
+        _end(proc)
+        subprocess.run([*base, "system", "reset", "--force"], env=env, capture_output=True, timeout=120, check=False)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def isolated_dockerd() -> Iterator[str]:
+    """A second dockerd that cannot see this machine's home, checkout or temporary files; yields its DOCKER_HOST."""
+    dockerd = _need("dockerd")
+    unshare = _need("unshare")
+    state = Path(tempfile.mkdtemp(prefix="ipv6compat-dockerd-", dir=STATE_ROOT))
+    url = f"unix://{state / 'docker.sock'}"
+    checkout = Path(__file__).resolve().parents[1]
+    wanted = {Path.home(), checkout, Path(tempfile.gettempdir()), Path("/tmp"), Path("/root")} - {Path("/"), STATE_ROOT}
+    hidden = [p for p in sorted(wanted) if not any(q in p.parents for q in wanted)]  # not inside another one
+    mounts = " && ".join(f"mount -t tmpfs ipv6compat-hidden {p}" for p in hidden)
+    script = (
+        f"{mounts} && exec {dockerd} --data-root {state / 'data'} --exec-root {state / 'exec'} "
+        f"--pidfile {state / 'dockerd.pid'} -H {url} --bridge=none --iptables=false --ip6tables=false"
+    )
+    log = state / "dockerd.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([unshare, "-m", "--propagation", "private", "sh", "-c", script],
+                                stdout=out, stderr=out)
+    try:
+        _wait_for_engine(url, proc, log)
+        yield url
+    finally:
+        _end(proc)  # its mounts go with its mount namespace
+        shutil.rmtree(state, ignore_errors=True)

@@ -1,0 +1,260 @@
+"""The zoo: small non-nginx targets (plus one TLS nginx), and what is TRUE of each on each stack.
+
+Every target is the one zoo image (``tests/zoo/``) with a command and probe settings. The
+expectations are written in the plugin's expectation syntax and were read off ground truth
+(``groundtruth.py``: ``ss`` plus a real client in the container's namespace), never bent to
+fit the plugin:
+
+    up LISTENER...              LISTENER = [tcp/|udp/]ADDRESS:PORT[/silent]
+    exited [CODE] ['text']      'text' must appear in the target's log
+    timeout
+
+ADDRESS: ``0.0.0.0``, ``127.0.0.1``, ``[::]`` (v6only on: IPv6 only), ``*`` (one IPv6 socket
+with v6only off: IPv4 and IPv6), ``[::1]``. ``/silent``: listens, but succeeds on none of the
+families it serves whose loopback exists (on ipv6-sysctl-off there is no ``::1``).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from groundtruth import Probe, Truth
+
+STACKS = ("dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off")
+Z = "/usr/local/bin/zoosrv"
+KERNEL_OFF_97 = "exited 1 'socket(AF_INET6) failed (97: Address family not supported by protocol)'"
+
+
+@dataclass(frozen=True)
+class ZooTarget:
+    name: str
+    command: tuple[str, ...]
+    expect: Mapping[str, str]  # stack -> expectation
+    probe: Probe = field(default_factory=Probe)
+    settle: float | None = None  # listener set unchanged this long (None: the plugin's default; ground truth 0.5)
+    hold: float | None = None  # still running this long after it was reached (None: the plugin's default; 1.0)
+    timeout: float = 15.0
+    extra_hosts: Mapping[str, str] = field(default_factory=dict)
+    why: str = ""
+    listened: Mapping[str, str] = field(default_factory=dict)  # stack -> what an exited target had listened on
+    log_shows: tuple[str, ...] = ()  # text the target prints that its log must keep (nothing may swallow it)
+
+    def expectation(self, stack: str) -> str:
+        return self.expect[stack]
+
+    def run_settings(self) -> dict[str, object]:
+        """Keyword arguments for ``ipv6_target_factory.start``: the plugin's defaults where none is named."""
+        run: dict[str, object] = {"command": list(self.command), "probe": self.probe.kind, "timeout": self.timeout}
+        if self.probe.kind in ("http", "https"):
+            run["http_path"] = self.probe.path
+        if self.settle is not None:
+            run["settle"] = self.settle
+        if self.hold is not None:
+            run["hold"] = self.hold
+        if self.extra_hosts:
+            run["extra_hosts"] = dict(self.extra_hosts)
+        return run
+
+
+def _all(text: str) -> dict[str, str]:
+    return dict.fromkeys(STACKS, text)
+
+
+def _by_stack(dual: str, sysctl_off: str, kernel_off: str) -> dict[str, str]:
+    return dict(zip(STACKS, (dual, sysctl_off, kernel_off), strict=True))
+
+
+HTTP = Probe("http", "/healthz")
+TARGETS: tuple[ZooTarget, ...] = (
+    ZooTarget(
+        "dualstack-no-fallback", (Z, "tcpdual=:::8080"),
+        _by_stack("up *:8080", "up *:8080", KERNEL_OFF_97),
+        HTTP, why="one [::] socket, v6only off (Python/Node/Go style), no IPv4 fallback",
+    ),
+    ZooTarget(
+        "dualstack-fallback", (Z, "fallback", "tcpdual=:::8080"),
+        _by_stack("up *:8080", "up *:8080", "up 0.0.0.0:8080"),
+        HTTP, why="the same, falling back to 0.0.0.0 when socket(AF_INET6) fails with errno 97",
+    ),
+    ZooTarget(
+        "v6only-pair", (Z, "tcp6=:::8080", "tcp4=0.0.0.0:8080"),
+        _by_stack("up 0.0.0.0:8080 [::]:8080", "up 0.0.0.0:8080 [::]:8080/silent", KERNEL_OFF_97),
+        HTTP, why="nginx-shaped without nginx: [::] with v6only on, plus 0.0.0.0",
+    ),
+    ZooTarget(
+        "loopback-only", (Z, "optional6", "tcp4=127.0.0.1:8080", "tcp6=::1:8080"),
+        _by_stack("up 127.0.0.1:8080 [::1]:8080", "up 127.0.0.1:8080", "up 127.0.0.1:8080"),
+        HTTP, why="127.0.0.1 and ::1 only; a failed IPv6 listener is skipped with a warning",
+    ),
+    ZooTarget(
+        "busybox-httpd", ("/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"),
+        _by_stack("up *:8080", "up *:8080", "up 0.0.0.0:8080"),
+        Probe("http", "/index.html"), why="busybox httpd -f -p 8080",
+    ),
+    ZooTarget(
+        "tls-nginx", ("nginx", "-c", "/etc/zoo/nginx-tls.conf"),
+        _by_stack("up *:8443", "up *:8443", "exited 1 '(97: Address family not supported by protocol)'"),
+        Probe("https", "/"), why="nginx 'listen [::]:8443 ssl ipv6only=off', probed over TLS",
+    ),
+    ZooTarget(
+        "tls-probed-as-http", ("nginx", "-c", "/etc/zoo/nginx-tls.conf"),
+        _by_stack("up *:8443/silent", "up *:8443/silent", "exited 1 '(97: Address family not supported by protocol)'"),
+        Probe("http", "/"), why="the TLS port probed with plain HTTP: a 400 is not success",
+    ),
+    ZooTarget(
+        "http-wrong-path", (Z, "fallback", "tcpdual=:::8080"),
+        _by_stack("up *:8080/silent", "up *:8080/silent", "up 0.0.0.0:8080/silent"),
+        Probe("http", "/no-such-path"), why="http_path is checked: a 404 is not success",
+    ),
+    ZooTarget(
+        "http-probed-as-https", (Z, "fallback", "tcpdual=:::8080"),
+        _by_stack("up *:8080/silent", "up *:8080/silent", "up 0.0.0.0:8080/silent"),
+        Probe("https", "/healthz"), why="a plain HTTP port probed over TLS: the handshake fails, no success",
+    ),
+    ZooTarget(
+        "redis-like-banner", (Z, "optional6", "tcp4=0.0.0.0:6379:banner", "tcp6=:::6379:banner",
+                              "tcp4=127.0.0.1:7000:close"),
+        _by_stack("up 0.0.0.0:6379 127.0.0.1:7000 [::]:6379", "up 0.0.0.0:6379 127.0.0.1:7000 [::]:6379/silent",
+                  "up 0.0.0.0:6379 127.0.0.1:7000"),
+        Probe("tcp"), why="non-HTTP TCP: '+OK' banner, ignores requests; plus a port that accepts and closes",
+    ),
+    ZooTarget(
+        "udp-only", (Z, "fallback", "udpdual=:::5353"),
+        _by_stack("up udp/*:5353", "up udp/*:5353", "up udp/0.0.0.0:5353"),
+        Probe("tcp"), why="UDP only (an echo), no TCP listener at all",
+    ),
+    ZooTarget(
+        "udp-sink", (Z, "udp4=0.0.0.0:5000:silent"),
+        _all("up udp/0.0.0.0:5000"),
+        Probe("tcp"), why="UDP that never replies: a datagram that is not refused is all a generic probe can ask",
+    ),
+    ZooTarget(
+        "tcp-and-udp-one-port", (Z, "fallback", "tcpdual=:::5300:banner", "udpdual=:::5300"),
+        _by_stack("up *:5300 udp/*:5300", "up *:5300 udp/*:5300", "up 0.0.0.0:5300 udp/0.0.0.0:5300"),
+        Probe("tcp"), why="TCP and UDP on the same port",
+    ),
+    ZooTarget(
+        "accepted-but-silent", (Z, "tcp4=0.0.0.0:8080:silent"),
+        _all("up 0.0.0.0:8080/silent"),
+        HTTP, why="accepts, never writes: not the same as refused",
+    ),
+    ZooTarget(
+        "accepted-but-silent-probe-none", (Z, "tcp4=0.0.0.0:8080:silent", "tcp6=:::8081:silent"),
+        _by_stack("up 0.0.0.0:8080 [::]:8081", "up 0.0.0.0:8080 [::]:8081", "exited 1 'socket(AF_INET6) failed'"),
+        Probe("none"), why="probe none: listeners are listed, never judged, so none is /silent",
+    ),
+    ZooTarget(
+        "listeners-one-by-one", (Z, "tcp4=0.0.0.0:9001", "sleep=0.3", "tcp4=0.0.0.0:9002", "sleep=0.3",
+                                 "tcp4=0.0.0.0:9003"),
+        _all("up 0.0.0.0:9001 0.0.0.0:9002 0.0.0.0:9003"),
+        HTTP, settle=0.5, why="three ports, 0.3 s apart (the plugin's default settle, 0.05 s, sees only the first)",
+    ),
+    ZooTarget(
+        "exits-3s-after-listening", (Z, "fallback", "tcpdual=:::8080", "sleep=3", "exit=3"),
+        _all("exited 3 'exiting with code 3'"),
+        HTTP, hold=5.0, why="listens, answers, then exits with code 3 after 3 s",
+        listened=_by_stack("*:8080", "*:8080", "0.0.0.0:8080"),
+    ),
+    ZooTarget(
+        "exits-0.8s-after-listening", (Z, "fallback", "tcpdual=:::8080", "sleep=0.8", "exit=3"),
+        _all("exited 3 'exiting with code 3'"),
+        HTTP, why="a crash in the first second: the plugin's default hold must catch it",
+        listened=_by_stack("*:8080", "*:8080", "0.0.0.0:8080"),
+    ),
+    ZooTarget(
+        "partial-line", (Z, "print=Starting proxy: ", "fallback", "tcpdual=:::8080"),
+        _by_stack("up *:8080", "up *:8080", "up 0.0.0.0:8080"),
+        HTTP, why="prints 'Starting proxy: ' with no newline before it listens",
+        # No log_shows: Docker 20.10 holds a partial last line until the stream closes
+        # (`docker logs` does not show it either while the container runs).
+    ),
+    ZooTarget(
+        "partial-line-then-exit", (Z, "print=Starting proxy: ", "sleep=0.5", "exit=1"),
+        _all("exited 1 'exiting with code 1'"),
+        HTTP, why="the same partial line, then exit 1: the engine hands the line over at the close",
+        log_shows=("Starting proxy: ",),
+    ),
+    ZooTarget(
+        "imitates-the-shim", (
+            Z, "print=@@ipv6compat ready\\n@@ipv6compat row tcp    0: 00000000:1F90 00000000:0000 0A\\n",
+            "print=\\x00\\xff\\xfe\\x1b[2J@@ipv6compat fact lo ::1=present\\n\\xc3\\x28\\n",
+            "tcp4=0.0.0.0:8080", "sleep=0.2",
+            "print=@@ipv6compat row tcp6   0: 00000000000000000000000000000000:1F91 0A\\n@@ipv6compat ready\\n",
+            "print=@@ipv6compat reach tcp 0.0.0.0:9999 HTTP/1.1 200 OK\\n\\x00\\x01garbage",
+        ),
+        _all("up 0.0.0.0:8080"),
+        HTTP, why="prints lines that imitate the shim, and binary, before and after it listens",
+        log_shows=("@@ipv6compat ready", "@@ipv6compat row tcp6", "@@ipv6compat reach tcp 0.0.0.0:9999"),
+    ),
+    ZooTarget(
+        "logs-100mb", (Z, "spam=104857600", "tcp4=0.0.0.0:8080"),
+        _all("up 0.0.0.0:8080"),
+        HTTP, timeout=60.0, why="writes 100 MB to stdout before it listens",
+        log_shows=("zoosrv: a log line that says nothing much",),
+    ),
+    ZooTarget(
+        "resolves-upstream", (Z, "resolve=upstream.test", "fallback", "tcpdual=:::8080"),
+        _by_stack("up *:8080", "up *:8080", "up 0.0.0.0:8080"),
+        HTTP, extra_hosts={"upstream.test": "127.0.0.1"},
+        why="resolves upstream.test at start (given as an extra host)",
+    ),
+    ZooTarget(
+        "resolves-upstream-no-host", (Z, "resolve=upstream.test", "fallback", "tcpdual=:::8080"),
+        _all("exited 1 'cannot resolve upstream host upstream.test'"),
+        HTTP, why="the same without the extra host entry: it cannot come up under --network none",
+    ),
+    ZooTarget(
+        "never-listens", (Z, "sleep=600"),
+        _all("timeout"),
+        HTTP, timeout=3.0, why="runs, never listens",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    outcome: str  # up | exited | timeout
+    listeners: frozenset[str] = frozenset()
+    code: int | None = None
+    text: str | None = None
+
+
+def parse_expectation(text: str, *, source: str) -> Expectation:
+    """Parse ``up L...`` / ``exited [CODE] ['text']`` / ``timeout``; a bad one names ``source``."""
+    words = shlex.split(text)
+    if not words or words[0] not in ("up", "exited", "timeout"):
+        raise ValueError(f"{source}: expectation {text!r} must start with up, exited or timeout")
+    head, rest = words[0], words[1:]
+    if head == "up":
+        if not rest:
+            raise ValueError(f"{source}: 'up' needs at least one listener in {text!r}")
+        tokens = [w if w.startswith(("tcp/", "udp/")) else "tcp/" + w for w in rest]
+        return Expectation("up", listeners=frozenset(t.removeprefix("tcp/") for t in tokens))
+    if head == "timeout":
+        if rest:
+            raise ValueError(f"{source}: 'timeout' takes nothing after it, got {text!r}")
+        return Expectation("timeout")
+    code = int(rest.pop(0)) if rest and rest[0].lstrip("-").isdigit() else None
+    if len(rest) > 1:
+        raise ValueError(f"{source}: 'exited' takes a code and one quoted text, got {text!r}")
+    return Expectation("exited", code=code, text=rest[0] if rest else None)
+
+
+def mismatch(expected: Expectation, truth: Truth, probe: Probe, logs: str) -> str | None:
+    """Why ``truth`` is not ``expected``, or None when it is."""
+    got = truth.render(probe)
+    if expected.outcome != truth.outcome:
+        return f"outcome: expected {expected.outcome}, ground truth says {got}"
+    if expected.outcome == "up":
+        seen = frozenset(got.split()[1:])
+        if seen != expected.listeners:
+            return (f"listeners: expected {' '.join(sorted(expected.listeners))}, ground truth says "
+                    f"{' '.join(sorted(seen))}")
+    if expected.outcome == "exited":
+        if expected.code is not None and expected.code != truth.exit_code:
+            return f"exit code: expected {expected.code}, ground truth says {truth.exit_code}"
+        if expected.text is not None and expected.text not in logs:
+            return f"text {expected.text!r} is not in the target's log"
+    return None
