@@ -87,7 +87,7 @@ def main() -> int:
     if "floor" not in skip:
         label = uuid.uuid4().hex[:8]
         try:
-            floor = [floor_up(image["unpatched"], label).total for _ in range(args.runs)]
+            floor = [floor_up(image["unpatched"], label, hold=0.0).total for _ in range(args.runs)]
         finally:
             remove_labelled(label)
     med = statistics.median
