@@ -145,7 +145,8 @@ def ensure_rootfs(client: Any, image: str, cache_dir: Path, probe_dir: Path, ker
     key = hashlib.sha256(
         "\0".join([_ROOTFS_VERSION, image_id, probe_dir.name, str(modules), INIT.read_text()]).encode()
     ).hexdigest()[:16]
-    dest = cache_dir / "uml" / f"rootfs-{key}.cpio"
+    short = image_id.removeprefix("sha256:")[:12]
+    dest = cache_dir / "uml" / f"rootfs-{short}-{key}.cpio"
     if dest.is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -163,6 +164,10 @@ def ensure_rootfs(client: Any, image: str, cache_dir: Path, probe_dir: Path, ker
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+    for stale in dest.parent.glob(f"rootfs-{short}-*.cpio"):  # this image with an older probe or init
+        if stale != dest:
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()  # a kernel booting from it has its own copy (the cell's initramfs)
     return dest
 
 
