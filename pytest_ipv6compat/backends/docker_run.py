@@ -16,13 +16,12 @@ target that logs megabytes costs nothing and cannot delay the verdict.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -34,21 +33,19 @@ from ..model import Attestation, Outcome, Verdict
 from ..probe.report import RECORDS, ShimReport, WatchReport, is_shim_line
 from ..stacks import attest, inet6_probe_fact
 from . import EngineError, Launch
+from .logtext import LOG_TAIL_LINES, clean, lines, split_timestamp
 
 log = logging.getLogger(__name__)
 
 # What a failing or hung engine raises: docker-py's errors, plus the connection errors and
 # timeouts of requests (subclasses of OSError), which docker-py passes through unwrapped.
 FAULTS = (docker.errors.DockerException, OSError)
-LOG_TAIL_LINES = 200  # lines of the target's output kept with a verdict
-LOG_LINE_CHARS = 1000  # a longer line is cut
 _EXIT_GRACE_S = 3.0  # after the watcher ends without "ready": how long the exit may take to be reported
 _PROBE_BUDGET_S = 7.0  # per probe: connect (2 s) + response (3 s) + slack
 _JOIN_S = 2.0
 _KILLED = (137, 143)  # SIGKILL, SIGTERM
 _EXIT_POLL_S = 0.05  # how often the state is asked for where the wait call answers late
 _REMOVAL_S = 0.3
-_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
 
 
 class DockerRun:
@@ -128,7 +125,7 @@ class DockerRun:
         try:
             stream = self._api.logs(self.container_id, stream=True, follow=True, stdout=True, stderr=True)
             self._closers.append(stream.close)
-            for line in _lines(stream):
+            for line in lines(stream):
                 self._shim.feed(line)
                 if self._shim.attested:
                     break
@@ -148,7 +145,7 @@ class DockerRun:
             exec_id = self._api.exec_create(self.container_id, argv, stdout=True, stderr=True)["Id"]
             stream = self._api.exec_start(exec_id, stream=True)
             self._closers.append(stream.close)
-            for line in _lines(stream):
+            for line in lines(stream):
                 self._events.put(("watch", line))
         except FAULTS as exc:
             # Often the target exited before the exec began ("is not running"): its exit is on its way. If
@@ -345,11 +342,11 @@ class DockerRun:
         for number, row in enumerate(rows):
             if not row and number == len(rows) - 1:
                 break  # the text ended with a newline
-            when, line = _split_timestamp(row)
+            when, line = split_timestamp(row)
             if number == len(rows) - 1:
                 when = None  # no newline after it: a fragment flushed when the stream closed
             if not is_shim_line(line, self._shim.nonce):
-                entries.append((when, _clean(line)))
+                entries.append((when, clean(line)))
         if lines == LOG_TAIL_LINES:
             self._tail = entries
         return entries
@@ -382,37 +379,6 @@ class DockerRun:
             if thread.name.startswith("ipv6compat-wait-"):
                 continue  # ends when the container is removed
             thread.join(_JOIN_S)
-
-
-def _lines(stream: Iterable[bytes]) -> Iterable[str]:
-    pending = b""
-    for chunk in stream:
-        pending += chunk
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            yield line.decode("utf-8", "replace")
-        if len(pending) > 65536:  # a line this long is nobody's report
-            pending = pending[-65536:]
-    if pending:
-        yield pending.decode("utf-8", "replace")
-
-
-_TIMESTAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d) ")
-
-
-def _split_timestamp(row: str) -> tuple[float | None, str]:
-    """(seconds since the epoch, text) of a line the engine prefixed with its RFC 3339 time."""
-    found = _TIMESTAMP.match(row)
-    if found is None:
-        return None, row
-    zone = "+00:00" if found[3] == "Z" else found[3]
-    when = dt.datetime.fromisoformat(found[1] + (found[2] or "")[:7] + zone).timestamp()
-    return when, row[found.end():]
-
-
-def _clean(line: str) -> str:
-    line = _CONTROL.sub("", line)
-    return line if len(line) <= LOG_LINE_CHARS else line[: LOG_LINE_CHARS - 3] + "..."
 
 
 _ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)|(Read timed out|timed out|Connection aborted)")

@@ -42,15 +42,13 @@ from ..model import Attestation, Outcome, Verdict
 from ..probe.report import RECORDS, ShimReport, WatchReport, is_shim_line
 from ..stacks import attest, inet6_probe_fact
 from . import EngineError, Launch
+from .logtext import LOG_TAIL_LINES, clean
 from .uml_rootfs import PROBE_DIR, cell_archive, cell_initramfs, ensure_rootfs
 
 FAST_BOOT = ("initcall_blacklist=raid6_select_algo,init_zswap,strp_dev_init", "pty.legacy_count=0")
 INSTALL_HINT = "apt-get install user-mode-linux"
-LOG_TAIL_LINES = 200
-LOG_LINE_CHARS = 1000
 _KERNEL_MEM_MB = 96  # the kernel and the unpacked initramfs need this beyond the target's memory
 _PROBE_BUDGET_S = 7.0
-_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
 # Leads a process group: starts the kernel, says its pid, then waits for EOF on its stdin (this process
 # died, or the run ended) and kills the kernel's group (the kernel calls setsid) and its own.
 _WATCHDOG = (
@@ -258,7 +256,7 @@ class UmlRun:
                 if tag in line:
                     self.booted = time.monotonic() - self.started
                 else:
-                    self._kernel.append(_clean(line))
+                    self._kernel.append(clean(line))
                 continue
             if is_shim_line(line, self._shim.nonce):
                 if self.shim_started is None:
@@ -267,7 +265,7 @@ class UmlRun:
                 if self._shim.attested:
                     self._attested.set()
             else:
-                self._console.append(_clean(line))
+                self._console.append(clean(line))
         self._attested.set()
         self._pid_known.set()
 
@@ -283,7 +281,7 @@ class UmlRun:
             elif word in RECORDS:
                 self._events.put(("watch", line))
             if word == "error" or word not in RECORDS:
-                self._private_other.append(_clean(line))
+                self._private_other.append(clean(line))
         self._events.put(("dead", None))
 
     def attestation(self) -> Attestation:
@@ -375,7 +373,3 @@ class UmlRun:
         for thread in self._threads:
             thread.join(2.0)
 
-
-def _clean(line: str) -> str:
-    line = _CONTROL.sub("", line)
-    return line if len(line) <= LOG_LINE_CHARS else line[: LOG_LINE_CHARS - 3] + "..."
