@@ -37,6 +37,8 @@ default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
 [engine]
 # crun refuses this host's hybrid cgroup layout
 runtime = "runc"
+# conmon of an exec session waits this long after it ends (default 300 s): not beyond the test
+exit_command_delay = 1
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 """
@@ -77,6 +79,21 @@ def _end(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def _end_monitors(state: Path) -> None:
+    """End the conmon processes our service started (they daemonize, so they are not its children): by the pids
+    of processes whose command line names our private state directory, which no one else's can."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"conmon") and any(str(state).encode() in arg for arg in argv):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def podman_service() -> Iterator[str]:
     """A rootful Podman API service on a private socket; yields its DOCKER_HOST."""
@@ -96,6 +113,7 @@ def podman_service() -> Iterator[str]:
     finally:
         _end(proc)
         subprocess.run([*base, "system", "reset", "--force"], env=env, capture_output=True, timeout=120, check=False)
+        _end_monitors(state)
         shutil.rmtree(state, ignore_errors=True)
 
 

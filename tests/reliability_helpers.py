@@ -51,6 +51,11 @@ def containers(client: docker.DockerClient, **labels: str) -> list[Any]:
     return [c for c in found if c.labels.get("ipv6compat.purpose") != "volume-filler"]
 
 
+def volumes(client: docker.DockerClient, host: str) -> list[str]:
+    """Names of the volumes of sessions of ``host`` (removing those a test leaves is the test's job)."""
+    return [v.name for v in client.volumes.list(filters={"label": f"ipv6compat.host={host}"})]
+
+
 def exists(client: docker.DockerClient, container_id: str) -> bool:
     try:
         client.containers.get(container_id)

@@ -37,6 +37,7 @@ from reliability_helpers import (
     never_listens_image,
     silent_server,
     stalling_engine,
+    volumes,
     wait_for,
 )
 
@@ -226,7 +227,11 @@ def test_sigint_mid_run_leaves_no_container(
         leaked = containers(client, host=host)
         for c in leaked:  # the isolated host name means no real session would ever sweep these
             c.remove(force=True)
+        leaked_volumes = volumes(client, host)
+        for name in leaked_volumes:
+            client.volumes.get(name).remove(force=True)
     assert not leaked, f"left behind: {[c.name for c in leaked]}\n{out.read_text()}"
+    assert not leaked_volumes, f"volumes left behind: {leaked_volumes}\n{out.read_text()}"
     assert not exists(client, container.id)
     text = out.read_text()
     if code == pytest.ExitCode.TESTS_FAILED and PYTEST_REPR_CRASH in text:
@@ -268,6 +273,7 @@ def test_killed_xdist_worker_leftovers_are_swept_by_the_next_session(
     nxt.assert_outcomes(passed=1)
     nxt.stdout.fnmatch_lines(["ipv6compat: removed 1 container(s) left by dead sessions"])
     assert containers(client, host=host) == []
+    assert volumes(client, host) == [], "the sweep left the dead worker's volumes"
 
 
 def _owner(alive: bool, zombie: bool = False) -> tuple[str, str, subprocess.Popen[bytes]]:
