@@ -7,9 +7,11 @@ settings, the stacks, and the expected verdict of every cell. See README.md,
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import sys
+import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -373,3 +375,28 @@ def load_matrix(path: Path) -> Matrix:
                     f"{_where(path, 'expect', variant, stack)}: no expectations for this variant and stack"
                 )
     return Matrix(path=path, target=target, cells=tuple(cells))
+
+
+def write_matrix(path: Path, text: str, *, overwrite: bool) -> None:
+    """Write ``text`` to ``path`` only if it loads as a matrix (else :class:`MatrixError`, naming ``path``).
+
+    The text is written beside ``path`` first and moved in whole. With ``overwrite`` it
+    replaces the file (keeping its mode); without, a file that exists by then raises
+    :class:`FileExistsError` and is left as it was.
+    """
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        try:
+            load_matrix(tmp)
+        except MatrixError as exc:
+            raise MatrixError(str(exc).replace(str(tmp), str(path))) from None
+        if overwrite:
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if the file appeared meanwhile: never overwrite
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -11,10 +11,8 @@ never registered, so nothing writes to a matrix file.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,7 @@ import pytest
 import tomlkit
 from tomlkit.items import String, Trivia
 
-from .matrix import CONFIG_MODES, MatrixError, judge, load_matrix, parse_expectation
+from .matrix import CONFIG_MODES, MatrixError, judge, parse_expectation, write_matrix
 from .model import Expectation, Outcome, Verdict
 from .results import CellResult
 
@@ -223,19 +221,7 @@ def observation(result: CellResult) -> Observation | None:
 
 def write_checked(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` only if the new text loads as a matrix."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        try:
-            load_matrix(tmp)
-        except MatrixError as exc:
-            raise MatrixError(str(exc).replace(str(tmp), str(path))) from None
-        os.chmod(tmp, path.stat().st_mode & 0o7777)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_matrix(path, text, overwrite=True)
 
 
 class Recorder:

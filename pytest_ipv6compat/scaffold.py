@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import tomlkit
 
-from .matrix import MatrixError, load_matrix
+from .matrix import MatrixError, write_matrix
 from .model import KnobSetting
 from .stacks import DEFAULT_STACKS, STACKS
 
@@ -136,22 +135,12 @@ def write(s: Scaffold, path: Path) -> Path:
     if not path.parent.is_dir():
         raise InitError(f"{path}: directory {path.parent} does not exist")
     text = render(s, filename=os.path.relpath(path))
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        try:
-            load_matrix(tmp)
-        except MatrixError as exc:
-            problem = str(exc).replace(str(tmp), str(path))
-            raise InitError(f"the matrix written for {path} does not load, so it was not written: {problem}") from None
-        try:
-            os.link(tmp, path)  # fails if the file appeared meanwhile: never overwrite
-        except FileExistsError:
-            raise InitError(f"{path} already exists; not overwriting it") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+        write_matrix(path, text, overwrite=False)
+    except MatrixError as exc:
+        raise InitError(f"the matrix written for {path} does not load, so it was not written: {exc}") from None
+    except FileExistsError:
+        raise InitError(f"{path} already exists; not overwriting it") from None
     return path
 
 
