@@ -270,6 +270,14 @@ _HINTS: dict[str, dict[str, str]] = {
     },
 }
 
+_OOM = "killed by the kernel: out of memory at the cell's memory limit ({memory})"
+
+
+def oom_error_line(memory: str) -> str:
+    """The error line of a target the kernel killed at the cell's memory limit (its hint recognises it)."""
+    return _OOM.format(memory=memory)
+
+
 _SIGNATURES: tuple[tuple[str, re.Pattern[str], str], ...] = (  # (kind, signature, default for {name})
     ("eafnosupport", re.compile(
         r"address family not supported|eafnosupport|protocol family unavailable"
@@ -290,7 +298,7 @@ _SIGNATURES: tuple[tuple[str, re.Pattern[str], str], ...] = (  # (kind, signatur
     ("eaddrinuse", re.compile(
         r"address already in use|eaddrinuse|errno[:=]? ?-?98\b|\(98: |\[errno 98\]", re.IGNORECASE), ""),
     ("eacces", re.compile(r"permission denied|\beacces\b", re.IGNORECASE), ""),
-    ("oom", re.compile(r"out of memory at the cell's memory limit"), ""),
+    ("oom", re.compile(r"out of memory at the cell's memory limit"), ""),  # oom_error_line()'s words
     ("pids", re.compile(r"can't fork|fork(?:\(\))?: resource temporarily unavailable|pthread_create"
                         r"|unable to create (?:new )?native thread", re.IGNORECASE), ""),
     ("enosys", re.compile(r"socket\W[^\n]{0,80}?(?:\(38: )?function not implemented|\benosys\b", re.IGNORECASE), ""),

@@ -28,10 +28,9 @@ from typing import Any
 import docker
 import docker.errors
 
-from ..diagnose import error_line
+from ..diagnose import error_line, oom_error_line
 from ..model import Attestation, Outcome, Verdict
 from ..probe.report import RECORDS, ShimReport, WatchReport, is_shim_line
-from ..stacks import attest, inet6_probe_fact
 from . import EngineError, Launch
 from .logtext import LOG_TAIL_LINES, clean, lines, split_timestamp
 
@@ -41,7 +40,6 @@ log = logging.getLogger(__name__)
 # timeouts of requests (subclasses of OSError), which docker-py passes through unwrapped.
 FAULTS = (docker.errors.DockerException, OSError)
 _EXIT_GRACE_S = 3.0  # after the watcher ends without "ready": how long the exit may take to be reported
-_PROBE_BUDGET_S = 7.0  # per probe: connect (2 s) + response (3 s) + slack
 _JOIN_S = 2.0
 _KILLED = (137, 143)  # SIGKILL, SIGTERM
 _EXIT_POLL_S = 0.05  # how often the state is asked for where the wait call answers late
@@ -170,9 +168,7 @@ class DockerRun:
                 raise EngineError(
                     f"the container {why} before the stack could be attested; logs:\n{self.logs(15)}"
                 )
-            facts = dict(self._shim.facts)
-            facts["inet6 socket"] = inet6_probe_fact(self._shim.inet6_probe)
-            self._attestation = attest(self.launch.stack, facts)
+            self._attestation = self._shim.attestation(self.launch.stack)
         if self._shim.missing:
             raise EngineError(f"the engine could not start the target: {self._shim.missing}")
         return self._attestation
@@ -193,7 +189,7 @@ class DockerRun:
             if watcher_ended is not None:
                 limit = watcher_ended + _EXIT_GRACE_S
             elif settled_at is not None:
-                limit = settled_at + spec.hold + _PROBE_BUDGET_S * max(1, len(self._watch.reach) + 2) + 5
+                limit = self._watch.report_deadline(settled_at, spec.hold)
             else:
                 limit = self.deadline
             try:
@@ -267,9 +263,7 @@ class DockerRun:
             raise EngineError(f"container {self.name} was removed by someone else while the cell ran")
         verdict = self._make(Outcome.EXITED, exit_code=int(code) if code is not None else None)
         if oom:
-            limit = self.launch.run.memory
-            line = f"killed by the kernel: out of memory at the cell's memory limit ({limit})"
-            verdict = replace(verdict, error_line=line)
+            verdict = replace(verdict, error_line=oom_error_line(self.launch.run.memory))
         return verdict
 
     def _exit_code_if_exited(self) -> int | None:
@@ -288,17 +282,12 @@ class DockerRun:
             return False
 
     def _make(self, outcome: Outcome, *, exit_code: int | None = None) -> Verdict:
-        logs = self.logs()
-        listeners = frozenset(self._watch.listeners)
-        return Verdict(
+        return self._watch.verdict(
             outcome,
-            listeners=listeners if outcome is Outcome.UP else frozenset(),
-            reach=tuple(self._watch.reach) if outcome is Outcome.UP else (),
             exit_code=exit_code,
             error_line=self._error_line() if outcome is Outcome.EXITED else None,
-            logs=logs,
+            logs=self.logs(),
             seconds=time.monotonic() - self.started,
-            listened=listeners if outcome is Outcome.EXITED else frozenset(),
         )
 
     def _fault(self, why: str) -> EngineError:

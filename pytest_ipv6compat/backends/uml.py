@@ -37,10 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ..diagnose import error_line
+from ..diagnose import error_line, oom_error_line
 from ..model import Attestation, Outcome, Verdict
 from ..probe.report import RECORDS, ShimReport, WatchReport, is_shim_line
-from ..stacks import attest, inet6_probe_fact
 from . import EngineError, Launch
 from .logtext import LOG_TAIL_LINES, clean
 from .uml_rootfs import PROBE_DIR, cell_archive, cell_initramfs, ensure_rootfs
@@ -48,7 +47,6 @@ from .uml_rootfs import PROBE_DIR, cell_archive, cell_initramfs, ensure_rootfs
 FAST_BOOT = ("initcall_blacklist=raid6_select_algo,init_zswap,strp_dev_init", "pty.legacy_count=0")
 INSTALL_HINT = "apt-get install user-mode-linux"
 _KERNEL_MEM_MB = 96  # the kernel and the unpacked initramfs need this beyond the target's memory
-_PROBE_BUDGET_S = 7.0
 # Leads a process group: starts the kernel, says its pid, then waits for EOF on its stdin (this process
 # died, or the run ended) and kills the kernel's group (the kernel calls setsid) and its own.
 _WATCHDOG = (
@@ -295,9 +293,7 @@ class UmlRun:
                 why = "did not reach the shim within the cell's timeout" if not self._attested.is_set() \
                     else "ended before the stack could be attested"
                 raise EngineError(f"the User-mode Linux kernel {why}; console:\n{self._diagnostics()}")
-            facts = dict(self._shim.facts)
-            facts["inet6 socket"] = inet6_probe_fact(self._shim.inet6_probe)
-            self._attestation = attest(self.launch.stack, facts)
+            self._attestation = self._shim.attestation(self.launch.stack)
         if self._shim.missing:
             raise EngineError(f"the kernel could not start the target: {self._shim.missing}")
         return self._attestation
@@ -312,10 +308,7 @@ class UmlRun:
         spec = self.launch.run
         settled_at: float | None = None
         while True:
-            if settled_at is not None:
-                limit = settled_at + spec.hold + _PROBE_BUDGET_S * max(1, len(self._watch.reach) + 2) + 5
-            else:
-                limit = self.deadline
+            limit = self.deadline if settled_at is None else self._watch.report_deadline(settled_at, spec.hold)
             try:
                 kind, value = self._events.get(timeout=max(0.0, limit - time.monotonic()))
             except queue.Empty:
@@ -336,8 +329,7 @@ class UmlRun:
             elif kind == "exit":
                 verdict = self._make(Outcome.EXITED, exit_code=int(value[0]))
                 if "oom" in value[1:]:
-                    line = f"killed by the kernel: out of memory at the cell's memory limit ({spec.memory})"
-                    verdict = dataclasses.replace(verdict, error_line=line)
+                    verdict = dataclasses.replace(verdict, error_line=oom_error_line(spec.memory))
                 return verdict
             else:
                 raise EngineError(f"the User-mode Linux kernel ended without reporting the target's exit "
@@ -347,16 +339,12 @@ class UmlRun:
         if outcome is Outcome.EXITED:
             self._threads[0].join(2.0)  # the console's last lines: it ends when the kernel has halted
         logs = self.logs()
-        listeners = frozenset(self._watch.listeners)
-        return Verdict(
+        return self._watch.verdict(
             outcome,
-            listeners=listeners if outcome is Outcome.UP else frozenset(),
-            reach=tuple(self._watch.reach) if outcome is Outcome.UP else (),
             exit_code=exit_code,
             error_line=error_line(logs.splitlines()) if outcome is Outcome.EXITED else None,
             logs=logs,
             seconds=time.monotonic() - self.started,
-            listened=listeners if outcome is Outcome.EXITED else frozenset(),
         )
 
     def logs(self, lines: int = LOG_TAIL_LINES) -> str:

@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..listeners import canonical_address
-from ..model import Family, Listener, Protocol, Reach, Result
+from ..model import Attestation, Family, Listener, Outcome, Protocol, Reach, Result, Verdict
+from ..stacks import Stack, attest, inet6_probe_fact
 
 __all__ = ["MARK", "RECORDS", "ShimReport", "WatchReport", "is_shim_line"]
 
 MARK = "@@ipv6compat"
+PROBE_BUDGET_S = 7.0  # per probe of one family: connect (2 s) + response (3 s) + slack
 RECORDS = ("listener", "reach", "settled", "ready", "error")  # the first word of every watcher record
 
 _RESULTS = {r.value: r for r in Result}
@@ -53,6 +55,12 @@ class ShimReport:
         elif kind == "attested":
             self.attested = True
 
+    def attestation(self, stack: Stack) -> Attestation:
+        """The stack as the shim saw it, checked against ``stack``'s claim."""
+        facts = dict(self.facts)
+        facts["inet6 socket"] = inet6_probe_fact(self.inet6_probe)
+        return attest(stack, facts)
+
 
 @dataclass
 class WatchReport:
@@ -85,6 +93,26 @@ class WatchReport:
                 raise ValueError("unknown record")
         except (KeyError, ValueError, TypeError) as exc:
             raise ValueError(f"the probe's watcher wrote a malformed record {line!r}: {exc}") from None
+
+    def report_deadline(self, settled_at: float, hold: float) -> float:
+        """By when (on ``settled_at``'s clock) ``ready`` must have come: the hold plus a budget per probe."""
+        return settled_at + hold + PROBE_BUDGET_S * max(1, len(self.reach) + 2) + 5
+
+    def verdict(
+        self, outcome: Outcome, *, exit_code: int | None, error_line: str | None, logs: str, seconds: float
+    ) -> Verdict:
+        """A verdict with what the watcher saw: listeners and probes when up, what it had listened on when it exited."""
+        listeners = frozenset(self.listeners)
+        return Verdict(
+            outcome,
+            listeners=listeners if outcome is Outcome.UP else frozenset(),
+            reach=tuple(self.reach) if outcome is Outcome.UP else (),
+            exit_code=exit_code,
+            error_line=error_line if outcome is Outcome.EXITED else None,
+            logs=logs,
+            seconds=seconds,
+            listened=listeners if outcome is Outcome.EXITED else frozenset(),
+        )
 
     def _known(self, partial: Listener) -> Listener:
         """The reported listener a reach record names (reach records omit v6only)."""
