@@ -228,14 +228,14 @@ class DockerRun:
     def _no_event(self, settled_at: float | None, watcher_ended: float | None) -> Verdict:
         self._check_engine()
         if watcher_ended is not None:
-            state = self._state()
-            if state == "exited":  # the wait call has not said so yet
-                code = self._api.inspect_container(self.container_id)["State"]["ExitCode"]
-                return self._exited({"StatusCode": code})
-            if state == "gone":
+            state = self._inspect_state()
+            if state["Status"] == "exited":  # the wait call has not said so yet
+                return self._exited({"StatusCode": state["ExitCode"]})
+            if state["Status"] == "gone":
                 raise EngineError(f"container {self.name} was removed by someone else while the cell ran")
             detail = self._watch.error or "; ".join(self._other[-3:]) or "no report"
-            raise EngineError(f"the probe's watcher ended without a verdict ({detail}); the container is {state}")
+            status = state["Status"]
+            raise EngineError(f"the probe's watcher ended without a verdict ({detail}); the container is {status}")
         if settled_at is None:
             return self._make(Outcome.TIMEOUT)
         raise EngineError("the probe's report did not complete in time after the listeners settled")
@@ -250,16 +250,14 @@ class DockerRun:
                 with contextlib.suppress(ValueError):
                     self._watch.feed(value)
         code = status.get("StatusCode") if isinstance(status, dict) else None
-        state = self._state()
-        oom = False
-        if state in ("exited", "dead") and code in _KILLED:
-            # Killed: by the kernel (OOM), or by someone removing the container, which the engine does
+        state = self._inspect_state()
+        oom = bool(state.get("OOMKilled"))
+        if state["Status"] in ("exited", "dead") and code in _KILLED and not oom:
+            # Killed, not by the kernel: maybe by someone removing the container, which the engine does
             # after the wait call has returned. Look again once removal would have begun.
-            oom = self._oom_killed()
-            if not oom:
-                time.sleep(_REMOVAL_S)
-                state = self._state()
-        if state in ("gone", "removing"):
+            time.sleep(_REMOVAL_S)
+            state = self._inspect_state()
+        if state["Status"] in ("gone", "removing"):
             raise EngineError(f"container {self.name} was removed by someone else while the cell ran")
         verdict = self._make(Outcome.EXITED, exit_code=int(code) if code is not None else None)
         if oom:
@@ -274,12 +272,6 @@ class DockerRun:
         if state.get("Status") in ("exited", "dead"):
             return int(state.get("ExitCode", -1))
         return None
-
-    def _oom_killed(self) -> bool:
-        try:
-            return bool(self._api.inspect_container(self.container_id)["State"].get("OOMKilled"))
-        except FAULTS:
-            return False
 
     def _make(self, outcome: Outcome, *, exit_code: int | None = None) -> Verdict:
         return self._watch.verdict(
@@ -301,11 +293,12 @@ class DockerRun:
         except FAULTS as exc:
             raise self._fault(reason(exc)) from None
 
-    def _state(self) -> str:
+    def _inspect_state(self) -> dict[str, Any]:
+        """The container's state as the engine reports it; ``Status`` is "gone" once it no longer exists."""
         try:
-            return str(self._api.inspect_container(self.container_id)["State"]["Status"])
+            return dict(self._api.inspect_container(self.container_id)["State"])
         except docker.errors.NotFound:
-            return "gone"
+            return {"Status": "gone"}
         except FAULTS as exc:
             raise self._fault(reason(exc)) from None
 
