@@ -53,6 +53,15 @@ def directory_tar(root: Path) -> bytes:
     return buffer.getvalue()
 
 
+def _signature(root: Path) -> tuple[tuple[str, int, int, int], ...]:
+    """(path, size, mode, mtime in ns) of everything under ``root``: what changes when a file does."""
+    out = []
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        out.append((path.relative_to(root).as_posix(), st.st_size, st.st_mode, st.st_mtime_ns))
+    return tuple(out)
+
+
 class Volumes:
     """The volumes of one session: made on first use, one per directory content."""
 
@@ -61,15 +70,24 @@ class Volumes:
         self._session = session
         self._labels = labels
         self._made: dict[tuple[str, str], str] = {}  # (directory, content key) -> volume name
+        self._seen: dict[str, tuple[tuple[tuple[str, int, int, int], ...], str]] = {}  # directory -> (stat, name)
 
     def volume_for(self, directory: Path, image: str) -> str:
-        """The name of a volume holding ``directory``'s files, made through a never-started ``image`` container."""
+        """The name of a volume holding ``directory``'s files, made through a never-started ``image`` container.
+
+        Every cell asks, so the directory is read and hashed again only when its files' sizes, modes or
+        times changed since the last time (the probe alone is several megabytes).
+        """
         try:
+            seen = _signature(directory)
+            if self._seen.get(str(directory), (None, ""))[0] == seen:
+                return self._seen[str(directory)][1]
             data = directory_tar(directory)
         except OSError as exc:
             raise EngineError(f"cannot read {directory} to ship it to the engine: {exc.strerror}") from None
         key = hashlib.sha256(data).hexdigest()[:12]
         if (str(directory), key) in self._made:
+            self._seen[str(directory)] = (seen, self._made[(str(directory), key)])
             return self._made[(str(directory), key)]
         name = f"ipv6compat-{self._session}-{key}"
         api = self._client.api
@@ -91,6 +109,7 @@ class Volumes:
                 except FAULTS as exc:
                     log.warning("cannot remove the volume filler %s: %s", helper[:12], reason(exc))
         self._made[(str(directory), key)] = name
+        self._seen[str(directory)] = (seen, name)
         return name
 
     def remove_all(self) -> int:
@@ -100,6 +119,7 @@ class Volumes:
             if remove_volume(self._client, name):
                 removed += 1
         self._made.clear()
+        self._seen.clear()
         return removed
 
 
