@@ -30,9 +30,16 @@ FILL_AT = "/.ipv6compat-fill"
 
 
 def directory_tar(root: Path) -> bytes:
-    """A deterministic tar of ``root``'s files: sorted, owned by root, modes kept, no timestamps."""
+    """A deterministic tar of ``root``'s files: sorted, owned by root, modes kept, no timestamps.
+
+    It ends right after the two zero blocks that close a tar archive, without the zeros that pad
+    it to a whole record: Podman's archive upload stops reading at the end-of-archive blocks and
+    then fails the request with "write |1: broken pipe" if the body goes on (containers/buildah
+    #6573), now and then rather than always. Docker accepts both forms.
+    """
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    tar = tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT)
+    with tar:
         for path in sorted(root.rglob("*")):
             rel = path.relative_to(root).as_posix()
             info = tarfile.TarInfo(rel)
@@ -50,7 +57,7 @@ def directory_tar(root: Path) -> bytes:
                 tar.addfile(info, io.BytesIO(data))
             else:
                 raise EngineError(f"cannot ship {path} to the engine: not a regular file, directory or link")
-    return buffer.getvalue()
+    return buffer.getvalue()[: tar.offset]  # offset: the end of the end-of-archive blocks, before padding
 
 
 def _signature(root: Path) -> tuple[tuple[str, int, int, int], ...]:
