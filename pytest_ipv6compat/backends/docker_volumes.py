@@ -38,8 +38,7 @@ def directory_tar(root: Path) -> bytes:
     #6573), now and then rather than always. Docker accepts both forms.
     """
     buffer = io.BytesIO()
-    tar = tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT)
-    with tar:
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for path in sorted(root.rglob("*")):
             rel = path.relative_to(root).as_posix()
             info = tarfile.TarInfo(rel)
