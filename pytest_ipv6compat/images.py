@@ -243,7 +243,10 @@ def use_base_image(client: docker.DockerClient, ref: str) -> str:
     return ref
 
 
-_PROBE_FILES = ("shim.sh", "watch.c")  # of the package's probe/ directory; watch.c is compiled to watch
+# Of the package's probe/ directory. The C sources are compiled, static, to the programs beside them:
+# watch.c to watch (observes every cell), uml_setup.c to umlsetup (sets up a User-mode Linux cell).
+_PROBE_FILES = ("shim.sh", "watch.c", "uml_setup.c")
+_PROGRAMS = (("watch.c", "watch", ("-lssl", "-lcrypto")), ("uml_setup.c", "umlsetup", ()))
 
 
 def _probe_sources() -> list[tuple[str, bytes, int]]:
@@ -255,11 +258,11 @@ def _probe_sources() -> list[tuple[str, bytes, int]]:
 
 
 def ensure_probe(cache_dir: Path) -> Path:
-    """Return ``cache_dir/probe-<key>/``: a static ``busybox``, ``shim.sh`` and the static ``watch`` binary.
+    """Return ``cache_dir/probe-<key>/``: a static ``busybox``, ``shim.sh`` and the static programs.
 
     The plugin mounts it read-only (at ``/.ipv6compat``) into any target container.
     ``watch`` is compiled here from ``probe/watch.c`` (static, with OpenSSL for the
-    https probe), so the probe needs nothing from the target image.
+    https probe), so the probe needs nothing from the target image; ``umlsetup`` likewise.
     """
     sources = _probe_sources()
     files = [(name, hashlib.sha256(data).hexdigest(), mode & 0o111) for name, data, mode in sources]
@@ -274,16 +277,16 @@ def ensure_probe(cache_dir: Path) -> Path:
     return dest
 
 
-def _compile_watcher(source: Path, out: Path) -> None:
+def _compile(source: Path, out: Path, libs: tuple[str, ...]) -> None:
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
-        raise ImageError("cannot build the probe's watcher: no C compiler on PATH "
+        raise ImageError(f"cannot build the probe's {out.name}: no C compiler on PATH "
                          "(apt-get install gcc libc6-dev libssl-dev)")
-    argv = [compiler, "-static", "-O2", "-o", str(out), str(source), "-lssl", "-lcrypto"]
+    argv = [compiler, "-static", "-O2", "-o", str(out), str(source), *libs]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
         errors = [line for line in done.stderr.splitlines() if "error" in line] or done.stderr.splitlines()
-        raise ImageError(f"cannot build the probe's watcher with {compiler} (needs static libc and OpenSSL: "
+        raise ImageError(f"cannot build the probe's {out.name} with {compiler} (needs static libc and OpenSSL: "
                          f"apt-get install libc6-dev libssl-dev): {errors[-1] if errors else 'no output'}")
 
 
@@ -302,8 +305,9 @@ def _build_probe(cache_dir: Path, dest: Path, sources: list[tuple[str, bytes, in
         for rel, data, mode in sources:
             (tmp / rel).write_bytes(data)
             os.chmod(tmp / rel, mode | 0o444)
-        _compile_watcher(tmp / "watch.c", tmp / "watch")
-        os.chmod(tmp / "watch", 0o755)
+        for source, program, libs in _PROGRAMS:
+            _compile(tmp / source, tmp / program, libs)
+            os.chmod(tmp / program, 0o755)
         os.chmod(tmp, 0o755)
         if dest.exists():  # a leftover without the watcher: replace it
             shutil.rmtree(dest)

@@ -141,6 +141,13 @@ def test_user_read_only_root_and_tmpfs(uml: UmlBackend, base_image: str) -> None
         run.attestation()
 
 
+def test_a_failed_set_up_is_one_line_naming_what_failed(uml: UmlBackend, base_image: str) -> None:
+    """umlsetup stops at the first step that fails; the cell errors with its line, not a hang."""
+    with uml.run(launch(base_image, BOOT, command=("true",), tmpfs=(("/run", "size=bogus"),))) as run, \
+            pytest.raises(EngineError, match=r"error init: cannot mount tmpfs on /\.ipv6compat/root/run: Invalid arg"):
+        run.attestation()
+
+
 def test_a_fork_bomb_and_a_memory_hog_end_at_the_cell_bounds(uml: UmlBackend, base_image: str) -> None:
     """The cell's cgroup inside the kernel bounds processes and memory, as the engine does for a container."""
     # The bomb runs in a subshell, and the wait is a loop of builtins: where sh itself cannot fork

@@ -109,7 +109,7 @@ def modules_dir(kernel: Path) -> Path:
 
 
 def probe_archive(probe_dir: Path, modules: Path, writer: CpioWriter) -> None:
-    """The probe at ``/.ipv6compat``: busybox, shim, watcher, init, and the modules IPv6 needs."""
+    """The probe at ``/.ipv6compat``: busybox, shim, watcher, init and its set-up, and the modules IPv6 needs."""
     writer.directory(PROBE_DIR)
     # The target's /dev, as an engine makes it (the kernel also opens /dev/console for init before
     # init runs, and an export may hold a plain file there); mount points of init's fstab.
@@ -120,7 +120,7 @@ def probe_archive(probe_dir: Path, modules: Path, writer: CpioWriter) -> None:
     for name, target in DEV_LINKS:
         writer.symlink(f"dev/{name}", target)
     writer.file(f"{PROBE_DIR}/fstab", FSTAB.encode(), 0o644)
-    for name in ("busybox", "shim.sh", "watch"):
+    for name in ("busybox", "shim.sh", "watch", "umlsetup"):
         data = (probe_dir / name).read_bytes()
         writer.file(f"{PROBE_DIR}/{name}", data, stat.S_IMODE((probe_dir / name).stat().st_mode) | 0o444)
     writer.file(f"{PROBE_DIR}/init", INIT.read_bytes(), 0o755)

@@ -1,0 +1,264 @@
+/* pytest-ipv6compat: the set-up of a User-mode Linux cell, in one process.
+ *
+ * Called once by the UML init (uml_init.sh) before anything else. Under UML every
+ * program start costs 10-30 ms, and the set-up used to start one busybox per step
+ * (mount, insmod, ip, mkdir ...); doing them here in one static program is what
+ * brings the target's start close to the kernel's boot.
+ *
+ *   umlsetup NONCE FSTAB ROOT MOUNTS READ_ONLY PIDS MEMORY [PATH:OPTIONS ...]
+ *
+ * In order, stopping at the first failure with one line on stderr ("cannot ...: why")
+ * and exit status 1:
+ *   1. every line of FSTAB (source, target, type, options) is mounted, as mount -a would;
+ *      right after /proc is mounted, "@@ipv6compat NONCE boot UPTIME" goes to stdout;
+ *   2. crc-ccitt.ko and ipv6.ko are loaded, ipv6.ko with the ipv6.* words of /proc/cmdline
+ *      as its parameters (what modprobe does with them on a Debian host);
+ *   3. lo is brought up;
+ *   4. each line "SOURCE DEST" of MOUNTS is bound read-only at ROOT/DEST (DEST made as a
+ *      directory or an empty file, like SOURCE);
+ *   5. each PATH:OPTIONS argument becomes a tmpfs at ROOT/PATH;
+ *   6. with READ_ONLY 1, ROOT is remounted read-only;
+ *   7. the cell's cgroup /sys/fs/cgroup/cell gets pids.max PIDS, memory.max MEMORY and no swap.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static const char *const MODULES[] = {"/.ipv6compat/crc-ccitt.ko", "/.ipv6compat/ipv6.ko"}; /* load order */
+
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("cannot ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+/* Mount flags by name; any other option goes to the filesystem as data. */
+static const struct {
+    const char *name;
+    unsigned long flag;
+} FLAGS[] = {
+    {"ro", MS_RDONLY}, {"nosuid", MS_NOSUID}, {"nodev", MS_NODEV}, {"noexec", MS_NOEXEC},
+    {"bind", MS_BIND}, {"remount", MS_REMOUNT}, {"noatime", MS_NOATIME}, {"relatime", MS_RELATIME},
+};
+
+static unsigned long split_options(const char *options, char *data, size_t size)
+{
+    unsigned long flags = 0;
+    char copy[512];
+    size_t used = 0;
+    if (snprintf(copy, sizeof copy, "%s", options) >= (int)sizeof copy)
+        die("mount with options %s: too long", options);
+    data[0] = '\0';
+    for (char *save = NULL, *word = strtok_r(copy, ",", &save); word; word = strtok_r(NULL, ",", &save)) {
+        size_t i;
+        if (strcmp(word, "defaults") == 0 || strcmp(word, "rw") == 0)
+            continue;
+        for (i = 0; i < sizeof FLAGS / sizeof FLAGS[0] && strcmp(word, FLAGS[i].name) != 0; i++)
+            ;
+        if (i < sizeof FLAGS / sizeof FLAGS[0]) {
+            flags |= FLAGS[i].flag;
+            continue;
+        }
+        int n = snprintf(data + used, size - used, "%s%s", used ? "," : "", word);
+        if (n < 0 || (size_t)n >= size - used)
+            die("mount with options %s: too long", options);
+        used += (size_t)n;
+    }
+    return flags;
+}
+
+static void mount_one(const char *source, const char *target, const char *type, const char *options)
+{
+    char data[512];
+    unsigned long flags = split_options(options, data, sizeof data);
+    if (mount(source, target, strcmp(type, "none") == 0 ? NULL : type, flags, data[0] ? data : NULL) != 0)
+        die("mount %s on %s: %s", type, target, strerror(errno));
+}
+
+static void say_boot(const char *nonce)
+{
+    char uptime[64] = "";
+    FILE *f = fopen("/proc/uptime", "r");
+    if (f == NULL || fscanf(f, "%63s", uptime) != 1)
+        die("read /proc/uptime: %s", strerror(errno));
+    fclose(f);
+    printf("@@ipv6compat %s boot %s\n", nonce, uptime);
+    fflush(stdout);
+}
+
+static void mount_table(const char *fstab, const char *nonce)
+{
+    char line[1024], source[256], target[256], type[64], options[512];
+    FILE *f = fopen(fstab, "r");
+    if (f == NULL)
+        die("open %s: %s", fstab, strerror(errno));
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#' || sscanf(line, "%255s %255s %63s %511s", source, target, type, options) != 4)
+            continue;
+        mount_one(source, target, type, options);
+        if (strcmp(target, "/proc") == 0)
+            say_boot(nonce);
+    }
+    fclose(f);
+}
+
+/* The ipv6.* words of the kernel command line, without "ipv6.", space separated. */
+static void ipv6_parameters(char *out, size_t size)
+{
+    char cmdline[4096];
+    size_t used = 0;
+    int fd = open("/proc/cmdline", O_RDONLY);
+    ssize_t n = fd < 0 ? -1 : read(fd, cmdline, sizeof cmdline - 1);
+    if (n < 0)
+        die("read /proc/cmdline: %s", strerror(errno));
+    close(fd);
+    cmdline[n] = '\0';
+    out[0] = '\0';
+    for (char *save = NULL, *word = strtok_r(cmdline, " \n", &save); word; word = strtok_r(NULL, " \n", &save)) {
+        if (strncmp(word, "ipv6.", 5) != 0)
+            continue;
+        int k = snprintf(out + used, size - used, "%s%s", used ? " " : "", word + 5);
+        if (k < 0 || (size_t)k >= size - used)
+            die("load ipv6: its parameters on the kernel command line are too long");
+        used += (size_t)k;
+    }
+}
+
+static void load_modules(void)
+{
+    char params[1024];
+    ipv6_parameters(params, sizeof params);
+    for (size_t i = 0; i < sizeof MODULES / sizeof MODULES[0]; i++) {
+        int last = i + 1 == sizeof MODULES / sizeof MODULES[0];
+        int fd = open(MODULES[i], O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || syscall(SYS_finit_module, fd, last ? params : "", 0) != 0)
+            die("load %s: %s", MODULES[i], strerror(errno));
+        close(fd);
+    }
+}
+
+static void loopback_up(void)
+{
+    struct ifreq ifr;
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    memset(&ifr, 0, sizeof ifr);
+    strcpy(ifr.ifr_name, "lo");
+    if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) != 0)
+        die("bring lo up: %s", strerror(errno));
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0)
+        die("bring lo up: %s", strerror(errno));
+    close(fd);
+}
+
+static void make_dirs(const char *path)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+        die("make %s: path too long", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            die("make %s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        die("make %s: %s", buf, strerror(errno));
+}
+
+static void read_only_binds(const char *root, const char *table)
+{
+    char line[4096], at[4096];
+    FILE *f = fopen(table, "r");
+    if (f == NULL)
+        die("open %s: %s", table, strerror(errno));
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *dest = strchr(line, ' ');
+        if (dest == NULL || dest[1] == '\0')
+            continue;
+        *dest++ = '\0';
+        struct stat st;
+        if (stat(line, &st) != 0)
+            die("mount %s: %s: %s", dest, line, strerror(errno));
+        if (snprintf(at, sizeof at, "%s%s", root, dest) >= (int)sizeof at)
+            die("mount %s: path too long", dest);
+        if (S_ISDIR(st.st_mode)) {
+            make_dirs(at);
+        } else {
+            char *slash = strrchr(at, '/');
+            *slash = '\0';
+            make_dirs(at);
+            *slash = '/';
+            int fd = open(at, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+            if (fd < 0)
+                die("mount %s: %s", dest, strerror(errno));
+            close(fd);
+        }
+        if (mount(line, at, NULL, MS_BIND, NULL) != 0 ||
+            mount(NULL, at, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0)
+            die("mount %s: %s", dest, strerror(errno));
+    }
+    fclose(f);
+}
+
+static void write_file(const char *path, const char *value, int required)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : write(fd, value, strlen(value));
+    if (n < 0 && required)
+        die("make the cell's cgroup: write %s to %s: %s", value, path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 8) {
+        fputs("usage: umlsetup NONCE FSTAB ROOT MOUNTS READ_ONLY PIDS MEMORY [PATH:OPTIONS ...]\n", stderr);
+        return 2;
+    }
+    const char *root = argv[3];
+    char at[4096];
+    mount_table(argv[2], argv[1]);
+    load_modules();
+    loopback_up();
+    read_only_binds(root, argv[4]);
+    for (int i = 8; i < argc; i++) {
+        char *colon = strchr(argv[i], ':');
+        if (colon == NULL)
+            die("mount tmpfs %s: no options after the path", argv[i]);
+        *colon = '\0';
+        if (snprintf(at, sizeof at, "%s%s", root, argv[i]) >= (int)sizeof at)
+            die("mount tmpfs at %s: path too long", argv[i]);
+        make_dirs(at);
+        mount_one("tmpfs", at, "tmpfs", colon + 1);
+    }
+    if (strcmp(argv[5], "1") == 0 && mount(NULL, root, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0)
+        die("make the root read-only: %s", strerror(errno));
+    write_file("/sys/fs/cgroup/cgroup.subtree_control", "+pids +memory", 1);
+    if (mkdir("/sys/fs/cgroup/cell", 0755) != 0)
+        die("make the cell's cgroup: %s", strerror(errno));
+    write_file("/sys/fs/cgroup/cell/pids.max", argv[6], 1);
+    write_file("/sys/fs/cgroup/cell/memory.max", argv[7], 1);
+    write_file("/sys/fs/cgroup/cell/memory.swap.max", "0", 0); /* absent without swap accounting */
+    return 0;
+}
