@@ -29,10 +29,10 @@ from typing import Any
 import docker
 import pytest
 from groundtruth import facts, observe
-from zoo_compare import differences, plugin_text
-from zoo_table import STACKS, TARGETS, ZooTarget, mismatch, parse_expectation
+from zoo_compare import disagreements, mismatch, parse_expectation, plugin_text
+from zoo_table import STACKS, TARGETS, ZooTarget
 
-from pytest_ipv6compat import TargetFactory, images, matrix
+from pytest_ipv6compat import TargetFactory, images
 from pytest_ipv6compat.backends.docker_api import DockerBackend as Engine
 from pytest_ipv6compat.model import Outcome, Verdict
 from pytest_ipv6compat.stacks import get_stack
@@ -172,11 +172,6 @@ def test_plugin_verdict(
     record_property("ground truth", truth.render(target.probe))
     evidence = f"plugin: {started.describe()}\n{truth.describe(target.probe)}"
     request.node.add_report_section("call", "plugin and ground truth", evidence)
-    judged = matrix.judge(matrix.parse_expectation(table), verdict)
-    problems = [f"plugin vs table ({table}): {reason}" for reason in judged.reasons]
-    problems += [f"plugin vs ground truth: {d}" for d in differences(verdict, truth, target.probe)]
+    problems = disagreements(table, verdict, truth, target.probe, logs, name="table")
     problems += [f"plugin's log: {p}" for p in log_problems(target, stack, verdict)]
-    table_vs_truth = mismatch(parse_expectation(table, source="zoo_table"), truth, target.probe, logs)
-    if table_vs_truth:
-        problems.append(f"table vs ground truth: {table_vs_truth}")
     assert not problems, f"{target.name} on {stack}:\n  " + "\n  ".join(problems) + f"\n{evidence}"
