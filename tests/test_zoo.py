@@ -19,7 +19,6 @@ What each cell showed is kept as user properties (``ground truth``, ``plugin``),
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -40,7 +39,7 @@ from pytest_ipv6compat.stacks import get_stack
 ROOT = Path(__file__).resolve().parent.parent
 ZOO = ROOT / "tests" / "zoo"
 TLS = ROOT / "matrix" / "cloud-proxy" / "tls"
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("ground_truth_tools")]
 
 
 def compile_zoosrv(dest: Path) -> None:
@@ -54,16 +53,6 @@ def compile_zoosrv(dest: Path) -> None:
         last = [line for line in done.stderr.splitlines() if line.strip()][-1:] or ["(no output)"]
         pytest.skip(f"gcc -static could not build tests/zoo/src/zoosrv.c (static libc missing? "
                     f"apt-get install libc6-dev): {last[0]}")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _ground_truth_tools() -> None:
-    """Ground truth enters the container's namespace: root, nsenter and ss (iproute2) on the host."""
-    missing = [tool for tool in ("nsenter", "ss") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"ground truth needs {' and '.join(missing)} on the host (util-linux, iproute2)")
-    if os.geteuid() != 0:
-        pytest.skip("ground truth needs root: nsenter -t PID -n enters another process's network namespace")
 
 
 @pytest.fixture(scope="session")
