@@ -150,6 +150,7 @@ def test_uml_cell_against_the_kernel(
                                         f"{' '.join(sorted(plugin))} (exit code {verdict.exit_code})\n{verdict.logs}")
         judged = matrix.judge(matrix.parse_expectation(case.expectation), verdict)
         problems = [f"plugin vs expectation ({case.expectation}): {reason}" for reason in judged.reasons]
+        problems += [f"plugin's attestation: {problem}" for problem in attestation.problems]
         if verdict.outcome is Outcome.UP:
             try:
                 problems += [f"the kernel's /proc: {p}" for p in stack_problems(run.mconsole)]
