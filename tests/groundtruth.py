@@ -7,7 +7,10 @@
 - the host's Python, run with ``nsenter -t PID -n`` (``groundtruth_client.py``), connects to
   each listener over the loopback of each family it serves and says what happened.
 
-Nothing here imports ``pytest_ipv6compat.probe`` or reads the shim's output. The parser and the
+:func:`parse_proc_net` reads an IPv4 ``/proc/net/tcp`` or ``/proc/net/udp`` table into the same
+notation, for kernels whose ``ss`` cannot be run (User-mode Linux, read over ``mconsole.py``).
+
+Nothing here imports ``pytest_ipv6compat.probe`` or reads the shim's output. The parsers and the
 judgement are pure; :func:`observe` and :func:`facts` talk to Docker and nsenter.
 """
 
