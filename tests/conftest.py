@@ -8,6 +8,7 @@ them, so a missing engine can never look like a green run.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +18,12 @@ import pytest
 from pytest_ipv6compat import images
 from pytest_ipv6compat.backends import EngineError
 from pytest_ipv6compat.backends.docker_api import DockerBackend as Engine
+from pytest_ipv6compat.backends.uml import UmlBackend, find_kernel
+from pytest_ipv6compat.matrix import load_matrix
 
 ROOT = Path(__file__).resolve().parent.parent
 MATRIX = ROOT / "matrix" / "cloud-proxy.ipv6.toml"
+IF_INET6 = ROOT / "tests" / "data" / "if-inet6-nginx"
 
 
 def _engine_or_skip() -> Engine:
@@ -66,17 +70,46 @@ def base_image(client: docker.DockerClient) -> str:
 
 @pytest.fixture(scope="session")
 def proxy_image(client: docker.DockerClient, base_image: str) -> dict[str, str]:
-    """The cloud-proxy variants, built (or found) by content."""
+    """The cloud-proxy variants, built (or found) by content, named as the plugin names a matrix's builds."""
+    target = load_matrix(MATRIX).target
+    assert target.build is not None
     return {
         v: images.ensure_target_image(
             client,
-            ROOT / "matrix" / "cloud-proxy",
+            target.build,
             base=base_image,
-            name=f"cloud-proxy-{v}",
-            build_args={"VARIANT": v},
+            name=f"{target.name}-{v}",
+            build_args={target.variant_arg: v},
         )
-        for v in ("unpatched", "env-toggle", "adaptive")
+        for v in target.variants
     }
+
+
+@pytest.fixture(scope="session")
+def if_inet6_image(client: docker.DockerClient, base_image: str) -> str:
+    """tests/data/if-inet6-nginx: listens on [::]:80 too only where /proc/net/if_inet6 exists."""
+    return images.ensure_target_image(client, IF_INET6, base=base_image, name="if-inet6-nginx", build_args={},
+                                      cache_dir=images.default_cache_dir())
+
+
+@pytest.fixture(scope="session")
+def uml(engine: Engine) -> UmlBackend:
+    """The User-mode Linux backend; skipped with the install line when the kernel is missing."""
+    try:
+        kernel = find_kernel(None)
+    except EngineError as exc:
+        pytest.skip(str(exc))
+    return UmlBackend(engine, kernel, images.default_cache_dir(), engine.probe_dir)
+
+
+@pytest.fixture(scope="session")
+def ground_truth_tools() -> None:
+    """Ground truth enters the container's namespace: root, nsenter and ss (iproute2) on the host."""
+    missing = [tool for tool in ("nsenter", "ss") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"ground truth needs {' and '.join(missing)} on the host (util-linux, iproute2)")
+    if os.geteuid() != 0:
+        pytest.skip("ground truth needs root: nsenter -t PID -n enters another process's network namespace")
 
 
 def ipv6compat_containers(client: docker.DockerClient) -> list[str]:

@@ -7,13 +7,18 @@
 - the host's Python, run with ``nsenter -t PID -n`` (``groundtruth_client.py``), connects to
   each listener over the loopback of each family it serves and says what happened.
 
-Nothing here imports ``pytest_ipv6compat.probe`` or reads the shim's output. The parser and the
+:func:`parse_proc_net` reads an IPv4 ``/proc/net/tcp`` or ``/proc/net/udp`` table into the same
+notation, for kernels whose ``ss`` cannot be run (User-mode Linux, read over ``mconsole.py``).
+
+Nothing here imports ``pytest_ipv6compat.probe`` or reads the shim's output. The parsers and the
 judgement are pure; :func:`observe` and :func:`facts` talk to Docker and nsenter.
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -76,6 +81,45 @@ def parse_ss(text: str, *, source: str = "ss output") -> tuple[SsListener, ...]:
         if "%" in address:  # a scope: 127.0.0.53%lo -> 127.0.0.53, [fe80::1%lo] -> [fe80::1]
             address = address.split("%", 1)[0] + ("]" if address.startswith("[") else "")
         found.add(SsListener(cols[0], address, int(port)))
+    return tuple(sorted(found, key=lambda s: (s.port, s.proto, s.address)))
+
+
+_TCP_LISTEN, _UDP_UNCONNECTED = "0A", "07"  # /proc/net/tcp and /proc/net/udp "st" column
+
+
+def parse_proc_net(text: str, proto: str, *, source: str = "/proc/net") -> tuple[SsListener, ...]:
+    """Listeners in ``/proc/net/tcp`` (state 0A, LISTEN) or ``/proc/net/udp`` (state 07, bound, not
+    connected), in :func:`parse_ss`'s notation, sorted and deduplicated.
+
+    IPv4 tables only: ``/proc/net/tcp6`` cannot tell a ``[::]`` socket with v6only on from one
+    serving both families (``*``), so it is refused rather than guessed at. Addresses are the
+    kernel's ``%08X`` of the 32-bit word as it lies in memory (host byte order); ports are plain hex.
+    """
+    if proto not in ("tcp", "udp"):
+        raise GroundTruthError(f"{source}: protocol {proto!r} is not tcp or udp")
+    state = _TCP_LISTEN if proto == "tcp" else _UDP_UNCONNECTED
+    found: set[SsListener] = set()
+    rows = text.splitlines()
+    if not rows or rows[0].split()[:2] != ["sl", "local_address"]:
+        raise GroundTruthError(f"{source}: not a /proc/net/{proto} table: {text[:80]!r}")
+    for number, raw in enumerate(rows[1:], 2):
+        cols = raw.split()
+        if not cols:
+            continue
+        if len(cols) < 4 or not cols[0].endswith(":"):
+            raise GroundTruthError(f"{source} line {number}: not 'sl: local rem st ...': {raw!r}")
+        local, remote, st = cols[1], cols[2], cols[3]
+        address, sep, port = local.partition(":")
+        if not sep or len(address) != 8 or len(port) != 4:
+            raise GroundTruthError(f"{source} line {number}: local address {local!r} is not an IPv4 HEX:PORT "
+                                   "(an IPv6 table cannot say v6only, so it is not read)")
+        if st != state or (proto == "udp" and not remote.endswith(":0000")):
+            continue
+        try:
+            ip = socket.inet_ntoa(struct.pack("=I", int(address, 16)))
+            found.add(SsListener(proto, ip, int(port, 16)))
+        except ValueError:
+            raise GroundTruthError(f"{source} line {number}: {local!r} is not hexadecimal") from None
     return tuple(sorted(found, key=lambda s: (s.port, s.proto, s.address)))
 
 

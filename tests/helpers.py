@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from pytest_ipv6compat.backends import Launch
+from pytest_ipv6compat.matrix import Matrix
+from pytest_ipv6compat.model import Cell
 from pytest_ipv6compat.spec import RunSpec
 from pytest_ipv6compat.stacks import Stack
 
@@ -40,3 +42,11 @@ def launch(
 ) -> Launch:
     """A :class:`Launch` for backend-level tests: short settle, no hold unless asked."""
     return Launch(image, stack, env=env or {}, run=RunSpec(timeout=timeout, settle=settle, hold=hold, **run))
+
+
+def cell_env(matrix: Matrix, cell: Cell) -> dict[str, str | None]:
+    """A cell's environment as its matrix states it: the target's env and the knob (None: unset)."""
+    env: dict[str, str | None] = dict(matrix.target.env)
+    if cell.knob:
+        env[cell.knob] = cell.setting.value
+    return env

@@ -13,7 +13,8 @@ from groundtruth import (
     combine,
     parse_ss,
 )
-from zoo_table import STACKS, TARGETS, Expectation, mismatch, parse_expectation
+from zoo_compare import Expectation, mismatch, parse_expectation
+from zoo_table import STACKS, TARGETS
 
 from pytest_ipv6compat import matrix
 

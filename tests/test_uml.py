@@ -15,35 +15,17 @@ import sys
 import time
 from pathlib import Path
 
-import docker
 import pytest
 from helpers import launch
 
-from pytest_ipv6compat import images
 from pytest_ipv6compat.backends import EngineError
-from pytest_ipv6compat.backends.docker_api import DockerBackend
-from pytest_ipv6compat.backends.uml import UmlBackend, find_kernel
+from pytest_ipv6compat.backends.uml import UmlBackend
 from pytest_ipv6compat.model import Outcome
 from pytest_ipv6compat.stacks import STACKS
 
 pytestmark = pytest.mark.docker
 IF_INET6 = Path(__file__).resolve().parent / "data" / "if-inet6-nginx"
 BOOT = STACKS["ipv6-boot-disabled"]
-
-
-@pytest.fixture(scope="session")
-def uml(engine: DockerBackend) -> UmlBackend:
-    try:
-        kernel = find_kernel(None)
-    except EngineError as exc:
-        pytest.skip(str(exc))
-    return UmlBackend(engine, kernel, images.default_cache_dir(), engine.probe_dir)
-
-
-@pytest.fixture(scope="session")
-def if_inet6_image(client: docker.DockerClient, base_image: str) -> str:
-    return images.ensure_target_image(client, IF_INET6, base=base_image, name="if-inet6-nginx", build_args={},
-                                      cache_dir=images.default_cache_dir())
 
 
 def _live_in_group(pgid: int) -> list[int]:

@@ -19,7 +19,6 @@ What each cell showed is kept as user properties (``ground truth``, ``plugin``),
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -29,10 +28,10 @@ from typing import Any
 import docker
 import pytest
 from groundtruth import facts, observe
-from zoo_compare import differences, plugin_text
-from zoo_table import STACKS, TARGETS, ZooTarget, mismatch, parse_expectation
+from zoo_compare import disagreements, mismatch, parse_expectation, plugin_text
+from zoo_table import STACKS, TARGETS, ZooTarget
 
-from pytest_ipv6compat import TargetFactory, images, matrix
+from pytest_ipv6compat import TargetFactory, images
 from pytest_ipv6compat.backends.docker_api import DockerBackend as Engine
 from pytest_ipv6compat.model import Outcome, Verdict
 from pytest_ipv6compat.stacks import get_stack
@@ -40,7 +39,7 @@ from pytest_ipv6compat.stacks import get_stack
 ROOT = Path(__file__).resolve().parent.parent
 ZOO = ROOT / "tests" / "zoo"
 TLS = ROOT / "matrix" / "cloud-proxy" / "tls"
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("ground_truth_tools")]
 
 
 def compile_zoosrv(dest: Path) -> None:
@@ -54,16 +53,6 @@ def compile_zoosrv(dest: Path) -> None:
         last = [line for line in done.stderr.splitlines() if line.strip()][-1:] or ["(no output)"]
         pytest.skip(f"gcc -static could not build tests/zoo/src/zoosrv.c (static libc missing? "
                     f"apt-get install libc6-dev): {last[0]}")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _ground_truth_tools() -> None:
-    """Ground truth enters the container's namespace: root, nsenter and ss (iproute2) on the host."""
-    missing = [tool for tool in ("nsenter", "ss") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"ground truth needs {' and '.join(missing)} on the host (util-linux, iproute2)")
-    if os.geteuid() != 0:
-        pytest.skip("ground truth needs root: nsenter -t PID -n enters another process's network namespace")
 
 
 @pytest.fixture(scope="session")
@@ -172,11 +161,6 @@ def test_plugin_verdict(
     record_property("ground truth", truth.render(target.probe))
     evidence = f"plugin: {started.describe()}\n{truth.describe(target.probe)}"
     request.node.add_report_section("call", "plugin and ground truth", evidence)
-    judged = matrix.judge(matrix.parse_expectation(table), verdict)
-    problems = [f"plugin vs table ({table}): {reason}" for reason in judged.reasons]
-    problems += [f"plugin vs ground truth: {d}" for d in differences(verdict, truth, target.probe)]
+    problems = disagreements(table, verdict, truth, target.probe, logs, name="table")
     problems += [f"plugin's log: {p}" for p in log_problems(target, stack, verdict)]
-    table_vs_truth = mismatch(parse_expectation(table, source="zoo_table"), truth, target.probe, logs)
-    if table_vs_truth:
-        problems.append(f"table vs ground truth: {table_vs_truth}")
     assert not problems, f"{target.name} on {stack}:\n  " + "\n  ".join(problems) + f"\n{evidence}"

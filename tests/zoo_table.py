@@ -16,11 +16,10 @@ families it serves whose loopback exists (on ipv6-sysctl-off there is no ``::1``
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from groundtruth import Probe, Truth
+from groundtruth import Probe
 
 STACKS = ("dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off")
 Z = "/usr/local/bin/zoosrv"
@@ -211,50 +210,3 @@ TARGETS: tuple[ZooTarget, ...] = (
         HTTP, timeout=3.0, why="runs, never listens",
     ),
 )
-
-
-@dataclass(frozen=True)
-class Expectation:
-    outcome: str  # up | exited | timeout
-    listeners: frozenset[str] = frozenset()
-    code: int | None = None
-    text: str | None = None
-
-
-def parse_expectation(text: str, *, source: str) -> Expectation:
-    """Parse ``up L...`` / ``exited [CODE] ['text']`` / ``timeout``; a bad one names ``source``."""
-    words = shlex.split(text)
-    if not words or words[0] not in ("up", "exited", "timeout"):
-        raise ValueError(f"{source}: expectation {text!r} must start with up, exited or timeout")
-    head, rest = words[0], words[1:]
-    if head == "up":
-        if not rest:
-            raise ValueError(f"{source}: 'up' needs at least one listener in {text!r}")
-        tokens = [w if w.startswith(("tcp/", "udp/")) else "tcp/" + w for w in rest]
-        return Expectation("up", listeners=frozenset(t.removeprefix("tcp/") for t in tokens))
-    if head == "timeout":
-        if rest:
-            raise ValueError(f"{source}: 'timeout' takes nothing after it, got {text!r}")
-        return Expectation("timeout")
-    code = int(rest.pop(0)) if rest and rest[0].lstrip("-").isdigit() else None
-    if len(rest) > 1:
-        raise ValueError(f"{source}: 'exited' takes a code and one quoted text, got {text!r}")
-    return Expectation("exited", code=code, text=rest[0] if rest else None)
-
-
-def mismatch(expected: Expectation, truth: Truth, probe: Probe, logs: str) -> str | None:
-    """Why ``truth`` is not ``expected``, or None when it is."""
-    got = truth.render(probe)
-    if expected.outcome != truth.outcome:
-        return f"outcome: expected {expected.outcome}, ground truth says {got}"
-    if expected.outcome == "up":
-        seen = frozenset(got.split()[1:])
-        if seen != expected.listeners:
-            return (f"listeners: expected {' '.join(sorted(expected.listeners))}, ground truth says "
-                    f"{' '.join(sorted(seen))}")
-    if expected.outcome == "exited":
-        if expected.code is not None and expected.code != truth.exit_code:
-            return f"exit code: expected {expected.code}, ground truth says {truth.exit_code}"
-        if expected.text is not None and expected.text not in logs:
-            return f"text {expected.text!r} is not in the target's log"
-    return None

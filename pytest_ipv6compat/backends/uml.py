@@ -147,7 +147,7 @@ class UmlBackend:
                 for fd in (write_end, alive_read):
                     os.close(fd)
                 write_end = alive_read = -1
-                run = UmlRun(proc, os.fdopen(read_end, "rb"), name, launch, nonce, tag)
+                run = UmlRun(proc, os.fdopen(read_end, "rb"), name, launch, nonce, tag, rundir)
                 read_end = -1
                 yield run
         finally:
@@ -201,9 +201,10 @@ class UmlRun:
     """A booted kernel running the target; methods block until they know (bounded by the timeout)."""
 
     def __init__(self, proc: subprocess.Popen[bytes], private: IO[bytes], name: str, launch: Launch,
-                 nonce: str, tag: str) -> None:
+                 nonce: str, tag: str, rundir: Path) -> None:
         self._proc = proc
         self._name = name
+        self._rundir = rundir
         self.container_id = f"uml:{proc.pid}"
         self.launch = launch
         self.keep = False
@@ -229,6 +230,11 @@ class UmlRun:
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def mconsole(self) -> Path:
+        """The kernel's management console (``uml_dir``/``umid``/mconsole), a UNIX datagram socket."""
+        return self._rundir / self._name / "mconsole"
 
     @property
     def pid(self) -> int | None:
