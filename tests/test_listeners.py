@@ -219,3 +219,14 @@ def test_malformed_watch_record_is_an_error_quoting_it(line: str) -> None:
     with pytest.raises(ValueError, match="malformed record") as info:
         report.feed(line)
     assert repr(line) in str(info.value)
+
+
+@pytest.mark.parametrize("before", [(), ("listener tcp inet 0.0.0.0 56000 -",), ("settled 0.050",)])
+def test_ready_without_listeners_and_settled_is_an_error_not_an_empty_up(before: tuple[str, ...]) -> None:
+    """The watcher settles only on listeners and reports them first; a bare ready means records were lost."""
+    report = WatchReport()
+    for line in before:
+        report.feed(line)
+    with pytest.raises(ValueError, match="ready before any listener and settled record"):
+        report.feed("ready")
+    assert not report.ready

@@ -202,8 +202,9 @@ class DockerRun:
                     continue
                 try:
                     self._watch.feed(value)
-                except ValueError as exc:
-                    raise EngineError(str(exc)) from None
+                except ValueError as exc:  # with whatever else came on the watcher's stream
+                    other = "; ".join(self._other[-3:])
+                    raise EngineError(f"{exc}{f' (also on its stream: {other})' if other else ''}") from None
                 if self._watch.settled is not None and settled_at is None:
                     settled_at = time.monotonic()
                     self._settled_wall = time.time()

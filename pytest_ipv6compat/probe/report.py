@@ -86,6 +86,10 @@ class WatchReport:
             elif words[0] == "settled" and len(words) == 2:
                 self.settled = float(words[1])
             elif words[0] == "ready" and len(words) == 1:
+                # The watcher settles only on a non-empty set and reports it first: a ready without
+                # them means records were lost on the way, and "up" with no listeners would be a lie.
+                if self.settled is None or not self.listeners:
+                    raise ValueError("ready before any listener and settled record")
                 self.ready = True
             elif words[0] == "error":
                 self.error = " ".join(words[1:]) or "unknown error"
