@@ -280,13 +280,13 @@ def ensure_probe(cache_dir: Path) -> Path:
 def _compile(source: Path, out: Path, libs: tuple[str, ...]) -> None:
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
-        raise ImageError(f"cannot build the probe's {out.name}: no C compiler on PATH "
+        raise ImageError(f"cannot build the probe's program {out.name}: no C compiler on PATH "
                          "(apt-get install gcc libc6-dev libssl-dev)")
     argv = [compiler, "-static", "-O2", "-o", str(out), str(source), *libs]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
     if done.returncode != 0:
         errors = [line for line in done.stderr.splitlines() if "error" in line] or done.stderr.splitlines()
-        raise ImageError(f"cannot build the probe's {out.name} with {compiler} (needs static libc and OpenSSL: "
+        raise ImageError(f"cannot build the probe's program {out.name} with {compiler} (needs static libc and OpenSSL: "
                          f"apt-get install libc6-dev libssl-dev): {errors[-1] if errors else 'no output'}")
 
 
