@@ -32,19 +32,14 @@ export -p >$P/cell/inherited  # what the kernel gave init (HOME, TERM ...): not 
 # shellcheck disable=SC2086 # TMPFS: one word per tmpfs
 $P/umlsetup "$NONCE" $P/fstab $R $P/cell/mounts "$READ_ONLY" "$PIDS" "$MEMORY" $TMPFS 2>$P/cell/setup.err
 setup=$?
-why=
-[ $setup = 0 ] || read -r why <$P/cell/setup.err
-why=${why:-the set-up failed with status $setup}
-if [ ! -c $P/dev/tty1 ]; then  # no devtmpfs, so no private channel: the console is all there is
-    echo "error init: $why"
+if [ $setup != 0 ]; then  # its line goes on the private channel, or on the console before devtmpfs is there
+    why=
+    read -r why <$P/cell/setup.err
+    why="error init: ${why:-the set-up failed with status $setup}"
+    if [ -c $P/dev/tty1 ]; then echo "$TAG $why" >$P/dev/tty1; else echo "$why"; fi
     $BB poweroff -f
 fi
 exec 3>$P/dev/tty1 </dev/null
-fatal() {
-    echo "$TAG error init: $*" >&3
-    $BB poweroff -f
-}
-[ $setup = 0 ] || fatal "$why"
 C=/sys/fs/cgroup
 
 # The target: the shim (attestation, then exec of the target on the image's PATH), in the image's
