@@ -377,6 +377,12 @@ def load_matrix(path: Path) -> Matrix:
     return Matrix(path=path, target=target, cells=tuple(cells))
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_matrix(path: Path, text: str, *, overwrite: bool) -> None:
     """Write ``text`` to ``path`` only if it loads as a matrix (else :class:`MatrixError`, naming ``path``).
 
@@ -397,6 +403,7 @@ def write_matrix(path: Path, text: str, *, overwrite: bool) -> None:
             os.chmod(tmp, path.stat().st_mode & 0o7777)
             os.replace(tmp, path)
         else:
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a new file gets the usual mode
             os.link(tmp, path)  # fails if the file appeared meanwhile: never overwrite
     finally:
         tmp.unlink(missing_ok=True)

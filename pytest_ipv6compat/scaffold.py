@@ -47,7 +47,7 @@ class Scaffold:
     build: str | None = None  # build context, relative to the matrix file
     port: int | None = None
     probe: str | None = None
-    http_path: str = "/"
+    http_path: str | None = None  # None: no path is requested unless the probe is http or https
 
 
 def _str(value: str) -> str:
@@ -89,14 +89,17 @@ def render(s: Scaffold, *, filename: str) -> str:
             _line(f"knob = {_str(s.knob)}", "the environment variable being qualified"),
             f"settings = {_list(s.settings)}",
         ]
-    out.append(_line(f"stacks = {_list(s.stacks)}", "default: all"))
-    http = s.probe in (None, "http", "https")
+    out.append(_line(f"stacks = {_list(s.stacks)}", f"default: {', '.join(DEFAULT_STACKS)}"))
     if s.probe is not None:
         out.append(_line(f"probe = {_str(s.probe)}", " | ".join(PROBES)))
     else:
-        out.append(_line('# probe = "http"', "tcp | http | https | none; http when http_path is set"))
-    path_line = f"http_path = {_str(s.http_path)}"
-    out.append(_line(path_line if http else "# " + path_line, "requested from each listener over loopback"))
+        out.append(_line('# probe = "http"', "tcp | http | https | none; default tcp, or http when http_path is set"))
+    # A path is requested only where the user asked for HTTP: an active http_path would make
+    # the probe http, and a service that answers 404 on "/" would be recorded as silent.
+    path = s.http_path or "/"
+    path_line = f"http_path = {_str(path)}"
+    active = s.http_path is not None or s.probe in ("http", "https")
+    out.append(_line(path_line if active else "# " + path_line, "requested from each listener over loopback"))
     out += [
         _line('# http_status = ["2xx", "3xx"]', "statuses that count as answering (see README)"),
         _line("# hold = 1.0", "seconds the target must stay up after its listeners settle"),
@@ -111,11 +114,11 @@ def render(s: Scaffold, *, filename: str) -> str:
         "[outcomes]",
         "# Named expectations: a cell may give a name instead of the text. --ipv6-record writes",
         f"# a name where the observed verdict is exactly its text. What a service on port {port} might show:",
-        f'# both = "up 0.0.0.0:{port} [::]:{port}"       two sockets, one per family',
-        f'# dual = "up *:{port}"                         one [::] socket serving IPv4 too (IPV6_V6ONLY off)',
-        f'# v4 = "up 0.0.0.0:{port}"',
-        f'# v6-silent = "up 0.0.0.0:{port} [::]:{port}/silent"   [::] bound but unreachable (no ::1)',
-        "# no-ipv6 = \"exited 1 'Address family not supported'\"",
+        _line(f'# both = "up 0.0.0.0:{port} [::]:{port}"', "two sockets, one per family"),
+        _line(f'# dual = "up *:{port}"', "one [::] socket serving IPv4 too (IPV6_V6ONLY off)"),
+        _line(f'# v4 = "up 0.0.0.0:{port}"', "IPv4 only"),
+        _line(f'# v6-silent = "up 0.0.0.0:{port} [::]:{port}/silent"', "[::] bound but unreachable (no ::1)"),
+        _line("# no-ipv6 = \"exited 1 'Address family not supported'\"", "socket(AF_INET6) fails: errno 97"),
     ]
     for variant in s.variants:
         if s.knob is None:
@@ -166,7 +169,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated (default: {','.join(DEFAULT_STACKS)}; also ipv6-boot-disabled)")
     parser.add_argument("--port", type=int, help="the port the service listens on (used in the hints)")
     parser.add_argument("--probe", choices=PROBES, help="how each listener is checked (default: left to the plugin)")
-    parser.add_argument("--http-path", default="/", help="path requested by the http/https probe (default: /)")
+    parser.add_argument(
+        "--http-path", help="path requested by the http/https probe (default: none; / with --probe http or https)"
+    )
     parser.add_argument("-o", "--output", type=Path, help="the file to write (default: NAME.ipv6.toml)")
 
 
@@ -254,7 +259,7 @@ def scaffold_from_args(args: argparse.Namespace, cwd: Path) -> tuple[Scaffold, P
         raise InitError("--settings needs --knob NAME (the variable the settings are values of)")
     if args.port is not None and not 0 < args.port < 65536:
         raise InitError(f"--port {args.port} is not a port number (1-65535)")
-    if not re.fullmatch(r"/[!-~]*", args.http_path):
+    if args.http_path is not None and not re.fullmatch(r"/[!-~]*", args.http_path):
         raise InitError(f"--http-path {args.http_path!r} is not an absolute URL path")
     output: Path = args.output if args.output is not None else Path(f"{name}.ipv6.toml")
     output = output if output.is_absolute() else cwd / output

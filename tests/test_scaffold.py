@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -29,6 +31,12 @@ def _knobless_supported(tmp_path_factory: pytest.TempPathFactory) -> bool:
     return _core_accepts(text, tmp_path_factory.mktemp("knobless"))
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def written(where: Path) -> list[str]:
     """What init left in ``where`` (pytester.run keeps the child's stdout and stderr there too)."""
     return sorted(p.name for p in where.iterdir() if p.name not in ("stdout", "stderr"))
@@ -49,13 +57,16 @@ def test_init_writes_a_matrix_that_loads_and_refuses_to_overwrite(pytester: pyte
     assert [s.label for s in target.settings] == list(DEFAULT_SETTINGS)
     assert target.stacks == DEFAULT_STACKS
     assert target.image_for("default") == "registry.example:5000/team/web-svc:1.2"
-    assert target.run_for("default").http_path == "/"
-    assert target.run_for("default").probe == "http"  # naming http_path makes the probe http
+    # No --probe and no --http-path: nothing asks for HTTP, so no path is requested (a service
+    # answering 404 on / would otherwise be recorded as silent in every cell).
+    assert target.run_for("default").probe == "tcp"
+    assert (path.stat().st_mode & 0o777) == 0o666 & ~_umask()
     assert {c.expectation.source for c in matrix.cells} == {"timeout"}
     assert len(matrix.cells) == 21
     text = path.read_text()
     assert "--ipv6-record" in text
     assert '# probe = "http"' in text
+    assert '# http_path = "/"' in text
     assert '# both = "up 0.0.0.0:8080 [::]:8080"' in text
 
     again = init(pytester, "--image", "other:1", "--name", "web-svc", "--knob", "X")
@@ -158,3 +169,69 @@ def test_init_with_a_probe_writes_it(
     written = (tmp_path / "svc.ipv6.toml").read_text()
     assert 'probe = "tcp"' in written
     assert '# http_path = "/"' in written
+
+
+@pytest.mark.parametrize(
+    ("args", "probe", "http_path"),
+    [
+        (("--probe", "http"), "http", "/"),
+        (("--probe", "https", "--http-path", "/healthz"), "https", "/healthz"),
+        (("--http-path", "/status"), "http", "/status"),  # naming a path makes the probe http
+        (("--probe", "tcp"), "tcp", None),
+    ],
+)
+def test_http_path_is_active_only_where_http_was_asked_for(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    args: tuple[str, ...],
+    probe: str,
+    http_path: str | None,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--image", "svc:1", "--port", "80", *args]) == 0, capsys.readouterr().err
+    path = tmp_path / "svc.ipv6.toml"
+    run = load_matrix(path).target.run_for("default")
+    assert run.probe == probe
+    active = [line for line in path.read_text().splitlines() if line.startswith("http_path")]
+    assert active == ([] if http_path is None else [line for line in active if f'"{http_path}"' in line])
+    assert len(active) == (0 if http_path is None else 1)
+    if http_path is not None:
+        assert run.http_path == http_path
+
+
+def test_every_commented_alternative_is_valid_once_uncommented(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A user who removes the leading '# ' of any suggested line gets a file that still loads."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--image", "svc:1", "--knob", "K", "--port", "8080"]) == 0, capsys.readouterr().err
+    text = (tmp_path / "svc.ipv6.toml").read_text()
+    suggestion = re.compile(r"# ([A-Za-z_][A-Za-z0-9_-]* = .*)")
+    lines = text.splitlines()
+    alternatives = [i for i, line in enumerate(lines) if suggestion.fullmatch(line)]
+    assert len(alternatives) >= 10, text  # probe, http_path, http_status, hold, settle, env, command, outcomes
+    for i in alternatives:
+        edited = [*lines[:i], lines[i][2:], *lines[i + 1 :]]
+        path = tmp_path / f"alt{i}.ipv6.toml"
+        path.write_text("\n".join(edited) + "\n")
+        try:
+            load_matrix(path)
+        except MatrixError as exc:
+            pytest.fail(f"uncommenting line {i + 1} ({lines[i]!r}) breaks the file: {exc}")
+    every = [line[2:] if suggestion.fullmatch(line) else line for line in lines]
+    (tmp_path / "all.ipv6.toml").write_text("\n".join(every) + "\n")
+    outcomes = load_matrix(tmp_path / "all.ipv6.toml")
+    assert outcomes.target.run_for("default").http_path == "/"
+
+
+def test_the_stacks_comment_names_the_real_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "--image", "svc:1"]) == 0, capsys.readouterr().err
+    line = next(x for x in (tmp_path / "svc.ipv6.toml").read_text().splitlines() if x.startswith("stacks ="))
+    assert line.split("# default: ")[1] == ", ".join(DEFAULT_STACKS)
+    without = (tmp_path / "svc.ipv6.toml").read_text().replace(line + "\n", "")
+    (tmp_path / "nostacks.ipv6.toml").write_text(without)
+    assert load_matrix(tmp_path / "nostacks.ipv6.toml").target.stacks == DEFAULT_STACKS
