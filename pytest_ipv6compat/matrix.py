@@ -12,7 +12,7 @@ import re
 import shlex
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -325,13 +325,44 @@ def _cells(
             for setting in target.settings:
                 where = _where(path, section, variant, stack, setting.label)
                 if setting.label not in by_setting:
-                    raise MatrixError(f"{where}: no expectation for this cell")
+                    raise MatrixError(f"{where}: no expectation for this cell (pytest --ipv6-record can fill it in)")
                 expectation = _expectation(by_setting[setting.label], where, outcomes)
                 yield Cell(target.name, variant, stack, target.knob, setting, expectation, mode, where)
 
 
-def load_matrix(path: Path) -> Matrix:
-    """Load and validate a matrix file; every problem is a :class:`MatrixError`."""
+PLACEHOLDER = "timeout"  # what init writes in every cell, and a recording run assumes where a file says nothing
+
+
+def fill_placeholders(
+    expect: MutableMapping[str, Any], target: Target, new_table: Callable[[bool], MutableMapping[str, Any]]
+) -> None:
+    """Give every cell of ``target`` that ``expect`` (an ``[expect]`` table) lacks the placeholder.
+
+    ``new_table(only_tables)`` makes a missing table (a dict, or a tomlkit table that is a
+    super-table when it will hold only tables). Entries of the wrong type are left for the
+    loader to report.
+    """
+    for variant in target.variants:
+        by_stack = expect.setdefault(variant, new_table(True))
+        if not isinstance(by_stack, MutableMapping):
+            continue
+        for stack in target.stacks:
+            if not target.knob:
+                by_stack.setdefault(stack, PLACEHOLDER)
+                continue
+            by_setting = by_stack.setdefault(stack, new_table(False))
+            if isinstance(by_setting, MutableMapping):
+                for setting in target.settings:
+                    by_setting.setdefault(setting.label, PLACEHOLDER)
+
+
+def load_matrix(path: Path, *, placeholders: bool = False) -> Matrix:
+    """Load and validate a matrix file; every problem is a :class:`MatrixError`.
+
+    With ``placeholders`` (a recording run), a cell the ``[expect]`` table does not
+    mention, or the whole table, expects :data:`PLACEHOLDER`, so a file with only a
+    ``[target]`` can be recorded.
+    """
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as exc:
@@ -348,11 +379,13 @@ def load_matrix(path: Path) -> Matrix:
         raise MatrixError(f"{path}: unknown top-level key(s): {', '.join(unknown)}")
     if "target" not in data:
         raise MatrixError(f"{path}: missing the [target] table")
-    if "expect" not in data:
-        raise MatrixError(f"{path}: missing the [expect] table")
+    if "expect" not in data and not placeholders:
+        raise MatrixError(f"{path}: missing the [expect] table (pytest --ipv6-record can fill it in)")
     if not isinstance(data["target"], dict):
         raise MatrixError(f"{path}: [target] must be a table")
     target = _load_target(data["target"], data.get("variant"), path)
+    if placeholders and isinstance(data.setdefault("expect", {}), dict):
+        fill_placeholders(data["expect"], target, lambda only_tables: {})
     outcomes = data.get("outcomes", {})
     if not isinstance(outcomes, dict) or not all(isinstance(v, str) for v in outcomes.values()):
         raise MatrixError(f"{_where(path, 'outcomes')} must map names to expectation strings")
@@ -373,6 +406,7 @@ def load_matrix(path: Path) -> Matrix:
             if (variant, stack) not in rw:
                 raise MatrixError(
                     f"{_where(path, 'expect', variant, stack)}: no expectations for this variant and stack"
+                    " (pytest --ipv6-record can fill them in)"
                 )
     return Matrix(path=path, target=target, cells=tuple(cells))
 

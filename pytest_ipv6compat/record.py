@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,17 @@ import pytest
 import tomlkit
 from tomlkit.items import String, Trivia
 
-from .matrix import CONFIG_MODES, MatrixError, judge, parse_expectation, write_matrix
-from .model import Expectation, Outcome, Verdict
+from .matrix import (
+    CONFIG_MODES,
+    MatrixError,
+    Target,
+    fill_placeholders,
+    judge,
+    load_matrix,
+    parse_expectation,
+    write_matrix,
+)
+from .model import Expectation, Outcome, Result, Verdict
 from .results import CellResult
 
 if TYPE_CHECKING:
@@ -37,6 +47,7 @@ __all__ = [
     "choose",
     "observation",
     "rewrite",
+    "silent_warning",
     "stable_message",
     "verdict_text",
     "write_checked",
@@ -148,15 +159,19 @@ def _fits(expected: Expectation | None, verdict: Verdict) -> bool:
 def choose(current: str, outcomes: Mapping[str, str], verdict: Verdict) -> str | None:
     """What a cell should say after ``verdict``; None when no expectation can state it.
 
-    Keeps ``current`` (a name or text) when it still states the verdict exactly; else a
-    named outcome that does (one with error text first); else the literal text.
+    Keeps ``current`` when it is a name that still states the verdict exactly; else a named
+    outcome that does (one with error text first), so names added to ``[outcomes]`` are
+    taken up by the next recording; else ``current`` text that still fits; else the
+    literal text.
     """
-    if _fits(_parse(outcomes.get(current, current)), verdict):
+    if current in outcomes and _fits(_parse(outcomes[current]), verdict):
         return current
     fitting = [name for name, text in outcomes.items() if _fits(_parse(text), verdict)]
     fitting.sort(key=lambda name: _parse(outcomes[name]).error_contains is None)  # type: ignore[union-attr]
     if fitting:
         return fitting[0]
+    if current not in outcomes and _fits(_parse(current), verdict):
+        return current
     literal = verdict_text(verdict)
     return literal if _fits(_parse(literal), verdict) else None
 
@@ -170,9 +185,19 @@ def _replace(holder: Any, key: str, value: str) -> None:
     holder[key] = new
 
 
-def rewrite(text: str, observations: Iterable[Observation]) -> Rewrite:
-    """Write each observation's verdict into the matrix ``text``; everything else is kept."""
+def _new_table(only_tables: bool) -> Any:
+    return tomlkit.table(is_super_table=only_tables)
+
+
+def rewrite(text: str, observations: Iterable[Observation], target: Target | None = None) -> Rewrite:
+    """Write each observation's verdict into the matrix ``text``; everything else is kept.
+
+    With ``target``, every cell the ``[expect]`` table lacks (or the whole table) is first
+    given the placeholder, as ``init`` writes it, so a file with only a ``[target]`` records.
+    """
     doc = tomlkit.parse(text)
+    if target is not None:
+        fill_placeholders(doc.setdefault("expect", _new_table(True)), target, _new_table)
     outcomes = {str(k): str(v) for k, v in doc.get("outcomes", {}).items() if isinstance(v, str)}
     changes: list[Change] = []
     skipped: list[str] = []
@@ -216,6 +241,32 @@ def observation(result: CellResult) -> Observation | None:
     label = cell.setting.label if cell.setting is not None else None
     return Observation(
         cell.id, _SECTIONS.get(cell.config_mode, "expect"), cell.variant, cell.stack, label, result.verdict
+    )
+
+
+def silent_warning(results: Sequence[CellResult]) -> str | None:
+    """A warning when a target was up but none of its listeners answered its probe in any cell.
+
+    That is nearly always the probe, not the service: an HTTP probe on a TLS port (accepted,
+    no response), or a path that answers 404. The warning quotes what the listeners said
+    and names the setting to change. None when anything answered, or nothing was probed.
+    """
+    verdicts = [r.verdict for r in results if r.verdict is not None and r.verdict.outcome is Outcome.UP]
+    if any(v.answered(x) for v in verdicts for x in v.listeners):
+        return None
+    said = Counter(r.detail for v in verdicts for r in v.reach if r.result is Result.ACCEPTED and not r.ok)
+    if not said:
+        return None
+    detail = said.most_common(1)[0][0]
+    if detail.startswith("HTTP/"):
+        cause = "set http_path to a path that answers, or http_status to accept that status"
+    elif "no response" in detail:
+        cause = 'for a TLS port set probe = "https"; for a protocol other than HTTP, probe = "tcp"'
+    else:
+        cause = "check probe, http_path and http_status"
+    return (
+        f"warning: no listener answered its probe in any cell (they said {detail!r}): "
+        f"{cause} in [target], then record again"
     )
 
 
@@ -266,7 +317,7 @@ class Recorder:
         shown = _relative(path, self.config.rootpath)
         try:
             before = path.read_text(encoding="utf-8")
-            done = rewrite(before, observations)
+            done = rewrite(before, observations, load_matrix(path, placeholders=True).target)
             if done.text != before:
                 write_checked(path, done.text)
         except (OSError, MatrixError, ValueError) as exc:
@@ -277,7 +328,8 @@ class Recorder:
         summary = f"{shown}: {done.recorded} cells recorded, {len(done.changes)} changed"
         if unjudged:
             summary += f"; {unjudged} not recorded (error or skipped)"
-        return [*lines, summary]
+        warning = silent_warning(results)
+        return [*lines, summary, *([f"{shown}: {warning}"] if warning else [])]
 
     @pytest.hookimpl(trylast=True)  # after the grid
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import tomlkit
 
-from .matrix import MatrixError, write_matrix
+from .matrix import PLACEHOLDER, MatrixError, write_matrix
 from .model import KnobSetting
 from .stacks import DEFAULT_STACKS, STACKS
 
@@ -25,7 +25,6 @@ __all__ = ["DEFAULT_SETTINGS", "PROBES", "InitError", "Scaffold", "add_arguments
 
 DEFAULT_SETTINGS = ("unset", "empty", "=1", "=true", "=false", "=0", "=maybe")
 PROBES = ("tcp", "http", "https", "none")
-PLACEHOLDER = "timeout"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 

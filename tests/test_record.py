@@ -7,14 +7,15 @@ from pathlib import Path
 import pytest
 
 from pytest_ipv6compat.listeners import parse_listener
-from pytest_ipv6compat.matrix import MatrixError, load_matrix
-from pytest_ipv6compat.model import Cell, Expectation, KnobSetting, Outcome, Reach, Result, Verdict
+from pytest_ipv6compat.matrix import MatrixError, Target, load_matrix
+from pytest_ipv6compat.model import Cell, Expectation, Family, KnobSetting, Outcome, Reach, Result, Verdict
 from pytest_ipv6compat.record import (
     Change,
     Observation,
     choose,
     observation,
     rewrite,
+    silent_warning,
     stable_message,
     verdict_text,
     write_checked,
@@ -119,8 +120,17 @@ def test_choose_keeps_a_current_name_or_text_that_still_fits() -> None:
     verdict = up("0.0.0.0:8080", "[::]:8080")
     assert choose("both", outcomes, verdict) == "both"
     assert choose("also-both", outcomes, verdict) == "also-both"
-    assert choose("up [::]:8080 0.0.0.0:8080", outcomes, verdict) == "up [::]:8080 0.0.0.0:8080"
     assert choose("timeout", outcomes, verdict) == "both"  # the first name that fits
+    assert choose("up [::]:8080 0.0.0.0:8080", {}, verdict) == "up [::]:8080 0.0.0.0:8080"  # text kept
+
+
+def test_names_added_to_outcomes_are_taken_up_by_the_next_recording() -> None:
+    verdict = up("0.0.0.0:8080", "[::]:8080")
+    assert choose("up [::]:8080 0.0.0.0:8080", {"both": "up 0.0.0.0:8080 [::]:8080"}, verdict) == "both"
+    first = rewrite(MATRIX.replace('unset = "both"', 'unset = "up 0.0.0.0:8080 [::]:8080"'), [
+        obs("dual-stack", "unset", verdict)
+    ])
+    assert first.changes == (Change("v-dual-stack-K-unset", "up 0.0.0.0:8080 [::]:8080", "both"),)
 
 
 def test_choose_prefers_a_named_outcome_with_error_text_and_exact_code() -> None:
@@ -244,3 +254,82 @@ def test_a_rewrite_that_would_not_load_leaves_the_file_alone(tmp_path: Path) -> 
     assert [p.name for p in tmp_path.iterdir()] == ["svc.ipv6.toml"]  # no temporary left
     write_checked(path, MATRIX.replace("# my matrix", "# our matrix"))
     assert path.read_text().startswith("# our matrix")
+
+
+def _results(*verdicts: Verdict) -> list[CellResult]:
+    cell = Cell("svc", "v", "dual-stack", "K", KnobSetting(None), Expectation(Outcome.TIMEOUT, source="timeout"))
+    return [CellResult(cell, "pass", v, None) for v in verdicts]
+
+
+def _silent(detail: str) -> Verdict:
+    listener = parse_listener("0.0.0.0:8443")
+    return Verdict(Outcome.UP, frozenset({listener}), (Reach(listener, Family.INET, Result.ACCEPTED, False, detail),))
+
+
+def test_a_recording_where_nothing_answered_warns_and_names_the_setting() -> None:
+    tls = silent_warning(_results(_silent("(accepted, no response)"), exited(1, "boom")))
+    assert tls is not None
+    assert "'(accepted, no response)'" in tls
+    assert 'probe = "https"' in tls
+    not_found = silent_warning(_results(_silent("HTTP/1.1 404 Not Found")))
+    assert not_found is not None
+    assert "'HTTP/1.1 404 Not Found'" in not_found
+    assert "http_path" in not_found
+
+
+def test_no_warning_when_anything_answered_or_nothing_was_probed() -> None:
+    assert silent_warning(_results(_silent("HTTP/1.1 404 Not Found"), up("0.0.0.0:8080"))) is None
+    assert silent_warning(_results(up("0.0.0.0:8080", "[::]:8080", silent=("[::]:8080",)))) is None
+    unprobed = Verdict(Outcome.UP, frozenset({parse_listener("0.0.0.0:1")}), ())
+    assert silent_warning(_results(unprobed, exited(1, "boom"))) is None
+    assert silent_warning([]) is None
+
+
+TARGET_ONLY = """\
+[target]
+name = "svc"
+images = { v = "svc:1" }
+variants = ["v"]
+knob = "K"
+settings = ["unset", "=1"]
+stacks = ["dual-stack", "ipv6-kernel-off"]
+"""
+
+
+def test_a_file_with_only_a_target_is_recorded(tmp_path: Path) -> None:
+    path = tmp_path / "svc.ipv6.toml"
+    path.write_text(TARGET_ONLY)
+    with pytest.raises(MatrixError, match=r"missing the \[expect\] table \(pytest --ipv6-record can fill it in\)"):
+        load_matrix(path)
+    target = load_matrix(path, placeholders=True).target
+    assert {c.expectation.source for c in load_matrix(path, placeholders=True).cells} == {"timeout"}
+    done = rewrite(TARGET_ONLY, [obs("dual-stack", "=1", up("0.0.0.0:8080"))], target)
+    assert done.changes == (Change("v-dual-stack-K=1", "timeout", "up 0.0.0.0:8080"),)
+    write_checked(path, done.text)
+    cells = {c.id: c.expectation.source for c in load_matrix(path).cells}  # loads without placeholders now
+    assert cells == {
+        "v-dual-stack-K-unset": "timeout",
+        "v-dual-stack-K=1": "up 0.0.0.0:8080",
+        "v-ipv6-kernel-off-K-unset": "timeout",
+        "v-ipv6-kernel-off-K=1": "timeout",
+    }
+    assert "[expect.v.dual-stack]" in done.text
+    assert "[expect]\n" not in done.text  # super-tables: no empty headers
+    assert "[expect.v]\n" not in done.text
+
+
+def test_a_file_missing_some_cells_gets_them_and_keeps_the_rest() -> None:
+    partial = TARGET_ONLY + '\n[expect.v.dual-stack]\nunset = "up 0.0.0.0:8080"  # by hand\n'
+    done = rewrite(partial, [obs("ipv6-kernel-off", "unset", exited(1, NGINX_LOG))], load_matrix_text(partial))
+    assert 'unset = "up 0.0.0.0:8080"  # by hand' in done.text
+    assert done.changes == (Change("v-ipv6-kernel-off-K-unset", "timeout", f"exited 1 '{NGINX_97}'"),)
+    assert '[expect.v.dual-stack]\nunset = "up 0.0.0.0:8080"  # by hand\n"=1" = "timeout"' in done.text
+
+
+def load_matrix_text(text: str) -> Target:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.ipv6.toml"
+        path.write_text(text)
+        return load_matrix(path, placeholders=True).target

@@ -102,6 +102,30 @@ def test_init_and_record_without_a_knob(pytester: pytest.Pytester, httpd_image: 
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=3)
 
 
+def test_record_starts_from_a_file_with_only_a_target(pytester: pytest.Pytester, httpd_image: str) -> None:
+    """No [expect] at all: the recording run fills in every cell it ran, and placeholders for the rest."""
+    path = pytester.path / "httpd.ipv6.toml"
+    path.write_text(
+        f'[target]\nname = "httpd"\nimages = {{ stock = "{httpd_image}" }}\nvariants = ["stock"]\n'
+        'knob = "HTTPD_IPV6"\nsettings = ["unset", "=0"]\nstacks = ["dual-stack", "ipv6-kernel-off"]\n'
+    )
+    plain = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert plain.ret == pytest.ExitCode.INTERRUPTED  # a collection error, naming the way out
+    plain.stdout.fnmatch_lines(["*missing the [[]expect[]] table (pytest --ipv6-record can fill it in)*"])
+    recorded = pytester.runpytest_subprocess("--ipv6-record", "--ipv6-stacks=dual-stack", "-p", "no:cacheprovider")
+    recorded.assert_outcomes(failed=2)
+    recorded.stdout.fnmatch_lines(
+        [
+            "stock-dual-stack-HTTPD_IPV6-unset: timeout -> up [*]:8080",
+            "stock-dual-stack-HTTPD_IPV6=0: timeout -> up 0.0.0.0:8080",
+            "httpd.ipv6.toml: 2 cells recorded, 2 changed",
+        ]
+    )
+    text = path.read_text()
+    assert '[expect.stock.ipv6-kernel-off]\nunset = "timeout"\n"=0" = "timeout"\n' in text  # not run: placeholders
+    pytester.runpytest_subprocess("--ipv6-stacks=dual-stack", "-p", "no:cacheprovider").assert_outcomes(passed=2)
+
+
 MATRIX = """\
 # httpd, recorded by hand once
 [target]
