@@ -115,12 +115,23 @@ class TargetFactory:
         ``extra_hosts``, ``mounts``, ``user``, ``command``. The container still runs
         inside the ``with`` block (an ``up`` target is still listening there).
         """
+        try:
+            given = {k: v for k, v in run.items() if v is not None}
+            settings = parse_run_settings(given, "ipv6_target_factory.start()")
+        except SpecError as exc:
+            fail(str(exc))
+        with self._start(image, stack, env, settings) as target:
+            yield target
+
+    @contextlib.contextmanager
+    def _start(
+        self, image: str, stack: str, env: Mapping[str, str | None] | None, settings: Mapping[str, Any]
+    ) -> Iterator[StartedTarget]:
+        """:meth:`start` with run settings already validated where they were written (a marker, a call)."""
         engine = self._engine(stack)
         try:
             stack_obj = get_stack(stack)
-            spec = run_base(self._state.settings).updated(
-                parse_run_settings({k: v for k, v in run.items() if v is not None}, "ipv6_target_factory.start()")
-            )
+            spec = run_base(self._state.settings).updated(settings)
         except (ValueError, SpecError) as exc:
             fail(str(exc))
         clean = {k: v for k, v in (env or {}).items() if v is not None}
@@ -211,7 +222,9 @@ def ipv6_target(
     ipv6_env: dict[str, str | None],
 ) -> Iterator[StartedTarget]:
     """The target, started on ``ipv6_stack`` with ``ipv6_env`` and observed; removed after the test."""
-    run = {k: v for k, v in _target_marker(request).items() if k not in _TARGET_MARKER_KEYS}
-    with ipv6_target_factory.start(ipv6_target_image, stack=ipv6_stack, env=ipv6_env, **run) as target:
+    # The marker's settings were validated where they were written (naming the test and the marker);
+    # parsing them again as arguments of start() would reject the forms the marker accepts.
+    settings = {k: v for k, v in _target_marker(request).items() if k not in _TARGET_MARKER_KEYS}
+    with ipv6_target_factory._start(ipv6_target_image, ipv6_stack, ipv6_env, settings) as target:
         request.node.add_report_section("call", "ipv6 target", target.describe())
         yield target

@@ -59,7 +59,8 @@ def parametrize_stacks(metafunc: pytest.Metafunc) -> None:
     names = marker.args or tuple(STACKS)
     for name in names:
         if name not in STACKS:
-            raise pytest.UsageError(
+            # A collection error of the test's module: one line, no traceback through pluggy.
+            raise pytest.Collector.CollectError(
                 f"{metafunc.definition.nodeid}: @pytest.mark.ipv6_stack names unknown stack {name!r} "
                 f"(known: {', '.join(STACKS)})"
             )

@@ -131,3 +131,41 @@ def test_a_matrix_of_your_own_images(pytester: pytest.Pytester, ipv6_target_imag
     result = pytester.runpytest("-v")
     result.assert_outcomes(passed=6)
     result.stdout.fnmatch_lines(["*plain.ipv6.toml::plain[[]stock-ipv6-kernel-off-PLAIN_IPV6=off[]] PASSED*"])
+
+
+def test_the_marker_takes_every_run_setting_in_its_table_form(
+    pytester: pytest.Pytester, ipv6_target_image: str
+) -> None:
+    """extra_hosts, mounts and tmpfs given as tables on the marker reach the container as on a matrix file."""
+    (pytester.path / "conf").mkdir()
+    (pytester.path / "conf" / "index.html").write_text("ok\n")
+    check = (
+        "grep -q '127.0.0.1[[:space:]]*db.ipv6compat.test' /etc/hosts && test -f /conf/index.html"
+        " && touch /scratch/written && exec busybox httpd -f -p 0.0.0.0:8080 -h /conf"
+    )
+    pytester.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.ipv6_target(
+            image={ipv6_target_image!r},
+            command=["sh", "-c", {check!r}],
+            extra_hosts={{"db.ipv6compat.test": "127.0.0.1"}},
+            mounts={{"/conf": "conf"}},
+            tmpfs={{"/scratch": "size=1m"}},
+            probe="tcp",
+        )
+        def test_settings_arrive(ipv6_target):
+            assert ipv6_target.up, ipv6_target.describe()
+
+        @pytest.mark.ipv6_target(image={ipv6_target_image!r}, tmpfs={{"/scratch": 7}})
+        def test_a_bad_setting_names_the_marker(ipv6_target):
+            pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*test_a_bad_setting_names_the_marker: marker ipv6_target: tmpfs options for '/scratch' must be a string,*"]
+    )
+    assert "ipv6_target_factory.start()" not in result.stdout.str()
