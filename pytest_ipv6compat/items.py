@@ -77,8 +77,9 @@ class CellItem(pytest.Item):
         elif cell.knob and any(e.partition("=")[0] == cell.knob for e in image_env):
             fail(f"image {image!r} sets {cell.knob} in its ENV, so the 'unset' setting cannot be realised")
         spec = target.run_for(cell.variant, run_base(state.settings))
-        if cell.config_mode == "ro" and target.config_source and target.config_dir:
-            spec = spec.updated({"mounts": (*spec.mounts, (target.config_dir, str(target.config_source)))})
+        config = target.config_for(cell.variant)
+        if cell.config_mode == "ro" and config is not None:
+            spec = spec.updated({"mounts": (*spec.mounts, (config[0], str(config[1])))})
         launch = Launch(image, get_stack(cell.stack), env=env, run=spec)
         try:
             self._running = self._exit.enter_context(engine.run(launch))

@@ -60,9 +60,19 @@ class Target:
     variant_runs: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # ... of each [variant.NAME]
     config_dir: str | None = None
     config_source: Path | None = None
+    variant_configs: tuple[tuple[str, str, Path], ...] = ()  # (variant, config_dir, config_source)
 
     def image_for(self, variant: str) -> str | None:
         return dict(self.images).get(variant)
+
+    def config_for(self, variant: str) -> tuple[str, Path] | None:
+        """(config_dir, config_source) of ``variant``'s read-only config cells: [variant.NAME], else [target]."""
+        for name, config_dir, source in self.variant_configs:
+            if name == variant:
+                return config_dir, source
+        if self.config_dir is not None and self.config_source is not None:
+            return self.config_dir, self.config_source
+        return None
 
     def run_for(self, variant: str, base: RunSpec | None = None) -> RunSpec:
         """``base`` (defaults and options) with the settings of [target], then of [variant.NAME]."""
@@ -233,23 +243,14 @@ def _load_target(raw: Mapping[str, Any], variant_tables: Any, path: Path) -> Tar
         raise MatrixError(
             f"{_where(path, 'target', 'images')} must map every variant ({', '.join(variants)}) to an image name"
         )
-    config_dir = raw.get("config_dir")
-    config_source = raw.get("config_source")
-    if (config_dir is None) != (config_source is None):
-        raise MatrixError(f"{_where(path, 'target')}: 'config_dir' and 'config_source' go together")
-    if config_dir is not None and (not isinstance(config_dir, str) or not config_dir.startswith("/")):
-        raise MatrixError(f"{_where(path, 'target', 'config_dir')}: {config_dir!r} is not an absolute path")
-    if config_source is not None and not isinstance(config_source, str):
-        raise MatrixError(f"{_where(path, 'target', 'config_source')} must be a path string, got {config_source!r}")
-    source_path = (path.parent / config_source).resolve() if config_source else None
-    if source_path is not None and not source_path.is_dir():
-        raise MatrixError(f"{_where(path, 'target', 'config_source')}: {str(source_path)!r} is not a directory")
+    config = _config(raw, path, "target")
     try:
         given = {k: v for k, v in raw.items() if k in RUN_KEYS}
         run = parse_run_settings(given, _where(path, "target"), base=path.parent)
     except SpecError as exc:
         raise MatrixError(str(exc)) from None
     variant_runs = []
+    variant_configs: list[tuple[str, str, Path]] = []
     if variant_tables is not None:
         if not isinstance(variant_tables, dict):
             raise MatrixError(f"{_where(path, 'variant')} must be a table of [variant.NAME] tables")
@@ -259,8 +260,12 @@ def _load_target(raw: Mapping[str, Any], variant_tables: Any, path: Path) -> Tar
                 raise MatrixError(f"{where}: unknown variant {variant!r} (declared: {', '.join(variants)})")
             if not isinstance(table, dict):
                 raise MatrixError(f"{where} must be a table of run settings")
+            variant_config = _config(table, path, "variant", variant)
+            if variant_config is not None:
+                variant_configs.append((variant, *variant_config))
             try:
-                variant_runs.append((variant, tuple(parse_run_settings(table, where, base=path.parent).items())))
+                given_here = {k: v for k, v in table.items() if k not in _CONFIG_KEYS}
+                variant_runs.append((variant, tuple(parse_run_settings(given_here, where, base=path.parent).items())))
             except SpecError as exc:
                 raise MatrixError(str(exc)) from None
     return Target(
@@ -275,9 +280,31 @@ def _load_target(raw: Mapping[str, Any], variant_tables: Any, path: Path) -> Tar
         images=tuple(sorted(images.items())),
         run=tuple(run.items()),
         variant_runs=tuple(variant_runs),
-        config_dir=config_dir,
-        config_source=source_path,
+        config_dir=config[0] if config else None,
+        config_source=config[1] if config else None,
+        variant_configs=tuple(variant_configs),
     )
+
+
+_CONFIG_KEYS = ("config_dir", "config_source")
+
+
+def _config(raw: Mapping[str, Any], path: Path, *table: str) -> tuple[str, Path] | None:
+    """The (config_dir, config_source) pair of a [target] or [variant.NAME] table, if it has one."""
+    config_dir = raw.get("config_dir")
+    config_source = raw.get("config_source")
+    if (config_dir is None) != (config_source is None):
+        raise MatrixError(f"{_where(path, *table)}: 'config_dir' and 'config_source' go together")
+    if config_dir is None or config_source is None:
+        return None
+    if not isinstance(config_dir, str) or not config_dir.startswith("/"):
+        raise MatrixError(f"{_where(path, *table, 'config_dir')}: {config_dir!r} is not an absolute path")
+    if not isinstance(config_source, str) or not config_source:
+        raise MatrixError(f"{_where(path, *table, 'config_source')} must be a path string, got {config_source!r}")
+    source_path = (path.parent / config_source).resolve()
+    if not source_path.is_dir():
+        raise MatrixError(f"{_where(path, *table, 'config_source')}: {str(source_path)!r} is not a directory")
+    return config_dir, source_path
 
 
 def _expectation(text: Any, where: str, outcomes: Mapping[str, str]) -> Expectation:
@@ -398,8 +425,12 @@ def load_matrix(path: Path, *, placeholders: bool = False) -> Matrix:
     for section in CONFIG_MODES:
         if section in data:
             cells.extend(_cells(data[section], section, target, outcomes, path))
-    if "expect_config_ro" in data and target.config_dir is None:
-        raise MatrixError(f"{_where(path, 'expect_config_ro')} needs [target] config_dir and config_source")
+    for variant in sorted({c.variant for c in cells if c.config_mode == "ro"}):
+        if target.config_for(variant) is None:
+            raise MatrixError(
+                f"{_where(path, 'expect_config_ro', variant)} needs config_dir and config_source "
+                f"in [target] or [variant.{variant}]"
+            )
     rw = {(c.variant, c.stack) for c in cells if c.config_mode == "rw"}
     for variant in target.variants:
         for stack in target.stacks:

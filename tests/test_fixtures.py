@@ -169,3 +169,43 @@ def test_the_marker_takes_every_run_setting_in_its_table_form(
         ["*test_a_bad_setting_names_the_marker: marker ipv6_target: tmpfs options for '/scratch' must be a string,*"]
     )
     assert "ipv6_target_factory.start()" not in result.stdout.str()
+
+
+def test_read_only_config_per_variant(pytester: pytest.Pytester, ipv6_target_image: str) -> None:
+    """Each variant's read-only config cells mount its own config_source at its own config_dir."""
+    for name in ("conf-a", "conf-b"):
+        (pytester.path / name).mkdir()
+        (pytester.path / name / "marker").write_text(name)
+    serve = "exec busybox httpd -f -p 0.0.0.0:8080 -h /"
+    pytester.makefile(
+        ".ipv6.toml",
+        svc=f"""
+        [target]
+        name = "svc"
+        images = {{ a = "{ipv6_target_image}", b = "{ipv6_target_image}" }}
+        variants = ["a", "b"]
+        stacks = ["dual-stack"]
+        probe = "tcp"
+        config_dir = "/etc/svc/conf.d"
+        config_source = "conf-a"
+
+        [variant.a]
+        command = ["sh", "-c", "grep -qx conf-a /etc/svc/conf.d/marker || exit 3; {serve}"]
+
+        [variant.b]
+        config_dir = "/etc/svc/conf"
+        config_source = "conf-b"
+        command = ["sh", "-c", "grep -qx conf-b /etc/svc/conf/marker || exit 3; {serve}"]
+
+        [expect.a]
+        dual-stack = "exited 3"
+        [expect.b]
+        dual-stack = "exited 3"
+        [expect_config_ro.a]
+        dual-stack = "up 0.0.0.0:8080"
+        [expect_config_ro.b]
+        dual-stack = "up 0.0.0.0:8080"
+        """,
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)

@@ -241,3 +241,55 @@ def test_judge_exited_and_timeout() -> None:
     assert judge(exp, Verdict(Outcome.TIMEOUT)).reasons == ("expected exited, but the target timed out",)
     assert not judge(parse_expectation("timeout"), Verdict(Outcome.TIMEOUT))
     assert judge(parse_expectation("timeout"), up((V4, True))).reasons == ("expected timeout, but the target is up",)
+
+
+def test_config_dir_and_source_per_variant(tmp_path: Path) -> None:
+    """Two builds with their config at different places: each variant's read-only cells mount its own."""
+    (tmp_path / "conf-a").mkdir()
+    (tmp_path / "conf-b").mkdir()
+    path = tmp_path / "svc.ipv6.toml"
+    head = """\
+[target]
+name = "svc"
+images = { a = "svc:a", b = "svc:b", c = "svc:c" }
+variants = ["a", "b", "c"]
+stacks = ["dual-stack"]
+config_dir = "/etc/svc/conf.d"
+config_source = "conf-a"
+
+[variant.b]
+config_dir = "/etc/svc/conf"
+config_source = "conf-b"
+hold = 0.5
+
+[expect.a]
+dual-stack = "timeout"
+[expect.b]
+dual-stack = "timeout"
+[expect.c]
+dual-stack = "timeout"
+
+[expect_config_ro.a]
+dual-stack = "timeout"
+[expect_config_ro.b]
+dual-stack = "timeout"
+"""
+    path.write_text(head)
+    target = load_matrix(path).target
+    assert target.config_for("a") == ("/etc/svc/conf.d", tmp_path / "conf-a")
+    assert target.config_for("b") == ("/etc/svc/conf", tmp_path / "conf-b")
+    assert target.config_for("c") == ("/etc/svc/conf.d", tmp_path / "conf-a")  # [target]'s
+    assert target.run_for("b").hold == 0.5  # the other settings of [variant.b] still apply
+    assert target.run_for("b").mounts == ()  # the config is mounted only in read-only cells
+
+    without_target_config = head.replace('config_dir = "/etc/svc/conf.d"\nconfig_source = "conf-a"\n', "")
+    path.write_text(without_target_config)
+    with pytest.raises(MatrixError, match=r"\[expect_config_ro\.a\] needs config_dir and config_source in \[target\] "
+                                          r"or \[variant\.a\]"):  # fmt: skip
+        load_matrix(path)
+    path.write_text(head.replace('config_source = "conf-b"', 'config_source = "conf-x"'))
+    with pytest.raises(MatrixError, match=r"\[variant\.b\.config_source\]: '.*/conf-x' is not a directory"):
+        load_matrix(path)
+    path.write_text(head.replace('config_source = "conf-b"\n', ""))
+    with pytest.raises(MatrixError, match=r"\[variant\.b\]: 'config_dir' and 'config_source' go together"):
+        load_matrix(path)

@@ -64,9 +64,9 @@ def cell_run(matrix: Matrix, cell: Cell) -> dict[str, Any]:
         if key in run:
             run[key] = dict(run[key])
     if cell.config_mode == "ro":
-        assert target.config_dir is not None
-        assert target.config_source is not None
-        run["mounts"] = {**run.get("mounts", {}), target.config_dir: str(target.config_source)}
+        config = target.config_for(cell.variant)
+        assert config is not None
+        run["mounts"] = {**run.get("mounts", {}), config[0]: str(config[1])}
     return run
 
 
