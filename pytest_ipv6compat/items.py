@@ -13,7 +13,7 @@ from .backends import EngineError, Launch, Run, StackUnsupported
 from .diagnose import hint
 from .keys import RESULT_KEY, STATE_KEY
 from .matrix import Matrix, MatrixError, judge, load_matrix
-from .model import Attestation, Cell, Outcome, Verdict
+from .model import Attestation, Cell, Verdict
 from .options import run_base
 from .outcomes import fail, skip, unavailable
 from .results import CellResult
@@ -122,9 +122,7 @@ class CellItem(pytest.Item):
             self._running.keep = True
         self._exit.close()  # a kept container is renamed ipv6compat-kept-... here
         if keep and self._running is not None:
-            state.kept.append(self._running.name)
-            if self.verdict is None or self.verdict.outcome is not Outcome.UP:
-                state.kept_exited.add(self._running.name)
+            state.kept[self._running.name] = self._running.inspection()
 
     def result(self, reasons: tuple[str, ...]) -> CellResult:
         verdict = self.verdict

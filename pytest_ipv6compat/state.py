@@ -27,8 +27,7 @@ class Unavailable(Exception):
 class SessionState:
     settings: Settings
     worker: str | None = None  # the xdist worker id (gw0, gw1 ...), None in the controller or a plain run
-    kept: list[str] = field(default_factory=list)  # containers of failed cells left for inspection
-    kept_exited: set[str] = field(default_factory=set)  # ... of those, the ones whose target had exited
+    kept: dict[str, list[str]] = field(default_factory=dict)  # failed cells' runs left for inspection: commands
     swept: list[str] = field(default_factory=list)
     _engine: DockerBackend | None = None
     _engine_error: str | None = None

@@ -198,14 +198,9 @@ class Results:
             for line in render_terminal(self.results, width=width, order=self.ordering()):
                 tr.write_line(line)
         if state.kept:
-            tr.write_sep("-", "kept containers of failed cells")
-            for name in state.kept:
-                look = (
-                    f"docker inspect {name}; docker diff {name}"
-                    if name in state.kept_exited
-                    else f"docker exec -it {name} /.ipv6compat/busybox sh"
-                )
-                tr.write_line(f"{name}: docker logs {name}; {look}; docker rm -f {name}")
+            tr.write_sep("-", "kept runs of failed cells (--ipv6-keep-failed)")
+            for name, commands in state.kept.items():
+                tr.write_line(f"{name}: {'; '.join(commands)}")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if _is_worker(self.config):

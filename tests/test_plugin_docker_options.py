@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 
 import docker
 import pytest
@@ -20,16 +21,58 @@ def test_keep_failed_keeps_only_failed_containers(pytester: pytest.Pytester, cli
     # rw and read-only config cells: the flipped rw cell fails, the other three pass
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(
-        ["*kept containers of failed cells*", "ipv6compat-*: docker logs *; docker exec -it * sh; docker rm -f *"]
+        [
+            "*kept runs of failed cells (--ipv6-keep-failed)*",
+            "ipv6compat-kept-*: docker logs * 2>&1 | grep -v '^@@ipv6compat '; "
+            "docker exec -i * /.ipv6compat/busybox sh; docker rm -f *",
+        ]
     )
-    names = re.findall(r"^(\S+): docker logs ", result.stdout.str(), re.M)
-    assert len(names) == 1
+    kept_lines = re.findall(r"^(ipv6compat-kept-\S+): (.*)$", result.stdout.str(), re.M)
+    assert len(kept_lines) == 1
+    name, commands = kept_lines[0]
     try:
-        kept = client.containers.get(names[0])
+        kept = client.containers.get(name)
         assert kept.labels["ipv6compat.session"]
         assert kept.status == "running"  # the failed target, still up for inspection
+        logs, shell, remove = run_printed(commands)  # from a plain shell, no terminal
+        assert "nginx/" in logs  # the target's own output ...
+        assert "@@ipv6compat" not in logs  # ... without the plugin's lines
+        assert shell == ""  # an interactive shell that read an empty stdin
+        assert remove.strip() == name
+        assert not client.containers.list(all=True, filters={"name": name})
     finally:
-        client.containers.get(names[0]).remove(force=True)
+        for left in client.containers.list(all=True, filters={"name": name}):
+            left.remove(force=True)
+
+
+def run_printed(commands: str) -> list[str]:
+    """Run each printed command as a user would paste it, without a terminal; each must succeed."""
+    outputs = []
+    for command in commands.split("; "):
+        done = subprocess.run(["sh", "-c", command], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=60, check=False)  # fmt: skip
+        assert done.returncode == 0, f"{command!r}: exit {done.returncode}: {done.stderr}"
+        outputs.append(done.stdout)
+    return outputs
+
+
+def test_keep_failed_on_the_real_kernel_keeps_its_console(pytester: pytest.Pytester) -> None:
+    """An ipv6-boot-disabled cell has no container to keep: its console log is, and the commands printed work."""
+    table = "[expect.unpatched.ipv6-boot-disabled]\n"
+    copy_matrix(pytester, (table + 'unset = "no-af-inet6"', table + 'unset = "v4"'))
+    result = pytester.runpytest(
+        "--ipv6-variants=unpatched", "--ipv6-stacks=ipv6-boot-disabled", "--ipv6-settings=unset",
+        "--ipv6-keep-failed", "--ipv6-require-docker",
+    )  # fmt: skip
+    result.assert_outcomes(failed=1)
+    kept_lines = re.findall(r"^(ipv6compat-uml-\S+): (.*)$", result.stdout.str(), re.M)
+    assert len(kept_lines) == 1, result.stdout.str()
+    assert "docker" not in kept_lines[0][1]
+    console, rootfs, remove = run_printed(kept_lines[0][1])
+    assert "(97: Address family not supported by protocol)" in console
+    assert "@@ipv6compat" not in console
+    assert ".cpio" in rootfs
+    assert remove == ""
 
 
 def test_ipv6_image_option(pytester: pytest.Pytester, proxy_image: dict[str, str]) -> None:

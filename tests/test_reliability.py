@@ -169,7 +169,10 @@ def test_keep_failed_is_the_only_way_a_container_stays(run_dir: pytest.Pytester,
         kept = left[0].name
         assert kept.startswith("ipv6compat-kept-")  # renamed, so the next session's sweep leaves it for a while
         assert not exists(client, passed["id"])
-        result.stdout.fnmatch_lines([f"{kept}: docker logs {kept}; docker inspect {kept}; docker diff {kept}; *"])
+        result.stdout.fnmatch_lines(
+            [f"{kept}: docker logs {kept} 2>&1 | grep -v '^@@ipv6compat '; docker inspect {kept}; "
+             f"docker diff {kept}; *"]
+        )
     finally:
         for c in containers(client, session=failed["labels"]["ipv6compat.session"]):
             c.remove(force=True)

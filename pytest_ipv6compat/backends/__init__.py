@@ -49,6 +49,10 @@ class Run(Protocol):
     @property
     def name(self) -> str: ...
 
+    def inspection(self) -> list[str]:
+        """Shell commands that show a kept run once it has ended (``keep``), each working from a plain shell."""
+        ...
+
     def attestation(self) -> Attestation:
         """The stack as the target's namespace showed it; :class:`EngineError` if it never reported."""
         ...

@@ -344,6 +344,17 @@ class DockerRun:
             return error_line(after) or error_line(whole)
         return error_line(whole)
 
+    def inspection(self) -> list[str]:
+        """How to look at this container once kept: its output without the plugin's lines, its state, removal."""
+        cli = "podman" if self._poll_exit else "docker"  # the engine's own CLI (Podman's wait answers late)
+        name = self._name
+        look = [f"{cli} logs {name} 2>&1 | grep -v '^@@ipv6compat '"]
+        if self._verdict is not None and self._verdict.outcome is Outcome.UP:
+            look.append(f"{cli} exec -i {name} /.ipv6compat/busybox sh")  # no -t: works without a terminal too
+        else:
+            look += [f"{cli} inspect {name}", f"{cli} diff {name}"]
+        return [*look, f"{cli} rm -f {name}"]
+
     def rename(self, name: str) -> None:
         """Give the container a new name (kept containers); a failure leaves the old one."""
         try:

@@ -167,7 +167,18 @@ class UmlBackend:
                 proc.wait()
             if run is not None:
                 run.close()
+                if run.keep:
+                    run.kept = self._keep(run, rootfs)
             shutil.rmtree(rundir, ignore_errors=True)
+
+    def _keep(self, run: UmlRun, rootfs: Path) -> Path:
+        """What can outlive a kernel: its console (the boot and the target's output), beside the image's root."""
+        kept = self.cache_dir / "uml" / "kept" / run.name
+        kept.mkdir(parents=True, exist_ok=True)
+        (kept / "console.log").write_text(run.console_text() + "\n", encoding="utf-8")
+        (kept / "rootfs").unlink(missing_ok=True)
+        (kept / "rootfs").symlink_to(rootfs)  # the cell's image, as a cpio archive (shared, cached by image id)
+        return kept
 
 
 def _settings(launch: Launch, nonce: str, tag: str) -> dict[str, str]:
@@ -213,6 +224,7 @@ class UmlRun:
         self.container_id = f"uml:{proc.pid}"
         self.launch = launch
         self.keep = False
+        self.kept: Path | None = None  # where a kept run's console log went, once the kernel has ended
         self.started = time.monotonic()
         self.deadline = self.started + launch.run.timeout
         self.booted: float | None = None  # seconds from start to the init's first line
@@ -361,6 +373,16 @@ class UmlRun:
     def logs(self, lines: int = LOG_TAIL_LINES) -> str:
         kept = [line for line in list(self._console) if not line.startswith(("reboot: ", "kmsg_dump"))]
         return "\n".join(kept[-lines:])
+
+    def console_text(self) -> str:
+        """The kernel's lines before the init, then the target's output (never the plugin's records)."""
+        return "\n".join([*self._kernel, *self._console])
+
+    def inspection(self) -> list[str]:
+        if self.kept is None:
+            return ["(nothing kept: the kernel's console could not be saved)"]
+        # rootfs: the image's root filesystem as the kernel got it, a cpio archive (cpio -it lists it)
+        return [f"cat {self.kept}/console.log", f"ls -l {self.kept}/rootfs", f"rm -r {self.kept}"]
 
     def _diagnostics(self) -> str:
         lines = [*list(self._kernel)[-10:], *list(self._console)[-10:], *self._private_other]
