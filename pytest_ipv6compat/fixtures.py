@@ -18,6 +18,7 @@ import pytest
 
 from . import images
 from .backends import Backend, EngineError, Launch, StackUnsupported
+from .interop import container_target
 from .keys import STATE_KEY
 from .listeners import format_listeners, parse_listener
 from .model import Attestation, Listener, Outcome, Verdict
@@ -121,6 +122,23 @@ class TargetFactory:
         except SpecError as exc:
             fail(str(exc))
         with self._start(image, stack, env, settings) as target:
+            yield target
+
+    @contextlib.contextmanager
+    def start_container(self, container: Any, *, stack: str = "dual-stack", **run: Any) -> Iterator[StartedTarget]:
+        """Start a testcontainers ``DockerContainer`` definition (not started) on ``stack``, as :meth:`start` does.
+
+        Its image, env, command, volumes, tmpfs mounts and the keyword arguments a cell can honour
+        (``user``, ``read_only``, ``extra_hosts``, ``mem_limit``, ``pids_limit``, ``tmpfs``) are used;
+        ``run`` adds or overrides run settings (``probe``, ``hold`` ...). See :mod:`.interop`.
+        """
+        try:
+            image, env, settings = container_target(container)
+            where = f"ipv6_target_factory.start_container(DockerContainer({image!r}))"
+            given = parse_run_settings({**settings, **{k: v for k, v in run.items() if v is not None}}, where)
+        except SpecError as exc:
+            fail(str(exc))
+        with self._start(image, stack, env, given) as target:
             yield target
 
     @contextlib.contextmanager
