@@ -24,7 +24,7 @@ from .model import Attestation, Listener, Outcome, Verdict
 from .options import run_base
 from .outcomes import fail, skip, unavailable
 from .report import describe_reach
-from .spec import RunSpec, SpecError, parse_run_settings
+from .spec import RunSpec, SpecError, check_settle, parse_run_settings
 from .stacks import get_stack
 from .state import SessionState, Unavailable
 
@@ -121,6 +121,7 @@ class TargetFactory:
             spec = run_base(self._state.settings).updated(
                 parse_run_settings({k: v for k, v in run.items() if v is not None}, "ipv6_target_factory.start()")
             )
+            check_settle(spec, "ipv6_target_factory.start()")
         except (ValueError, SpecError) as exc:
             fail(str(exc))
         clean = {k: v for k, v in (env or {}).items() if v is not None}
@@ -175,6 +176,7 @@ def _target_marker(request: pytest.FixtureRequest) -> dict[str, Any]:
     run = {k: v for k, v in marker.kwargs.items() if k not in _TARGET_MARKER_KEYS and v is not None}
     try:
         settings = parse_run_settings(run, where, base=request.path.parent)
+        check_settle(run_base(request.config.stash[STATE_KEY].settings).updated(settings), where)
     except SpecError as exc:
         fail(str(exc))
     return {**{k: marker.kwargs[k] for k in _TARGET_MARKER_KEYS if k in marker.kwargs}, **settings}

@@ -7,6 +7,7 @@ settings, the stacks, and the expected verdict of every cell. See README.md,
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shlex
@@ -19,7 +20,7 @@ from typing import Any
 
 from .listeners import parse_listener
 from .model import Cell, Expectation, KnobSetting, Listener, Mismatch, Outcome, Verdict
-from .spec import RUN_KEYS, RunSpec, SpecError, parse_run_settings
+from .spec import RUN_KEYS, RunSpec, SpecError, check_settle, parse_run_settings
 from .stacks import DEFAULT_STACKS, STACKS
 
 if sys.version_info >= (3, 11):
@@ -75,6 +76,7 @@ class Matrix:
     path: Path
     target: Target
     cells: tuple[Cell, ...]
+    sha256: str = ""  # of the file's bytes, so reports can say which version of the matrix they ran
 
 
 def parse_expectation(text: str) -> Expectation:
@@ -263,7 +265,7 @@ def _load_target(raw: Mapping[str, Any], variant_tables: Any, path: Path) -> Tar
                 variant_runs.append((variant, tuple(parse_run_settings(table, where, base=path.parent).items())))
             except SpecError as exc:
                 raise MatrixError(str(exc)) from None
-    return Target(
+    target = Target(
         name=name,
         variants=variants,
         knob=knob,
@@ -278,6 +280,23 @@ def _load_target(raw: Mapping[str, Any], variant_tables: Any, path: Path) -> Tar
         config_dir=config_dir,
         config_source=source_path,
     )
+    check_target_settle(target, path)
+    return target
+
+
+def check_target_settle(target: Target, path: Path, base: RunSpec | None = None, why: str = "") -> None:
+    """``settle < timeout`` for every variant, as [target] and [variant.NAME] combine over ``base``.
+
+    The message names the table that set the later of the two (``why`` says what ``base`` holds).
+    """
+    variant_runs = dict(target.variant_runs)
+    for variant in target.variants:
+        own = dict(variant_runs.get(variant, ()))
+        table = _where(path, "variant", variant) if {"settle", "timeout"} & set(own) else _where(path, "target")
+        try:
+            check_settle(target.run_for(variant, base), table + why)
+        except SpecError as exc:
+            raise MatrixError(str(exc)) from None
 
 
 def _expectation(text: Any, where: str, outcomes: Mapping[str, str]) -> Expectation:
@@ -333,7 +352,8 @@ def _cells(
 def load_matrix(path: Path) -> Matrix:
     """Load and validate a matrix file; every problem is a :class:`MatrixError`."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        data_bytes = path.read_bytes()
+        text = data_bytes.decode("utf-8")
     except OSError as exc:
         raise MatrixError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
@@ -374,7 +394,7 @@ def load_matrix(path: Path) -> Matrix:
                 raise MatrixError(
                     f"{_where(path, 'expect', variant, stack)}: no expectations for this variant and stack"
                 )
-    return Matrix(path=path, target=target, cells=tuple(cells))
+    return Matrix(path=path, target=target, cells=tuple(cells), sha256=hashlib.sha256(data_bytes).hexdigest())
 
 
 def write_matrix(path: Path, text: str, *, overwrite: bool) -> None:
