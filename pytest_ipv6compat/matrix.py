@@ -294,9 +294,9 @@ def check_target_settle(target: Target, path: Path, base: RunSpec | None = None,
         own = dict(variant_runs.get(variant, ()))
         table = _where(path, "variant", variant) if {"settle", "timeout"} & set(own) else _where(path, "target")
         try:
-            check_settle(target.run_for(variant, base), table + why)
+            check_settle(target.run_for(variant, base), table)
         except SpecError as exc:
-            raise MatrixError(str(exc)) from None
+            raise MatrixError(str(exc) + why) from None
 
 
 def _expectation(text: Any, where: str, outcomes: Mapping[str, str]) -> Expectation:
