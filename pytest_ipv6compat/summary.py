@@ -252,7 +252,8 @@ class Results:
         who = f"worker {worker}" if worker else "worker"
         why = f"{who} crashed while running this cell (killed, or it died); no verdict was reached"
         result = CellResult(cell, "error", None, None, (why,), None)
-        setattr(report, _RESULT_ATTR, {"result": result.to_dict(), "order": None, "source": crashitem.split("::")[0]})
+        source = str(self.config.rootpath / crashitem.partition("::")[0])  # as a worker names it, for --ipv6-record
+        setattr(report, _RESULT_ATTR, {"result": result.to_dict(), "order": None, "source": source})
         report.user_properties = [*report.user_properties, *junit_properties(result)]
 
     # ---- results
