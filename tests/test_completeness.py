@@ -260,3 +260,17 @@ def test_readme_recipe_shards_merge_only_when_they_add_up(
     assert done.stderr == (
         f"error: {shards[2]}: cell tiny[adaptive-ipv6-kernel-off-PL_IPV6_DISABLE-unset] says pass, but its verdict "
         "does not meet its expectation: expected up, but the target timed out\n")
+
+
+@pytest.mark.docker
+def test_a_run_stopped_by_x_accounts_for_the_cells_it_did_not_run(pytester: pytest.Pytester) -> None:
+    tiny_matrix(pytester.path, "ipv6compat/absent:nope")  # the first cell errors at once: no such image
+    result = pytester.runpytest("-x", "-p", "no:cacheprovider", "--ipv6-json=r.json")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    doc = json.loads((pytester.path / "r.json").read_text())
+    assert [c["status"] for c in doc["cells"]] == ["error", "error", "error"]
+    assert doc["cells"][1]["reasons"][0].startswith("no result: the run stopped early (")
+    assert doc["run"]["complete"] is False
+    assert doc["run"]["incomplete"].endswith("; 2 of 3 selected cells have no result")
+    result.stdout.fnmatch_lines(["3 cells: 0 passed, 0 failed, 3 errors, 0 skipped",
+                                 "INCOMPLETE: the run stopped early*"])
