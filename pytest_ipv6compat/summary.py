@@ -179,6 +179,7 @@ class Results:
         self.matrices: dict[str, MatrixRecord] = {}  # node id of the file -> its record
         self._loaded: dict[str, Matrix | None] = {}
         self.incomplete: str | None = None
+        self.interrupted: str | None = None  # why, when pytest_keyboard_interrupt was called
 
     @property
     def results(self) -> list[CellResult]:
@@ -268,6 +269,12 @@ class Results:
         self.sources[(result.cell.target, result.cell.id)] = data.get("source", "")
         self.by_node[report.nodeid] = result
 
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        if isinstance(excinfo.value, pytest.Session.Interrupted):  # e.g. "1 error during collection"
+            self.interrupted = f"the run was stopped: {excinfo.value}"
+        else:
+            self.interrupted = "the run was interrupted (Ctrl-C or SIGTERM)"
+
     def account(self, session: pytest.Session) -> None:
         """Every selected cell without a result becomes an error; an interrupted run is incomplete."""
         if self.config.option.collectonly:
@@ -275,7 +282,7 @@ class Results:
         missing = [nodeid for nodeid in self.asked if nodeid not in self.by_node]
         stopped = session.shouldstop or session.shouldfail
         if session.exitstatus == pytest.ExitCode.INTERRUPTED:
-            why = "the run was interrupted (Ctrl-C or SIGTERM)"
+            why = self.interrupted or "the run was interrupted"
         elif stopped:
             why = f"the run stopped early ({stopped})"
         else:

@@ -274,3 +274,14 @@ def test_a_run_stopped_by_x_accounts_for_the_cells_it_did_not_run(pytester: pyte
     assert doc["run"]["incomplete"].endswith("; 2 of 3 selected cells have no result")
     result.stdout.fnmatch_lines(["3 cells: 0 passed, 0 failed, 3 errors, 0 skipped",
                                  "INCOMPLETE: the run stopped early*"])
+
+
+def test_a_run_stopped_by_a_collection_error_says_so(pytester: pytest.Pytester) -> None:
+    tiny_matrix(pytester.path, "ipv6compat/absent:nope")
+    (pytester.path / "broken.ipv6.toml").write_text("[target]\n", encoding="utf-8")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--ipv6-json=r.json")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    doc = json.loads((pytester.path / "r.json").read_text())
+    assert [c["reasons"] for c in doc["cells"]] == [["no result: the run was stopped: 1 error during collection"]] * 3
+    assert doc["run"]["incomplete"] == (
+        "the run was stopped: 1 error during collection; 3 of 3 selected cells have no result")
