@@ -25,7 +25,7 @@ from .model import Attestation, Listener, Outcome, Verdict
 from .options import run_base
 from .outcomes import fail, skip, unavailable
 from .report import describe_reach
-from .spec import RunSpec, SpecError, parse_run_settings
+from .spec import RunSpec, SpecError, check_settle, parse_run_settings
 from .stacks import get_stack
 from .state import SessionState, Unavailable
 
@@ -121,7 +121,7 @@ class TargetFactory:
             settings = parse_run_settings(given, "ipv6_target_factory.start()")
         except SpecError as exc:
             fail(str(exc))
-        with self._start(image, stack, env, settings) as target:
+        with self._start(image, stack, env, settings, "ipv6_target_factory.start()") as target:
             yield target
 
     @contextlib.contextmanager
@@ -138,18 +138,19 @@ class TargetFactory:
             given = parse_run_settings({**settings, **{k: v for k, v in run.items() if v is not None}}, where)
         except SpecError as exc:
             fail(str(exc))
-        with self._start(image, stack, env, given) as target:
+        with self._start(image, stack, env, given, where) as target:
             yield target
 
     @contextlib.contextmanager
     def _start(
-        self, image: str, stack: str, env: Mapping[str, str | None] | None, settings: Mapping[str, Any]
+        self, image: str, stack: str, env: Mapping[str, str | None] | None, settings: Mapping[str, Any], where: str
     ) -> Iterator[StartedTarget]:
         """:meth:`start` with run settings already validated where they were written (a marker, a call)."""
         engine = self._engine(stack)
         try:
             stack_obj = get_stack(stack)
             spec = run_base(self._state.settings).updated(settings)
+            check_settle(spec, where)
         except (ValueError, SpecError) as exc:
             fail(str(exc))
         clean = {k: v for k, v in (env or {}).items() if v is not None}
@@ -204,6 +205,7 @@ def _target_marker(request: pytest.FixtureRequest) -> dict[str, Any]:
     run = {k: v for k, v in marker.kwargs.items() if k not in _TARGET_MARKER_KEYS and v is not None}
     try:
         settings = parse_run_settings(run, where, base=request.path.parent)
+        check_settle(run_base(request.config.stash[STATE_KEY].settings).updated(settings), where)
     except SpecError as exc:
         fail(str(exc))
     return {**{k: marker.kwargs[k] for k in _TARGET_MARKER_KEYS if k in marker.kwargs}, **settings}
@@ -243,6 +245,7 @@ def ipv6_target(
     # The marker's settings were validated where they were written (naming the test and the marker);
     # parsing them again as arguments of start() would reject the forms the marker accepts.
     settings = {k: v for k, v in _target_marker(request).items() if k not in _TARGET_MARKER_KEYS}
-    with ipv6_target_factory._start(ipv6_target_image, ipv6_stack, ipv6_env, settings) as target:
+    where = f"{request.node.nodeid}: marker ipv6_target"
+    with ipv6_target_factory._start(ipv6_target_image, ipv6_stack, ipv6_env, settings, where) as target:
         request.node.add_report_section("call", "ipv6 target", target.describe())
         yield target

@@ -12,11 +12,12 @@ from . import images
 from .backends import EngineError, Launch, Run, StackUnsupported
 from .diagnose import hint
 from .keys import RESULT_KEY, STATE_KEY
-from .matrix import Matrix, MatrixError, judge, load_matrix
+from .matrix import Matrix, MatrixError, check_target_settle, judge, load_matrix
 from .model import Attestation, Cell, Verdict
 from .options import run_base
 from .outcomes import fail, skip, unavailable
 from .results import CellResult
+from .spec import RunSpec
 from .stacks import get_stack
 from .state import Unavailable
 
@@ -28,6 +29,10 @@ class MatrixFile(pytest.File):
         try:
             # A recording run takes a file whose [expect] lacks cells, or is absent: it fills them in.
             matrix = load_matrix(self.path, placeholders=self.config.stash[STATE_KEY].settings.record)
+            base = run_base(self.config.stash[STATE_KEY].settings)
+            if (base.settle, base.timeout) != (RunSpec().settle, RunSpec().timeout):
+                # the file was checked over the defaults; --ipv6-settle/--ipv6-timeout may move either bound
+                check_target_settle(matrix.target, self.path, base, " (with --ipv6-settle/--ipv6-timeout as given)")
         except MatrixError as exc:
             raise self.CollectError(str(exc)) from None
         for cell in matrix.cells:

@@ -7,6 +7,7 @@ settings, the stacks, and the expected verdict of every cell. See README.md,
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shlex
@@ -19,7 +20,7 @@ from typing import Any
 
 from .listeners import parse_listener
 from .model import Cell, Expectation, KnobSetting, Listener, Mismatch, Outcome, Verdict
-from .spec import RUN_KEYS, RunSpec, SpecError, parse_run_settings
+from .spec import RUN_KEYS, RunSpec, SpecError, check_settle, parse_run_settings
 from .stacks import DEFAULT_STACKS, STACKS
 
 if sys.version_info >= (3, 11):
@@ -85,6 +86,7 @@ class Matrix:
     path: Path
     target: Target
     cells: tuple[Cell, ...]
+    sha256: str = ""  # of the file's bytes, so reports can say which version of the matrix they ran
 
 
 def parse_expectation(text: str) -> Expectation:
@@ -268,7 +270,7 @@ def _load_target(raw: Mapping[str, Any], variant_tables: Any, path: Path) -> Tar
                 variant_runs.append((variant, tuple(parse_run_settings(given_here, where, base=path.parent).items())))
             except SpecError as exc:
                 raise MatrixError(str(exc)) from None
-    return Target(
+    target = Target(
         name=name,
         variants=variants,
         knob=knob,
@@ -284,6 +286,23 @@ def _load_target(raw: Mapping[str, Any], variant_tables: Any, path: Path) -> Tar
         config_source=config[1] if config else None,
         variant_configs=tuple(variant_configs),
     )
+    check_target_settle(target, path)
+    return target
+
+
+def check_target_settle(target: Target, path: Path, base: RunSpec | None = None, why: str = "") -> None:
+    """``settle < timeout`` for every variant, as [target] and [variant.NAME] combine over ``base``.
+
+    The message names the table that set the later of the two (``why`` says what ``base`` holds).
+    """
+    variant_runs = dict(target.variant_runs)
+    for variant in target.variants:
+        own = dict(variant_runs.get(variant, ()))
+        table = _where(path, "variant", variant) if {"settle", "timeout"} & set(own) else _where(path, "target")
+        try:
+            check_settle(target.run_for(variant, base), table)
+        except SpecError as exc:
+            raise MatrixError(str(exc) + why) from None
 
 
 _CONFIG_KEYS = ("config_dir", "config_source")
@@ -391,7 +410,8 @@ def load_matrix(path: Path, *, placeholders: bool = False) -> Matrix:
     ``[target]`` can be recorded.
     """
     try:
-        text = path.read_bytes().decode("utf-8")
+        data_bytes = path.read_bytes()
+        text = data_bytes.decode("utf-8")
     except OSError as exc:
         raise MatrixError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
@@ -439,7 +459,7 @@ def load_matrix(path: Path, *, placeholders: bool = False) -> Matrix:
                     f"{_where(path, 'expect', variant, stack)}: no expectations for this variant and stack"
                     " (pytest --ipv6-record can fill them in)"
                 )
-    return Matrix(path=path, target=target, cells=tuple(cells))
+    return Matrix(path=path, target=target, cells=tuple(cells), sha256=hashlib.sha256(data_bytes).hexdigest())
 
 
 def _umask() -> int:

@@ -1,22 +1,41 @@
 """``python -m pytest_ipv6compat merge SHARD.json...``: one grid from the JSON reports of sharded CI jobs.
 
-Pure apart from reading and writing the named files: each shard's cells are read back
-with :func:`report.load_json`, checked for a cell reported twice, and rendered as one
-grid (terminal, Markdown, JSON), exactly as a single run of all the cells would be.
+Pure apart from reading and writing the named files. A merge is green only when it is
+the whole result: every shard validates against the report schema, is complete (not
+interrupted, every selected cell has a result), ran the same version of each matrix
+file (sha256), holds exactly the cells it was asked to run, and each cell's stored
+status is what the plugin's judge says of its expectation and verdict; no cell is in
+two shards; and, unless ``--partial``, the shards' selections together cover every
+cell of every matrix file they ran. Any breach is exit 2 and one line naming the file.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
-from .report import Ordering, load_json, render_json, render_markdown, render_terminal, totals
+from .ledger import MatrixRecord, RunRecord
+from .matrix import judge
+from .report import (
+    SCHEMA_ID,
+    SCHEMA_VERSION,
+    Ordering,
+    load_report,
+    render_json,
+    render_markdown,
+    render_terminal,
+    schema_path,
+    totals,
+)
 from .results import CellResult
+from .schema_check import first_error
 
-__all__ = ["add_arguments", "merge_reports", "run"]
+__all__ = ["MergeError", "add_arguments", "check_cell", "merge_reports", "run"]
 
 
 class MergeError(Exception):
@@ -27,29 +46,126 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("reports", nargs="+", type=Path, help="JSON reports written with --ipv6-json, one per shard")
     parser.add_argument("--markdown", type=Path, help="write the merged grid as Markdown here")
     parser.add_argument("--json", type=Path, help="write the merged report as JSON here")
+    parser.add_argument(
+        "--partial", action="store_true",
+        help="accept shards that together ran only part of each matrix (by default every cell of every matrix "
+             "file the shards ran must be in one shard)",
+    )
 
 
-def merge_reports(paths: Sequence[Path]) -> tuple[dict[str, object], list[CellResult]]:
-    """(meta, results) of all shards; a cell in two shards, or a file that is not a report, is an error."""
+def check_cell(result: CellResult) -> str | None:
+    """Why a stored status cannot be trusted, re-judged with the plugin's own judge; None when it holds."""
+    cell, verdict, status = result.cell, result.verdict, result.status
+    name = f"{cell.target}[{cell.id}]"
+    if status not in ("pass", "fail"):
+        return None
+    if verdict is None:
+        return f"cell {name} says {status} but has no verdict"
+    reasons = judge(cell.expectation, verdict).reasons
+    if status == "pass" and reasons:
+        return f"cell {name} says pass, but its verdict does not meet its expectation: {'; '.join(reasons)}"
+    if status == "fail" and not reasons:
+        return f"cell {name} says fail, but its verdict meets its expectation"
+    if status == "pass" and (result.attestation is None or not result.attestation.ok):
+        return f"cell {name} says pass, but its stack was not attested"
+    return None
+
+
+def _read(path: Path, schema: dict[str, Any]) -> tuple[dict[str, object], list[CellResult], RunRecord, object]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise MergeError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise MergeError(f"{path}: not a report of this plugin: not UTF-8 text") from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise MergeError(f"{path}: not a report of this plugin: not JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_ID:
+        raise MergeError(f"{path}: not a report of this plugin: not a {SCHEMA_ID} v{SCHEMA_VERSION} document")
+    if doc.get("version") != SCHEMA_VERSION:
+        raise MergeError(
+            f"{path}: report version {doc.get('version')!r} cannot be merged: only v{SCHEMA_VERSION} records "
+            "which cells a shard was asked to run; re-run the shard with this plugin"
+        )
+    error = first_error(doc, schema)
+    if error:
+        raise MergeError(f"{path}: does not match the report schema v{SCHEMA_VERSION}: {error}")
+    try:
+        meta, results, run = load_report(text)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise MergeError(f"{path}: not a report of this plugin: {exc}") from None
+    assert run is not None
+    return meta, results, run, doc["totals"]
+
+
+def _check_shard(path: Path, results: list[CellResult], run: RunRecord, counted: object) -> None:
+    if not run.complete:
+        raise MergeError(f"{path}: incomplete shard ({run.incomplete or 'marked incomplete'}); re-run it")
+    if counted != totals(results):
+        raise MergeError(f"{path}: its totals {counted} do not count its cells {totals(results)}")
+    for result in results:
+        problem = check_cell(result)
+        if problem:
+            raise MergeError(f"{path}: {problem}")
+    asked = set(run.asked())
+    have = {(r.cell.target, r.cell.id) for r in results}
+    for target, cell_id in sorted(have - asked):
+        raise MergeError(f"{path}: cell {target}[{cell_id}] is not among the cells this shard was asked to run")
+    for target, cell_id in sorted(asked - have):
+        raise MergeError(f"{path}: cell {target}[{cell_id}] was asked for but has no result")
+    for m in run.matrices:
+        stray = [c for c in m.selected if c not in m.collected]
+        if stray:
+            raise MergeError(f"{path}: {m.path}: selected cell {m.target}[{stray[0]}] is not in the matrix")
+
+
+def _union(path: Path, records: Iterable[MatrixRecord], merged: dict[str, tuple[Path, MatrixRecord]]) -> None:
+    for m in records:
+        if m.path not in merged:
+            merged[m.path] = (path, MatrixRecord(m.path, m.sha256, m.target, m.collected, list(m.selected)))
+            continue
+        first, have = merged[m.path]
+        if have.sha256 != m.sha256:
+            raise MergeError(
+                f"{path}: ran {m.path} with sha256 {m.sha256[:12]}, but {first} ran sha256 {have.sha256[:12]}: "
+                "the shards come from different versions of the matrix"
+            )
+        for cell_id in m.selected:
+            have.select(cell_id)
+
+
+def merge_reports(
+    paths: Sequence[Path], *, partial: bool = False,
+) -> tuple[dict[str, object], list[CellResult], RunRecord]:
+    """(meta, results, run record) of all shards; any breach of the checks above is a :class:`MergeError`."""
+    schema = json.loads(schema_path().read_text(encoding="utf-8"))
     results: list[CellResult] = []
-    seen: dict[tuple[str, str, str], Path] = {}
+    seen: dict[tuple[str, str], Path] = {}
     metas: list[dict[str, object]] = []
+    matrices: dict[str, tuple[Path, MatrixRecord]] = {}
     for path in paths:
-        try:
-            meta, cells = load_json(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise MergeError(f"{path}: cannot read: {exc.strerror}") from None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise MergeError(f"{path}: not a report of this plugin: {exc}") from None
+        meta, cells, run, doc_totals = _read(path, schema)
+        _check_shard(path, cells, run, doc_totals)
         for result in cells:
-            key = (result.cell.target, result.cell.knob, result.cell.id)
+            key = (result.cell.target, result.cell.id)
             if key in seen:
                 raise MergeError(f"{path}: cell {result.cell.target}[{result.cell.id}] is also in {seen[key]}")
             seen[key] = path
+        _union(path, run.matrices, matrices)
         metas.append(meta)
         results += cells
+    if not partial:
+        for name, (_, m) in sorted(matrices.items()):
+            left = [c for c in m.collected if c not in m.selected]
+            if left:
+                raise MergeError(
+                    f"{name}: {len(left)} of its {len(m.collected)} cells are in no shard "
+                    f"(first: {m.target}[{left[0]}]); add the shards that run them, or pass --partial"
+                )
     meta = {"merged_from": [str(p) for p in paths], "shards": metas}
-    return meta, results
+    return meta, results, RunRecord(True, None, tuple(m for _, m in matrices.values()))
 
 
 def _declared_order(meta: dict[str, object]) -> Ordering | None:
@@ -68,12 +184,13 @@ def _declared_order(meta: dict[str, object]) -> Ordering | None:
 def run(args: argparse.Namespace) -> tuple[int, str]:
     """(exit status, text to print): 0 when every cell passed, 1 when one failed or errored, 2 on bad input."""
     try:
-        meta, results = merge_reports(args.reports)
+        meta, results, record = merge_reports(args.reports, partial=getattr(args, "partial", False))
         order = _declared_order(meta) or Ordering.from_cells(r.cell for r in results)
         width = shutil.get_terminal_size((120, 24)).columns
         text = "\n".join(render_terminal(results, width=width, order=order))
         markdown = render_markdown(results, order=order)
-        for path, body in ((args.markdown, markdown), (args.json, render_json(results, meta=meta, order=order))):
+        json_text = render_json(results, meta=meta, order=order, run=record)
+        for path, body in ((args.markdown, markdown), (args.json, json_text)):
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(body, encoding="utf-8")
@@ -87,4 +204,3 @@ def run(args: argparse.Namespace) -> tuple[int, str]:
         return 2, f"error: cannot write {exc.filename}: {exc.strerror}"
     counts = totals(results)
     return (1 if counts["fail"] or counts["error"] else 0), text
-

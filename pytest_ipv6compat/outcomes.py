@@ -18,7 +18,9 @@ def skip(message: str) -> NoReturn:
 
 
 def unavailable(reason: object, *, require_docker: bool) -> NoReturn:
-    """No engine: skip, or fail when --ipv6-require-docker is set."""
+    """No engine: skip, or fail when --ipv6-require-docker is set (or the reason is an error in itself)."""
+    if getattr(reason, "error", False):
+        fail(str(reason))
     if require_docker:
         fail(f"{reason} (--ipv6-require-docker is set)")
     raise pytest.skip.Exception(f"{reason} (pass --ipv6-require-docker to make this an error)") from None

@@ -1,4 +1,4 @@
-"""Render matrix results: terminal grid, Markdown, JSON (schema v2), JUnit properties.
+"""Render matrix results: terminal grid, Markdown, JSON (schema v3), JUnit properties.
 
 Pure functions over :class:`~.results.CellResult`; no pytest, no Docker. Every renderer sorts
 its input by an :class:`Ordering`, so a serial run and an xdist run (which finish
@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .fidelity import MESSAGE, fidelity_flags
+from .ledger import RunRecord
 from .listeners import sort_key
 from .model import Cell, Expectation, Family, Listener, Outcome, Protocol, Result, Verdict
 from .results import STATUSES, CellResult
 
 STACKS = ("dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off", "ipv6-boot-disabled")
 SCHEMA_ID = "pytest-ipv6compat/report"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (2, 3)  # load_json reads both; only v3 records what a run was asked to run
 
 
 def schema_path() -> Path:
@@ -280,19 +282,24 @@ def _stacked(stacks: list[str], rows: list[_Row], width: int) -> list[str]:
     return lines
 
 
+def incomplete_line(reason: str) -> str:
+    return f"INCOMPLETE: {reason}"
+
+
 def render_terminal(
     results: Iterable[CellResult], *, width: int | None = None, order: Ordering | None = None,
-    ascii_only: bool = False,
+    ascii_only: bool = False, incomplete: str | None = None,
 ) -> list[str]:
     """The compatibility grid: rows = variants, columns = stacks, cells = settings grouped by verdict.
 
     A table when it fits in ``width`` (always when None), else one line per (variant, stack).
     ``ascii_only`` draws with ``| - +`` and marks failures ``FAIL`` instead of ``✗``.
+    ``incomplete`` (why the run does not account for every cell) adds one last line.
     """
     order = order or Ordering()
     ordered = sort_results(results, order)
     if not ordered:
-        return ["no matrix cells ran"]
+        return ["no matrix cells ran", *([incomplete_line(incomplete)] if incomplete else [])]
     fail_mark = "FAIL" if ascii_only else "✗"
     lines: list[str] = []
     blocks = _grid(ordered, order, fail_mark)
@@ -305,7 +312,8 @@ def render_terminal(
         lines += table if fits else _stacked(stacks, rows, width or 0)
         lines += [f"≠ {f.line()}" if not ascii_only else f"!= {f.line()}"
                   for f in fidelity_flags(ordered) if f.target == target]
-    for text in (_legend(blocks, fail_mark), _totals_line(ordered)):
+    last = [incomplete_line(incomplete)] if incomplete else []
+    for text in (_legend(blocks, fail_mark), _totals_line(ordered), *last):
         wrapped = textwrap.wrap(text, width or len(text), subsequent_indent="  ", break_long_words=False)
         lines += [line.replace("\xa0", " ") for line in wrapped]
     return lines
@@ -318,12 +326,15 @@ def _md(text: str) -> str:
     return re.sub(r"([\\|*_`<>\[\]])", r"\\\1", text)
 
 
-def render_markdown(results: Iterable[CellResult], *, order: Ordering | None = None) -> str:
+def render_markdown(
+    results: Iterable[CellResult], *, order: Ordering | None = None, incomplete: str | None = None,
+) -> str:
     """The grid as GitHub-flavoured Markdown, with a Failures section for fail/error cells."""
     order = order or Ordering()
     ordered = sort_results(results, order)
+    note = [f"**{_md(incomplete_line(incomplete))}**"] if incomplete else []
     if not ordered:
-        return "No matrix cells ran.\n"
+        return "\n\n".join(["No matrix cells ran.", *note]) + "\n"
     out: list[str] = []
     blocks = _grid(ordered, order, "✗")
     for target, knobs, stacks, rows in blocks:
@@ -344,6 +355,7 @@ def render_markdown(results: Iterable[CellResult], *, order: Ordering | None = N
         out += [f"**{MESSAGE}** ({_md(f.where)}): " + "; ".join(map(_md, f.differences)) for f in flags]
         out += [""] * bool(flags)
     out += [_md(_legend(blocks, "✗")).replace("\xa0", " "), "", f"**{_totals_line(ordered)}**".replace("\xa0", " ")]
+    out += [""] * bool(note) + note
     bad = [r for r in ordered if r.status in ("fail", "error")]
     if bad:
         out += ["", "#### Failures", ""]
@@ -365,11 +377,17 @@ def render_markdown(results: Iterable[CellResult], *, order: Ordering | None = N
 
 def render_json(
     results: Iterable[CellResult], *, meta: Mapping[str, object], order: Ordering | None = None,
+    run: RunRecord | None = None,
 ) -> str:
-    """The report document (see :func:`schema_path`); ``meta`` is copied as given."""
+    """The report document (see :func:`schema_path`); ``meta`` is copied as given.
+
+    ``run`` says what the run was asked to run and whether it is complete; without it the
+    document claims no cell (``merge`` then refuses its cells as asked for by no one).
+    """
     ordered = sort_results(results, order)
     doc = {
         "schema": SCHEMA_ID, "version": SCHEMA_VERSION, "meta": dict(meta),
+        "run": (run or RunRecord.unrecorded()).to_dict(),
         "totals": totals(ordered), "cells": [r.to_dict() for r in ordered],
     }
     flags = fidelity_flags(ordered)
@@ -379,11 +397,18 @@ def render_json(
 
 
 def load_json(text: str) -> tuple[dict[str, object], list[CellResult]]:
-    """Read a report document of this version back: (meta, results)."""
+    """Read a report document (v2 or v3) back: (meta, results)."""
+    meta, results, _ = load_report(text)
+    return meta, results
+
+
+def load_report(text: str) -> tuple[dict[str, object], list[CellResult], RunRecord | None]:
+    """(meta, results, run record) of a report document; the run record is None for v2, which has none."""
     doc = json.loads(text)
-    if not isinstance(doc, dict) or (doc.get("schema"), doc.get("version")) != (SCHEMA_ID, SCHEMA_VERSION):
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_ID or doc.get("version") not in READABLE_VERSIONS:
         raise ValueError(f"not a {SCHEMA_ID} v{SCHEMA_VERSION} document")
-    return dict(doc["meta"]), [CellResult.from_dict(c) for c in doc["cells"]]
+    run = RunRecord.from_dict(doc["run"]) if doc["version"] >= 3 else None
+    return dict(doc["meta"]), [CellResult.from_dict(c) for c in doc["cells"]], run
 
 
 def _verdict_word(verdict: Verdict | None) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PROBES", "RUN_KEYS", "RunSpec", "SpecError", "parse_run_settings"]
+__all__ = ["PROBES", "RUN_KEYS", "RunSpec", "SpecError", "check_settle", "parse_run_settings"]
 
 PROBES = ("tcp", "http", "https", "none")
 _STATUS = re.compile(r"[1-5](?:xx|\d\d)\Z")
@@ -177,7 +177,15 @@ def parse_run_settings(raw: Mapping[str, Any], where: str, *, base: Path | None 
             if isinstance(value, bool) or not isinstance(value, int) or not 8 <= value <= 65536:
                 raise SpecError(f"{where}: pids = {value!r} is not a whole number from 8 to 65536")
             out[key] = value
+    if "settle" in out and out["settle"] >= out.get("timeout", out["settle"] + 1):
+        raise SpecError(f"{where}: settle = {out['settle']:g} must be shorter than timeout = {out['timeout']:g}")
     return out
+
+
+def check_settle(spec: RunSpec, where: str) -> None:
+    """``settle`` must be shorter than ``timeout``: a longer settle turns every listener into a timeout."""
+    if spec.settle >= spec.timeout:
+        raise SpecError(f"{where}: settle = {spec.settle:g} must be shorter than timeout = {spec.timeout:g}")
 
 
 def _bytes(size: str) -> int:

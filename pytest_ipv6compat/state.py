@@ -6,6 +6,8 @@ selects no container tests never needs an engine.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +22,28 @@ from .stacks import Stack
 
 
 class Unavailable(Exception):
-    """The engine cannot be reached; the cell is skipped (or errors if Docker is required)."""
+    """The engine cannot be reached; the cell is skipped (or errors if Docker is required).
+
+    ``error``: the plugin itself cannot work here (its cache cannot be written), so the
+    cell is an error whatever --ipv6-require-docker says.
+    """
+
+    def __init__(self, message: str, *, error: bool = False) -> None:
+        super().__init__(message)
+        self.error = error
+
+
+def check_cache(cache_dir: Path) -> None:
+    """Write (and remove) a small file in the cache: a full or read-only cache is an error, not a skip."""
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache_dir, prefix=".write-check-") as probe:
+            probe.write(b"\0" * 65536)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        raise Unavailable(f"the cache directory {cache_dir} cannot be written: {exc.strerror} "
+                          "(free space there, or point --ipv6-cache-dir elsewhere)", error=True) from None
 
 
 @dataclass
@@ -30,7 +53,7 @@ class SessionState:
     kept: dict[str, list[str]] = field(default_factory=dict)  # failed cells' runs left for inspection: commands
     swept: list[str] = field(default_factory=list)
     _engine: DockerBackend | None = None
-    _engine_error: str | None = None
+    _engine_error: Unavailable | None = None
     _uml: UmlBackend | None = None
     _uml_error: str | None = None
     _base: str | None = None
@@ -44,15 +67,19 @@ class SessionState:
         """Connect once; raise :class:`Unavailable` (every time) if that failed."""
         if self._engine is None and self._engine_error is None:
             try:
+                check_cache(self.cache_dir)
                 probe = images.ensure_probe(self.cache_dir)
                 self._engine = DockerBackend.connect(
                     probe, api_timeout=max(60.0, self.settings.timeout + 10), url=self.engine_url
                 )
                 self.swept = self._engine.sweep()
             except (EngineError, images.ImageError) as exc:
-                self._engine_error = str(exc)
+                self._engine_error = Unavailable(str(exc))
+            except Unavailable as exc:
+                self._engine_error = exc
         if self._engine is None:
-            raise Unavailable(self._engine_error or "Docker engine unavailable")
+            error = self._engine_error
+            raise Unavailable(str(error or "Docker engine unavailable"), error=error is not None and error.error)
         return self._engine
 
     def backend(self, stack: Stack) -> Backend:

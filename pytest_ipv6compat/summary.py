@@ -14,12 +14,16 @@ from . import images
 from .backends import EngineError
 from .items import CellItem
 from .keys import RESULT_KEY, STATE_KEY
+from .ledger import MatrixRecord, RunRecord
+from .matrix import Matrix, MatrixError, load_matrix
+from .model import Cell
 from .report import Ordering, junit_properties, render_json, render_markdown, render_terminal
 from .results import CellResult
 from .stacks import STACKS
 from .state import Unavailable
 
 _RESULT_ATTR = "ipv6compat"  # a plain-dict attribute on TestReport; xdist carries it to the controller
+_FILES_KEY = "ipv6compat_matrix_files"  # in a worker's workeroutput: every matrix file it collected
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -117,7 +121,8 @@ def header(config: pytest.Config) -> list[str]:
     try:
         info = state.engine().info()
     except (Unavailable, EngineError) as exc:
-        lines.append(f"ipv6compat: {exc}; cells will be {'errors' if s.require_docker else 'skipped'}")
+        errors = s.require_docker or getattr(exc, "error", False)
+        lines.append(f"ipv6compat: {exc}; cells will be {'errors' if errors else 'skipped'}")
         return lines
     lines.append(
         f"ipv6compat: {info['engine']} {info['version']} (API {info['api']}) at {info['address']}, "
@@ -159,22 +164,141 @@ def attach_result(item: CellItem, call: pytest.CallInfo[None], report: pytest.Te
 
 
 class Results:
-    """Collects every cell's result on this process (the controller, under xdist) and renders them."""
+    """Collects every cell's result on this process (the controller, under xdist) and renders them.
+
+    It also keeps the ledger of what the run was asked to run (every selected cell, by node id,
+    and each matrix file's record), so that a cell with no result at the end (a crashed
+    worker, an interrupted or stopped run) is an error in every report, never silently absent.
+    """
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.results: list[CellResult] = []
+        self.by_node: dict[str, CellResult] = {}
         self.orders: dict[str, dict[str, list[str]]] = {}
         self.sources: dict[tuple[str, str], str] = {}  # (target, cell id) -> matrix file, for --ipv6-record
+        self.asked: dict[str, Cell] = {}  # node id -> cell, every selected cell
+        self.matrices: dict[str, MatrixRecord] = {}  # node id of the file -> its record
+        self._loaded: dict[str, Matrix | None] = {}
+        self.incomplete: str | None = None
+        self.interrupted: str | None = None  # why, when pytest_keyboard_interrupt was called
+
+    @property
+    def results(self) -> list[CellResult]:
+        return list(self.by_node.values())
+
+    # ---- the ledger: which matrix files and cells this run was asked for
+
+    def _matrix(self, file_id: str, matrix: Matrix | None = None) -> MatrixRecord | None:
+        if file_id not in self.matrices:
+            if matrix is None:  # the controller of an xdist run collects nothing: read the file as workers did
+                if file_id not in self._loaded:
+                    try:
+                        self._loaded[file_id] = load_matrix(self.config.rootpath / file_id)
+                    except MatrixError:
+                        self._loaded[file_id] = None
+                matrix = self._loaded[file_id]
+            if matrix is None:
+                return None
+            self.matrices[file_id] = MatrixRecord.of(file_id, matrix)
+            target = matrix.target
+            self.orders.setdefault(target.name, {
+                "variants": list(target.variants), "stacks": list(target.stacks),
+                "settings": [s.label for s in target.settings],
+            })
+            self._loaded[file_id] = matrix
+        return self.matrices[file_id]
+
+    def _ask(self, nodeid: str, matrix: Matrix | None = None) -> None:
+        file_id, _, name = nodeid.partition("::")
+        if not file_id.endswith(".ipv6.toml") or self._matrix(file_id, matrix) is None:
+            return
+        loaded = self._loaded[file_id]
+        assert loaded is not None
+        for cell in loaded.cells:
+            if f"{cell.target}[{cell.id}]" == name:
+                self.asked[nodeid] = cell
+                self.matrices[file_id].select(cell.id)
+                return
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.passed and report.nodeid.endswith(".ipv6.toml"):
+            cells = [x for x in report.result if isinstance(x, CellItem)]
+            if cells:
+                self._matrix(report.nodeid, cells[0].matrix)
+            if _is_worker(self.config):  # the controller learns of files whose every cell was deselected
+                out = self.config.workeroutput  # type: ignore[attr-defined]
+                out.setdefault(_FILES_KEY, []).append(report.nodeid)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        for item in session.items:
+            if isinstance(item, CellItem):
+                self._ask(item.nodeid, item.matrix)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        for nodeid in ids:
+            self._ask(nodeid)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        for file_id in getattr(node, "workeroutput", {}).get(_FILES_KEY, ()):
+            self._matrix(file_id)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        """xdist lost the worker running this cell: the cell is an error in every report."""
+        cell = self.asked.get(crashitem)
+        if cell is None:
+            return
+        worker = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", None)
+        who = f"worker {worker}" if worker else "worker"
+        why = f"{who} crashed while running this cell (killed, or it died); no verdict was reached"
+        result = CellResult(cell, "error", None, None, (why,), None)
+        source = str(self.config.rootpath / crashitem.partition("::")[0])  # as a worker names it, for --ipv6-record
+        setattr(report, _RESULT_ATTR, {"result": result.to_dict(), "order": None, "source": source})
+        report.user_properties = [*report.user_properties, *junit_properties(result)]
+
+    # ---- results
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, _RESULT_ATTR, None)
         if data is None:
             return
         result = CellResult.from_dict(data["result"])
-        self.orders.setdefault(result.cell.target, data["order"])
+        if data.get("order"):
+            self.orders.setdefault(result.cell.target, data["order"])
         self.sources[(result.cell.target, result.cell.id)] = data.get("source", "")
-        self.results.append(result)
+        self.by_node[report.nodeid] = result
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        if isinstance(excinfo.value, pytest.Session.Interrupted):  # e.g. "1 error during collection"
+            self.interrupted = f"the run was stopped: {excinfo.value}"
+        else:
+            self.interrupted = "the run was interrupted (Ctrl-C or SIGTERM)"
+
+    def account(self, session: pytest.Session) -> None:
+        """Every selected cell without a result becomes an error; an interrupted run is incomplete."""
+        if self.config.option.collectonly:
+            return
+        missing = [nodeid for nodeid in self.asked if nodeid not in self.by_node]
+        stopped = session.shouldstop or session.shouldfail
+        if session.exitstatus == pytest.ExitCode.INTERRUPTED:
+            why = self.interrupted or "the run was interrupted"
+        elif stopped:
+            why = f"the run stopped early ({stopped})"
+        else:
+            why = "no result reached this process (a worker may have been lost)"
+        for nodeid in missing:
+            cell = self.asked[nodeid]
+            self.by_node[nodeid] = CellResult(cell, "error", None, None, (f"no result: {why}",), None)
+        if session.exitstatus == pytest.ExitCode.INTERRUPTED or missing:
+            n = len(self.asked)
+            self.incomplete = f"{why}; {len(missing)} of {n} selected cell{'s' * (n != 1)} have no result"
+        if missing and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def run_record(self) -> RunRecord:
+        return RunRecord(self.incomplete is None, self.incomplete, tuple(self.matrices.values()))
 
     def ordering(self) -> Ordering:
         variants: list[str] = []
@@ -192,10 +316,10 @@ class Results:
             return
         tr = terminalreporter
         state = self.config.stash[STATE_KEY]
-        if self.results:
+        if self.by_node:
             tr.write_sep("=", "IPv6 compatibility grid")
             width = self.config.get_terminal_writer().fullwidth
-            for line in render_terminal(self.results, width=width, order=self.ordering()):
+            for line in render_terminal(self.results, width=width, order=self.ordering(), incomplete=self.incomplete):
                 tr.write_line(line)
         if state.kept:
             tr.write_sep("-", "kept runs of failed cells (--ipv6-keep-failed)")
@@ -205,6 +329,7 @@ class Results:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if _is_worker(self.config):
             return
+        self.account(session)
         try:
             self._write_reports()
         except OSError as exc:  # checked at start, but the disk may have changed since: say so, keep the grid
@@ -221,7 +346,8 @@ class Results:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
         if s.markdown is not None:
-            s.markdown.write_text(render_markdown(self.results, order=order), encoding="utf-8")
+            s.markdown.write_text(render_markdown(self.results, order=order, incomplete=self.incomplete),
+                                  encoding="utf-8")
         if s.json is not None:
             meta: dict[str, Any] = {
                 "plugin_version": version("pytest-ipv6compat"),
@@ -231,7 +357,8 @@ class Results:
                           "settings": list(order.settings)},
                 **state.engine_info(),
             }
-            s.json.write_text(render_json(self.results, meta=meta, order=order), encoding="utf-8")
+            s.json.write_text(render_json(self.results, meta=meta, order=order, run=self.run_record()),
+                              encoding="utf-8")
 
 
 def listener_set_diff(op: str, left: object, right: object) -> list[str] | None:

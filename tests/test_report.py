@@ -34,6 +34,7 @@ from pytest_ipv6compat.report import (
     sort_results,
 )
 from pytest_ipv6compat.results import CellResult
+from pytest_ipv6compat.schema_check import first_error
 
 KNOB = "PL_IPV6_DISABLE"
 STACKS = ("dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off")  # the container stacks: the 63-cell set
@@ -393,7 +394,9 @@ def test_json_validates_for_every_status_and_outcome(validator: Any) -> None:
     results = matrix() + odd_results()
     doc = json.loads(render_json(results, meta=META, order=collection_order()))
     validator.validate(doc)
-    assert (doc["schema"], doc["version"], doc["meta"]) == ("pytest-ipv6compat/report", 2, META)
+    assert (doc["schema"], doc["version"], doc["meta"]) == ("pytest-ipv6compat/report", 3, META)
+    assert doc["run"] == {"complete": True, "incomplete": None, "matrices": []}  # rendered without a run: claims none
+    assert first_error(doc, json.loads(schema_path().read_text(encoding="utf-8"))) is None
     assert doc["totals"] == {"pass": 57, "fail": 7, "error": 2, "skipped": 1}
     cells = {f"{c['target']}[{c['id']}]": c for c in doc["cells"]}
     assert {c["status"] for c in cells.values()} == {"pass", "fail", "error", "skipped"}
@@ -434,6 +437,29 @@ def test_schema_rejects_corrupt_cells(validator: Any, corrupt: Any) -> None:
     doc = json.loads(render_json(matrix()[:1], meta={}))
     corrupt(doc["cells"][0])
     assert not validator.is_valid(doc)
+    # merge validates without the jsonschema package: the in-package check must agree
+    assert first_error(doc, json.loads(schema_path().read_text(encoding="utf-8"))) is not None
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda d: d.pop("run"),
+        lambda d: d["run"].update(complete="yes"),
+        lambda d: d["run"]["matrices"].append({"path": "m.ipv6.toml", "sha256": "abc", "target": "t",
+                                               "collected": [], "selected": []}),
+        lambda d: d["totals"].update(pass_=1),
+        lambda d: d.update(version=2),
+    ],
+)
+def test_in_package_schema_check_agrees_with_jsonschema(validator: Any, corrupt: Any) -> None:
+    doc = json.loads(render_json(matrix()[:1], meta={}))
+    schema = json.loads(schema_path().read_text(encoding="utf-8"))
+    assert validator.is_valid(doc)
+    assert first_error(doc, schema) is None
+    corrupt(doc)
+    assert not validator.is_valid(doc)
+    assert first_error(doc, schema) is not None
 
 
 def test_every_schema_property_is_described() -> None:
@@ -471,7 +497,7 @@ def test_from_dict_rejects_garbage_with_a_readable_error() -> None:
         CellResult.from_dict({**d, "id": "something-else"})
     with pytest.raises(ValueError, match="status 'flaky' is not one of pass, fail, error, skipped"):
         CellResult(matrix()[0].cell, "flaky", None, None)
-    with pytest.raises(ValueError, match="not a pytest-ipv6compat/report v2 document"):
+    with pytest.raises(ValueError, match="not a pytest-ipv6compat/report v3 document"):
         load_json('{"schema": "something"}')
 
 
