@@ -80,7 +80,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> str | None:
     cells = sum(isinstance(item, CellItem) for item in items)
-    return f"ipv6compat: {cells} matrix cells selected" if cells else None
+    return f"ipv6compat: {cells} matrix cell{'' if cells == 1 else 's'} selected" if cells else None
 
 
 @pytest.hookimpl(wrapper=True)

@@ -424,8 +424,8 @@ def junit_properties(result: CellResult) -> list[tuple[str, str]]:
     c, v = result.cell, result.verdict
     props = [
         ("ipv6.target", c.target), ("ipv6.variant", c.variant), ("ipv6.stack", c.stack),
-        ("ipv6.knob", c.setting.id_for(c.knob) if c.knob else ""), ("ipv6.config", c.config_mode),
-        ("ipv6.status", result.status), ("ipv6.expected", short_expectation(c.expectation)),
+        ("ipv6.knob", c.knob), ("ipv6.setting", c.setting.label if c.knob else ""), ("ipv6.config", c.config_mode),
+        ("ipv6.status", result.status), ("ipv6.expected", c.expectation.source),
         ("ipv6.verdict", _verdict_word(v)),
         ("ipv6.listeners", "" if v is None else " ".join(map(str, sorted(v.listeners, key=sort_key)))),
     ]

@@ -35,7 +35,8 @@ JSONDict = dict[str, Any]
 def _listener_dict(listener: Listener) -> JSONDict:
     return {
         "text": str(listener), "protocol": str(listener.protocol), "family": str(listener.family),
-        "address": listener.address, "port": listener.port, "v6only": listener.v6only,
+        "address": listener.address, "port": listener.port,
+        "v6only": listener.v6only if listener.family is Family.INET6 and listener.address == "::" else None,
         "serves": sorted(str(f) for f in listener.serves),
     }
 
@@ -45,7 +46,8 @@ def _listener_list(listeners: Iterable[Listener]) -> list[JSONDict]:
 
 
 def _listener(d: Mapping[str, Any]) -> Listener:
-    return Listener(Family(d["family"]), d["address"], d["port"], Protocol(d["protocol"]), d["v6only"])
+    v6only = d["v6only"]  # null (v3) or true (v2) where it does not apply: the model sets true there
+    return Listener(Family(d["family"]), d["address"], d["port"], Protocol(d["protocol"]), v6only is not False)
 
 
 def _reach_dict(r: Reach) -> JSONDict:

@@ -98,7 +98,8 @@ def test_grid_and_reports(pytester: pytest.Pytester) -> None:
     props = {p.get("name"): p.get("value") for p in case.iter("property")}
     assert props["ipv6.stack"] == "ipv6-kernel-off"
     assert props["ipv6.variant"] == "adaptive"
-    assert props["ipv6.knob"] == "PL_IPV6_DISABLE=0"
+    assert (props["ipv6.knob"], props["ipv6.setting"]) == ("PL_IPV6_DISABLE", "=0")
+    assert props["ipv6.expected"] == "exited 1 'requires IPv6, but socket(AF_INET6) failed'"
     assert props["ipv6.verdict"] == "exited 1"
 
 

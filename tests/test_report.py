@@ -415,6 +415,7 @@ def test_json_validates_for_every_status_and_outcome(validator: Any) -> None:
         "text": "[::]:56000", "protocol": "tcp", "family": "inet6", "address": "::", "port": 56000,
         "v6only": True, "serves": ["inet6"],
     }
+    assert sysctl["verdict"]["listeners"][0]["v6only"] is None  # IPV6_V6ONLY does not apply to an IPv4 socket
     assert [r["answered"] for r in sysctl["verdict"]["answered"]] == [True, False]
     assert [r["result"] for r in sysctl["verdict"]["reach"]] == ["accepted", "no-loopback"]
     assert cells["cloud-proxy[adaptive-dual-stack-PL_IPV6_DISABLE=maybe]"]["setting"] == "maybe"
@@ -508,11 +509,15 @@ def test_junit_properties() -> None:
     results = {r.cell.id: r for r in matrix()}
     assert junit_properties(results["adaptive-ipv6-sysctl-off-PL_IPV6_DISABLE-unset"]) == [
         ("ipv6.target", "cloud-proxy"), ("ipv6.variant", "adaptive"), ("ipv6.stack", "ipv6-sysctl-off"),
-        ("ipv6.knob", "PL_IPV6_DISABLE-unset"), ("ipv6.config", "rw"), ("ipv6.status", "pass"),
-        ("ipv6.expected", "v4+v6?"), ("ipv6.verdict", "up"), ("ipv6.listeners", "0.0.0.0:56000 [::]:56000"),
+        ("ipv6.knob", "PL_IPV6_DISABLE"), ("ipv6.setting", "unset"), ("ipv6.config", "rw"), ("ipv6.status", "pass"),
+        ("ipv6.expected", results["adaptive-ipv6-sysctl-off-PL_IPV6_DISABLE-unset"].cell.expectation.source),
+        ("ipv6.verdict", "up"), ("ipv6.listeners", "0.0.0.0:56000 [::]:56000"),
     ]
     props = dict(junit_properties(results["unpatched-ipv6-kernel-off-PL_IPV6_DISABLE=1"]))
-    assert (props["ipv6.knob"], props["ipv6.verdict"], props["ipv6.listeners"]) == ("PL_IPV6_DISABLE=1", "exited 1", "")
+    assert (props["ipv6.knob"], props["ipv6.setting"]) == ("PL_IPV6_DISABLE", "=1")  # the name, then the setting
+    assert (props["ipv6.verdict"], props["ipv6.listeners"]) == ("exited 1", "")
+    off = results["unpatched-ipv6-kernel-off-PL_IPV6_DISABLE=1"].cell.expectation
+    assert props["ipv6.expected"] == off.source  # the expectation as written, not a grid label
     timeout, missing = odd_results()[3], odd_results()[1]
     assert dict(junit_properties(timeout))["ipv6.verdict"] == "timeout"
     assert dict(junit_properties(missing))["ipv6.verdict"] == "none"
