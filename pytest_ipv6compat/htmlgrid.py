@@ -22,7 +22,7 @@ from .report import render_markdown
 if TYPE_CHECKING:
     from .summary import Results
 
-__all__ = ["GridPublisher", "markdown_to_html"]
+__all__ = ["STYLE", "GridPublisher", "html_grid", "markdown_to_html"]
 
 _CELL_SPLIT = re.compile(r"(?<!\\)\|")
 
@@ -59,13 +59,47 @@ def _cells(line: str) -> list[str]:
     return [cell.strip() for cell in _CELL_SPLIT.split(line.strip())[1:-1]]
 
 
+def _status(cell: str) -> str:
+    """The class of a grid cell, by the marks report.py writes: the worst of its lines wins."""
+    lines = cell.replace("**", "").split("<br>")  # marks are bold in the Markdown
+    if any("✗" in line for line in lines):
+        return "fail"
+    if any(line.startswith("E") and line[1:2] in (":", " ") for line in lines):
+        return "error"
+    if cell == "-":
+        return "none"
+    if all(line.startswith("skip") for line in lines):
+        return "skip"
+    return "pass"
+
+
 def _table(rows: list[list[str]]) -> str:
     head, *body = rows
     out = ['<table class="ipv6compat-grid"><thead><tr>']
     out += [f"<th>{_inline(c)}</th>" for c in head]
     out.append("</tr></thead><tbody>")
-    out += ["<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in body]
+    for row in body:
+        first, *cells = row
+        out.append(f'<tr><th scope="row">{_inline(first)}</th>')
+        out += [f'<td class="{_status(c)}">{_inline(c)}</td>' for c in cells]
+        out.append("</tr>")
     return "".join(out) + "</tbody></table>"
+
+
+# Scoped to the grid's own <div>, so it styles nothing else of a report it is put into.
+STYLE = """<style>
+.ipv6compat table.ipv6compat-grid { border-collapse: collapse; margin: 0.5em 0 1em; font-size: 13px; }
+.ipv6compat table.ipv6compat-grid th, .ipv6compat table.ipv6compat-grid td {
+  border: 1px solid #b0b6bc; padding: 4px 8px; vertical-align: top; text-align: left; white-space: nowrap;
+  font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+.ipv6compat table.ipv6compat-grid thead th { background: #dde3ea; }
+.ipv6compat table.ipv6compat-grid tbody th { background: #f1f3f5; font-weight: 600; }
+.ipv6compat td.pass { background: #e3f4e6; }
+.ipv6compat td.fail { background: #fbdcd9; color: #8a1c12; font-weight: 600; }
+.ipv6compat td.error { background: #fdf0c8; color: #6b4e00; }
+.ipv6compat td.skip, .ipv6compat td.none { background: #eeeff1; color: #5f6368; }
+.ipv6compat p.legend { color: #3c4043; }
+</style>"""
 
 
 def markdown_to_html(markdown: str) -> str:
@@ -105,10 +139,17 @@ def markdown_to_html(markdown: str) -> str:
             if heading is not None:
                 n = len(heading[1])
                 out.append(f"<h{n}>{_inline(heading[2])}</h{n}>")
+            elif line.startswith("legend: "):
+                out.append(f'<p class="legend">{_inline(line)}</p>')
             elif line.strip():
                 out.append(f"<p>{_inline(line)}</p>")
     flush()
     return "\n".join(out)
+
+
+def html_grid(markdown: str) -> str:
+    """The grid as a styled HTML fragment: a table per target, cells coloured by status, the legend."""
+    return f'<div class="ipv6compat">{STYLE}<h2>IPv6 compatibility grid</h2>\n{markdown_to_html(markdown)}\n</div>'
 
 
 class GridPublisher:
@@ -130,8 +171,7 @@ class GridPublisher:
     ) -> None:
         markdown = self._markdown()
         if markdown is not None:
-            grid = markdown_to_html(markdown)
-            postfix.append(f'<div class="ipv6compat"><h2>IPv6 compatibility grid</h2>\n{grid}\n</div>')
+            postfix.append(html_grid(markdown))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         target = os.environ.get("GITHUB_STEP_SUMMARY", "")

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import html
 import re
+import shutil
+import subprocess
+import tempfile
 from html.parser import HTMLParser
+from pathlib import Path
 
 from test_report import order_of, small
 
-from pytest_ipv6compat.htmlgrid import markdown_to_html
+from pytest_ipv6compat.htmlgrid import html_grid, markdown_to_html
 from pytest_ipv6compat.report import render_markdown
 
 
@@ -69,7 +73,53 @@ def test_markdown_grid_becomes_a_table() -> None:
 def test_text_is_escaped_once() -> None:
     fragment = markdown_to_html("| a | b |\n|---|---|\n| x \\| y | <script> \\<br\\> `a<b` |\n- **bad** `x` & y\n")
     assert "<script>" not in fragment
-    assert "<td>x | y</td>" in fragment
-    assert "<td>&lt;script&gt; &lt;br&gt; <code>a&lt;b</code></td>" in fragment
+    assert '<th scope="row">x | y</th>' in fragment  # the first column names the row
+    assert '<td class="pass">&lt;script&gt; &lt;br&gt; <code>a&lt;b</code></td>' in fragment
     assert "<ul><li><strong>bad</strong> <code>x</code> &amp; y</li></ul>" in fragment
     assert html.unescape(re.sub(r"<[^>]+>", "", fragment)).count("x | y") == 1
+
+
+# ---------------------------------------------------------------- in a real browser
+
+_READ_BACK = """<script>
+const out = [];
+for (const td of document.querySelectorAll("table.ipv6compat-grid td")) {
+  out.push(td.className + "=" + getComputedStyle(td).backgroundColor + "|" + td.innerText.replace(/\\n/g, "/"));
+}
+document.getElementById("computed").textContent = out.join("\\n");
+</script>"""
+
+
+def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("chromium")
+    assert binary, "chromium is not installed (.ci/setup installs Debian's chromium for the tests)"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run([binary, *flags, f"--user-data-dir={profile}", *args], capture_output=True, text=True,
+                              timeout=120, check=False)  # fmt: skip
+
+
+def test_the_html_grid_is_styled_in_a_real_browser(tmp_path: Path) -> None:
+    """Chromium renders the fragment pytest-html gets: each cell's colour is its status's, and a screenshot is made."""
+    results = small()
+    fragment = html_grid(render_markdown(results, order=order_of(results)))
+    page = tmp_path / "grid.html"
+    page.write_text(f'<!doctype html><meta charset="utf-8"><body>{fragment}<pre id="computed"></pre>{_READ_BACK}')
+    dom = _chromium("--dump-dom", page.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    computed = html.unescape(re.search(r'<pre id="computed">(.*?)</pre>', dom.stdout, re.S)[1]).splitlines()
+    colours = {"pass": "rgb(227, 244, 230)", "fail": "rgb(251, 220, 217)", "error": "rgb(253, 240, 200)"}
+    seen = {}
+    for line in computed:
+        status, rest = line.split("=", 1)
+        colour, text = rest.split("|", 1)
+        assert colour == colours[status], line
+        seen[status] = text
+    assert set(seen) == {"pass", "fail", "error"}, computed  # small() has all three
+    assert "✗" in seen["fail"]
+    assert "E: =false" in seen["error"]  # a cell with an error line is an error cell, whatever else it holds
+    shot = tmp_path / "grid.png"
+    done = _chromium(f"--screenshot={shot}", "--window-size=900,600", page.as_uri())
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
