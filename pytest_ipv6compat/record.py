@@ -258,7 +258,10 @@ def silent_warning(results: Sequence[CellResult]) -> str | None:
     if not said:
         return None
     detail = said.most_common(1)[0][0]
-    if detail.startswith("HTTP/"):
+    status = detail.split(" ", 2)[1] if detail.startswith("HTTP/") and " " in detail else ""
+    if status == "400":  # what a TLS port that speaks HTTP errors says to plain HTTP (nginx does)
+        cause = 'a TLS port answers plain HTTP so: set probe = "https"; else check http_path and http_status'
+    elif status:
         cause = "set http_path to a path that answers, or http_status to accept that status"
     elif "no response" in detail:
         cause = 'for a TLS port set probe = "https"; for a protocol other than HTTP, probe = "tcp"'

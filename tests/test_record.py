@@ -275,6 +275,9 @@ def test_a_recording_where_nothing_answered_warns_and_names_the_setting() -> Non
     assert not_found is not None
     assert "'HTTP/1.1 404 Not Found'" in not_found
     assert "http_path" in not_found
+    plain_to_tls = silent_warning(_results(_silent("HTTP/1.1 400 Bad Request")))
+    assert plain_to_tls is not None
+    assert 'probe = "https"' in plain_to_tls
 
 
 def test_no_warning_when_anything_answered_or_nothing_was_probed() -> None:
