@@ -18,16 +18,25 @@ the last :data:`MAX_LOG_CHARS` of the logs are read, in one pass, with no nested
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
-from typing import Literal, cast
+from pathlib import Path
 
-__all__ = ["MAX_LINES", "MAX_LINE_CHARS", "MAX_LOG_CHARS", "Ecosystem", "ecosystem", "error_line", "hint"]
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = [
+    "HINT_ENTRIES", "MAX_LINES", "MAX_LINE_CHARS", "MAX_LOG_CHARS", "PROGRAMS", "Ecosystem", "ecosystem", "error_line",
+    "hint",
+]
 
 MAX_LINES = 500
 MAX_LINE_CHARS = 1000
 MAX_LOG_CHARS = 1 << 18
 
-Ecosystem = Literal["nginx", "python", "node", "go", "java", "redis", "shell", "other"]
+Ecosystem = str  # a built-in ecosystem (nginx, python, node, go, java, redis, shell), a program of hints.toml, "other"
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]{0,512}(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -166,7 +175,25 @@ def error_line(lines: Sequence[str]) -> str | None:
     return (quiet or text)[-1].strip()
 
 
+def _load_hints() -> tuple[dict[str, str], dict[str, dict[str, str]], list[tuple[str, str, str, str]]]:
+    """hints.toml: program patterns, kind -> program -> text, and every entry with its example."""
+    data = tomllib.loads((Path(__file__).parent / "hints.toml").read_text(encoding="utf-8"))
+    programs = {name: str(entry["pattern"]) for name, entry in data.get("program", {}).items()}
+    table: dict[str, dict[str, str]] = {}
+    entries = []
+    for entry in data["hint"]:
+        kind, program, text, example = (str(entry[k]) for k in ("kind", "program", "text", "example"))
+        table.setdefault(kind, {})[program] = text
+        entries.append((kind, program, text, example))
+    return programs, table, entries
+
+
+# kind -> program -> hint; "other" is the default. {name} is filled from the signature's match.
+PROGRAMS, _HINTS, HINT_ENTRIES = _load_hints()
+
+
 _ECOSYSTEMS = re.compile(
+    "".join(f"(?P<{name}>{pattern})|" for name, pattern in PROGRAMS.items()) +
     r"(?P<nginx>\[(?:emerg|alert|crit)\]|\bnginx: \[|\[(?:error|warn|notice)\] \d+#\d+:)"
     r"|(?P<java>Exception in thread \"|Caused by: [\w$.]+|\bjava\.(?:net|lang|io|nio)\.|\.java:\d+\))"
     r"|(?P<node>\bnode:(?:internal|events|net|dns)\b|Node\.js v\d|\b(?:listen|connect|bind|getaddrinfo) E[A-Z]{3,}\b)"
@@ -180,95 +207,19 @@ _ECOSYSTEMS = re.compile(
 )
 
 
-def ecosystem(logs: str, error_line: str | None = None) -> Ecosystem:
+def ecosystem(logs: str, error_line: str | None = None) -> str:
     """Which kind of target wrote this: decided by the error line, else the earliest telling line of the logs."""
     for text in (_ANSI.sub("", error_line or ""), _ANSI.sub("", logs[-MAX_LOG_CHARS:])):
         shell = False
         for found in _ECOSYSTEMS.finditer(text):  # a shell entrypoint often speaks before the service
             if found.lastgroup != "shell":
-                return cast(Ecosystem, found.lastgroup)
+                return str(found.lastgroup)
             shell = True
         if shell:
             return "shell"
     return "other"
 
 
-_NO_IPV6 = "the kernel has no IPv6 (errno 97): "
-_NO_LOOPBACK6 = "IPv6 is disabled by sysctl (errno 99): there is no ::1, so binding or connecting to [::1] fails; "
-_IN_USE = "the port is already taken (errno 98, EADDRINUSE): "
-_PRIVILEGED = "binding a port below 1024 needs root or CAP_NET_BIND_SERVICE (errno 13): "
-_NO_DNS = "a hostname does not resolve: there is no DNS inside --network none; "
-_READ_ONLY = "the entrypoint edits a config directory mounted read-only (a ConfigMap?): render into a writable path"
-_WRITES_READ_ONLY = (
-    "the service writes to a path mounted read-only (errno 30, a ConfigMap or a read-only root?):"
-    " write to a tmpfs or a writable volume instead"
-)
-
-# kind -> ecosystem -> hint; "other" is the default. {name} is filled from the signature's match.
-_HINTS: dict[str, dict[str, str]] = {
-    "eafnosupport": {
-        "nginx": _NO_IPV6 + "drop the [::] listen lines or make them conditional on socket(AF_INET6) succeeding",
-        "python": _NO_IPV6 + "listen on [::] only if socket(AF_INET6) succeeds; catch OSError errno 97"
-        " (EAFNOSUPPORT) and fall back to 0.0.0.0",
-        "node": _NO_IPV6 + "call server.listen(port) with no host (Node falls back to 0.0.0.0) or listen on"
-        " '0.0.0.0' on EAFNOSUPPORT, not an explicit '::'",
-        "go": _NO_IPV6 + "listen on \":PORT\" (Go then picks IPv4 alone) rather than an explicit \"[::]:PORT\"",
-        "java": _NO_IPV6 + "bind 0.0.0.0 (or run with -Djava.net.preferIPv4Stack=true) when IPv6 is absent,"
-        " not an explicit ::",
-        "redis": _NO_IPV6 + "make the IPv6 bind address optional with a leading '-' (bind * -::*)",
-        "shell": _NO_IPV6 + "in the entrypoint, bind [::] only if that works and fall back to 0.0.0.0"
-        " (busybox httpd -p 0.0.0.0:PORT, socat TCP4-LISTEN)",
-        "other": _NO_IPV6 + "listen on [::] only if socket(AF_INET6) succeeds, else fall back to 0.0.0.0",
-    },
-    "eaddrnotavail": {
-        "nginx": _NO_LOOPBACK6 + "listen on [::] or 127.0.0.1, or skip ::1 when disable_ipv6=1",
-        "python": _NO_LOOPBACK6 + "bind '127.0.0.1' or '::' rather than '::1' or 'localhost',"
-        " or catch OSError errno 99 and skip ::1",
-        "node": _NO_LOOPBACK6 + "server.listen(port, '127.0.0.1') rather than '::1' or 'localhost',"
-        " or skip ::1 on EADDRNOTAVAIL",
-        "go": _NO_LOOPBACK6 + "listen on 127.0.0.1:PORT or :PORT rather than [::1]:PORT or localhost:PORT",
-        "java": _NO_LOOPBACK6 + "bind 127.0.0.1 or 0.0.0.0 rather than ::1 or localhost",
-        "redis": _NO_LOOPBACK6 + "make ::1 optional with a leading '-' (bind 127.0.0.1 -::1)",
-        "other": _NO_LOOPBACK6 + "listen on [::] or 127.0.0.1, or skip ::1 when disable_ipv6=1",
-    },
-    "erofs": {
-        "python": _WRITES_READ_ONLY, "node": _WRITES_READ_ONLY, "go": _WRITES_READ_ONLY,
-        "java": _WRITES_READ_ONLY, "redis": _WRITES_READ_ONLY, "other": _READ_ONLY,
-    },
-    "dns": {
-        "nginx": _NO_DNS + "use an IP, or a resolver plus a variable in proxy_pass so nginx resolves at request time",
-        "other": _NO_DNS + "use an IP or an /etc/hosts entry, or resolve the name when it is first needed",
-    },
-    "invalid": {
-        "other": "the target rejected the value of {name}: use a documented value (e.g. 1/true, 0/false)"
-        " or leave it unset",
-    },
-    "env": {"other": "{name} is not set: add it to the target's base environment"},
-    "eaddrinuse": {
-        "nginx": _IN_USE + "two listen lines claim one address and port; with listen [::]:PORT ipv6only=off"
-        " drop the IPv4 listen PORT",
-        "python": _IN_USE + "a '::' socket with IPV6_V6ONLY off already serves IPv4, so don't also bind"
-        " 0.0.0.0 on that port (or set IPV6_V6ONLY=1 first)",
-        "node": _IN_USE + "server.listen(port) on '::' already serves IPv4; don't also listen on 0.0.0.0,"
-        " or pass ipv6Only: true",
-        "go": _IN_USE + "a [::] or :PORT listener already serves IPv4; don't also listen on 0.0.0.0:PORT,"
-        " or use \"tcp6\" for the IPv6 one",
-        "java": _IN_USE + "a :: socket already serves IPv4; bind the port once",
-        "redis": _IN_USE + "another process or a repeated bind address holds the port",
-        "other": _IN_USE + "a [::] socket with IPV6_V6ONLY off already serves IPv4, so a second bind of"
-        " 0.0.0.0 on that port fails; bind once or set IPV6_V6ONLY on the [::] socket",
-    },
-    "oom": {"other": "the target used more memory than the cell allows: raise the run setting memory"
-             " (or --ipv6-memory) if it really needs more"},
-    "pids": {"other": "the target reached the cell's limit on processes and threads: raise the run setting pids"
-             " (or --ipv6-pids) if it really needs more"},
-    "enosys": {"other": "socket() is not implemented for this program: a 32-bit x86 build? ipv6-kernel-off denies"
-               " socketcall(2) (ENOSYS), as current Docker does; use an x86_64 or arm64 build"},
-    "eacces": {
-        "nginx": _PRIVILEGED + "listen on a port of 1024 or above, or start the nginx master as root",
-        "other": _PRIVILEGED + "listen on a port of 1024 or above, or give the container CAP_NET_BIND_SERVICE",
-    },
-}
 
 _OOM = "killed by the kernel: out of memory at the cell's memory limit ({memory})"
 
@@ -279,6 +230,9 @@ def oom_error_line(memory: str) -> str:
 
 
 _SIGNATURES: tuple[tuple[str, re.Pattern[str], str], ...] = (  # (kind, signature, default for {name})
+    ("eafnosupport-loopback", re.compile(  # a [::1] listener: its IPv4 fallback is 127.0.0.1, not 0.0.0.0
+        r"(?<![\w:])\[?::1\]?(?![\w:])[^\n]{0,80}?(?:address family not supported|eafnosupport|\(97: |\[errno 97\])",
+        re.IGNORECASE), ""),
     ("eafnosupport", re.compile(
         r"address family not supported|eafnosupport|protocol family unavailable"
         r"|errno[:=]? ?-?97\b|\(97: |\[errno 97\]", re.IGNORECASE), ""),
@@ -287,7 +241,7 @@ _SIGNATURES: tuple[tuple[str, re.Pattern[str], str], ...] = (  # (kind, signatur
         r"|errno[:=]? ?-?99\b|\(99: |\[errno 99\]", re.IGNORECASE), ""),
     ("erofs", re.compile(r"read-only file system|\berofs\b|\(30: |\[errno 30\]", re.IGNORECASE), ""),
     ("dns", re.compile(
-        r"host not found in upstream|no resolver defined|could not be resolved|bad address '|no such host"
+        r"host not found in (?:upstream|resolver)|no resolver defined|could not be resolved|bad address '|no such host"
         r"|name or service not known|temporary failure in name resolution|nodename nor servname"
         r"|getaddrinfo (?:ENOTFOUND|EAI_AGAIN)|UnknownHostException", re.IGNORECASE), ""),
     ("invalid", re.compile(r"invalid value for [\'\"]?(?P<name>[\w.-]{1,100})|invalid value", re.IGNORECASE),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_ipv6compat.diagnose import MAX_LINES, ecosystem, error_line, hint
+from pytest_ipv6compat.diagnose import HINT_ENTRIES, MAX_LINES, PROGRAMS, ecosystem, error_line, hint
 
 EMERG_97 = "nginx: [emerg] socket() [::]:56000 failed (97: Address family not supported by protocol)"
 INVALID = "entrypoint: invalid value for PL_IPV6_DISABLE: 'maybe' (use 1/true/yes/on, 0/false/no/off or leave unset)"
@@ -433,3 +433,32 @@ def test_bounds_and_i386_have_hints(line: str, words: tuple[str, ...]) -> None:
     assert got is not None
     for word in words:
         assert word in got
+
+
+# ---------------------------------------------------------------- hints.toml, one test per entry
+
+
+@pytest.mark.parametrize(
+    ("kind", "program", "text", "example"), HINT_ENTRIES, ids=[f"{k}-{p}" for k, p, _, _ in HINT_ENTRIES]
+)
+def test_every_hint_entry_is_what_its_example_gets(kind: str, program: str, text: str, example: str) -> None:
+    """Each entry of hints.toml: its example log is recognised as its program and gets exactly its text."""
+    if program == "other":  # the default: a program with no entry of its own for this kind
+        assert ecosystem(example) not in {p for k, p, *_ in HINT_ENTRIES if k == kind and p != "other"}
+    else:
+        assert ecosystem(example) == program
+    line = error_line(example.splitlines())
+    assert hint(example, None) == text.format(name=_NAME_IN.get(kind, ""))
+    assert hint(example, line) == text.format(name=_NAME_IN.get(kind, ""))  # as a verdict gives it
+
+
+_NAME_IN = {"invalid": "PL_IPV6_DISABLE", "env": "PL_DOMAIN_NAME"}
+
+
+def test_every_program_and_kind_of_hints_toml_is_known() -> None:
+    for kind in {k for k, *_ in HINT_ENTRIES}:  # the default a program without its own entry gets
+        assert (kind, "other") in {(k, p) for k, p, *_ in HINT_ENTRIES}, kind
+    builtin = {"nginx", "python", "node", "go", "java", "redis", "shell", "other"}
+    assert {p for _, p, *_ in HINT_ENTRIES} <= builtin | set(PROGRAMS)
+    daemons = {"haproxy", "lighttpd", "dnsmasq", "mosquitto", "sshd", "chronyd", "memcached"}
+    assert daemons <= {p for k, p, *_ in HINT_ENTRIES if k == "eafnosupport"}  # each names its own option
