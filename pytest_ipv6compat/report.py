@@ -114,27 +114,38 @@ def _kind(listener: Listener) -> tuple[str, str]:
 
 
 def _listen_token(listeners: Iterable[Listener], marks: Mapping[Listener, str]) -> str:
+    """``v4+v6``; ``udp:`` before UDP ones; ``@ADDR`` for a specific address, ``+@ADDR`` beside the
+    wildcard; ``:PORT`` after each when the listeners do not all share one port; then the marks."""
+    listeners = list(listeners)
+    ports = sorted({x.port for x in listeners})
     parts = []
     for protocol in Protocol:
         prefix = "udp:" if protocol is Protocol.UDP else ""
-        for name in ("v4", "v6", "dual"):
-            mine = [x for x in listeners if x.protocol is protocol and _kind(x)[0] == name]
-            if not mine:
-                continue
-            wildcard = _kind(mine[0])[1]
-            addresses = sorted({x.address for x in mine if x.address != wildcard})
-            token = prefix + name + ("" if len(addresses) == 0 else f"@{','.join(addresses)}")
-            if any(x.address == wildcard for x in mine) and addresses:
-                token = prefix + name + f"+@{','.join(addresses)}"
-            parts.append(token + "".join(sorted({marks[x] for x in mine if x in marks})))
+        for port in ports if len(ports) > 1 else [None]:
+            suffix = "" if port is None else f":{port}"
+            for name in ("v4", "v6", "dual"):
+                mine = [x for x in listeners if x.protocol is protocol and _kind(x)[0] == name
+                        and (port is None or x.port == port)]  # fmt: skip
+                if not mine:
+                    continue
+                wildcard = _kind(mine[0])[1]
+                addresses = sorted({x.address for x in mine if x.address != wildcard})
+                token = prefix + name + ("" if len(addresses) == 0 else f"@{','.join(addresses)}")
+                if any(x.address == wildcard for x in mine) and addresses:
+                    token = prefix + name + f"+@{','.join(addresses)}"
+                parts.append(token + suffix + "".join(sorted({marks[x] for x in mine if x in marks})))
     return "+".join(parts) or "up:none"
 
 
 def reach_mark(verdict: Verdict, listener: Listener) -> str:
-    """'' answered; '?' accepted but no good answer; '!' refused or failed; '~' no loopback reaches it."""
+    """'' answered; '?' accepted but no good answer; '!' refused or failed; '~' no loopback reaches it;
+    '~6' (or '~4') a socket serving both families that answered on one, the other having no loopback."""
     answered = verdict.answered(listener)
-    if answered is None or answered:
+    if answered is None:
         return ""
+    if answered:
+        unreached = [r.via for r in verdict.reach if r.listener == listener and r.result is Result.NO_LOOPBACK]
+        return "" if not unreached else "~6" if Family.INET6 in unreached else "~4"
     mine = [r for r in verdict.reach if r.listener == listener]
     if all(r.result is Result.NO_LOOPBACK for r in mine):
         return "~"
@@ -243,10 +254,13 @@ def _legend(blocks: list[_Block], fail_mark: str) -> str:
         ("v6" in labels, "v6 = [::] (IPv6 only)"),
         ("dual" in labels, "dual = * (one [::] socket serving IPv4 and IPv6)"),
         ("udp:" in labels, "udp: = UDP socket"),
-        ("@" in labels, "v4@ADDR = only ADDR"),
+        ("@" in labels.replace("+@", ""), "v4@ADDR = only ADDR"),
+        ("+@" in labels, "v4+@ADDR = the wildcard and ADDR too"),
+        (bool(re.search(r":\d", labels)), ":PORT = on that port (listeners on several ports)"),
+        ("~6" in labels or "~4" in labels, "~6 = its IPv6 side has no loopback here, only IPv4 answered"),
         ("?" in labels, "? = accepted, no good answer (in a want: silent)"),
         ("!" in labels, "! = refused"),
-        ("~" in labels, "~ = no loopback of its families exists here"),
+        (bool(re.search(r"~(?![46])", labels)), "~ = no loopback of its families exists here"),
         ("exit" in labels, "exit N = exited with code N"),
         (any(s == "all" for _, _, s in groups), "all = every knob setting"),
         ("fail" in statuses, f"{fail_mark} = verdict differs from expectation"),

@@ -17,6 +17,7 @@ from pytest_ipv6compat.model import (
     KnobSetting,
     Listener,
     Outcome,
+    Protocol,
     Reach,
     Result,
     Verdict,
@@ -524,3 +525,51 @@ def test_junit_properties() -> None:
     hinted = CellResult(timeout.cell, "fail", exited(1, EMERG_97), None, ("x",), "the kernel has no IPv6")
     assert junit_properties(hinted)[-1] == ("ipv6.hint", "the kernel has no IPv6")
     assert all(isinstance(v, str) for r in matrix() for _, v in junit_properties(r))
+
+
+# ---------------------------------------------------------------- tokens a reader can decode from the legend
+
+
+def _reached(*listeners: Listener, unreached: tuple[Family, ...] = ()) -> Verdict:
+    reach = tuple(
+        Reach(x, via, Result.NO_LOOPBACK, False, "") if via in unreached else Reach(x, via, Result.ACCEPTED, True, "ok")
+        for x in listeners
+        for via in sorted(x.serves)
+    )
+    return Verdict(Outcome.UP, frozenset(listeners), reach)
+
+
+def _one_cell_grid(verdict: Verdict) -> tuple[str, str]:
+    c = cell("adaptive", "ipv6-sysctl-off", "unset")
+    result = CellResult(c, "pass", verdict, attest(c.stack))
+    lines = render_terminal([result], width=400)
+    return short_verdict(verdict), next(line for line in lines if line.startswith("legend:"))
+
+
+def test_listeners_on_several_ports_keep_their_ports_and_every_symbol_is_in_the_legend() -> None:
+    """chronyd: NTP on *:123, its command socket on 127.0.0.1:323 and [::1]:323 (UDP)."""
+    udp = Protocol.UDP
+    token, legend = _one_cell_grid(_reached(
+        Listener(Family.INET, "0.0.0.0", 123, udp), Listener(Family.INET, "127.0.0.1", 323, udp),
+        Listener(Family.INET6, "::1", 323, udp),
+    ))  # fmt: skip
+    assert token == "udp:v4:123+udp:v4@127.0.0.1:323+udp:v6@::1:323"
+    for entry in ("udp: = UDP socket", "v4@ADDR = only ADDR", ":PORT = on that port", "v6 = [::]"):
+        assert entry in legend.replace("\xa0", " "), legend
+
+
+def test_a_dual_socket_that_answers_on_one_family_is_marked() -> None:
+    """haproxy's ':::80 v4v6' on ipv6-sysctl-off: one socket for both, but no ::1 to reach its IPv6 side."""
+    dual = Listener(Family.INET6, "::", 80, Protocol.TCP, v6only=False)
+    token, legend = _one_cell_grid(_reached(dual, unreached=(Family.INET6,)))
+    assert token == "dual~6"
+    assert "~6 = its IPv6 side has no loopback here, only IPv4 answered" in legend.replace("\xa0", " ")
+    assert "~ = no loopback" not in legend.replace("\xa0", " ")
+    assert _one_cell_grid(_reached(dual))[0] == "dual"  # both families answered
+
+
+def test_the_wildcard_beside_a_specific_address_is_in_the_legend() -> None:
+    both = (Listener(Family.INET, "0.0.0.0", 80), Listener(Family.INET, "127.0.0.1", 80))
+    token, legend = _one_cell_grid(_reached(*both))
+    assert token == "v4+@127.0.0.1"
+    assert "v4+@ADDR = the wildcard and ADDR too" in legend.replace("\xa0", " ")
