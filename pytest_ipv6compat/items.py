@@ -106,13 +106,16 @@ class CellItem(pytest.Item):
                 f"stack {cell.stack} could not be attested inside the container; the engine may ignore "
                 f"sysctls or seccomp, so no verdict is trusted:\n{self.attestation.describe()}{why}"
             )
-
-    def runtest(self) -> None:
-        assert self._running is not None
+        # Observing is part of setting the cell up: a fault here (an engine that stops answering, a
+        # container removed by someone else) is a pytest error, as the grid calls it, not a failure.
         try:
-            verdict = self.verdict = self._running.verdict()
+            self.verdict = self._running.verdict()
         except EngineError as exc:
             fail(str(exc))
+
+    def runtest(self) -> None:
+        verdict = self.verdict
+        assert verdict is not None
         mismatch = judge(self.cell.expectation, verdict)
         result = self.result(mismatch.reasons)
         self.stash[RESULT_KEY] = result

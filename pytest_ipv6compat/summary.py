@@ -151,6 +151,9 @@ def attach_result(item: CellItem, call: pytest.CallInfo[None], report: pytest.Te
         if result is None and report.failed:
             message = call.excinfo.exconly() if call.excinfo is not None else "unknown error"
             result = CellResult(item.cell, "error", item.verdict, item.attestation, (message,), None)
+    elif report.when == "teardown" and report.failed:  # pytest counts an error too: so does the grid
+        message = str(call.excinfo.value) if call.excinfo is not None else "unknown error"
+        result = CellResult(item.cell, "error", item.verdict, item.attestation, (f"teardown: {message}",), None)
     if result is not None:
         target = item.matrix.target
         order = {
@@ -159,8 +162,9 @@ def attach_result(item: CellItem, call: pytest.CallInfo[None], report: pytest.Te
             "settings": [s.label for s in target.settings],
         }
         setattr(report, _RESULT_ATTR, {"result": result.to_dict(), "order": order, "source": str(item.path)})
-        # junitxml reads properties from the teardown report, which copies the item's.
-        item.user_properties.extend(junit_properties(result))
+        # junitxml reads properties from the teardown report, which copies the item's (made by then).
+        if report.when != "teardown":
+            item.user_properties.extend(junit_properties(result))
 
 
 class Results:
