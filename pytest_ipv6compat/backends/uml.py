@@ -334,7 +334,9 @@ class UmlRun:
                 if self._watch.settled is not None and settled_at is None:
                     settled_at = time.monotonic()
                 if self._watch.error:
-                    raise EngineError(f"the probe could not observe the target: {self._watch.error}")
+                    why = "; a socket dump failed, so the target's listeners cannot be known" \
+                        if self._watch.error.startswith("sock_diag") else ""
+                    raise EngineError(f"the probe could not observe the target: {self._watch.error}{why}")
                 if self._watch.ready:
                     return self._make(Outcome.UP)
             elif kind == "exit":

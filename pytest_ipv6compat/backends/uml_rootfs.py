@@ -26,9 +26,13 @@ from typing import IO, Any
 from . import EngineError
 
 PROBE_DIR = "/.ipv6compat"
-MODULES = ("kernel/lib/crc-ccitt.ko", "kernel/net/ipv6/ipv6.ko")  # IPv6 and what it depends on, in load order
+# The modules init loads, by name, with what each depends on (from the kernel's modules.dep): IPv6, as a
+# Debian host loads it, and what the watcher reads sockets with. Debian's UML kernel has inet_diag and
+# tcp_diag built in (CONFIG_INET_DIAG=y, CONFIG_INET_TCP_DIAG=y) but udp_diag as a module: without it
+# a UDP socket dump fails (ENOENT), as no modprobe runs inside the guest to load it on demand.
+MODULES = ("ipv6", "udp_diag")
 INIT = Path(__file__).parent.parent / "probe" / "uml_init.sh"
-_ROOTFS_VERSION = "3"  # bump when the archive layout changes
+_ROOTFS_VERSION = "4"  # bump when the archive layout changes
 DEVICES = (("console", 0o600, (5, 1)), ("null", 0o666, (1, 3)), ("zero", 0o666, (1, 5)), ("full", 0o666, (1, 7)),
            ("random", 0o666, (1, 8)), ("urandom", 0o666, (1, 9)), ("tty", 0o666, (5, 0)))
 DEV_LINKS = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
@@ -108,8 +112,30 @@ def modules_dir(kernel: Path) -> Path:
     return found[-1]
 
 
+def load_order(modules: Path, wanted: Iterable[str] | None = None) -> list[str]:
+    """The files (relative to ``modules``) of ``wanted`` and what they depend on, in load order, from modules.dep."""
+    deps: dict[str, list[str]] = {}
+    try:
+        text = (modules / "modules.dep").read_text()
+    except OSError as exc:
+        raise EngineError(f"cannot read the kernel's module list {modules / 'modules.dep'}: {exc.strerror}") from None
+    for line in text.splitlines():
+        path, _, rest = line.partition(":")
+        deps[Path(path).name.removesuffix(".ko").replace("-", "_")] = [path, *rest.split()]
+    order: list[str] = []
+    for name in MODULES if wanted is None else wanted:
+        if name not in deps:
+            raise EngineError(f"the kernel's {modules / 'modules.dep'} has no module {name}")
+        path, *needs = deps[name]
+        for rel in [*reversed(needs), path]:  # modules.dep lists what loads last first
+            if rel not in order:
+                order.append(rel)
+    return order
+
+
 def probe_archive(probe_dir: Path, modules: Path, writer: CpioWriter) -> None:
-    """The probe at ``/.ipv6compat``: busybox, shim, watcher, init and its set-up, and the modules IPv6 needs."""
+    """The probe at ``/.ipv6compat``: busybox, shim, watcher, init and its set-up, and the modules it loads
+    (their files, and ``modules``: one file name a line, in load order, which umlsetup reads)."""
     writer.directory(PROBE_DIR)
     # The target's /dev, as an engine makes it (the kernel also opens /dev/console for init before
     # init runs, and an export may hold a plain file there); mount points of init's fstab.
@@ -125,8 +151,10 @@ def probe_archive(probe_dir: Path, modules: Path, writer: CpioWriter) -> None:
         writer.file(f"{PROBE_DIR}/{name}", data, stat.S_IMODE((probe_dir / name).stat().st_mode) | 0o444)
     writer.file(f"{PROBE_DIR}/init", INIT.read_bytes(), 0o755)
     writer.symlink(f"{PROBE_DIR}/sh", "busybox")
-    for rel in MODULES:
+    order = load_order(modules)
+    for rel in order:
         writer.file(f"{PROBE_DIR}/{Path(rel).name}", (modules / rel).read_bytes(), 0o644)
+    writer.file(f"{PROBE_DIR}/modules", "".join(f"{Path(rel).name}\n" for rel in order).encode(), 0o644)
     for sub in ("dev", "root", "mounts", "cell"):
         writer.directory(f"{PROBE_DIR}/{sub}", 0o700 if sub == "cell" else 0o755)
 
@@ -143,7 +171,7 @@ def ensure_rootfs(client: Any, image: str, cache_dir: Path, probe_dir: Path, ker
         raise EngineError(f"cannot inspect image {image!r} for User-mode Linux: {exc}") from None
     modules = modules_dir(kernel)
     key = hashlib.sha256(
-        "\0".join([_ROOTFS_VERSION, image_id, probe_dir.name, str(modules), INIT.read_text()]).encode()
+        "\0".join([_ROOTFS_VERSION, image_id, probe_dir.name, str(modules), INIT.read_text(), *MODULES]).encode()
     ).hexdigest()[:16]
     short = image_id.removeprefix("sha256:")[:12]
     dest = cache_dir / "uml" / f"rootfs-{short}-{key}.cpio"

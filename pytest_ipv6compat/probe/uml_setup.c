@@ -11,8 +11,10 @@
  * and exit status 1:
  *   1. every line of FSTAB (source, target, type, options) is mounted, as mount -a would;
  *      right after /proc is mounted, "@@ipv6compat NONCE boot UPTIME" goes to stdout;
- *   2. crc-ccitt.ko and ipv6.ko are loaded, ipv6.ko with the ipv6.* words of /proc/cmdline
- *      as its parameters (what modprobe does with them on a Debian host);
+ *   2. the modules named in /.ipv6compat/modules (one file name a line, in load order, written by
+ *      uml_rootfs.probe_archive from its MODULES: IPv6 and the watcher's udp_diag) are loaded, each
+ *      with the NAME.* words of /proc/cmdline as its parameters (what modprobe does with them on a
+ *      Debian host: ipv6.disable=1 reaches ipv6.ko);
  *   3. lo is brought up;
  *   4. each line "SOURCE DEST" of MOUNTS is bound read-only at ROOT/DEST (DEST made as a
  *      directory or an empty file, like SOURCE);
@@ -35,7 +37,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static const char *const MODULES[] = {"/.ipv6compat/crc-ccitt.ko", "/.ipv6compat/ipv6.ko"}; /* load order */
+#define PROBE "/.ipv6compat"
 
 static void die(const char *fmt, ...)
 {
@@ -118,39 +120,55 @@ static void mount_table(const char *fstab, const char *nonce)
     fclose(f);
 }
 
-/* The ipv6.* words of the kernel command line, without "ipv6.", space separated. */
-static void ipv6_parameters(char *out, size_t size)
+/* The NAME.* words of the kernel command line for module NAME ('-' and '_' alike), without the
+ * prefix, space separated. */
+static void module_parameters(const char *cmdline, const char *name, char *out, size_t size)
 {
-    char cmdline[4096];
-    size_t used = 0;
-    int fd = open("/proc/cmdline", O_RDONLY);
+    char copy[4096];
+    size_t used = 0, len = strlen(name);
+    snprintf(copy, sizeof copy, "%s", cmdline);
+    out[0] = '\0';
+    for (char *save = NULL, *word = strtok_r(copy, " \n", &save); word; word = strtok_r(NULL, " \n", &save)) {
+        size_t i;
+        for (i = 0; i < len && word[i] && (word[i] == name[i] || (strchr("-_", word[i]) && strchr("-_", name[i])));
+             i++)
+            ;
+        if (i < len || word[len] != '.')
+            continue;
+        int k = snprintf(out + used, size - used, "%s%s", used ? " " : "", word + len + 1);
+        if (k < 0 || (size_t)k >= size - used)
+            die("load %s: its parameters on the kernel command line are too long", name);
+        used += (size_t)k;
+    }
+}
+
+static void load_modules(const char *list)
+{
+    char cmdline[4096], line[256], path[512], params[1024];
+    int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
     ssize_t n = fd < 0 ? -1 : read(fd, cmdline, sizeof cmdline - 1);
     if (n < 0)
         die("read /proc/cmdline: %s", strerror(errno));
     close(fd);
     cmdline[n] = '\0';
-    out[0] = '\0';
-    for (char *save = NULL, *word = strtok_r(cmdline, " \n", &save); word; word = strtok_r(NULL, " \n", &save)) {
-        if (strncmp(word, "ipv6.", 5) != 0)
+    FILE *f = fopen(list, "re");
+    if (f == NULL)
+        die("open %s: %s", list, strerror(errno));
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0] == '\0')
             continue;
-        int k = snprintf(out + used, size - used, "%s%s", used ? " " : "", word + 5);
-        if (k < 0 || (size_t)k >= size - used)
-            die("load ipv6: its parameters on the kernel command line are too long");
-        used += (size_t)k;
-    }
-}
-
-static void load_modules(void)
-{
-    char params[1024];
-    ipv6_parameters(params, sizeof params);
-    for (size_t i = 0; i < sizeof MODULES / sizeof MODULES[0]; i++) {
-        int last = i + 1 == sizeof MODULES / sizeof MODULES[0];
-        int fd = open(MODULES[i], O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || syscall(SYS_finit_module, fd, last ? params : "", 0) != 0)
-            die("load %s: %s", MODULES[i], strerror(errno));
+        snprintf(path, sizeof path, "%s/%s", PROBE, line);
+        char *dot = strstr(line, ".ko");
+        if (dot)
+            *dot = '\0';
+        module_parameters(cmdline, line, params, sizeof params);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || syscall(SYS_finit_module, fd, params, 0) != 0)
+            die("load %s: %s", path, strerror(errno));
         close(fd);
     }
+    fclose(f);
 }
 
 static void loopback_up(void)
@@ -239,7 +257,7 @@ int main(int argc, char **argv)
     const char *root = argv[3];
     char at[4096];
     mount_table(argv[2], argv[1]);
-    load_modules();
+    load_modules(PROBE "/modules");
     loopback_up();
     read_only_binds(root, argv[4]);
     for (int i = 8; i < argc; i++) {
