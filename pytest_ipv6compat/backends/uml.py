@@ -26,6 +26,7 @@ import platform
 import queue
 import re
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -53,9 +54,13 @@ FAST_BOOT = ("initcall_blacklist=raid6_select_algo,init_zswap,strp_dev_init,init
 INSTALL_HINT = "apt-get install user-mode-linux"
 _KERNEL_MEM_MB = 96  # the kernel and the unpacked initramfs need this beyond the target's memory
 # Leads a process group: starts the kernel, says its pid, then waits for EOF on its stdin (this process
-# died, or the run ended) and kills the kernel's group (the kernel calls setsid) and its own.
+# died, or the run ended) and kills the kernel's group (the kernel calls setsid) and its own. Its stderr
+# is the write end of the private channel: the kernel gets it as fd 3 (its second console) and its own
+# stderr on the first console's pipe, and the watchdog closes both, so that the private channel ends
+# when the kernel does however it ends (a kernel that dies is an error, not the target's timeout).
 _WATCHDOG = (
-    '"$@" </dev/null & echo "ipv6compat-kernel $!"; exec >/dev/null 2>&1; read -r _ || true; kill -9 -$! $! 0'
+    '"$@" 3>&2 2>&1 </dev/null & echo "ipv6compat-kernel $!"; exec >/dev/null 2>&1; read -r _ || true; '
+    'kill -9 -$! $! 0'
 )
 
 
@@ -145,10 +150,10 @@ class UmlBackend:
             with cell_initramfs(rootfs, tail) as initrd:
                 argv = [str(self.kernel), f"mem={mem}M", f"initrd=/proc/self/fd/{initrd}", f"rdinit={PROBE_DIR}/init",
                         *launch.stack.kernel_args, *FAST_BOOT, "quiet", f"uml_dir={rundir}", f"umid={name}",
-                        "con0=null,fd:1", f"con1=null,fd:{write_end}", "con=null", "ssl=null"]
+                        "con0=null,fd:1", "con1=null,fd:3", "con=null", "ssl=null"]
                 proc = subprocess.Popen(["/bin/sh", "-c", _WATCHDOG, "ipv6compat-watchdog", *argv], stdin=alive_read,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        pass_fds=(initrd, write_end), start_new_session=True)
+                                        stdout=subprocess.PIPE, stderr=write_end,
+                                        pass_fds=(initrd,), start_new_session=True)
                 for fd in (write_end, alive_read):
                     os.close(fd)
                 write_end = alive_read = -1
@@ -202,6 +207,15 @@ def _hosts(extra: tuple[tuple[str, str], ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _zombie_leader(pid: int) -> bool:
+    """``pid`` has ended but is not reaped, and leads its own process group."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return fields[0] in ("Z", "X") and fields[2] == str(pid)
+
+
 class UmlRun:
     """A booted kernel running the target; methods block until they know (bounded by the timeout)."""
 
@@ -230,6 +244,7 @@ class UmlRun:
         self._kernel_pid: int | None = None
         self._pid_known = threading.Event()
         self._private_other: collections.deque[str] = collections.deque(maxlen=10)
+        self._closed = False
         self._threads = [self._spawn(self._read_console, "console"), self._spawn(self._read_private, "private")]
 
     @property
@@ -260,6 +275,7 @@ class UmlRun:
             if self._kernel_pid is None and line.startswith("ipv6compat-kernel "):
                 self._kernel_pid = int(line.split()[1])
                 self._pid_known.set()
+                self._spawn(self._reap_helpers, "kernel")
                 continue
             if self.booted is None:
                 if tag in line:
@@ -277,6 +293,29 @@ class UmlRun:
                 self._console.append(clean(line))
         self._attested.set()
         self._pid_known.set()
+
+    def _reap_helpers(self) -> None:
+        """When the kernel's own process ends, killed or halted, kill its helper processes too.
+
+        They hold both consoles open, so a kernel killed from outside (or by the OOM killer) would
+        leave the channels open until the cell's timeout, read as the target's ``timeout``; with the
+        helpers gone the private channel ends without the target's exit, which is an error. The
+        kernel stays a zombie until the watchdog ends (it waits on its stdin, not on the kernel), so
+        its pid, which is also its process group, is not reused before this kill.
+        """
+        pid = self._kernel_pid
+        assert pid is not None
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return  # already reaped: the run has ended
+        try:
+            select.select([pidfd], [], [])
+            if not self._closed and _zombie_leader(pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+        finally:
+            os.close(pidfd)
 
     def _read_private(self) -> None:
         for raw in self._private:
@@ -345,8 +384,8 @@ class UmlRun:
                     verdict = dataclasses.replace(verdict, error_line=oom_error_line(spec.memory))
                 return verdict
             else:
-                raise EngineError(f"the User-mode Linux kernel ended without reporting the target's exit "
-                                  f"(code {self._proc.poll()}); console:\n{self._diagnostics()}")
+                raise EngineError("the User-mode Linux kernel died before the target ended (killed, crashed, or "
+                                  "halted from inside the target): no verdict; console:\n" + self._diagnostics())
 
     def _make(self, outcome: Outcome, *, exit_code: int | None = None) -> Verdict:
         if outcome is Outcome.EXITED:
@@ -369,6 +408,7 @@ class UmlRun:
         return "\n".join(lines) or "(nothing)"
 
     def close(self) -> None:
+        self._closed = True
         with contextlib.suppress(OSError):
             self._private.close()
         for thread in self._threads:

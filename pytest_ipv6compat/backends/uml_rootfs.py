@@ -31,8 +31,13 @@ PROBE_DIR = "/.ipv6compat"
 # tcp_diag built in (CONFIG_INET_DIAG=y, CONFIG_INET_TCP_DIAG=y) but udp_diag as a module: without it
 # a UDP socket dump fails (ENOENT), as no modprobe runs inside the guest to load it on demand.
 MODULES = ("ipv6", "udp_diag")
+# The network sysctls a container engine sets in every container's namespace, which a fresh kernel does
+# not have (measured in /proc/sys inside a container, `--network none`): Docker 20.10 sets both; Podman 4.3's
+# `podman run` leaves the kernel's defaults (1024 and "1 0"). The guest takes Docker's, so that a non-root
+# service on a port below 1024 (or one that pings) behaves as on the container stacks. umlsetup writes each.
+SYSCTLS = (("net.ipv4.ip_unprivileged_port_start", "0"), ("net.ipv4.ping_group_range", "0 2147483647"))
 INIT = Path(__file__).parent.parent / "probe" / "uml_init.sh"
-_ROOTFS_VERSION = "4"  # bump when the archive layout changes
+_ROOTFS_VERSION = "5"  # bump when the archive layout changes
 DEVICES = (("console", 0o600, (5, 1)), ("null", 0o666, (1, 3)), ("zero", 0o666, (1, 5)), ("full", 0o666, (1, 7)),
            ("random", 0o666, (1, 8)), ("urandom", 0o666, (1, 9)), ("tty", 0o666, (5, 0)))
 DEV_LINKS = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
@@ -133,6 +138,11 @@ def load_order(modules: Path, wanted: Iterable[str] | None = None) -> list[str]:
     return order
 
 
+def sysctl_lines() -> str:
+    """``SYSCTLS`` as umlsetup reads them: a /proc/sys path and its value, a line each."""
+    return "".join(f"/proc/sys/{key.replace('.', '/')} {value}\n" for key, value in SYSCTLS)
+
+
 def probe_archive(probe_dir: Path, modules: Path, writer: CpioWriter) -> None:
     """The probe at ``/.ipv6compat``: busybox, shim, watcher, init and its set-up, and the modules it loads
     (their files, and ``modules``: one file name a line, in load order, which umlsetup reads)."""
@@ -155,6 +165,7 @@ def probe_archive(probe_dir: Path, modules: Path, writer: CpioWriter) -> None:
     for rel in order:
         writer.file(f"{PROBE_DIR}/{Path(rel).name}", (modules / rel).read_bytes(), 0o644)
     writer.file(f"{PROBE_DIR}/modules", "".join(f"{Path(rel).name}\n" for rel in order).encode(), 0o644)
+    writer.file(f"{PROBE_DIR}/sysctls", sysctl_lines().encode(), 0o644)
     for sub in ("dev", "root", "mounts", "cell"):
         writer.directory(f"{PROBE_DIR}/{sub}", 0o700 if sub == "cell" else 0o755)
 
@@ -171,7 +182,7 @@ def ensure_rootfs(client: Any, image: str, cache_dir: Path, probe_dir: Path, ker
         raise EngineError(f"cannot inspect image {image!r} for User-mode Linux: {exc}") from None
     modules = modules_dir(kernel)
     key = hashlib.sha256(
-        "\0".join([_ROOTFS_VERSION, image_id, probe_dir.name, str(modules), INIT.read_text(), *MODULES]).encode()
+        "\0".join([_ROOTFS_VERSION, image_id, probe_dir.name, str(modules), INIT.read_text(), *MODULES, sysctl_lines()]).encode()
     ).hexdigest()[:16]
     short = image_id.removeprefix("sha256:")[:12]
     dest = cache_dir / "uml" / f"rootfs-{short}-{key}.cpio"

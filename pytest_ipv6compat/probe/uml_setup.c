@@ -15,7 +15,8 @@
  *      uml_rootfs.probe_archive from its MODULES: IPv6 and the watcher's udp_diag) are loaded, each
  *      with the NAME.* words of /proc/cmdline as its parameters (what modprobe does with them on a
  *      Debian host: ipv6.disable=1 reaches ipv6.ko);
- *   3. lo is brought up;
+ *   3. lo is brought up, and each line "PATH VALUE" of /.ipv6compat/sysctls is written (the network
+ *      sysctls a container engine sets: uml_rootfs.SYSCTLS);
  *   4. each line "SOURCE DEST" of MOUNTS is bound read-only at ROOT/DEST (DEST made as a
  *      directory or an empty file, like SOURCE);
  *   5. each PATH:OPTIONS argument becomes a tmpfs at ROOT/PATH;
@@ -185,6 +186,26 @@ static void loopback_up(void)
     close(fd);
 }
 
+static void set_sysctls(const char *list)
+{
+    char line[512];
+    FILE *f = fopen(list, "re");
+    if (f == NULL)
+        die("open %s: %s", list, strerror(errno));
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *value = strchr(line, ' ');
+        if (value == NULL)
+            continue;
+        *value++ = '\0';
+        int fd = open(line, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, value, strlen(value)) < 0)
+            die("set %s to %s: %s", line, value, strerror(errno));
+        close(fd);
+    }
+    fclose(f);
+}
+
 static void make_dirs(const char *path)
 {
     char buf[4096];
@@ -259,6 +280,7 @@ int main(int argc, char **argv)
     mount_table(argv[2], argv[1]);
     load_modules(PROBE "/modules");
     loopback_up();
+    set_sysctls(PROBE "/sysctls");
     read_only_binds(root, argv[4]);
     for (int i = 8; i < argc; i++) {
         char *colon = strchr(argv[i], ':');
