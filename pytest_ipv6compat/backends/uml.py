@@ -43,7 +43,7 @@ from ..model import Attestation, Outcome, Verdict
 from ..probe.report import RECORDS, ShimReport, WatchReport, is_shim_line
 from . import EngineError, Launch
 from .logtext import LOG_TAIL_LINES, clean
-from .uml_rootfs import PROBE_DIR, cell_archive, cell_initramfs, ensure_rootfs
+from .uml_rootfs import PROBE_DIR, cell_archive, cell_initramfs, elf32_programs, ensure_rootfs
 
 # What the kernel skips at boot, none of it networking: the raid6 and xor benchmarks, zswap, the
 # stream parser, the JFS filesystem (a module a Debian host loads only to mount JFS), the crypto
@@ -137,8 +137,13 @@ class UmlBackend:
         self._started += 1
         name = launch.name or f"ipv6compat-uml-{self.session}-{self._started}"
         nonce, tag = secrets.token_hex(12), secrets.token_hex(12)
-        tail = cell_archive(_settings(launch, nonce, tag), _words(launch, config, nonce), spec.mounts,
-                            _hosts(spec.extra_hosts))
+        words = _words(launch, config, nonce)
+        elf32 = elf32_programs(rootfs)
+        program = _program(words, elf32)
+        if program is not None:
+            raise EngineError(f"{program} is a 32-bit x86 program: this User-mode Linux kernel cannot run 32-bit "
+                              "binaries (Debian's is built without IA32 emulation)")
+        tail = cell_archive(_settings(launch, nonce, tag), words, spec.mounts, _hosts(spec.extra_hosts))
         mem = memory_mb(spec.memory) + _KERNEL_MEM_MB + (rootfs.stat().st_size >> 19)
         rundir = self._runs / f"{os.getpid()}-{process_start(os.getpid())}-{self.session}{self._started}"
         rundir.mkdir(parents=True)
@@ -158,6 +163,7 @@ class UmlBackend:
                     os.close(fd)
                 write_end = alive_read = -1
                 run = UmlRun(proc, os.fdopen(read_end, "rb"), name, launch, nonce, tag, rundir)
+                run.elf32 = elf32
                 read_end = -1
                 yield run
         finally:
@@ -188,23 +194,42 @@ def _words(launch: Launch, config: dict[str, Any], nonce: str) -> dict[str, list
     for entry in config.get("Env") or []:
         key, _, value = entry.partition("=")
         env[key] = value
-    env |= {"HOSTNAME": "ipv6compat", "HOME": env.get("HOME", "/root")}
+    user = spec.user or config.get("User") or ""
+    if user in ("root", "0", "0:0"):
+        user = ""
+    # HOME as the engine's runtime sets it: the image's or the cell's, else the user's home from the
+    # image's /etc/passwd (umlsetup --as; "/" for a uid not there), root's /root.
+    env |= {"HOSTNAME": "ipv6compat"} | ({} if user else {"HOME": env.get("HOME", "/root")})
     env |= dict(launch.env)
     argv = list(config.get("Entrypoint") or []) + list(
         spec.command if spec.command is not None else config.get("Cmd") or [])
     workdir = config.get("WorkingDir") or "/"
-    user = spec.user or config.get("User") or ""
-    if user in ("root", "0", "0:0"):
-        user = ""
     words = [workdir, user, nonce, "--", *argv]
     watch = [f"{spec.settle:g}", f"{spec.hold:g}", spec.probe, spec.http_path, ",".join(spec.http_status)]
     return {"ENV": [f"{k}={v}" for k, v in env.items()], "EXEC": words, "WATCH": watch}
+
+
+def _program(words: dict[str, list[str]], elf32: frozenset[str]) -> str | None:
+    """The cell's program, as its PATH finds it in the image, if it is one of the image's 32-bit ones."""
+    if not elf32 or len(words["EXEC"]) < 5:
+        return None
+    workdir, command = words["EXEC"][0], words["EXEC"][4]
+    if "/" in command:
+        candidates = [command if command.startswith("/") else f"{workdir.rstrip('/')}/{command}"]
+    else:
+        path = next((e[5:] for e in words["ENV"] if e.startswith("PATH=")), "")
+        candidates = [f"{d.rstrip('/')}/{command}" for d in path.split(":") if d.startswith("/")]
+    # Only 32-bit programs are known here: a 64-bit one of the same name earlier on PATH is not seen.
+    return next((c for c in candidates if os.path.normpath(c) in elf32), None)
 
 
 def _hosts(extra: tuple[tuple[str, str], ...]) -> str:
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "127.0.1.1\tipv6compat"]
     lines += [f"{address}\t{host}" for host, address in extra]
     return "\n".join(lines) + "\n"
+
+
+_NO_EXEC = ('syntax error: unexpected "("', "Exec format error", "cannot execute binary file")
 
 
 def _zombie_leader(pid: int) -> bool:
@@ -245,6 +270,7 @@ class UmlRun:
         self._pid_known = threading.Event()
         self._private_other: collections.deque[str] = collections.deque(maxlen=10)
         self._closed = False
+        self.elf32: frozenset[str] = frozenset()  # the image's 32-bit programs, which this kernel cannot run
         self._threads = [self._spawn(self._read_console, "console"), self._spawn(self._read_private, "private")]
 
     @property
@@ -336,10 +362,10 @@ class UmlRun:
         if self._attestation is None:
             self._attested.wait(max(0.0, self.deadline - time.monotonic()))
             if not self._shim.attested:
-                unknown = next((x for x in self._console if x.startswith("su: unknown user")), None)
+                unknown = next((x for x in self._console if x.startswith("unable to find ")), None)
                 if unknown:
-                    raise EngineError(f"{unknown}: under User-mode Linux a user must be a name (or id) in the "
-                                      "image's /etc/passwd, as it is applied with busybox su")
+                    whose = f"user = {self.launch.run.user!r}" if self.launch.run.user else "the image's user"
+                    raise EngineError(f"{whose}: {unknown}")
                 why = "did not reach the shim within the cell's timeout" if not self._attested.is_set() \
                     else "ended before the stack could be attested"
                 raise EngineError(f"the User-mode Linux kernel {why}; console:\n{self._diagnostics()}")
@@ -391,6 +417,17 @@ class UmlRun:
         if outcome is Outcome.EXITED:
             self._threads[0].join(2.0)  # the console's last lines: it ends when the kernel has halted
         logs = self.logs()
+        if outcome is Outcome.EXITED and self.elf32:
+            # A shell runs a program the kernel refused (ENOEXEC) as a script ("PROGRAM: line 1: ..."):
+            # a 32-bit one, here.
+            named = next((p for p in sorted(self.elf32) if f"{p}: line " in logs), None)
+            if named is not None:
+                raise EngineError(f"{named} is a 32-bit x86 program: this User-mode Linux kernel cannot run "
+                                  "32-bit binaries (Debian's is built without IA32 emulation)")
+            if any(x in logs for x in _NO_EXEC):
+                some = ", ".join(sorted(self.elf32)[:3])
+                raise EngineError(f"the target exited after a program could not be run, and the image has 32-bit "
+                                  f"x86 programs ({some}): this User-mode Linux kernel cannot run 32-bit binaries")
         return self._watch.verdict(
             outcome,
             exit_code=exit_code,

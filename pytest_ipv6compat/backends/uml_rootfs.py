@@ -37,7 +37,7 @@ MODULES = ("ipv6", "udp_diag")
 # service on a port below 1024 (or one that pings) behaves as on the container stacks. umlsetup writes each.
 SYSCTLS = (("net.ipv4.ip_unprivileged_port_start", "0"), ("net.ipv4.ping_group_range", "0 2147483647"))
 INIT = Path(__file__).parent.parent / "probe" / "uml_init.sh"
-_ROOTFS_VERSION = "5"  # bump when the archive layout changes
+_ROOTFS_VERSION = "6"  # bump when the archive layout changes
 DEVICES = (("console", 0o600, (5, 1)), ("null", 0o666, (1, 3)), ("zero", 0o666, (1, 5)), ("full", 0o666, (1, 7)),
            ("random", 0o666, (1, 8)), ("urandom", 0o666, (1, 9)), ("tty", 0o666, (5, 0)))
 DEV_LINKS = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
@@ -85,8 +85,42 @@ class CpioWriter:
         self._out.write(b"\0" * (-self._out.tell() % 512))
 
 
-def tar_to_cpio(tar: tarfile.TarFile, writer: CpioWriter) -> None:
-    """Copy every member of a (seekable) tar archive; hard links become copies, owners and modes are kept."""
+ELF32 = b"\x7fELF\x01"  # an ELF file's magic and class 1: a 32-bit program
+
+
+def resolve(path: str, links: dict[str, str]) -> str | None:
+    """``path`` (absolute) with every symbolic link in it followed, as the image's root has them; None for a loop."""
+    parts = [p for p in path.split("/") if p]
+    done: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            done = done[:-1]
+            continue
+        if part == ".":
+            continue
+        here = "/" + "/".join([*done, part])
+        if here in links:
+            hops += 1
+            if hops > 40:
+                return None
+            target = links[here]
+            parts = [p for p in target.split("/") if p] + parts
+            if target.startswith("/"):
+                done = []
+            continue
+        done.append(part)
+    return "/" + "/".join(done)
+
+
+def tar_to_cpio(tar: tarfile.TarFile, writer: CpioWriter) -> list[str]:
+    """Copy every member of a (seekable) tar archive; hard links become copies, owners and modes are kept.
+
+    Returns the paths (absolute, and every symbolic link to one) of the 32-bit ELF programs it holds.
+    """
+    elf32: set[str] = set()
+    links: dict[str, str] = {}
     for member in tar:
         name = member.name.rstrip("/")
         if name in ("", ".") or name.startswith(PROBE_DIR.lstrip("/")):
@@ -97,15 +131,33 @@ def tar_to_cpio(tar: tarfile.TarFile, writer: CpioWriter) -> None:
             writer.add(name, stat.S_IFDIR | perm, **owner)
         elif member.issym():
             writer.add(name, stat.S_IFLNK | 0o777, member.linkname.encode("utf-8", "surrogateescape"), **owner)
+            links["/" + name] = member.linkname
         elif member.isreg() or member.islnk():
             source = tar.extractfile(member)
             data = source.read() if source is not None else b""
             writer.add(name, stat.S_IFREG | perm, data, **owner)
+            if data.startswith(ELF32) and perm & 0o111:
+                elf32.add("/" + name)
         elif member.ischr() or member.isblk():
             kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
             writer.add(name, kind | perm, rdev=(member.devmajor, member.devminor), **owner)
         elif member.isfifo():
             writer.add(name, stat.S_IFIFO | perm, **owner)
+    if not elf32:
+        return []
+    named = set(elf32)
+    for link in links:
+        if resolve(link, links) in elf32:
+            named.add(link)
+    return sorted(named)
+
+
+def elf32_programs(rootfs: Path) -> frozenset[str]:
+    """The 32-bit programs of a cached root filesystem (and the links to them), noted when it was built."""
+    try:
+        return frozenset(rootfs.with_suffix(".elf32").read_text().splitlines())
+    except FileNotFoundError:
+        return frozenset()
 
 
 def modules_dir(kernel: Path) -> Path:
@@ -182,7 +234,8 @@ def ensure_rootfs(client: Any, image: str, cache_dir: Path, probe_dir: Path, ker
         raise EngineError(f"cannot inspect image {image!r} for User-mode Linux: {exc}") from None
     modules = modules_dir(kernel)
     key = hashlib.sha256(
-        "\0".join([_ROOTFS_VERSION, image_id, probe_dir.name, str(modules), INIT.read_text(), *MODULES, sysctl_lines()]).encode()
+        "\0".join([_ROOTFS_VERSION, image_id, probe_dir.name, str(modules), INIT.read_text(), *MODULES,
+                   sysctl_lines()]).encode()
     ).hexdigest()[:16]
     short = image_id.removeprefix("sha256:")[:12]
     dest = cache_dir / "uml" / f"rootfs-{short}-{key}.cpio"
@@ -196,10 +249,11 @@ def ensure_rootfs(client: Any, image: str, cache_dir: Path, probe_dir: Path, ker
         try:
             with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=exported, mode="r:") as tar:
                 writer = CpioWriter(out)
-                tar_to_cpio(tar, writer)
+                elf32 = tar_to_cpio(tar, writer)
                 probe_archive(probe_dir, modules, writer)
                 writer.trailer()
-            os.replace(tmp, dest)
+            dest.with_suffix(".elf32").write_text("".join(f"{p}\n" for p in elf32))  # before the archive: it
+            os.replace(tmp, dest)  # is cached when the archive is
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -207,6 +261,8 @@ def ensure_rootfs(client: Any, image: str, cache_dir: Path, probe_dir: Path, ker
         if stale != dest:
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()  # a kernel booting from it has its own copy (the cell's initramfs)
+            with contextlib.suppress(FileNotFoundError):
+                stale.with_suffix(".elf32").unlink()
     return dest
 
 
