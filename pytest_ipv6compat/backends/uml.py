@@ -170,6 +170,8 @@ class UmlBackend:
             for fd in (read_end, write_end, alive_read, alive_write):
                 if fd >= 0:
                     os.close(fd)
+            if run is not None:
+                run.closing()  # its kernel is killed here: no second kill from the run
             if proc is not None:
                 for group in (run.pid if run is not None else None, proc.pid):
                     if group:
@@ -337,8 +339,9 @@ class UmlRun:
             return  # already reaped: the run has ended
         try:
             select.select([pidfd], [], [])
-            if not self._closed and _zombie_leader(pid):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if not self._closed and _zombie_leader(pid):
+                    signal.pidfd_send_signal(pidfd, 0)  # ProcessLookupError once reaped: then the pid may be reused
                     os.killpg(pid, signal.SIGKILL)
         finally:
             os.close(pidfd)
@@ -443,6 +446,10 @@ class UmlRun:
     def _diagnostics(self) -> str:
         lines = [*list(self._kernel)[-10:], *list(self._console)[-10:], *self._private_other]
         return "\n".join(lines) or "(nothing)"
+
+    def closing(self) -> None:
+        """The run is ending: the kernel and its group are killed by the backend from now on."""
+        self._closed = True
 
     def close(self) -> None:
         self._closed = True
