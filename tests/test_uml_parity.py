@@ -29,13 +29,15 @@ import docker
 import pytest
 from helpers import launch
 from test_zoo import zoo_image  # noqa: F401 - the zoo image fixture, shared
+from zoo_table import TARGETS as ZOO_TARGETS
+from zoo_table import ZooTarget
 
 from pytest_ipv6compat import TargetFactory, images
 from pytest_ipv6compat.backends import EngineError, uml_rootfs
 from pytest_ipv6compat.backends.docker_api import DockerBackend as Engine
 from pytest_ipv6compat.backends.uml import UmlBackend
 from pytest_ipv6compat.matrix import judge, parse_expectation
-from pytest_ipv6compat.model import Outcome
+from pytest_ipv6compat.model import Outcome, Verdict
 from pytest_ipv6compat.stacks import STACKS
 
 pytestmark = pytest.mark.docker
@@ -194,3 +196,24 @@ def test_the_guest_has_the_sysctls_docker_sets(engine: Engine, uml: UmlBackend, 
     assert seen["ipv6-boot-disabled"] == seen["dual-stack"]
     assert dict(uml_rootfs.SYSCTLS) == {"net.ipv4.ip_unprivileged_port_start": "0",
                                         "net.ipv4.ping_group_range": "0 2147483647"}
+
+
+def _shape(verdict: Verdict) -> tuple[object, ...]:
+    """What the fidelity flag compares: outcome, exit code, listeners and which of them answered."""
+    answered = tuple(sorted((str(x), verdict.answered(x)) for x in verdict.listeners))
+    return verdict.outcome, verdict.exit_code, answered
+
+
+@pytest.mark.parametrize("target", ZOO_TARGETS, ids=lambda t: t.name)
+def test_the_emulation_and_the_real_kernel_agree_over_the_zoo(
+    target: ZooTarget, zoo_image: str, ipv6_target_factory: TargetFactory, uml: UmlBackend,  # noqa: F811
+) -> None:
+    """No zoo target looks for IPv6 files in /proc, so ``ipv6-kernel-off`` and ``ipv6-boot-disabled``
+    must give the same verdict for each: any difference is the real-kernel stack differing from the
+    container stacks in something other than IPv6 (a false fidelity flag)."""
+    seen = {}
+    for stack in ("ipv6-kernel-off", "ipv6-boot-disabled"):
+        with ipv6_target_factory.start(zoo_image, stack=stack, **target.run_settings()) as started:
+            seen[stack] = (_shape(started.verdict), started.describe())
+    (emulated, emulated_text), (real, real_text) = seen["ipv6-kernel-off"], seen["ipv6-boot-disabled"]
+    assert emulated == real, f"{target.name}:\nipv6-kernel-off: {emulated_text}\nipv6-boot-disabled: {real_text}"

@@ -58,7 +58,18 @@ shift 2
 ) 3>&- &
 target=$!
 eval "set -- $WATCH"
-$P/watch "$@" 2>&1 | while IFS= read -r line; do echo "$TAG $line"; done >&3 &
+# "ready" (the hold is over) goes out only while the target still runs: one that exited within the hold
+# but whose exit this init has not yet reported (the guest is slow to schedule it on a loaded host) is a
+# zombie or gone here, and its exit line follows. Builtins only: no exec.
+$P/watch "$@" 2>&1 | while IFS= read -r line; do
+    if [ "$line" = ready ]; then
+        stat=
+        { read -r stat <"/proc/$target/stat"; } 2>/dev/null
+        state=${stat##*) }
+        case "${state%% *}" in R | S | D | T | t | W | I) ;; *) continue ;; esac
+    fi
+    echo "$TAG $line"
+done >&3 &
 watcher=$!  # the tagging loop: the watcher dies of SIGPIPE without it
 wait $target
 code=$?
