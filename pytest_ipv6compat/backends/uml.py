@@ -222,7 +222,7 @@ def _program(words: dict[str, list[str]], elf32: frozenset[str]) -> str | None:
         path = next((e[5:] for e in words["ENV"] if e.startswith("PATH=")), "")
         candidates = [f"{d.rstrip('/')}/{command}" for d in path.split(":") if d.startswith("/")]
     # Only 32-bit programs are known here: a 64-bit one of the same name earlier on PATH is not seen.
-    return next((c for c in candidates if os.path.normpath(c) in elf32), None)
+    return next((c for c in map(os.path.normpath, candidates) if c in elf32), None)
 
 
 def _hosts(extra: tuple[tuple[str, str], ...]) -> str:

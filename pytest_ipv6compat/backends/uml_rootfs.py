@@ -179,8 +179,14 @@ def load_order(modules: Path, wanted: Iterable[str] | None = None) -> list[str]:
     for line in text.splitlines():
         path, _, rest = line.partition(":")
         deps[Path(path).name.removesuffix(".ko").replace("-", "_")] = [path, *rest.split()]
+    builtin: set[str] = set()  # built into the kernel: nothing to load
+    with contextlib.suppress(OSError):
+        builtin = {Path(line).name.removesuffix(".ko").replace("-", "_")
+                   for line in (modules / "modules.builtin").read_text().splitlines()}
     order: list[str] = []
     for name in MODULES if wanted is None else wanted:
+        if name in builtin:
+            continue
         if name not in deps:
             raise EngineError(f"the kernel's {modules / 'modules.dep'} has no module {name}")
         path, *needs = deps[name]
