@@ -155,7 +155,8 @@ class UmlBackend:
             with cell_initramfs(rootfs, tail) as initrd:
                 argv = [str(self.kernel), f"mem={mem}M", f"initrd=/proc/self/fd/{initrd}", f"rdinit={PROBE_DIR}/init",
                         *launch.stack.kernel_args, *FAST_BOOT, "quiet", f"uml_dir={rundir}", f"umid={name}",
-                        "con0=null,fd:1", "con1=null,fd:3", "con=null", "ssl=null"]
+                        "con0=null,fd:1", "con1=null,fd:3", "con=null", "ssl=null"]  # fd 3: the watchdog's 3>&2
+                # (initrd is never fd 3: the pipes above were opened first and take the lowest free numbers)
                 proc = subprocess.Popen(["/bin/sh", "-c", _WATCHDOG, "ipv6compat-watchdog", *argv], stdin=alive_read,
                                         stdout=subprocess.PIPE, stderr=write_end,
                                         pass_fds=(initrd,), start_new_session=True)
