@@ -61,10 +61,13 @@ _VOLATILE = (
     r"\[(?:[A-Za-z]+|\d+)\]:?",  # [emerg] [error] [123]
     r"\d+#\d+:",  # nginx pid#tid:
     r"\*\d+",  # nginx connection number
-    r"[\w.-]+\[\d+\]:",  # prog[pid]:
+    r"[\w./-]+\[\d+\]:?",  # prog[pid]: (socat has no colon: "socat[161] E ...")
     r"\d+:[XCSM] \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2}\.\d+ [.*#-]",  # redis
 )
 _PREFIX = re.compile(r"(?:" + "|".join(_VOLATILE) + r")\s+")
+# Per-run numbers inside a message (a pid, a thread, a connection): the message is cut around the first.
+_INNER = re.compile(r"[\w./-]*\[\d+\]:?|\(?\bpid[ =:]?\d+\)?|\b\d+#\d+:?|\*\d+", re.IGNORECASE)
+_MIN_PART = 12  # the shortest part of a message worth keeping on one side of a per-run number
 
 
 @dataclass(frozen=True)
@@ -97,8 +100,11 @@ class Rewrite:
 def stable_message(error_line: str | None, logs: str) -> str | None:
     """The part of ``error_line`` that stays the same from run to run, if it is in ``logs``.
 
-    Drops leading timestamps, pids and log levels (``2026/12/02 05:00:00 [emerg] 1#1: ``)
-    and keeps at most :data:`MESSAGE_LIMIT` characters, cut at a space.
+    Drops leading timestamps, pids and log levels (``2026/12/02 05:00:00 [emerg] 1#1: ``,
+    ``socat[161] E``), keeps the longer side of a pid (or other per-run number) inside the
+    message, and at most :data:`MESSAGE_LIMIT` characters, cut at a space. Pids differ from
+    run to run (and from boot to boot under User-mode Linux): a recorded file must pass its
+    own next run.
     """
     if not error_line:
         return None
@@ -108,6 +114,11 @@ def stable_message(error_line: str | None, logs: str) -> str | None:
         if m is None:
             break
         message = message[m.end() :]
+    inner = _INNER.search(message)
+    while inner is not None:  # keep the longer side of a per-run number, never the number
+        before, after = message[: inner.start()].strip(), message[inner.end() :].strip()
+        message = before if len(before) >= max(len(after), _MIN_PART) else after
+        inner = _INNER.search(message)
     if len(message) > MESSAGE_LIMIT:
         cut = message.rfind(" ", 0, MESSAGE_LIMIT)
         message = message[: cut if cut > MESSAGE_LIMIT // 2 else MESSAGE_LIMIT]

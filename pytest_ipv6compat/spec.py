@@ -161,6 +161,9 @@ def parse_run_settings(raw: Mapping[str, Any], where: str, *, base: Path | None 
                     host_path = (base / host_path).resolve()
                 if not host_path.exists():
                     raise SpecError(f"{where}: mounts: {path} = {str(source)!r}: {str(host_path)!r} does not exist")
+                if not host_path.is_dir():  # an engine's volume is a directory; only User-mode Linux could mount a file
+                    raise SpecError(f"{where}: mounts: {path} = {str(source)!r}: {str(host_path)!r} is not a "
+                                    "directory (mount the directory that holds it)")
                 mounts.append((path, str(host_path)))
             out[key] = tuple(sorted(mounts))
         elif key == "user":

@@ -80,6 +80,11 @@ def test_minimal_matrix(tmp_path: Path) -> None:
          "'a b' is not a host"),
         ('stacks = ["dual-stack"]', 'stacks = ["dual-stack"]\nmounts = { "/etc/x" = "no-such-dir" }',
          "does not exist"),
+        # a file would be a file under User-mode Linux and an empty directory on an engine: refused
+        ('stacks = ["dual-stack"]', 'stacks = ["dual-stack"]\nmounts = { "/etc/x.conf" = "m.ipv6.toml" }',
+         "[target]: mounts: /etc/x.conf = 'm.ipv6.toml': "),
+        ('stacks = ["dual-stack"]', 'stacks = ["dual-stack"]\nmounts = { "/etc/x.conf" = "m.ipv6.toml" }',
+         "m.ipv6.toml' is not a directory (mount the directory that holds it)"),
         ('stacks = ["dual-stack"]', 'stacks = ["dual-stack"]\n[variant.b]\nhold = 1',
          "[variant.b]: unknown variant 'b'"),
         ('stacks = ["dual-stack"]', 'stacks = ["dual-stack"]\n[variant.a]\nsettle = 0',

@@ -99,6 +99,13 @@ def test_verdict_text() -> None:
             "ERROR listen tcp [::]:80: socket: address family not supported by protocol",
         ),
         ("[::]:80 is taken", "[::]:80 is taken"),
+        # pids change from run to run (and from boot to boot under User-mode Linux)
+        ("2026/12/07 04:00:00 socat[161] E connect(5, AF=2 127.0.0.1:9, 16): Connection refused",
+         "E connect(5, AF=2 127.0.0.1:9, 16): Connection refused"),
+        ("daemon[42]: fatal: cannot open /etc/x.conf", "fatal: cannot open /etc/x.conf"),
+        ("supervisor: child exited: worker[1234] could not bind port 80", "supervisor: child exited:"),
+        ("app: worker pid 123 crashed with a segmentation fault", "crashed with a segmentation fault"),
+        ("fatal error (pid=77) in the config parser", "in the config parser"),
     ],
 )
 def test_stable_message_drops_what_changes_between_runs(line: str, stable: str) -> None:

@@ -118,8 +118,11 @@ def test_user_read_only_root_and_tmpfs(uml: UmlBackend, base_image: str) -> None
     with uml.run(launch(base_image, BOOT, command=("sh", "-c", script), user="nobody")) as run:
         verdict = run.verdict()
     assert verdict.logs.splitlines()[0] == "nobody"
-    with uml.run(launch(base_image, BOOT, command=("true",), user="12345")) as run, \
-            pytest.raises(EngineError, match="su: unknown user 12345: under User-mode Linux a user must be"):
+    with uml.run(launch(base_image, BOOT, command=("sh", "-c", "id; exit 3"), user="12345:100")) as run:
+        verdict = run.verdict()
+    assert verdict.logs.splitlines()[0] == "uid=12345 gid=100 groups=100"  # as Docker gives it: see test_uml_parity
+    with uml.run(launch(base_image, BOOT, command=("true",), user="bob")) as run, \
+            pytest.raises(EngineError, match=r"^user = 'bob': unable to find user bob: no matching entries in passwd"):
         run.attestation()
 
 

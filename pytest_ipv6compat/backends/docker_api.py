@@ -256,7 +256,7 @@ class DockerBackend:
             try:
                 binds = {self.volumes.volume_for(self.probe_dir, launch.image): {"bind": PROBE_MOUNT, "mode": "ro"}}
                 for path, host in spec.mounts:
-                    binds[self.volumes.volume_for(Path(host), launch.image)] = {"bind": path, "mode": "ro"}
+                    binds[self.volumes.volume_for(Path(host), launch.image)] = {"bind": path, "mode": "ro,nocopy"}
                 host_config = api.create_host_config(
                     network_mode="none",
                     sysctls=launch.stack.sysctls(),

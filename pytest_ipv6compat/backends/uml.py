@@ -26,6 +26,7 @@ import platform
 import queue
 import re
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -42,7 +43,7 @@ from ..model import Attestation, Outcome, Verdict
 from ..probe.report import RECORDS, ShimReport, WatchReport, is_shim_line
 from . import EngineError, Launch
 from .logtext import LOG_TAIL_LINES, clean
-from .uml_rootfs import PROBE_DIR, cell_archive, cell_initramfs, ensure_rootfs
+from .uml_rootfs import PROBE_DIR, cell_archive, cell_initramfs, elf32_programs, ensure_rootfs
 
 # What the kernel skips at boot, none of it networking: the raid6 and xor benchmarks, zswap, the
 # stream parser, the JFS filesystem (a module a Debian host loads only to mount JFS), the crypto
@@ -53,9 +54,13 @@ FAST_BOOT = ("initcall_blacklist=raid6_select_algo,init_zswap,strp_dev_init,init
 INSTALL_HINT = "apt-get install user-mode-linux"
 _KERNEL_MEM_MB = 96  # the kernel and the unpacked initramfs need this beyond the target's memory
 # Leads a process group: starts the kernel, says its pid, then waits for EOF on its stdin (this process
-# died, or the run ended) and kills the kernel's group (the kernel calls setsid) and its own.
+# died, or the run ended) and kills the kernel's group (the kernel calls setsid) and its own. Its stderr
+# is the write end of the private channel: the kernel gets it as fd 3 (its second console) and its own
+# stderr on the first console's pipe, and the watchdog closes both, so that the private channel ends
+# when the kernel does however it ends (a kernel that dies is an error, not the target's timeout).
 _WATCHDOG = (
-    '"$@" </dev/null & echo "ipv6compat-kernel $!"; exec >/dev/null 2>&1; read -r _ || true; kill -9 -$! $! 0'
+    '"$@" 3>&2 2>&1 </dev/null & echo "ipv6compat-kernel $!"; exec >/dev/null 2>&1; read -r _ || true; '
+    'kill -9 -$! $! 0'
 )
 
 
@@ -132,8 +137,13 @@ class UmlBackend:
         self._started += 1
         name = launch.name or f"ipv6compat-uml-{self.session}-{self._started}"
         nonce, tag = secrets.token_hex(12), secrets.token_hex(12)
-        tail = cell_archive(_settings(launch, nonce, tag), _words(launch, config, nonce), spec.mounts,
-                            _hosts(spec.extra_hosts))
+        words = _words(launch, config, nonce)
+        elf32 = elf32_programs(rootfs)
+        program = _program(words, elf32)
+        if program is not None:
+            raise EngineError(f"{program} is a 32-bit x86 program: this User-mode Linux kernel cannot run 32-bit "
+                              "binaries (Debian's is built without IA32 emulation)")
+        tail = cell_archive(_settings(launch, nonce, tag), words, spec.mounts, _hosts(spec.extra_hosts))
         mem = memory_mb(spec.memory) + _KERNEL_MEM_MB + (rootfs.stat().st_size >> 19)
         rundir = self._runs / f"{os.getpid()}-{process_start(os.getpid())}-{self.session}{self._started}"
         rundir.mkdir(parents=True)
@@ -145,20 +155,24 @@ class UmlBackend:
             with cell_initramfs(rootfs, tail) as initrd:
                 argv = [str(self.kernel), f"mem={mem}M", f"initrd=/proc/self/fd/{initrd}", f"rdinit={PROBE_DIR}/init",
                         *launch.stack.kernel_args, *FAST_BOOT, "quiet", f"uml_dir={rundir}", f"umid={name}",
-                        "con0=null,fd:1", f"con1=null,fd:{write_end}", "con=null", "ssl=null"]
+                        "con0=null,fd:1", "con1=null,fd:3", "con=null", "ssl=null"]  # fd 3: the watchdog's 3>&2
+                # (initrd is never fd 3: the pipes above were opened first and take the lowest free numbers)
                 proc = subprocess.Popen(["/bin/sh", "-c", _WATCHDOG, "ipv6compat-watchdog", *argv], stdin=alive_read,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        pass_fds=(initrd, write_end), start_new_session=True)
+                                        stdout=subprocess.PIPE, stderr=write_end,
+                                        pass_fds=(initrd,), start_new_session=True)
                 for fd in (write_end, alive_read):
                     os.close(fd)
                 write_end = alive_read = -1
                 run = UmlRun(proc, os.fdopen(read_end, "rb"), name, launch, nonce, tag, rundir)
+                run.elf32 = elf32
                 read_end = -1
                 yield run
         finally:
             for fd in (read_end, write_end, alive_read, alive_write):
                 if fd >= 0:
                     os.close(fd)
+            if run is not None:
+                run.closing()  # its kernel is killed here: no second kill from the run
             if proc is not None:
                 for group in (run.pid if run is not None else None, proc.pid):
                     if group:
@@ -194,23 +208,51 @@ def _words(launch: Launch, config: dict[str, Any], nonce: str) -> dict[str, list
     for entry in config.get("Env") or []:
         key, _, value = entry.partition("=")
         env[key] = value
-    env |= {"HOSTNAME": "ipv6compat", "HOME": env.get("HOME", "/root")}
+    user = spec.user or config.get("User") or ""
+    if user in ("root", "0", "0:0"):
+        user = ""
+    # HOME as the engine's runtime sets it: the image's or the cell's, else the user's home from the
+    # image's /etc/passwd (umlsetup --as; "/" for a uid not there), root's /root.
+    env |= {"HOSTNAME": "ipv6compat"} | ({} if user else {"HOME": env.get("HOME", "/root")})
     env |= dict(launch.env)
     argv = list(config.get("Entrypoint") or []) + list(
         spec.command if spec.command is not None else config.get("Cmd") or [])
     workdir = config.get("WorkingDir") or "/"
-    user = spec.user or config.get("User") or ""
-    if user in ("root", "0", "0:0"):
-        user = ""
     words = [workdir, user, nonce, "--", *argv]
     watch = [f"{spec.settle:g}", f"{spec.hold:g}", spec.probe, spec.http_path, ",".join(spec.http_status)]
     return {"ENV": [f"{k}={v}" for k, v in env.items()], "EXEC": words, "WATCH": watch}
+
+
+def _program(words: dict[str, list[str]], elf32: frozenset[str]) -> str | None:
+    """The cell's program, as its PATH finds it in the image, if it is one of the image's 32-bit ones."""
+    if not elf32 or len(words["EXEC"]) < 5:
+        return None
+    workdir, command = words["EXEC"][0], words["EXEC"][4]
+    if "/" in command:
+        candidates = [command if command.startswith("/") else f"{workdir.rstrip('/')}/{command}"]
+    else:
+        path = next((e[5:] for e in words["ENV"] if e.startswith("PATH=")), "")
+        candidates = [f"{d.rstrip('/')}/{command}" for d in path.split(":") if d.startswith("/")]
+    # Only 32-bit programs are known here: a 64-bit one of the same name earlier on PATH is not seen.
+    return next((c for c in map(os.path.normpath, candidates) if c in elf32), None)
 
 
 def _hosts(extra: tuple[tuple[str, str], ...]) -> str:
     lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "127.0.1.1\tipv6compat"]
     lines += [f"{address}\t{host}" for host, address in extra]
     return "\n".join(lines) + "\n"
+
+
+_NO_EXEC = ('syntax error: unexpected "("', "Exec format error", "cannot execute binary file")
+
+
+def _zombie_leader(pid: int) -> bool:
+    """``pid`` has ended but is not reaped, and leads its own process group."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return False
+    return fields[0] in ("Z", "X") and fields[2] == str(pid)
 
 
 class UmlRun:
@@ -242,6 +284,8 @@ class UmlRun:
         self._kernel_pid: int | None = None
         self._pid_known = threading.Event()
         self._private_other: collections.deque[str] = collections.deque(maxlen=10)
+        self._closed = False
+        self.elf32: frozenset[str] = frozenset()  # the image's 32-bit programs, which this kernel cannot run
         self._threads = [self._spawn(self._read_console, "console"), self._spawn(self._read_private, "private")]
 
     @property
@@ -272,6 +316,7 @@ class UmlRun:
             if self._kernel_pid is None and line.startswith("ipv6compat-kernel "):
                 self._kernel_pid = int(line.split()[1])
                 self._pid_known.set()
+                self._spawn(self._reap_helpers, "kernel")
                 continue
             if self.booted is None:
                 if tag in line:
@@ -289,6 +334,30 @@ class UmlRun:
                 self._console.append(clean(line))
         self._attested.set()
         self._pid_known.set()
+
+    def _reap_helpers(self) -> None:
+        """When the kernel's own process ends, killed or halted, kill its helper processes too.
+
+        They hold both consoles open, so a kernel killed from outside (or by the OOM killer) would
+        leave the channels open until the cell's timeout, read as the target's ``timeout``; with the
+        helpers gone the private channel ends without the target's exit, which is an error. The
+        kernel stays a zombie until the watchdog ends (it waits on its stdin, not on the kernel), so
+        its pid, which is also its process group, is not reused before this kill.
+        """
+        pid = self._kernel_pid
+        assert pid is not None
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            return  # already reaped: the run has ended
+        try:
+            select.select([pidfd], [], [])
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                if not self._closed and _zombie_leader(pid):
+                    signal.pidfd_send_signal(pidfd, 0)  # ProcessLookupError once reaped: then the pid may be reused
+                    os.killpg(pid, signal.SIGKILL)
+        finally:
+            os.close(pidfd)
 
     def _read_private(self) -> None:
         for raw in self._private:
@@ -309,10 +378,10 @@ class UmlRun:
         if self._attestation is None:
             self._attested.wait(max(0.0, self.deadline - time.monotonic()))
             if not self._shim.attested:
-                unknown = next((x for x in self._console if x.startswith("su: unknown user")), None)
+                unknown = next((x for x in self._console if x.startswith("unable to find ")), None)
                 if unknown:
-                    raise EngineError(f"{unknown}: under User-mode Linux a user must be a name (or id) in the "
-                                      "image's /etc/passwd, as it is applied with busybox su")
+                    whose = f"user = {self.launch.run.user!r}" if self.launch.run.user else "the image's user"
+                    raise EngineError(f"{whose}: {unknown}")
                 why = "did not reach the shim within the cell's timeout" if not self._attested.is_set() \
                     else "ended before the stack could be attested"
                 raise EngineError(f"the User-mode Linux kernel {why}; console:\n{self._diagnostics()}")
@@ -346,7 +415,9 @@ class UmlRun:
                 if self._watch.settled is not None and settled_at is None:
                     settled_at = time.monotonic()
                 if self._watch.error:
-                    raise EngineError(f"the probe could not observe the target: {self._watch.error}")
+                    why = "; a socket dump failed, so the target's listeners cannot be known" \
+                        if self._watch.error.startswith("sock_diag") else ""
+                    raise EngineError(f"the probe could not observe the target: {self._watch.error}{why}")
                 if self._watch.ready:
                     return self._make(Outcome.UP)
             elif kind == "exit":
@@ -355,13 +426,24 @@ class UmlRun:
                     verdict = dataclasses.replace(verdict, error_line=oom_error_line(spec.memory))
                 return verdict
             else:
-                raise EngineError(f"the User-mode Linux kernel ended without reporting the target's exit "
-                                  f"(code {self._proc.poll()}); console:\n{self._diagnostics()}")
+                raise EngineError("the User-mode Linux kernel died before the target ended (killed, crashed, or "
+                                  "halted from inside the target): no verdict; console:\n" + self._diagnostics())
 
     def _make(self, outcome: Outcome, *, exit_code: int | None = None) -> Verdict:
         if outcome is Outcome.EXITED:
             self._threads[0].join(2.0)  # the console's last lines: it ends when the kernel has halted
         logs = self.logs()
+        if outcome is Outcome.EXITED and self.elf32:
+            # A shell runs a program the kernel refused (ENOEXEC) as a script ("PROGRAM: line 1: ..."):
+            # a 32-bit one, here.
+            named = next((p for p in sorted(self.elf32) if f"{p}: line " in logs), None)
+            if named is not None:
+                raise EngineError(f"{named} is a 32-bit x86 program: this User-mode Linux kernel cannot run "
+                                  "32-bit binaries (Debian's is built without IA32 emulation)")
+            if any(x in logs for x in _NO_EXEC):
+                some = ", ".join(sorted(self.elf32)[:3])
+                raise EngineError(f"the target exited after a program could not be run, and the image has 32-bit "
+                                  f"x86 programs ({some}): this User-mode Linux kernel cannot run 32-bit binaries")
         return self._watch.verdict(
             outcome,
             exit_code=exit_code,
@@ -388,7 +470,12 @@ class UmlRun:
         lines = [*list(self._kernel)[-10:], *list(self._console)[-10:], *self._private_other]
         return "\n".join(lines) or "(nothing)"
 
+    def closing(self) -> None:
+        """The run is ending: the kernel and its group are killed by the backend from now on."""
+        self._closed = True
+
     def close(self) -> None:
+        self._closed = True
         with contextlib.suppress(OSError):
             self._private.close()
         for thread in self._threads:

@@ -26,9 +26,18 @@ from typing import IO, Any
 from . import EngineError
 
 PROBE_DIR = "/.ipv6compat"
-MODULES = ("kernel/lib/crc-ccitt.ko", "kernel/net/ipv6/ipv6.ko")  # IPv6 and what it depends on, in load order
+# The modules init loads, by name, with what each depends on (from the kernel's modules.dep): IPv6, as a
+# Debian host loads it, and what the watcher reads sockets with. Debian's UML kernel has inet_diag and
+# tcp_diag built in (CONFIG_INET_DIAG=y, CONFIG_INET_TCP_DIAG=y) but udp_diag as a module: without it
+# a UDP socket dump fails (ENOENT), as no modprobe runs inside the guest to load it on demand.
+MODULES = ("ipv6", "udp_diag")
+# The network sysctls a container engine sets in every container's namespace, which a fresh kernel does
+# not have (measured in /proc/sys inside a container, `--network none`): Docker 20.10 sets both; Podman 4.3's
+# `podman run` leaves the kernel's defaults (1024 and "1 0"). The guest takes Docker's, so that a non-root
+# service on a port below 1024 (or one that pings) behaves as on the container stacks. umlsetup writes each.
+SYSCTLS = (("net.ipv4.ip_unprivileged_port_start", "0"), ("net.ipv4.ping_group_range", "0 2147483647"))
 INIT = Path(__file__).parent.parent / "probe" / "uml_init.sh"
-_ROOTFS_VERSION = "3"  # bump when the archive layout changes
+_ROOTFS_VERSION = "6"  # bump when the archive layout changes
 DEVICES = (("console", 0o600, (5, 1)), ("null", 0o666, (1, 3)), ("zero", 0o666, (1, 5)), ("full", 0o666, (1, 7)),
            ("random", 0o666, (1, 8)), ("urandom", 0o666, (1, 9)), ("tty", 0o666, (5, 0)))
 DEV_LINKS = (("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
@@ -76,8 +85,42 @@ class CpioWriter:
         self._out.write(b"\0" * (-self._out.tell() % 512))
 
 
-def tar_to_cpio(tar: tarfile.TarFile, writer: CpioWriter) -> None:
-    """Copy every member of a (seekable) tar archive; hard links become copies, owners and modes are kept."""
+ELF32 = b"\x7fELF\x01"  # an ELF file's magic and class 1: a 32-bit program
+
+
+def resolve(path: str, links: dict[str, str]) -> str | None:
+    """``path`` (absolute) with every symbolic link in it followed, as the image's root has them; None for a loop."""
+    parts = [p for p in path.split("/") if p]
+    done: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            done = done[:-1]
+            continue
+        if part == ".":
+            continue
+        here = "/" + "/".join([*done, part])
+        if here in links:
+            hops += 1
+            if hops > 40:
+                return None
+            target = links[here]
+            parts = [p for p in target.split("/") if p] + parts
+            if target.startswith("/"):
+                done = []
+            continue
+        done.append(part)
+    return "/" + "/".join(done)
+
+
+def tar_to_cpio(tar: tarfile.TarFile, writer: CpioWriter) -> list[str]:
+    """Copy every member of a (seekable) tar archive; hard links become copies, owners and modes are kept.
+
+    Returns the paths (absolute, and every symbolic link to one) of the 32-bit ELF programs it holds.
+    """
+    elf32: set[str] = set()
+    links: dict[str, str] = {}
     for member in tar:
         name = member.name.rstrip("/")
         if name in ("", ".") or name.startswith(PROBE_DIR.lstrip("/")):
@@ -88,15 +131,33 @@ def tar_to_cpio(tar: tarfile.TarFile, writer: CpioWriter) -> None:
             writer.add(name, stat.S_IFDIR | perm, **owner)
         elif member.issym():
             writer.add(name, stat.S_IFLNK | 0o777, member.linkname.encode("utf-8", "surrogateescape"), **owner)
+            links["/" + name] = member.linkname
         elif member.isreg() or member.islnk():
             source = tar.extractfile(member)
             data = source.read() if source is not None else b""
             writer.add(name, stat.S_IFREG | perm, data, **owner)
+            if data.startswith(ELF32) and perm & 0o111:
+                elf32.add("/" + name)
         elif member.ischr() or member.isblk():
             kind = stat.S_IFCHR if member.ischr() else stat.S_IFBLK
             writer.add(name, kind | perm, rdev=(member.devmajor, member.devminor), **owner)
         elif member.isfifo():
             writer.add(name, stat.S_IFIFO | perm, **owner)
+    if not elf32:
+        return []
+    named = set(elf32)
+    for link in links:
+        if resolve(link, links) in elf32:
+            named.add(link)
+    return sorted(named)
+
+
+def elf32_programs(rootfs: Path) -> frozenset[str]:
+    """The 32-bit programs of a cached root filesystem (and the links to them), noted when it was built."""
+    try:
+        return frozenset(rootfs.with_suffix(".elf32").read_text().splitlines())
+    except FileNotFoundError:
+        return frozenset()
 
 
 def modules_dir(kernel: Path) -> Path:
@@ -108,8 +169,41 @@ def modules_dir(kernel: Path) -> Path:
     return found[-1]
 
 
+def load_order(modules: Path, wanted: Iterable[str] | None = None) -> list[str]:
+    """The files (relative to ``modules``) of ``wanted`` and what they depend on, in load order, from modules.dep."""
+    deps: dict[str, list[str]] = {}
+    try:
+        text = (modules / "modules.dep").read_text()
+    except OSError as exc:
+        raise EngineError(f"cannot read the kernel's module list {modules / 'modules.dep'}: {exc.strerror}") from None
+    for line in text.splitlines():
+        path, _, rest = line.partition(":")
+        deps[Path(path).name.removesuffix(".ko").replace("-", "_")] = [path, *rest.split()]
+    builtin: set[str] = set()  # built into the kernel: nothing to load
+    with contextlib.suppress(OSError):
+        builtin = {Path(line).name.removesuffix(".ko").replace("-", "_")
+                   for line in (modules / "modules.builtin").read_text().splitlines()}
+    order: list[str] = []
+    for name in MODULES if wanted is None else wanted:
+        if name in builtin:
+            continue
+        if name not in deps:
+            raise EngineError(f"the kernel's {modules / 'modules.dep'} has no module {name}")
+        path, *needs = deps[name]
+        for rel in [*reversed(needs), path]:  # modules.dep lists what loads last first
+            if rel not in order:
+                order.append(rel)
+    return order
+
+
+def sysctl_lines() -> str:
+    """``SYSCTLS`` as umlsetup reads them: a /proc/sys path and its value, a line each."""
+    return "".join(f"/proc/sys/{key.replace('.', '/')} {value}\n" for key, value in SYSCTLS)
+
+
 def probe_archive(probe_dir: Path, modules: Path, writer: CpioWriter) -> None:
-    """The probe at ``/.ipv6compat``: busybox, shim, watcher, init and its set-up, and the modules IPv6 needs."""
+    """The probe at ``/.ipv6compat``: busybox, shim, watcher, init and its set-up, and the modules it loads
+    (their files, and ``modules``: one file name a line, in load order, which umlsetup reads)."""
     writer.directory(PROBE_DIR)
     # The target's /dev, as an engine makes it (the kernel also opens /dev/console for init before
     # init runs, and an export may hold a plain file there); mount points of init's fstab.
@@ -125,8 +219,11 @@ def probe_archive(probe_dir: Path, modules: Path, writer: CpioWriter) -> None:
         writer.file(f"{PROBE_DIR}/{name}", data, stat.S_IMODE((probe_dir / name).stat().st_mode) | 0o444)
     writer.file(f"{PROBE_DIR}/init", INIT.read_bytes(), 0o755)
     writer.symlink(f"{PROBE_DIR}/sh", "busybox")
-    for rel in MODULES:
+    order = load_order(modules)
+    for rel in order:
         writer.file(f"{PROBE_DIR}/{Path(rel).name}", (modules / rel).read_bytes(), 0o644)
+    writer.file(f"{PROBE_DIR}/modules", "".join(f"{Path(rel).name}\n" for rel in order).encode(), 0o644)
+    writer.file(f"{PROBE_DIR}/sysctls", sysctl_lines().encode(), 0o644)
     for sub in ("dev", "root", "mounts", "cell"):
         writer.directory(f"{PROBE_DIR}/{sub}", 0o700 if sub == "cell" else 0o755)
 
@@ -143,7 +240,8 @@ def ensure_rootfs(client: Any, image: str, cache_dir: Path, probe_dir: Path, ker
         raise EngineError(f"cannot inspect image {image!r} for User-mode Linux: {exc}") from None
     modules = modules_dir(kernel)
     key = hashlib.sha256(
-        "\0".join([_ROOTFS_VERSION, image_id, probe_dir.name, str(modules), INIT.read_text()]).encode()
+        "\0".join([_ROOTFS_VERSION, image_id, probe_dir.name, str(modules), INIT.read_text(), *MODULES,
+                   sysctl_lines()]).encode()
     ).hexdigest()[:16]
     short = image_id.removeprefix("sha256:")[:12]
     dest = cache_dir / "uml" / f"rootfs-{short}-{key}.cpio"
@@ -157,10 +255,11 @@ def ensure_rootfs(client: Any, image: str, cache_dir: Path, probe_dir: Path, ker
         try:
             with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=exported, mode="r:") as tar:
                 writer = CpioWriter(out)
-                tar_to_cpio(tar, writer)
+                elf32 = tar_to_cpio(tar, writer)
                 probe_archive(probe_dir, modules, writer)
                 writer.trailer()
-            os.replace(tmp, dest)
+            dest.with_suffix(".elf32").write_text("".join(f"{p}\n" for p in elf32))  # before the archive: it
+            os.replace(tmp, dest)  # is cached when the archive is
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -168,6 +267,8 @@ def ensure_rootfs(client: Any, image: str, cache_dir: Path, probe_dir: Path, ker
         if stale != dest:
             with contextlib.suppress(FileNotFoundError):
                 stale.unlink()  # a kernel booting from it has its own copy (the cell's initramfs)
+            with contextlib.suppress(FileNotFoundError):
+                stale.with_suffix(".elf32").unlink()
     return dest
 
 

@@ -44,21 +44,32 @@ C=/sys/fs/cgroup
 
 # The target: the shim (attestation, then exec of the target on the image's PATH), in the image's
 # chroot, with exactly the image's and the cell's environment (EXEC: shell words quoted by the plugin).
+# umlsetup --as enters the chroot as the cell's user (NAME, UID or UID:GID, resolved in the image's
+# /etc/passwd and /etc/group as an engine's runtime does; root, uid 0, when none is given).
 RUN='cd -- "$1" 2>/dev/null || { /.ipv6compat/busybox mkdir -p -- "$1" && cd -- "$1"; } || exit 126
-user=$2
 shift 2
-[ -z "$user" ] || exec /.ipv6compat/busybox su -p -s /.ipv6compat/sh "$user" -c ". /.ipv6compat/shim.sh" sh "$@"
 . /.ipv6compat/shim.sh'
 (
     while read -r _ assignment; do unset "${assignment%%=*}"; done <$P/cell/inherited
     eval "set -- $ENV"
     for assignment; do export "$assignment"; done
     eval "set -- $EXEC"
-    echo 0 >$C/cell/cgroup.procs && exec $BB chroot $R $BB sh -c "$RUN" sh "$@"
+    echo 0 >$C/cell/cgroup.procs && exec $P/umlsetup --as "${2:-0}" --root $R $BB sh -c "$RUN" sh "$@"
 ) 3>&- &
 target=$!
 eval "set -- $WATCH"
-$P/watch "$@" 2>&1 | while IFS= read -r line; do echo "$TAG $line"; done >&3 &
+# "ready" (the hold is over) goes out only while the target still runs: one that exited within the hold
+# but whose exit this init has not yet reported (the guest is slow to schedule it on a loaded host) is a
+# zombie or gone here, and its exit line follows. Builtins only: no exec.
+$P/watch "$@" 2>&1 | while IFS= read -r line; do
+    if [ "$line" = ready ]; then
+        stat=
+        { read -r stat <"/proc/$target/stat"; } 2>/dev/null
+        state=${stat##*) }
+        case "${state%% *}" in R | S | D | T | t | W | I) ;; *) continue ;; esac
+    fi
+    echo "$TAG $line"
+done >&3 &
 watcher=$!  # the tagging loop: the watcher dies of SIGPIPE without it
 wait $target
 code=$?

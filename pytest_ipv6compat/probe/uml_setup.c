@@ -11,14 +11,27 @@
  * and exit status 1:
  *   1. every line of FSTAB (source, target, type, options) is mounted, as mount -a would;
  *      right after /proc is mounted, "@@ipv6compat NONCE boot UPTIME" goes to stdout;
- *   2. crc-ccitt.ko and ipv6.ko are loaded, ipv6.ko with the ipv6.* words of /proc/cmdline
- *      as its parameters (what modprobe does with them on a Debian host);
- *   3. lo is brought up;
+ *   2. the modules named in /.ipv6compat/modules (one file name a line, in load order, written by
+ *      uml_rootfs.probe_archive from its MODULES: IPv6 and the watcher's udp_diag) are loaded, each
+ *      with the NAME.* words of /proc/cmdline as its parameters (what modprobe does with them on a
+ *      Debian host: ipv6.disable=1 reaches ipv6.ko);
+ *   3. lo is brought up, and each line "PATH VALUE" of /.ipv6compat/sysctls is written (the network
+ *      sysctls a container engine sets: uml_rootfs.SYSCTLS);
  *   4. each line "SOURCE DEST" of MOUNTS is bound read-only at ROOT/DEST (DEST made as a
  *      directory or an empty file, like SOURCE);
  *   5. each PATH:OPTIONS argument becomes a tmpfs at ROOT/PATH;
  *   6. with READ_ONLY 1, ROOT is remounted read-only;
  *   7. the cell's cgroup /sys/fs/cgroup/cell gets pids.max PIDS, memory.max MEMORY and no swap.
+ *
+ *   umlsetup --as USER --root ROOT PROGRAM [ARG ...]
+ *
+ * Enters ROOT (chroot), takes the identity USER names and execs PROGRAM, as a container
+ * engine's runtime does with a container's user (runc's user lookup): USER is NAME, UID, NAME:GROUP
+ * or UID:GID. A name must be in /etc/passwd; a uid need not be (then its group is 0 and its home /);
+ * a group names /etc/group or is a gid. Without a group, the user's primary group from /etc/passwd
+ * and, for a user found there, the groups of /etc/group that list it. HOME is set to the user's home
+ * when the environment has none. A user or group that cannot be found is one line on stderr
+ * ("unable to find user NAME: no matching entries in passwd file", as Docker says) and status 126.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,10 +45,11 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <grp.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static const char *const MODULES[] = {"/.ipv6compat/crc-ccitt.ko", "/.ipv6compat/ipv6.ko"}; /* load order */
+#define PROBE "/.ipv6compat"
 
 static void die(const char *fmt, ...)
 {
@@ -118,39 +132,55 @@ static void mount_table(const char *fstab, const char *nonce)
     fclose(f);
 }
 
-/* The ipv6.* words of the kernel command line, without "ipv6.", space separated. */
-static void ipv6_parameters(char *out, size_t size)
+/* The NAME.* words of the kernel command line for module NAME ('-' and '_' alike), without the
+ * prefix, space separated. */
+static void module_parameters(const char *cmdline, const char *name, char *out, size_t size)
 {
-    char cmdline[4096];
-    size_t used = 0;
-    int fd = open("/proc/cmdline", O_RDONLY);
+    char copy[4096];
+    size_t used = 0, len = strlen(name);
+    snprintf(copy, sizeof copy, "%s", cmdline);
+    out[0] = '\0';
+    for (char *save = NULL, *word = strtok_r(copy, " \n", &save); word; word = strtok_r(NULL, " \n", &save)) {
+        size_t i;
+        for (i = 0; i < len && word[i] && (word[i] == name[i] || (strchr("-_", word[i]) && strchr("-_", name[i])));
+             i++)
+            ;
+        if (i < len || word[len] != '.')
+            continue;
+        int k = snprintf(out + used, size - used, "%s%s", used ? " " : "", word + len + 1);
+        if (k < 0 || (size_t)k >= size - used)
+            die("load %s: its parameters on the kernel command line are too long", name);
+        used += (size_t)k;
+    }
+}
+
+static void load_modules(const char *list)
+{
+    char cmdline[4096], line[256], path[512], params[1024];
+    int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
     ssize_t n = fd < 0 ? -1 : read(fd, cmdline, sizeof cmdline - 1);
     if (n < 0)
         die("read /proc/cmdline: %s", strerror(errno));
     close(fd);
     cmdline[n] = '\0';
-    out[0] = '\0';
-    for (char *save = NULL, *word = strtok_r(cmdline, " \n", &save); word; word = strtok_r(NULL, " \n", &save)) {
-        if (strncmp(word, "ipv6.", 5) != 0)
+    FILE *f = fopen(list, "re");
+    if (f == NULL)
+        die("open %s: %s", list, strerror(errno));
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0] == '\0')
             continue;
-        int k = snprintf(out + used, size - used, "%s%s", used ? " " : "", word + 5);
-        if (k < 0 || (size_t)k >= size - used)
-            die("load ipv6: its parameters on the kernel command line are too long");
-        used += (size_t)k;
-    }
-}
-
-static void load_modules(void)
-{
-    char params[1024];
-    ipv6_parameters(params, sizeof params);
-    for (size_t i = 0; i < sizeof MODULES / sizeof MODULES[0]; i++) {
-        int last = i + 1 == sizeof MODULES / sizeof MODULES[0];
-        int fd = open(MODULES[i], O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || syscall(SYS_finit_module, fd, last ? params : "", 0) != 0)
-            die("load %s: %s", MODULES[i], strerror(errno));
+        snprintf(path, sizeof path, "%s/%s", PROBE, line);
+        char *dot = strstr(line, ".ko");
+        if (dot)
+            *dot = '\0';
+        module_parameters(cmdline, line, params, sizeof params);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || syscall(SYS_finit_module, fd, params, 0) != 0)
+            die("load %s: %s", path, strerror(errno));
         close(fd);
     }
+    fclose(f);
 }
 
 static void loopback_up(void)
@@ -165,6 +195,26 @@ static void loopback_up(void)
     if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0)
         die("bring lo up: %s", strerror(errno));
     close(fd);
+}
+
+static void set_sysctls(const char *list)
+{
+    char line[512];
+    FILE *f = fopen(list, "re");
+    if (f == NULL)
+        die("open %s: %s", list, strerror(errno));
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *value = strchr(line, ' ');
+        if (value == NULL)
+            continue;
+        *value++ = '\0';
+        int fd = open(line, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, value, strlen(value)) < 0)
+            die("set %s to %s: %s", line, value, strerror(errno));
+        close(fd);
+    }
+    fclose(f);
 }
 
 static void make_dirs(const char *path)
@@ -230,8 +280,125 @@ static void write_file(const char *path, const char *value, int required)
         close(fd);
 }
 
+static int numeric(const char *text, unsigned long *out)
+{
+    char *end;
+    if (text[0] < '0' || text[0] > '9')
+        return 0;
+    errno = 0;
+    *out = strtoul(text, &end, 10);
+    return *end == '\0' && errno == 0 && *out <= 0xfffffffeUL;
+}
+
+/* Split a colon-separated line in place into at most n fields; the count found. */
+static int split(char *line, char **out, int n)
+{
+    int count = 0;
+    line[strcspn(line, "\n")] = '\0';
+    for (char *p = line; count < n; count++) {
+        out[count] = p;
+        p = strchr(p, ':');
+        if (p == NULL)
+            return count + 1;
+        *p++ = '\0';
+    }
+    return count;
+}
+
+static void refuse(const char *what, const char *name, const char *file)
+{
+    fprintf(stderr, "unable to find %s %s: no matching entries in %s file\n", what, name, file);
+    exit(126);
+}
+
+static int exec_as(const char *spec, char **argv)
+{
+    char user[256], line[4096], home[1024] = "/", name[256] = "";
+    const char *group = NULL;
+    unsigned long uid = 0, gid = 0, want;
+    gid_t groups[64];
+    int ngroups = 0, found = 0;
+    if (snprintf(user, sizeof user, "%s", spec) >= (int)sizeof user)
+        refuse("user", spec, "passwd");
+    char *colon = strchr(user, ':');
+    if (colon) {
+        *colon = '\0';
+        group = colon + 1;
+    }
+    int by_uid = numeric(user, &want);
+    FILE *f = fopen("/etc/passwd", "re");
+    while (f && !found && fgets(line, sizeof line, f)) {
+        char *w[7]; /* name, password, uid, gid, gecos, home, shell */
+        int n = split(line, w, 7);
+        if (n < 4 || !numeric(w[2], &uid))
+            continue;
+        if (by_uid ? uid != want : strcmp(w[0], user) != 0)
+            continue;
+        snprintf(name, sizeof name, "%s", w[0]);
+        if (!numeric(w[3], &gid))
+            gid = 0;
+        if (n > 5 && *w[5])
+            snprintf(home, sizeof home, "%s", w[5]);
+        found = 1;
+    }
+    if (f)
+        fclose(f);
+    if (!found) {
+        if (!by_uid)
+            refuse("user", user, "passwd");
+        uid = want;
+        gid = 0;
+    }
+    int group_found = group == NULL;
+    int by_gid = group != NULL && numeric(group, &want);
+    f = (group != NULL || found) ? fopen("/etc/group", "re") : NULL;
+    while (f && fgets(line, sizeof line, f)) {
+        char *w[4]; /* name, password, gid, members */
+        unsigned long id;
+        int n = split(line, w, 4);
+        if (n < 3 || !numeric(w[2], &id))
+            continue;
+        if (group != NULL) {
+            if (!group_found && (by_gid ? id == want : strcmp(w[0], group) == 0)) {
+                gid = id;
+                group_found = 1;
+            }
+            continue;
+        }
+        for (char *save = NULL, *m = n > 3 ? strtok_r(w[3], ",", &save) : NULL; m; m = strtok_r(NULL, ",", &save))
+            if (strcmp(m, name) == 0 && ngroups < 63)
+                groups[ngroups++] = (gid_t)id;
+    }
+    if (f)
+        fclose(f);
+    if (!group_found) {
+        if (!by_gid)
+            refuse("group", group, "group");
+        gid = want;
+    }
+    /* The primary group first, then the others (what a container's process gets from runc). */
+    memmove(groups + 1, groups, sizeof groups[0] * (size_t)ngroups);
+    groups[0] = (gid_t)gid;
+    ngroups++;
+    for (int i = 1; i < ngroups; i++)
+        if (groups[i] == groups[0])
+            groups[i--] = groups[--ngroups];
+    if (getenv("HOME") == NULL)
+        setenv("HOME", home, 1);
+    if (setgroups((size_t)ngroups, groups) != 0 || setgid((gid_t)gid) != 0 || setuid((uid_t)uid) != 0)
+        die("become %s: %s", spec, strerror(errno));
+    execv(argv[0], argv);
+    die("exec %s: %s", argv[0], strerror(errno));
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 6 && strcmp(argv[1], "--as") == 0 && strcmp(argv[3], "--root") == 0) {
+        if (chroot(argv[4]) != 0 || chdir("/") != 0)
+            die("enter %s: %s", argv[4], strerror(errno));
+        return exec_as(argv[2], argv + 5);
+    }
     if (argc < 8) {
         fputs("usage: umlsetup NONCE FSTAB ROOT MOUNTS READ_ONLY PIDS MEMORY [PATH:OPTIONS ...]\n", stderr);
         return 2;
@@ -239,8 +406,9 @@ int main(int argc, char **argv)
     const char *root = argv[3];
     char at[4096];
     mount_table(argv[2], argv[1]);
-    load_modules();
+    load_modules(PROBE "/modules");
     loopback_up();
+    set_sysctls(PROBE "/sysctls");
     read_only_binds(root, argv[4]);
     for (int i = 8; i < argc; i++) {
         char *colon = strchr(argv[i], ':');

@@ -127,12 +127,19 @@ static int dump(int proto, int family, struct sockset *set) {
             break;
         struct nlmsghdr *h = (struct nlmsghdr *)buf;
         for (; NLMSG_OK(h, (unsigned)len); h = NLMSG_NEXT(h, len)) {
-            if (h->nlmsg_type == NLMSG_DONE)
+            /* A failed dump is an error, never "no sockets". The kernel says it in NLMSG_ERROR (a
+             * request it refused) or in NLMSG_DONE's payload (a dump that failed): ENOENT there is a
+             * kernel without this protocol's diag module (udp_diag), whose sockets would all be invisible. */
+            if (h->nlmsg_type == NLMSG_DONE) {
+                int err = h->nlmsg_len >= NLMSG_LENGTH(sizeof err) ? *(int *)NLMSG_DATA(h) : 0;
+                rc = err < 0 ? -1 : 0;
+                errno = err < 0 ? -err : errno;
                 goto out;
+            }
             if (h->nlmsg_type == NLMSG_ERROR) {
                 struct nlmsgerr *e = NLMSG_DATA(h);
-                /* A kernel without the family's diag module (no IPv6) has no such sockets. */
-                rc = (e->error == -ENOENT || e->error == -EAFNOSUPPORT) ? 0 : -1;
+                rc = e->error == 0 ? 0 : -1;
+                errno = -e->error;
                 goto out;
             }
             struct inet_diag_msg *m = NLMSG_DATA(h);

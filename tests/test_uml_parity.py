@@ -1,0 +1,219 @@
+"""The real-kernel stack differs from the container stacks only in IPv6.
+
+Each target here runs on all four stacks through ``ipv6_target_factory`` (Docker for three, User-mode
+Linux for ``ipv6-boot-disabled``) and must give the verdict the table states; where the stacks differ
+it is by IPv6 alone (a ``*`` socket on a kernel with IPv6, ``0.0.0.0`` where it falls back). Before
+the fixes, each differed under UML for a reason that had nothing to do with IPv6: UDP sockets were
+invisible (udp_diag not loaded), a non-root service could not bind port 80 (no
+``ip_unprivileged_port_start=0``), a numeric user was an error (busybox su), and an empty mount
+source was filled with the image's files on Docker.
+
+Then the kernel's own failures: a kernel killed mid-cell or halted by the target is an error, a
+socket dump that fails is an error, and a 32-bit program is one line saying this kernel cannot run
+it. And a recorded error line that carries a per-run number passes its own next run on every stack.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from helpers import launch
+from test_zoo import zoo_image  # noqa: F401 - the zoo image fixture, shared
+from zoo_table import TARGETS as ZOO_TARGETS
+from zoo_table import ZooTarget
+
+from pytest_ipv6compat import TargetFactory, images
+from pytest_ipv6compat.backends import EngineError, uml_rootfs
+from pytest_ipv6compat.backends.docker_api import DockerBackend as Engine
+from pytest_ipv6compat.backends.uml import UmlBackend
+from pytest_ipv6compat.matrix import judge, parse_expectation
+from pytest_ipv6compat.model import Outcome, Verdict
+from pytest_ipv6compat.stacks import STACKS
+
+pytestmark = pytest.mark.docker
+FOUR = ("dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off", "ipv6-boot-disabled")
+BOOT = STACKS["ipv6-boot-disabled"]
+Z = "/usr/local/bin/zoosrv"
+
+
+@dataclass(frozen=True)
+class Parity:
+    name: str
+    command: tuple[str, ...]
+    with_ipv6: str  # dual-stack and ipv6-sysctl-off
+    without_ipv6: str  # ipv6-kernel-off and ipv6-boot-disabled
+    run: Mapping[str, Any] = field(default_factory=dict)
+
+    def expectation(self, stack: str) -> str:
+        return self.with_ipv6 if stack in ("dual-stack", "ipv6-sysctl-off") else self.without_ipv6
+
+
+EMPTY = "EMPTY"  # replaced by an empty directory of the test's own
+TARGETS = (
+    Parity("udp-only", (Z, "fallback", "udpdual=:::5353"), "up udp/*:5353", "up udp/0.0.0.0:5353"),
+    Parity("tcp-and-udp", (Z, "fallback", "tcpdual=:::5300:banner", "udpdual=:::5300"),
+           "up *:5300 udp/*:5300", "up 0.0.0.0:5300 udp/0.0.0.0:5300"),
+    Parity("non-root-port-80", (Z, "tcp4=0.0.0.0:80"), "up 0.0.0.0:80", "up 0.0.0.0:80",
+           {"user": "65534", "probe": "http", "http_path": "/healthz"}),
+    Parity("numeric-user", ("sh", "-c", 'echo "$(id) home=$HOME"; exit 5'),
+           "exited 5 'uid=12345 gid=100 groups=100 home=/'", "exited 5 'uid=12345 gid=100 groups=100 home=/'",
+           {"user": "12345:100"}),
+    Parity("named-user", ("sh", "-c", 'echo "$(id) home=$HOME"; exit 5'),
+           "exited 5 'uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup) home=/nonexistent'",
+           "exited 5 'uid=65534(nobody) gid=65534(nogroup) groups=65534(nogroup) home=/nonexistent'",
+           {"user": "nobody"}),
+    Parity("empty-directory-mount", ("sh", "-c", "ls -A /www | grep -q . || { echo 'www is empty'; exit 3; }"),
+           "exited 3 'www is empty'", "exited 3 'www is empty'", {"mounts": {"/www": EMPTY}}),
+)
+
+
+@pytest.mark.parametrize("stack", FOUR)
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
+def test_the_same_verdict_on_every_stack_but_for_ipv6(
+    target: Parity, stack: str, zoo_image: str, ipv6_target_factory: TargetFactory,  # noqa: F811
+    uml: UmlBackend, tmp_path: Path,
+) -> None:
+    run = dict(target.run)
+    if "mounts" in run:
+        (tmp_path / "empty").mkdir()
+        run["mounts"] = {k: str(tmp_path / "empty") if v == EMPTY else v for k, v in run["mounts"].items()}
+    with ipv6_target_factory.start(zoo_image, stack=stack, command=list(target.command), timeout=20,
+                                   **run) as started:
+        verdict = started.verdict
+    mismatch = judge(parse_expectation(target.expectation(stack)), verdict)
+    assert not mismatch, f"{target.name} on {stack}: {'; '.join(mismatch.reasons)}\n{started.describe()}"
+
+
+def test_a_kernel_killed_mid_cell_is_an_error(uml: UmlBackend, base_image: str) -> None:
+    """Not the target's timeout: a ``timeout`` expectation must not pass because the kernel died."""
+    with uml.run(launch(base_image, BOOT, command=("sleep", "60"), timeout=20)) as run:
+        run.attestation()
+        pid = run.pid
+        assert pid is not None
+        threading.Timer(0.5, os.kill, (pid, signal.SIGKILL)).start()
+        started = time.monotonic()
+        with pytest.raises(EngineError, match="the User-mode Linux kernel died before the target ended"):
+            run.verdict()
+        assert time.monotonic() - started < 15  # well before the cell's timeout (20 s), which it used to reach
+
+
+def test_poweroff_from_the_target_is_an_error(uml: UmlBackend, base_image: str) -> None:
+    with uml.run(launch(base_image, BOOT, command=("sh", "-c", "sleep 0.3; busybox poweroff -f"), timeout=20)) as run, \
+            pytest.raises(EngineError, match="the User-mode Linux kernel died before the target ended"):
+        run.verdict()
+
+
+def test_a_failed_socket_dump_is_an_error_not_no_sockets(engine: Engine, uml: UmlBackend, zoo_image: str,  # noqa: F811
+                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without udp_diag every UDP dump fails (ENOENT): the cell errors, it does not time out or pass."""
+    monkeypatch.setattr(uml_rootfs, "MODULES", ("ipv6",))
+    bare = UmlBackend(engine, uml.kernel, tmp_path, engine.probe_dir)  # its own cache: a root without udp_diag
+    with bare.run(launch(zoo_image, BOOT, command=(Z, "tcp4=0.0.0.0:8080"), timeout=20)) as run, \
+            pytest.raises(EngineError, match="sock_diag: No such file or directory; a socket dump failed"):
+        run.verdict()
+
+
+def _elf32_exit(code: int) -> bytes:
+    """A 32-bit x86 ELF program that exits with ``code`` (exit through int 0x80), 96 bytes."""
+    base = 0x08048000
+    text = bytes([0xB8, 1, 0, 0, 0, 0xBB, code, 0, 0, 0, 0xCD, 0x80])
+    size = 52 + 32 + len(text)
+    header = b"\x7fELF\x01\x01\x01" + bytes(9) + struct.pack("<HHIIIIIHHHHHH", 2, 3, 1, base + 84, 52, 0, 0, 52, 32,
+                                                             1, 0, 0, 0)
+    program = struct.pack("<IIIIIIII", 1, 0, base, base, size, size, 5, 0x1000)
+    return header + program + text
+
+
+@pytest.fixture(scope="module")
+def elf32_image(client: docker.DockerClient, base_image: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    context = tmp_path_factory.mktemp("elf32")
+    (context / "prog32").write_bytes(_elf32_exit(7))
+    (context / "prog32").chmod(0o755)
+    (context / "Dockerfile").write_text("ARG BASE\nFROM ${BASE}\nCOPY prog32 /usr/local/bin/prog32\n")
+    return str(images.ensure_target_image(client, context, base=base_image, name="elf32", build_args={}))
+
+
+def test_a_32_bit_program_is_one_line_under_uml(engine: Engine, uml: UmlBackend, elf32_image: str) -> None:
+    with engine.run(launch(elf32_image, STACKS["dual-stack"], command=("prog32",))) as run:
+        assert run.verdict().exit_code == 7  # it runs in a container: the host kernel has IA32 emulation
+    line = "/usr/local/bin/prog32 is a 32-bit x86 program: this User-mode Linux kernel cannot run 32-bit binaries"
+    with pytest.raises(EngineError, match=line), uml.run(launch(elf32_image, BOOT, command=("prog32",))):
+        pass  # the command itself: refused before the kernel boots
+    with uml.run(launch(elf32_image, BOOT, command=("sh", "-c", "prog32; exit $?"))) as run, \
+            pytest.raises(EngineError, match=line):  # run by a shell, which reads it as a script
+        run.verdict()
+
+
+PID_MATRIX = """\
+[target]
+name = "pids"
+images = {{ main = "{image}" }}
+variants = ["main"]
+stacks = ["dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off", "ipv6-boot-disabled"]
+command = ["sh", "-c", "echo \\"2026/12/07 04:00:00 svc[$RANDOM] E connect(5, AF=2 127.0.0.1:9): refused\\"; exit 1"]
+timeout = 20
+
+[expect.main]
+dual-stack = "timeout"
+ipv6-sysctl-off = "timeout"
+ipv6-kernel-off = "timeout"
+ipv6-boot-disabled = "timeout"
+"""
+
+
+def test_a_recorded_error_line_with_a_pid_passes_its_next_run(pytester: pytest.Pytester, zoo_image: str,  # noqa: F811
+                                                             uml: UmlBackend) -> None:
+    path = pytester.path / "pids.ipv6.toml"
+    path.write_text(PID_MATRIX.format(image=zoo_image))
+    recorded = pytester.runpytest_subprocess("--ipv6-record", "-p", "no:cacheprovider")
+    recorded.assert_outcomes(failed=4)
+    text = path.read_text()
+    assert text.count("exited 1 'E connect(5, AF=2 127.0.0.1:9): refused'") == 4, text
+    checked = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    checked.assert_outcomes(passed=4)
+
+
+def test_the_guest_has_the_sysctls_docker_sets(engine: Engine, uml: UmlBackend, base_image: str) -> None:
+    """Read in /proc/sys on a container stack and under UML: the same values."""
+    script = "cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/net/ipv4/ping_group_range; exit 4"
+    seen = {}
+    for stack, backend in (("dual-stack", engine), ("ipv6-boot-disabled", uml)):
+        with backend.run(launch(base_image, STACKS[stack], command=("sh", "-c", script))) as run:
+            verdict = run.verdict()
+        assert verdict.outcome is Outcome.EXITED
+        seen[stack] = verdict.logs.split()
+    assert seen["dual-stack"] == ["0", "0", "2147483647"]
+    assert seen["ipv6-boot-disabled"] == seen["dual-stack"]
+    assert dict(uml_rootfs.SYSCTLS) == {"net.ipv4.ip_unprivileged_port_start": "0",
+                                        "net.ipv4.ping_group_range": "0 2147483647"}
+
+
+def _shape(verdict: Verdict) -> tuple[object, ...]:
+    """What the fidelity flag compares: outcome, exit code, listeners and which of them answered."""
+    answered = tuple(sorted((str(x), verdict.answered(x)) for x in verdict.listeners))
+    return verdict.outcome, verdict.exit_code, answered
+
+
+@pytest.mark.parametrize("target", ZOO_TARGETS, ids=lambda t: t.name)
+def test_the_emulation_and_the_real_kernel_agree_over_the_zoo(
+    target: ZooTarget, zoo_image: str, ipv6_target_factory: TargetFactory, uml: UmlBackend,  # noqa: F811
+) -> None:
+    """No zoo target looks for IPv6 files in /proc, so ``ipv6-kernel-off`` and ``ipv6-boot-disabled``
+    must give the same verdict for each: any difference is the real-kernel stack differing from the
+    container stacks in something other than IPv6 (a false fidelity flag)."""
+    seen = {}
+    for stack in ("ipv6-kernel-off", "ipv6-boot-disabled"):
+        with ipv6_target_factory.start(zoo_image, stack=stack, **target.run_settings()) as started:
+            seen[stack] = (_shape(started.verdict), started.describe())
+    (emulated, emulated_text), (real, real_text) = seen["ipv6-kernel-off"], seen["ipv6-boot-disabled"]
+    assert emulated == real, f"{target.name}:\nipv6-kernel-off: {emulated_text}\nipv6-boot-disabled: {real_text}"

@@ -1,0 +1,71 @@
+"""The pure parts of the User-mode Linux root filesystem: module load order, links, 32-bit programs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_ipv6compat.backends import EngineError
+from pytest_ipv6compat.backends.uml import _program
+from pytest_ipv6compat.backends.uml_rootfs import load_order, resolve, sysctl_lines
+
+DEP = """\
+kernel/net/ipv4/udp_diag.ko: kernel/net/ipv6/ipv6.ko kernel/lib/crc-ccitt.ko
+kernel/net/ipv6/ipv6.ko: kernel/lib/crc-ccitt.ko
+kernel/lib/crc-ccitt.ko:
+kernel/net/ipv4/raw_diag.ko: kernel/net/ipv6/ipv6.ko kernel/lib/crc-ccitt.ko
+"""
+
+
+def test_modules_load_in_dependency_order_once(tmp_path: Path) -> None:
+    (tmp_path / "modules.dep").write_text(DEP)
+    assert load_order(tmp_path, ("ipv6", "udp_diag")) == [
+        "kernel/lib/crc-ccitt.ko", "kernel/net/ipv6/ipv6.ko", "kernel/net/ipv4/udp_diag.ko"]
+    assert load_order(tmp_path, ("udp_diag",)) == load_order(tmp_path, ("ipv6", "udp_diag"))
+
+
+def test_a_built_in_module_is_not_loaded_and_a_missing_one_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "modules.dep").write_text(DEP)
+    (tmp_path / "modules.builtin").write_text("kernel/net/ipv4/inet_diag.ko\nkernel/net/ipv4/tcp_diag.ko\n")
+    assert load_order(tmp_path, ("tcp_diag", "ipv6")) == ["kernel/lib/crc-ccitt.ko", "kernel/net/ipv6/ipv6.ko"]
+    with pytest.raises(EngineError, match=r"modules.dep has no module sctp_diag"):
+        load_order(tmp_path, ("sctp_diag",))
+
+
+def test_the_installed_kernel_needs_udp_diag_loaded() -> None:
+    modules = sorted(Path("/usr/lib/uml/modules").glob("*"))
+    if not modules:
+        pytest.skip("user-mode-linux is not installed (apt-get install user-mode-linux)")
+    order = [Path(rel).name for rel in load_order(modules[-1])]
+    builtin = (modules[-1] / "modules.builtin").read_text()
+    # Debian's 6.1 kernel: inet_diag and tcp_diag built in, udp_diag a module the watcher needs loaded
+    assert "tcp_diag.ko" in builtin
+    assert order[-2:] == ["ipv6.ko", "udp_diag.ko"] if "udp_diag.ko" not in builtin else "ipv6.ko" in order
+
+
+def test_links_are_followed_as_the_image_has_them() -> None:
+    links = {"/bin": "usr/bin", "/usr/bin/prog": "../lib/prog/prog32", "/loop": "/loop"}
+    assert resolve("/bin/prog", links) == "/usr/lib/prog/prog32"
+    assert resolve("/usr/bin/./sh", links) == "/usr/bin/sh"
+    assert resolve("/loop", links) is None
+
+
+@pytest.mark.parametrize(
+    ("command", "path", "found"),
+    [
+        ("prog32", "/usr/local/bin:/usr/bin", "/usr/local/bin/prog32"),
+        ("/opt/x/prog32", "/usr/bin", "/opt/x/prog32"),
+        ("./prog32", "/usr/bin", "/work/prog32"),
+        ("prog64", "/usr/local/bin", None),
+    ],
+)
+def test_the_cells_program_is_found_as_its_path_finds_it(command: str, path: str, found: str | None) -> None:
+    elf32 = frozenset({"/usr/local/bin/prog32", "/opt/x/prog32", "/work/prog32"})
+    words = {"EXEC": ["/work", "", "nonce", "--", command, "arg"], "ENV": [f"PATH={path}"]}
+    assert _program(words, elf32) == found
+
+
+def test_sysctls_are_written_as_proc_sys_paths() -> None:
+    assert sysctl_lines() == ("/proc/sys/net/ipv4/ip_unprivileged_port_start 0\n"
+                              "/proc/sys/net/ipv4/ping_group_range 0 2147483647\n")
