@@ -11,17 +11,30 @@ Pure: results in, flags out.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .listeners import sort_key
 from .model import Listener, Outcome, Verdict
 from .results import CellResult
 
-__all__ = ["EMULATED", "MESSAGE", "REAL", "FidelityFlag", "fidelity_flags", "verdict_differences"]
+__all__ = [
+    "CAUSE", "EMULATED", "EMULATED_HINT", "MESSAGE", "REAL", "FidelityFlag", "fidelity_flags", "verdict_differences",
+    "with_fidelity_hints",
+]
 
 EMULATED = "ipv6-kernel-off"
 REAL = "ipv6-boot-disabled"
 MESSAGE = "emulation differs from a real kernel"
+# Which side to believe, and why they differ: said wherever a flag is shown.
+CAUSE = (
+    f"{REAL} is what a host without IPv6 does; likely cause: the target looks for IPv6 in a file under /proc"
+    " (/proc/net/if_inet6, /proc/sys/net/ipv6), which the emulation still shows"
+)
+EMULATED_HINT = (
+    "the emulation differs from a real kernel here ({real} gives {verdict}): the target likely decides from a file"
+    " under /proc (/proc/net/if_inet6, /proc/sys/net/ipv6), which ipv6-kernel-off still shows; trust {real},"
+    " and to pass here too, decide by trying socket(AF_INET6) instead of reading /proc"
+)
 
 
 @dataclass(frozen=True)
@@ -44,13 +57,13 @@ class FidelityFlag:
         return f"{self.target} " + " ".join(parts)
 
     def line(self) -> str:
-        return f"{self.where}: {MESSAGE}: " + "; ".join(self.differences)
+        return f"{self.where}: {MESSAGE}: " + "; ".join(self.differences) + f" ({CAUSE})"
 
     def to_dict(self) -> dict[str, object]:
         return {
             "target": self.target, "variant": self.variant, "setting": self.setting,
             "config_mode": self.config_mode, "emulated": self.emulated, "real": self.real,
-            "message": MESSAGE, "differences": list(self.differences),
+            "message": MESSAGE, "differences": list(self.differences), "cause": CAUSE,
         }
 
 
@@ -105,3 +118,23 @@ def fidelity_flags(results: Iterable[CellResult]) -> list[FidelityFlag]:
             flags.append(FidelityFlag(target, variant, setting if knob else "", mode, emulated.cell.id,
                                       real.cell.id, differences))
     return flags
+
+
+def with_fidelity_hints(results: Iterable[CellResult]) -> list[CellResult]:
+    """``results``, where a flagged pair's emulated cell failed, with a hint pointing at the /proc probe.
+
+    Its own hint (e.g. "drop the [::] listen lines") would be wrong: such an image adds them
+    only because it saw /proc/net/if_inet6, and a real kernel shows it the truth.
+    """
+    results = list(results)
+    flagged = {(f.target, f.emulated): f for f in fidelity_flags(results)}
+    real = {(r.cell.target, r.cell.id): r for r in results if r.cell.stack == REAL}
+    out = []
+    for r in results:
+        flag = flagged.get((r.cell.target, r.cell.id))
+        if flag is not None and r.status == "fail":
+            other = real[(flag.target, flag.real)].verdict
+            seen = "no verdict" if other is None else _outcome(other)
+            r = replace(r, hint=EMULATED_HINT.format(real=REAL, verdict=seen))
+        out.append(r)
+    return out

@@ -122,6 +122,14 @@ OPTIONS = (
     ),
     Option("ipv6_cache_dir", "where downloaded packages and the probe are cached", "path", None, "DIR"),
     Option(
+        "ipv6_fidelity",
+        "what an emulation difference (ipv6-kernel-off and ipv6-boot-disabled verdicts differ) does: report "
+        "(flag it in every report) or fail (also fail the run)",
+        "fidelity",
+        "report",
+        "report|fail",
+    ),
+    Option(
         "ipv6_record",
         "write each observed verdict into its matrix file as the cell's expectation (errors are never recorded)",
         "bool",
@@ -152,6 +160,7 @@ class Settings:
     cache_dir: Path | None = None
     engines: tuple[str, ...] | None = None
     record: bool = False
+    fidelity: str = "report"
 
 
 def register(parser: pytest.Parser) -> None:
@@ -201,6 +210,10 @@ def _convert(opt: Option, raw: Any, source: str, rootpath: Path) -> Any:
             return parse_run_settings({opt.kind: value}, source)[opt.kind]
         except SpecError as exc:
             raise pytest.UsageError(str(exc)) from None
+    if opt.kind == "fidelity":
+        if text not in ("report", "fail"):
+            raise pytest.UsageError(f"{source}: {text!r} is not one of report, fail")
+        return text
     if opt.kind == "probe":
         if text not in PROBES:
             raise pytest.UsageError(f"{source}: probe {text!r} is not one of {', '.join(PROBES)}")

@@ -97,8 +97,10 @@ def totals(results: Iterable[CellResult]) -> dict[str, int]:
 
 def _totals_line(results: Sequence[CellResult]) -> str:
     t, n = totals(results), len(results)  # no-break spaces keep "N word" together when wrapped
+    flags = len(fidelity_flags(results))  # where a release is signed, the fidelity flag is not a footnote
     return (f"{n}\xa0cell{'s' * (n != 1)}: {t['pass']}\xa0passed, {t['fail']}\xa0failed, "
-            f"{t['error']}\xa0error{'s' * (t['error'] != 1)}, {t['skipped']}\xa0skipped")
+            f"{t['error']}\xa0error{'s' * (t['error'] != 1)}, {t['skipped']}\xa0skipped"
+            + (f"; {flags}\xa0emulation\xa0difference{'s' * (flags != 1)} (flagged above)" if flags else ""))
 
 
 # ---------------------------------------------------------------- short tokens

@@ -5,13 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from . import images
 from .backends import EngineError
+from .fidelity import FidelityFlag, fidelity_flags, with_fidelity_hints
 from .items import CellItem
 from .keys import RESULT_KEY, STATE_KEY
 from .ledger import MatrixRecord, RunRecord
@@ -188,7 +192,7 @@ class Results:
 
     @property
     def results(self) -> list[CellResult]:
-        return list(self.by_node.values())
+        return with_fidelity_hints(self.by_node.values())
 
     # ---- the ledger: which matrix files and cells this run was asked for
 
@@ -315,11 +319,20 @@ class Results:
             settings += [v for v in order["settings"] if v not in settings]
         return Ordering(variants=tuple(variants), stacks=tuple(stacks), settings=tuple(settings))
 
+    @pytest.hookimpl(trylast=True)  # after junitxml has written its file
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if not _is_worker(config) and config.option.xmlpath and self.by_node:
+            add_fidelity_properties(Path(config.option.xmlpath), fidelity_flags(self.results))
+
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if _is_worker(self.config):
             return
         tr = terminalreporter
         state = self.config.stash[STATE_KEY]
+        flags = fidelity_flags(self.results)
+        if flags and state.settings.fidelity == "fail":
+            tr.write_line(f"ipv6compat: --ipv6-fidelity=fail: {len(flags)} emulation difference(s) fail the run",
+                          red=True)  # fmt: skip
         if self.by_node:
             tr.write_sep("=", "IPv6 compatibility grid")
             width = self.config.get_terminal_writer().fullwidth
@@ -334,6 +347,9 @@ class Results:
         if _is_worker(self.config):
             return
         self.account(session)
+        flags = fidelity_flags(self.results)
+        if flags and self.config.stash[STATE_KEY].settings.fidelity == "fail" and session.exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED  # --ipv6-fidelity=fail: a disagreement fails the run
         try:
             self._write_reports()
         except OSError as exc:  # checked at start, but the disk may have changed since: say so, keep the grid
@@ -363,6 +379,34 @@ class Results:
             }
             s.json.write_text(render_json(self.results, meta=meta, order=order, run=self.run_record()),
                               encoding="utf-8")
+
+
+def add_fidelity_properties(path: Path, flags: Sequence[FidelityFlag]) -> None:
+    """Give both cells of each flag an ``ipv6.fidelity`` property in the JUnit XML file at ``path``.
+
+    A flag is known only once both cells ran (perhaps on two workers), after junitxml wrote
+    their test cases; so the file is edited in place, and left alone if it cannot be read.
+    """
+    if not flags:
+        return
+    try:
+        tree = ET.parse(path)
+    except (OSError, ET.ParseError):
+        return
+    lines = {}
+    for flag in flags:
+        for cell_id in (flag.emulated, flag.real):
+            lines[f"{flag.target}[{cell_id}]"] = flag.line()
+    for case in tree.getroot().iter("testcase"):
+        line = lines.get(case.get("name", ""))
+        if line is None:
+            continue
+        props = case.find("properties")
+        if props is None:
+            props = ET.Element("properties")
+            case.insert(0, props)
+        ET.SubElement(props, "property", name="ipv6.fidelity", value=line)
+    tree.write(path, encoding="utf-8", xml_declaration=True)
 
 
 def listener_set_diff(op: str, left: object, right: object) -> list[str] | None:

@@ -6,8 +6,10 @@ Pure: results in, flags and rendered text out.
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
-from pytest_ipv6compat.fidelity import MESSAGE, fidelity_flags, verdict_differences
+from pytest_ipv6compat.fidelity import CAUSE, MESSAGE, fidelity_flags, verdict_differences, with_fidelity_hints
 from pytest_ipv6compat.model import (
     Cell,
     Expectation,
@@ -21,6 +23,7 @@ from pytest_ipv6compat.model import (
 )
 from pytest_ipv6compat.report import render_json, render_markdown, render_terminal
 from pytest_ipv6compat.results import CellResult
+from pytest_ipv6compat.summary import add_fidelity_properties
 
 V4 = Listener(Family.INET, "0.0.0.0", 80)
 V6 = Listener(Family.INET6, "::", 80)
@@ -87,7 +90,7 @@ def test_pairs_are_matched_by_variant_setting_and_config_mode_only() -> None:
     ]
     assert flags[0].line() == (
         f"nginx official unset: {MESSAGE}: outcome: exited 1 on ipv6-kernel-off, up on ipv6-boot-disabled; "
-        "listeners: (none) on ipv6-kernel-off, 0.0.0.0:80 on ipv6-boot-disabled"
+        f"listeners: (none) on ipv6-kernel-off, 0.0.0.0:80 on ipv6-boot-disabled ({CAUSE})"
     )
 
 
@@ -106,8 +109,40 @@ def test_grid_markdown_and_json_mark_the_pair() -> None:
         "message": MESSAGE, "differences": [
             "outcome: exited 1 on ipv6-kernel-off, up on ipv6-boot-disabled",
             "listeners: (none) on ipv6-kernel-off, 0.0.0.0:80 on ipv6-boot-disabled",
-        ],
+        ], "cause": CAUSE,
     }]
+    assert lines[-1].endswith("; 1 emulation difference (flagged above)")  # in the totals line
+    assert "ipv6-boot-disabled is what a host without IPv6 does" in lines[4]
     agreeing = [result("ipv6-kernel-off", exited(1)), result("ipv6-boot-disabled", exited(1))]
     assert "fidelity" not in json.loads(render_json(agreeing, meta={}))
     assert not any(MESSAGE in line for line in render_terminal(agreeing))
+
+
+def test_the_emulated_cell_that_fails_is_pointed_at_the_proc_probe() -> None:
+    failed = result("ipv6-kernel-off", exited(1))
+    failed = CellResult(failed.cell, "fail", failed.verdict, failed.attestation, ("expected up",),
+                        "the kernel has no IPv6 (errno 97): drop the [::] listen lines")  # fmt: skip
+    real = result("ipv6-boot-disabled", up(V4))
+    hinted = {r.cell.stack: r.hint for r in with_fidelity_hints([failed, real])}
+    assert hinted["ipv6-boot-disabled"] is None
+    hint = hinted["ipv6-kernel-off"]
+    assert hint is not None
+    assert "/proc/net/if_inet6" in hint
+    assert "ipv6-boot-disabled gives up" in hint
+    assert "drop the [::] listen lines" not in hint
+    agreeing = [failed, result("ipv6-boot-disabled", exited(1))]
+    assert with_fidelity_hints(agreeing)[0].hint == failed.hint  # no flag: the cell's own hint stands
+
+
+def test_junit_gets_the_flag_on_both_cells(tmp_path: Path) -> None:
+    flags = fidelity_flags([result("ipv6-kernel-off", exited(1)), result("ipv6-boot-disabled", up(V4))])
+    xml = tmp_path / "j.xml"
+    names = ["nginx[official-ipv6-kernel-off-KNOB-unset]", "nginx[official-ipv6-boot-disabled-KNOB-unset]", "x[y]"]
+    cases = "".join(f'<testcase name="{n}"/>' for n in names)
+    xml.write_text(f"<testsuites><testsuite>{cases}</testsuite></testsuites>")
+    add_fidelity_properties(xml, flags)
+    root = ET.parse(xml).getroot()
+    got = {c.get("name"): [p.get("value") for p in c.iter("property")] for c in root.iter("testcase")}
+    assert got["x[y]"] == []
+    for name in names[:2]:
+        assert got[name] == [flags[0].line()]

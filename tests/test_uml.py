@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -239,13 +240,26 @@ def test_the_grid_flags_where_the_emulation_differs(uml: UmlBackend, pytester: p
     result.stdout.fnmatch_lines([
         "*if-inet6[[]official-ipv6-boot-disabled[]] PASSED*",
         "≠ if-inet6 official: emulation differs from a real kernel: outcome: exited 1 on ipv6-kernel-off, "
-        "up on ipv6-boot-disabled; listeners: (none) on ipv6-kernel-off, 0.0.0.0:80 on ipv6-boot-disabled",
+        "up on ipv6-boot-disabled; listeners: (none) on ipv6-kernel-off, 0.0.0.0:80 on ipv6-boot-disabled "
+        "(ipv6-boot-disabled is what a host without IPv6 does; likely cause: the target looks for IPv6 in a file "
+        "under /proc*",
+        "2 cells: 2 passed, 0 failed, 0 errors, 0 skipped; 1 emulation difference*",
     ])
     doc = json.loads(report.read_text())
     assert [(f["variant"], f["emulated"], f["real"]) for f in doc["fidelity"]] == [
         ("official", "official-ipv6-kernel-off", "official-ipv6-boot-disabled")
     ]
     assert "**emulation differs from a real kernel** (if-inet6 official)" in (pytester.path / "report.md").read_text()
+    # Where a release is signed: JUnit carries it on both cells, and --ipv6-fidelity=fail fails the run.
+    strict = pytester.runpytest("--ipv6-fidelity=fail", "--junitxml=j.xml")
+    strict.assert_outcomes(passed=2)
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+    strict.stdout.fnmatch_lines(["*--ipv6-fidelity=fail: 1 emulation difference(s) fail the run*"])
+    cases = ET.parse(pytester.path / "j.xml").getroot().iter("testcase")
+    props = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")} for c in cases}
+    for cell in ("official-ipv6-kernel-off", "official-ipv6-boot-disabled"):
+        assert "emulation differs from a real kernel" in props[f"if-inet6[{cell}]"]["ipv6.fidelity"]
+        assert props[f"if-inet6[{cell}]"]["ipv6.stack"] == cell.removeprefix("official-")
 
 
 def test_cells_skip_with_the_install_line_when_uml_is_missing(pytester: pytest.Pytester, base_image: str) -> None:
