@@ -331,8 +331,10 @@ class UmlRun:
                     self._watch.feed(value)
                 except ValueError as exc:
                     raise EngineError(str(exc)) from None
-                if self._watch.settled is not None and settled_at is None:
+                if self._watch.listening and settled_at is None:
                     settled_at = time.monotonic()
+                elif not self._watch.listening and settled_at is not None:
+                    settled_at = None  # every listener closed: the watcher waits, the run's timeout decides
                 if self._watch.error:
                     raise EngineError(f"the probe could not observe the target: {self._watch.error}")
                 if self._watch.ready:
