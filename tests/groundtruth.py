@@ -318,13 +318,14 @@ def observe(container: Any, probe: Probe, *, hold: float, timeout: float,
 
     - it exits: ``exited`` (``had_listened`` says every listener seen before);
     - ``expect`` given (an ``up`` expectation, in ``ss`` notation): the listener table reaches exactly
-      that set; then each listener is reached, and the target must stay running with the table
-      unchanged for ``hold`` s: ``up``. A change during the hold is recorded and the wait starts over;
+      that set, and the target stays running with the table unchanged for ``hold`` s: ``up``. A change
+      during the hold is recorded and the wait starts over;
     - ``timeout`` s pass first: ``timeout`` when nothing listens then, else ``up`` with the table as
       it stands (reached then), with a note that it did not hold ``expect``. Without ``expect`` (an
       ``exited`` or ``timeout`` expectation) only the exit or the timeout decides.
 
-    Every change of the table after it first showed a listener is kept in ``changes``.
+    Each listener set the table shows is reached (connected to over each family) when it appears, as
+    a client would; every change of the table after it first showed a listener is kept in ``changes``.
     """
     started = time.monotonic()
     ever: set[str] = set()
@@ -351,9 +352,7 @@ def observe(container: Any, probe: Probe, *, hold: float, timeout: float,
                 changes += _changes(seen, now_seen, at)
             seen = now_seen
             held_from = None
-        ever.update(s.notation for s in seen)
-        if expect is not None and {s.notation for s in seen} == expect:
-            if held_from is None:
+            if seen:  # a client reaches what appears, as one would (and as the plugin's probe does)
                 v6 = has_v6_loopback(pid)
                 try:
                     reached = reach(pid, seen, probe)
@@ -362,6 +361,9 @@ def observe(container: Any, probe: Probe, *, hold: float, timeout: float,
                         raise
                     container.wait(timeout=10)
                     return exited(state(container)[2], ("it exited while it was being reached",))
+        ever.update(s.notation for s in seen)
+        if expect is not None and {s.notation for s in seen} == expect:
+            if held_from is None:
                 held_from = time.monotonic()
             elif time.monotonic() - held_from >= hold:
                 return Truth("up", listeners=reached, has_v6_loopback=v6, logs_tail=logs_tail(container),
@@ -373,7 +375,7 @@ def observe(container: Any, probe: Probe, *, hold: float, timeout: float,
                              seconds=time.monotonic() - started, changes=tuple(changes),
                              notes=("nothing listened when the time ran out",))
             wanted = " ".join(sorted(expect)) if expect is not None else "nothing (no up expectation)"
-            return Truth("up", listeners=reach(pid, seen, probe), has_v6_loopback=v6, logs_tail=logs_tail(container),
+            return Truth("up", listeners=reached, has_v6_loopback=v6, logs_tail=logs_tail(container),
                          seconds=time.monotonic() - started, changes=tuple(changes),
                          notes=(f"the time ran out before the table held {wanted} for {hold:g} s",))
         time.sleep(poll)

@@ -159,15 +159,18 @@ TARGETS: tuple[ZooTarget, ...] = (
         fails=("up 0.0.0.0:8080", "+0.0.0.0:8082 at "),
     ),
     ZooTarget(
-        "closes-one-of-two", (Z, "tcp4=0.0.0.0:8080", "tcp4=0.0.0.0:8081", "sleep=0.3", "close=8080"),
+        "closes-one-of-two", (Z, "tcp4=0.0.0.0:8080", "tcp4=0.0.0.0:8081", "until-connected", "sleep=0.3",
+                              "close=8080"),
         _all("up 0.0.0.0:8081"),
-        HTTP, why="listens on two ports, closes one 0.3 s later and runs on: the verdict names the one left",
+        HTTP, why="listens on two ports, closes one 0.3 s after its first client (so after a probe saw it, "
+        "inside the hold) and runs on: the verdict names the one left",
         fails=("up 0.0.0.0:8080 0.0.0.0:8081", "-0.0.0.0:8080 at "),
     ),
     ZooTarget(
-        "closes-its-only-listener", (Z, "tcp4=0.0.0.0:8080", "sleep=0.3", "close=8080"),
+        "closes-its-only-listener", (Z, "tcp4=0.0.0.0:8080", "until-connected", "sleep=0.3", "close=8080"),
         _all("timeout"),
-        HTTP, timeout=3.0, why="listens, closes its only listener 0.3 s later and runs on: never up",
+        HTTP, timeout=3.0, why="listens, closes its only listener 0.3 s after its first client and runs on: "
+        "never up",
         fails=("up 0.0.0.0:8080", "-0.0.0.0:8080 at "),
     ),
     ZooTarget(

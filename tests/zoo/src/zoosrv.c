@@ -14,6 +14,7 @@
  *   optional6                  later IPv6 listeners that fail are logged and skipped (as redis does)
  *   sleep=SECONDS              keep serving for SECONDS before the next action
  *   close=PORT                 close every listener (TCP and UDP) on PORT and keep running
+ *   until-connected            keep serving until a TCP connection has been accepted (a client saw it listen)
  *   exit=CODE                  exit with CODE
  *   print=TEXT                 write TEXT to stdout unbuffered; \n \r \t \\ \xHH are decoded, no newline added
  *   spam=BYTES                 write BYTES of log lines to stdout
@@ -49,6 +50,7 @@ struct slot {
 static struct slot slots[MAXFD];
 static int nslots;
 static int fallback, optional6;
+static long accepted; /* TCP connections accepted so far */
 
 static void die(const char *action, const char *what) {
     fprintf(stderr, "zoosrv: %s: %s failed (%d: %s)\n", action, what, errno, strerror(errno));
@@ -132,6 +134,7 @@ static void serve(double until) {
                 int c = accept(s->fd, NULL, NULL);
                 if (c < 0)
                     continue;
+                accepted++;
                 if (s->mode == CLOSE) {
                     close(c);
                 } else {
@@ -344,6 +347,9 @@ int main(int argc, char **argv) {
             listen_on(action, key, val);
         else if (val && strcmp(key, "sleep") == 0)
             serve(now() + atof(val));
+        else if (!val && strcmp(key, "until-connected") == 0)
+            while (!accepted)
+                serve(now() + 0.05);
         else if (val && strcmp(key, "close") == 0)
             close_port(action, atoi(val));
         else if (val && strcmp(key, "exit") == 0) {
