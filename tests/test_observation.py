@@ -19,6 +19,7 @@ from helpers import copy_matrix, launch
 from pytest_ipv6compat import matrix
 from pytest_ipv6compat.backends import EngineError
 from pytest_ipv6compat.backends.docker_api import DockerBackend
+from pytest_ipv6compat.backends.uml import UmlBackend
 from pytest_ipv6compat.model import Family, Listener, Outcome
 from pytest_ipv6compat.probe.report import WatchReport
 from pytest_ipv6compat.spec import RunSpec
@@ -373,7 +374,8 @@ def test_ports_opened_0_3_and_0_7_s_apart_are_all_up_with_the_default_settle_and
 
 @pytest.mark.docker
 def test_a_target_that_closes_its_only_listener_is_never_up(engine: DockerBackend, base_image: str) -> None:
-    cmd = ("sh", "-c", f"{HTTPD} & pid=$!; sleep 0.3; kill $pid; exec sleep 60")
+    # busybox nc -l closes its listening socket when it accepts: after the watcher's probe, inside the hold.
+    cmd = ("sh", "-c", "busybox nc -l -p 8080 >/dev/null; exec sleep 60")
     started = time.monotonic()
     with engine.run(launch(base_image, DUAL, command=cmd, probe="tcp", hold=1.0, timeout=3.0)) as run:
         verdict = run.verdict()
@@ -382,3 +384,23 @@ def test_a_target_that_closes_its_only_listener_is_never_up(engine: DockerBacken
     assert time.monotonic() - started < 15
     reasons = matrix.judge(matrix.parse_expectation("up *:8080"), verdict).reasons
     assert any(r.startswith("listener set changed during the hold: -*:8080 at ") for r in reasons), reasons
+
+
+@pytest.mark.docker
+def test_under_user_mode_linux_too_the_hold_follows_the_set(uml: UmlBackend, base_image: str) -> None:
+    """The same records, read by the same parser, from the UML backend: the late ports are in, a closed one is gone."""
+    defaults = RunSpec()
+    boot = STACKS["ipv6-boot-disabled"]
+    with uml.run(launch(base_image, boot, command=("sh", "-c", PORTS_APART), probe="tcp", settle=defaults.settle,
+                        hold=defaults.hold)) as run:
+        verdict = run.verdict()
+    fours = {Listener(Family.INET, "0.0.0.0", port) for port in (8080, 8081, 8082)}
+    assert verdict.outcome is Outcome.UP, verdict.logs
+    assert verdict.listeners == fours
+    assert all(verdict.answered(x) for x in fours)
+    closes = "busybox nc -l -p 8080 >/dev/null & exec busybox httpd -f -p 8081"  # nc closes 8080 on its client
+    with uml.run(launch(base_image, boot, command=("sh", "-c", closes), probe="tcp", hold=1.0)) as run:
+        verdict = run.verdict()
+    assert verdict.outcome is Outcome.UP, verdict.logs
+    assert verdict.listeners == {Listener(Family.INET, "0.0.0.0", 8081)}
+    assert [str(c).split(" at ")[0] for c in verdict.changes] == ["-0.0.0.0:8080"]
