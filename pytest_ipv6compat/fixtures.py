@@ -72,6 +72,7 @@ class StartedTarget:
         lines += [f"  {line}" for line in describe_reach(v)]
         if v.listened:
             lines.append(f"had listened on: {format_listeners(v.listened)}")
+        lines += [text for text in (v.change_text(), v.unsteady_text()) if text]
         if v.error_line:
             lines.append(f"error line: {v.error_line}")
         return "\n".join(lines)

@@ -146,12 +146,18 @@ def judge(expected: Expectation, verdict: Verdict) -> Mismatch:
         if verdict.outcome is Outcome.EXITED and verdict.listened:
             seen += f" after it had listened on {', '.join(map(str, sorted(verdict.listened)))}"
         reasons.append(f"expected {expected.outcome}, but the target {seen}")
-        return Mismatch(tuple(reasons))
+        return Mismatch(tuple(reasons + _hold_reasons(verdict)))
     if expected.outcome is Outcome.UP:
         missing = expected.listeners - verdict.listeners
         extra = verdict.listeners - expected.listeners
         if missing:
             reasons.append("missing listeners: " + ", ".join(map(str, sorted(missing))))
+            if {x.port for x in missing} - {x.port for x in verdict.listeners}:  # not another form of a port seen
+                reasons.append(
+                    "a port that no listener had when the hold window ended: one the target opens more than"
+                    " hold seconds after its previous listener change needs a longer hold"
+                    " (run setting hold, --ipv6-hold)"
+                )
         if extra:
             reasons.append("unexpected listeners: " + ", ".join(map(str, sorted(extra))))
         for listener in sorted(expected.listeners & verdict.listeners):
@@ -170,7 +176,13 @@ def judge(expected: Expectation, verdict: Verdict) -> Mismatch:
             reasons.append("expected a non-zero exit code, got 0")
         if expected.error_contains and expected.error_contains not in verdict.logs:
             reasons.append(f"logs do not contain {expected.error_contains!r}")
-    return Mismatch(tuple(reasons))
+    return Mismatch(tuple(reasons + _hold_reasons(verdict)) if reasons else ())
+
+
+def _hold_reasons(verdict: Verdict) -> list[str]:
+    """What the hold window saw that explains a mismatch: the changes of the listener set, and
+    whether it was still changing at the end (naming the settings that give it more time)."""
+    return [text for text in (verdict.change_text(), verdict.unsteady_text()) if text]
 
 
 def _where(path: Path, *keys: str) -> str:

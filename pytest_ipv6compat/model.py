@@ -91,6 +91,18 @@ class Reach:
     detail: str  # the status line, "(accepted, no response)", or the client's error
 
 
+@dataclass(frozen=True)
+class ListenerChange:
+    """A listener that appeared (``opened``) or closed after the listener set first settled."""
+
+    listener: Listener
+    opened: bool
+    at: float  # seconds since the watcher started, which is about when the target started
+
+    def __str__(self) -> str:
+        return f"{'+' if self.opened else '-'}{self.listener} at {self.at:.2f} s"
+
+
 class Outcome(str, enum.Enum):
     UP = "up"
     EXITED = "exited"
@@ -120,9 +132,14 @@ class Attestation:
 class Verdict:
     """What a started target did.
 
-    ``listened``: for an ``exited`` target, the listeners it had open before it
-    exited (within the hold window); empty if it never listened. ``logs`` is a
-    bounded tail of the target's own output, never the probe's.
+    ``listeners``: for ``up``, the set at the END of the hold window (it stood
+    unchanged for the last ``hold`` seconds unless ``unsteady``). ``listened``: for an
+    ``exited`` target, every listener it had open before it exited (within the hold
+    window); empty if it never listened. ``changes``: every change of the listener set
+    after it first settled, in order, whatever the outcome. ``unsteady``: the hold
+    window reached its bound while the set still changed; the final set had stood for
+    only this many seconds. ``logs`` is a bounded tail of the target's own output,
+    never the probe's.
     """
 
     outcome: Outcome
@@ -133,6 +150,25 @@ class Verdict:
     logs: str = ""
     seconds: float = 0.0
     listened: frozenset[Listener] = frozenset()
+    changes: tuple[ListenerChange, ...] = ()
+    unsteady: float | None = None
+
+    def change_text(self) -> str | None:
+        """``listener set changed during the hold: +0.0.0.0:8081 at 0.31 s, ...``, or None without changes."""
+        if not self.changes:
+            return None
+        return "listener set changed during the hold: " + ", ".join(map(str, self.changes))
+
+    def unsteady_text(self) -> str | None:
+        """Why the listeners named may not be the target's final set, naming the settings; or None."""
+        if self.unsteady is None:
+            return None
+        return (
+            f"the listener set was still changing when the hold window reached its bound (3 x hold after it"
+            f" settled): the final set had stood for only {self.unsteady:.2f} s; a target that opens or closes"
+            " listeners over a longer start-up needs a longer hold (run setting hold, --ipv6-hold), or a longer"
+            " settle (run setting settle, --ipv6-settle) before the window starts"
+        )
 
     def answered(self, listener: Listener) -> bool | None:
         """Did ``listener`` succeed over every family it serves whose loopback exists?

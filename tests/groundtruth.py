@@ -187,6 +187,7 @@ class Truth:
     logs_tail: str = ""
     seconds: float = 0.0
     notes: tuple[str, ...] = field(default=())
+    changes: tuple[str, ...] = ()  # "+0.0.0.0:8081 at 0.31 s": the table's changes after it first had a listener
 
     def render(self, probe: Probe) -> str:
         """In the expectation syntax: ``up LISTENER...``, ``exited CODE``, ``timeout``."""
@@ -203,6 +204,8 @@ class Truth:
         lines += [f"  {lt.describe()}" for lt in self.listeners]
         if self.had_listened:
             lines.append(f"  had listened on: {' '.join(self.had_listened)}")
+        if self.changes:
+            lines.append(f"  listener table changed: {', '.join(self.changes)}")
         lines += [f"  note: {n}" for n in self.notes]
         if self.logs_tail:
             lines.append("  log tail: " + self.logs_tail.replace("\n", "\n    "))
@@ -303,63 +306,79 @@ def logs_tail(container: Any, lines: int = 8) -> str:
     return bytes(raw).decode("utf-8", "replace").strip()
 
 
-def observe(container: Any, probe: Probe, *, settle: float, hold: float, timeout: float) -> Truth:
-    """Follow a started container: listeners settle, reach them, hold, and say what is true.
+def _changes(before: Sequence[SsListener], after: Sequence[SsListener], at: float) -> list[str]:
+    gone = sorted(set(before) - set(after), key=lambda s: s.notation)
+    new = sorted(set(after) - set(before), key=lambda s: s.notation)
+    return [f"-{s.notation} at {at:.2f} s" for s in gone] + [f"+{s.notation} at {at:.2f} s" for s in new]
 
-    ``up``: listening, unchanged for ``settle`` s, and still running ``hold`` s after it was reached.
-    ``exited``: it stopped (at any point; ``had_listened`` says what it listened on before).
-    ``timeout``: running but not listening (or still changing) after ``timeout`` s.
+
+def observe(container: Any, probe: Probe, *, hold: float, timeout: float,
+            expect: frozenset[str] | None = None, poll: float = 0.02) -> Truth:
+    """Follow a started container until an event decides, never a fixed window; ``timeout`` bounds it.
+
+    - it exits: ``exited`` (``had_listened`` says every listener seen before);
+    - ``expect`` given (an ``up`` expectation, in ``ss`` notation): the listener table reaches exactly
+      that set, and the target stays running with the table unchanged for ``hold`` s: ``up``. A change
+      during the hold is recorded and the wait starts over;
+    - ``timeout`` s pass first: ``timeout`` when nothing listens then, else ``up`` with the table as
+      it stands (reached then), with a note that it did not hold ``expect``. Without ``expect`` (an
+      ``exited`` or ``timeout`` expectation) only the exit or the timeout decides.
+
+    Each listener set the table shows is reached (connected to over each family) when it appears, as
+    a client would; every change of the table after it first showed a listener is kept in ``changes``.
     """
     started = time.monotonic()
-    seen: tuple[SsListener, ...] = ()
     ever: set[str] = set()
-    since = started
+    changes: list[str] = []
+    seen: tuple[SsListener, ...] = ()
+    pid = 0
+    held_from: float | None = None  # when the table became ``expect``, once reached
+    v6: bool | None = None
+    reached: tuple[ListenerTruth, ...] = ()
+
+    def exited(code: int | None, notes: tuple[str, ...] = ()) -> Truth:
+        return Truth("exited", code, had_listened=tuple(sorted(ever)), logs_tail=logs_tail(container),
+                     seconds=time.monotonic() - started, changes=tuple(changes), notes=notes)
+
     while True:
         running, pid, code = state(container)
         now_seen = _listeners_while_running(container, pid) if running else None
         if now_seen is None:
-            running, pid, code = state(container)
-        if now_seen is None or not running:
-            return Truth("exited", code, had_listened=tuple(sorted(ever)), logs_tail=logs_tail(container),
-                         seconds=time.monotonic() - started)
-        ever.update(s.notation for s in now_seen)
+            _, _, code = state(container)
+            return exited(code)
+        at = time.monotonic() - started
         if now_seen != seen:
-            seen, since = now_seen, time.monotonic()
-        elif seen and time.monotonic() - since >= settle:
-            break
+            if ever:
+                changes += _changes(seen, now_seen, at)
+            seen = now_seen
+            held_from = None
+            if seen:  # a client reaches what appears, as one would (and as the plugin's probe does)
+                v6 = has_v6_loopback(pid)
+                try:
+                    reached = reach(pid, seen, probe)
+                except GroundTruthError:
+                    if not _exited(pid):
+                        raise
+                    container.wait(timeout=10)
+                    return exited(state(container)[2], ("it exited while it was being reached",))
+        ever.update(s.notation for s in seen)
+        if expect is not None and {s.notation for s in seen} == expect:
+            if held_from is None:
+                held_from = time.monotonic()
+            elif time.monotonic() - held_from >= hold:
+                return Truth("up", listeners=reached, has_v6_loopback=v6, logs_tail=logs_tail(container),
+                             seconds=time.monotonic() - started, changes=tuple(changes))
         if time.monotonic() - started > timeout:
-            return Truth("timeout", has_v6_loopback=has_v6_loopback(pid), logs_tail=logs_tail(container),
-                         seconds=time.monotonic() - started,
-                         notes=(f"listeners when the time ran out: {' '.join(s.notation for s in seen) or 'none'}",))
-        time.sleep(0.1)
-    v6 = has_v6_loopback(pid)
-    try:
-        reached = reach(pid, seen, probe)
-    except GroundTruthError:
-        if not _exited(pid):
-            raise
-        container.wait(timeout=10)
-        _, _, code = state(container)
-        return Truth("exited", code, had_listened=tuple(sorted(ever)), has_v6_loopback=v6,
-                     logs_tail=logs_tail(container), seconds=time.monotonic() - started,
-                     notes=("it exited while it was being reached",))
-    hold_until = time.monotonic() + hold
-    while time.monotonic() < hold_until:
-        time.sleep(0.1)
-        running, _, code = state(container)
-        if not running:
-            return Truth("exited", code, had_listened=tuple(sorted(ever)), has_v6_loopback=v6,
-                         logs_tail=logs_tail(container), seconds=time.monotonic() - started)
-    notes: list[str] = []
-    after = _listeners_while_running(container, pid)
-    if after is None:
-        _, _, code = state(container)
-        return Truth("exited", code, had_listened=tuple(sorted(ever)), has_v6_loopback=v6,
-                     logs_tail=logs_tail(container), seconds=time.monotonic() - started)
-    if after != seen:
-        notes.append(f"listeners changed during the hold: {' '.join(s.notation for s in after)}")
-    return Truth("up", listeners=reached, has_v6_loopback=v6, logs_tail=logs_tail(container),
-                 seconds=time.monotonic() - started, notes=tuple(notes))
+            v6 = has_v6_loopback(pid)
+            if not seen:
+                return Truth("timeout", has_v6_loopback=v6, logs_tail=logs_tail(container),
+                             seconds=time.monotonic() - started, changes=tuple(changes),
+                             notes=("nothing listened when the time ran out",))
+            wanted = " ".join(sorted(expect)) if expect is not None else "nothing (no up expectation)"
+            return Truth("up", listeners=reached, has_v6_loopback=v6, logs_tail=logs_tail(container),
+                         seconds=time.monotonic() - started, changes=tuple(changes),
+                         notes=(f"the time ran out before the table held {wanted} for {hold:g} s",))
+        time.sleep(poll)
 
 
 def facts(container: Any, probe: Probe) -> Truth:

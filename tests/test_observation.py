@@ -16,9 +16,13 @@ from typing import Any
 import pytest
 from helpers import copy_matrix, launch
 
+from pytest_ipv6compat import matrix
 from pytest_ipv6compat.backends import EngineError
 from pytest_ipv6compat.backends.docker_api import DockerBackend
+from pytest_ipv6compat.backends.uml import UmlBackend
 from pytest_ipv6compat.model import Family, Listener, Outcome
+from pytest_ipv6compat.probe.report import WatchReport
+from pytest_ipv6compat.spec import RunSpec
 from pytest_ipv6compat.stacks import STACKS
 
 DUAL = STACKS["dual-stack"]
@@ -30,8 +34,10 @@ STAR = Listener(Family.INET6, "::", 8080, v6only=False)
 def test_a_target_that_exits_within_the_hold_window_is_exited_and_says_what_it_listened_on(
     engine: DockerBackend, base_image: str
 ) -> None:
-    cmd = ("sh", "-c", f"{HTTPD} & sleep 0.5; echo 'giving up' >&2; exit 3")
-    with engine.run(launch(base_image, DUAL, command=cmd, hold=2.0)) as run:
+    # It lives 2 s after it starts httpd: long enough, on a loaded machine too, for the control's
+    # watcher (an exec session) to start, settle and hold 0.1 s before the exit.
+    cmd = ("sh", "-c", f"{HTTPD} & sleep 2; echo 'giving up' >&2; exit 3")
+    with engine.run(launch(base_image, DUAL, command=cmd, hold=4.0)) as run:
         verdict = run.verdict()
     assert verdict.outcome is Outcome.EXITED
     assert verdict.exit_code == 3
@@ -223,3 +229,178 @@ def test_nothing_is_bind_mounted_from_the_pytest_host(
     assert own.remove_session() == 0  # the container is already gone; its volumes go with the session
     left = {v.name for v in client.volumes.list(filters={"label": "ipv6compat.session"})}
     assert not left & set(names)
+
+
+# --- the hold window: the listener set is followed until the verdict (pure: records in, verdict out) ---
+
+V4 = [Listener(Family.INET, "0.0.0.0", port) for port in (8080, 8081, 8082)]
+SETTLED = ["listener tcp inet 0.0.0.0 8080 -", "settled 0.051", "reach tcp inet 0.0.0.0 8080 inet accepted 1 ok"]
+
+
+def _report(*records: str) -> WatchReport:
+    report = WatchReport()
+    for record in records:
+        report.feed(record)
+    return report
+
+
+def _up(report: WatchReport) -> Any:
+    return report.verdict(Outcome.UP, exit_code=None, error_line=None, logs="", seconds=2.0)
+
+
+def test_listeners_opened_during_the_hold_are_in_the_verdict_with_their_probes_and_the_changes() -> None:
+    report = _report(
+        *SETTLED,
+        "opened tcp inet 0.0.0.0 8081 - 0.312", "opened tcp inet 0.0.0.0 8082 - 1.013",
+        "reach tcp inet 0.0.0.0 8081 inet accepted 1 ok", "reach tcp inet 0.0.0.0 8082 inet accepted 1 ok", "ready",
+    )
+    verdict = _up(report)
+    assert verdict.listeners == set(V4)
+    assert all(verdict.answered(x) for x in V4)
+    assert verdict.change_text() == (
+        "listener set changed during the hold: +0.0.0.0:8081 at 0.31 s, +0.0.0.0:8082 at 1.01 s"
+    )
+    assert not matrix.judge(matrix.parse_expectation("up 0.0.0.0:8080 0.0.0.0:8081 0.0.0.0:8082"), verdict)
+    reasons = matrix.judge(matrix.parse_expectation("up 0.0.0.0:8080"), verdict).reasons
+    assert reasons[-1] == verdict.change_text()  # a failure says what changed during the hold
+
+
+def test_a_listener_closed_during_the_hold_is_gone_from_the_verdict_and_the_failure_says_when() -> None:
+    report = _report(
+        "listener tcp inet 0.0.0.0 8080 -", "listener tcp inet 0.0.0.0 8081 -", "settled 0.05",
+        "reach tcp inet 0.0.0.0 8080 inet accepted 1 ok", "reach tcp inet 0.0.0.0 8081 inet accepted 1 ok",
+        "closed tcp inet 0.0.0.0 8080 - 0.301", "ready",
+    )
+    verdict = _up(report)
+    assert verdict.listeners == {V4[1]}
+    assert [str(r.listener) for r in verdict.reach] == ["0.0.0.0:8081"]  # the closed one's probe no longer counts
+    reasons = matrix.judge(matrix.parse_expectation("up 0.0.0.0:8080 0.0.0.0:8081"), verdict).reasons
+    assert reasons == (
+        "missing listeners: 0.0.0.0:8080",
+        "a port that no listener had when the hold window ended: one the target opens more than hold seconds"
+        " after its previous listener change needs a longer hold (run setting hold, --ipv6-hold)",
+        "listener set changed during the hold: -0.0.0.0:8080 at 0.30 s",
+    )
+
+
+def test_every_listener_closed_means_not_listening_and_a_timeout_names_the_change() -> None:
+    report = _report(*SETTLED, "closed tcp inet 0.0.0.0 8080 - 0.300")
+    assert report.settled is not None
+    assert not report.listening
+    with pytest.raises(ValueError, match="ready while nothing listens"):
+        _report(*SETTLED, "closed tcp inet 0.0.0.0 8080 - 0.300", "ready")
+    verdict = report.verdict(Outcome.TIMEOUT, exit_code=None, error_line=None, logs="", seconds=3.0)
+    assert verdict.listeners == set()
+    reasons = matrix.judge(matrix.parse_expectation("up 0.0.0.0:8080"), verdict).reasons
+    assert reasons == (
+        "expected up, but the target timed out",
+        "listener set changed during the hold: -0.0.0.0:8080 at 0.30 s",
+    )
+    # An exit after it closed still says what it had listened on.
+    exited = report.verdict(Outcome.EXITED, exit_code=1, error_line=None, logs="", seconds=1.0)
+    assert exited.listened == {V4[0]}
+
+
+def test_a_listener_in_a_verdict_without_a_probe_for_each_family_it_serves_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"ready, but 0.0.0.0:8081 has no probe result over inet"):
+        _report(*SETTLED, "opened tcp inet 0.0.0.0 8081 - 0.3", "ready")
+    with pytest.raises(ValueError, match=r"ready, but \*:8080 has no probe result over inet6"):
+        _report("listener tcp inet6 :: 8080 0", "settled 0.05", "reach tcp inet6 :: 8080 inet accepted 1 ok", "ready")
+    # A listener that closed and came back is probed again: its earlier probe is gone with it.
+    with pytest.raises(ValueError, match="has no probe result"):
+        _report(*SETTLED, "closed tcp inet 0.0.0.0 8080 - 0.3", "opened tcp inet 0.0.0.0 8080 - 0.4", "ready")
+
+
+@pytest.mark.parametrize(
+    ("records", "why"),
+    [
+        (["listener tcp inet 0.0.0.0 8080 -", "opened tcp inet 0.0.0.0 8081 - 0.3"], "a change before settled"),
+        ([*SETTLED, "opened tcp inet 0.0.0.0 8080 - 0.3"], "opened while it was listening"),
+        ([*SETTLED, "closed tcp inet 0.0.0.0 8081 - 0.3"], "closed while it was not listening"),
+        ([*SETTLED, "listener tcp inet 0.0.0.0 8081 -"], "a listener record after settled"),
+        ([*SETTLED, "reach tcp inet 0.0.0.0 8080 inet accepted 1 again"], "a second probe"),
+        ([*SETTLED, "reach tcp inet 0.0.0.0 8080 inet6 accepted 1 x"], "does not serve inet6"),
+        ([*SETTLED, "opened tcp inet 0.0.0.0 8081 - soon"], "could not convert"),
+        ([*SETTLED, "unsteady -1"], "out of range"),
+        ([*SETTLED, "ready", "closed tcp inet 0.0.0.0 8080 - 2.0"], "a record after ready"),
+    ],
+)
+def test_a_change_record_out_of_place_is_malformed(records: list[str], why: str) -> None:
+    with pytest.raises(ValueError, match=f"malformed record.*{why}"):
+        _report(*records)
+
+
+def test_a_set_still_changing_at_the_bound_says_so_and_names_settle_and_hold() -> None:
+    report = _report(*SETTLED, "opened tcp inet 0.0.0.0 8081 - 2.9",
+                     "reach tcp inet 0.0.0.0 8081 inet accepted 1 ok", "unsteady 0.150", "ready")
+    verdict = _up(report)
+    assert verdict.unsteady == pytest.approx(0.15)
+    text = verdict.unsteady_text() or ""
+    assert "still changing" in text
+    assert "0.15 s" in text
+    assert "--ipv6-hold" in text
+    assert "--ipv6-settle" in text
+    assert text in matrix.judge(matrix.parse_expectation("up 0.0.0.0:8080"), verdict).reasons
+
+
+def test_the_report_deadline_covers_the_longest_hold_window() -> None:
+    report = _report(*SETTLED)
+    assert report.report_deadline(100.0, 1.0) >= 100.0 + 3 * 1.0 + 7.0 * 2
+
+
+# --- the same on the real engine (busybox httpd in the base image; the zoo does it against ground truth) ---
+
+PORTS_APART = (
+    "busybox httpd -f -p 8080 & sleep 0.3; busybox httpd -f -p 8081 & sleep 0.7; exec busybox httpd -f -p 8082"
+)
+
+
+@pytest.mark.docker
+def test_ports_opened_0_3_and_0_7_s_apart_are_all_up_with_the_default_settle_and_hold(
+    engine: DockerBackend, base_image: str
+) -> None:
+    defaults = RunSpec()
+    cmd = ("sh", "-c", PORTS_APART)
+    with engine.run(launch(base_image, DUAL, command=cmd, probe="tcp", settle=defaults.settle,
+                           hold=defaults.hold)) as run:
+        verdict = run.verdict()
+    stars = {Listener(Family.INET6, "::", port, v6only=False) for port in (8080, 8081, 8082)}
+    assert verdict.outcome is Outcome.UP, verdict
+    assert verdict.listeners == stars
+    assert all(verdict.answered(x) for x in stars)
+    # Which ports opened after the set first settled depends on when the watcher started (an exec session).
+    assert {str(c).split(" at ")[0] for c in verdict.changes} <= {"+*:8081", "+*:8082"}
+
+
+@pytest.mark.docker
+def test_a_target_that_closes_its_only_listener_is_never_up(engine: DockerBackend, base_image: str) -> None:
+    # busybox nc -l closes its listening socket when it accepts: after the watcher's probe, inside the hold.
+    cmd = ("sh", "-c", "busybox nc -l -p 8080 >/dev/null; exec sleep 60")
+    started = time.monotonic()
+    with engine.run(launch(base_image, DUAL, command=cmd, probe="tcp", hold=1.0, timeout=3.0)) as run:
+        verdict = run.verdict()
+    assert verdict.outcome is Outcome.TIMEOUT
+    assert [str(c).split(" at ")[0] for c in verdict.changes] == ["-*:8080"]
+    assert time.monotonic() - started < 15
+    reasons = matrix.judge(matrix.parse_expectation("up *:8080"), verdict).reasons
+    assert any(r.startswith("listener set changed during the hold: -*:8080 at ") for r in reasons), reasons
+
+
+@pytest.mark.docker
+def test_under_user_mode_linux_too_the_hold_follows_the_set(uml: UmlBackend, base_image: str) -> None:
+    """The same records, read by the same parser, from the UML backend: the late ports are in, a closed one is gone."""
+    defaults = RunSpec()
+    boot = STACKS["ipv6-boot-disabled"]
+    with uml.run(launch(base_image, boot, command=("sh", "-c", PORTS_APART), probe="tcp", settle=defaults.settle,
+                        hold=defaults.hold)) as run:
+        verdict = run.verdict()
+    fours = {Listener(Family.INET, "0.0.0.0", port) for port in (8080, 8081, 8082)}
+    assert verdict.outcome is Outcome.UP, verdict.logs
+    assert verdict.listeners == fours
+    assert all(verdict.answered(x) for x in fours)
+    closes = "busybox nc -l -p 8080 >/dev/null & exec busybox httpd -f -p 8081"  # nc closes 8080 on its client
+    with uml.run(launch(base_image, boot, command=("sh", "-c", closes), probe="tcp", hold=1.0)) as run:
+        verdict = run.verdict()
+    assert verdict.outcome is Outcome.UP, verdict.logs
+    assert verdict.listeners == {Listener(Family.INET, "0.0.0.0", 8081)}
+    assert [str(c).split(" at ")[0] for c in verdict.changes] == ["-0.0.0.0:8080"]

@@ -3,8 +3,9 @@
 ``test_ground_truth`` starts the zoo image WITHOUT the plugin, with plain ``docker run``
 semantics matching the plugin's (``--network none``, the stack's sysctls and seccomp profile from
 ``pytest_ipv6compat.stacks``, not privileged, the session label), takes ground truth with
-``groundtruth.py`` (its own settle and hold) and compares it with the expectation in
-``zoo_table.py``: the table is true.
+``groundtruth.py`` (it waits for events, bounded by the target's timeout: the exit, or the socket
+table reaching the expected listeners and holding them for the hold) and compares it with the
+expectation in ``zoo_table.py``: the table is true.
 
 ``test_plugin_verdict`` starts the same target through ``ipv6_target_factory`` and, while the
 plugin still holds the container, takes ground truth from that very container; then it checks
@@ -31,7 +32,7 @@ from groundtruth import facts, observe
 from zoo_compare import disagreements, mismatch, parse_expectation, plugin_text
 from zoo_table import STACKS, TARGETS, ZooTarget
 
-from pytest_ipv6compat import TargetFactory, images
+from pytest_ipv6compat import TargetFactory, images, matrix
 from pytest_ipv6compat.backends.docker_api import DockerBackend as Engine
 from pytest_ipv6compat.model import Outcome, Verdict
 from pytest_ipv6compat.stacks import get_stack
@@ -99,8 +100,8 @@ def test_ground_truth(
 ) -> None:
     expected = parse_expectation(target.expectation(stack), source=f"zoo_table {target.name} on {stack}")
     with started(client, engine, zoo_image, target, stack) as container:
-        truth = observe(container, target.probe, settle=max(target.settle or 0.0, 0.5), hold=target.hold or 1.0,
-                        timeout=target.timeout)
+        wanted = frozenset(t.removesuffix("/silent") for t in expected.listeners) if expected.outcome == "up" else None
+        truth = observe(container, target.probe, expect=wanted, hold=target.hold or 1.0, timeout=target.timeout)
         logs = container.logs(tail=200).decode("utf-8", "replace") if truth.outcome == "exited" else ""
     record_property("ground truth", truth.render(target.probe))
     request.node.add_report_section("call", "ground truth", truth.describe(target.probe))
@@ -135,6 +136,19 @@ def log_problems(target: ZooTarget, stack: str, verdict: Verdict) -> list[str]:
     return problems
 
 
+def hold_problems(target: ZooTarget, verdict: Verdict) -> list[str]:
+    """What the hold window must show: an expectation this target must fail, with the reason it must give."""
+    if target.fails is None:
+        return []
+    expectation, text = target.fails
+    reasons = matrix.judge(matrix.parse_expectation(expectation), verdict).reasons
+    if not reasons:
+        return [f"the plugin passed {expectation!r}, which this target must fail"]
+    if not any(text in reason for reason in reasons):
+        return [f"the failure of {expectation!r} does not say {text!r}: {reasons}"]
+    return []
+
+
 # Disagreements with the plugin that are reported to the core (strict: an xpass fails, so a fix is noticed).
 KNOWN_PLUGIN_BUGS: dict[tuple[str, str], str] = {}  # (target, stack) -> why the plugin is wrong there
 PLUGIN_CELLS = [
@@ -163,4 +177,5 @@ def test_plugin_verdict(
     request.node.add_report_section("call", "plugin and ground truth", evidence)
     problems = disagreements(table, verdict, truth, target.probe, logs, name="table")
     problems += [f"plugin's log: {p}" for p in log_problems(target, stack, verdict)]
+    problems += hold_problems(target, verdict)
     assert not problems, f"{target.name} on {stack}:\n  " + "\n  ".join(problems) + f"\n{evidence}"

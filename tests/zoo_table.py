@@ -32,13 +32,14 @@ class ZooTarget:
     command: tuple[str, ...]
     expect: Mapping[str, str]  # stack -> expectation
     probe: Probe = field(default_factory=Probe)
-    settle: float | None = None  # listener set unchanged this long (None: the plugin's default; ground truth 0.5)
-    hold: float | None = None  # still running this long after it was reached (None: the plugin's default; 1.0)
+    settle: float | None = None  # listener set unchanged this long (None: the plugin's default)
+    hold: float | None = None  # still running, listeners unchanged, this long (None: the plugin's default; 1.0)
     timeout: float = 15.0
     extra_hosts: Mapping[str, str] = field(default_factory=dict)
     why: str = ""
     listened: Mapping[str, str] = field(default_factory=dict)  # stack -> what an exited target had listened on
     log_shows: tuple[str, ...] = ()  # text the target prints that its log must keep (nothing may swallow it)
+    fails: tuple[str, str] | None = None  # (an expectation the plugin must fail, text its reasons must hold)
 
     def expectation(self, stack: str) -> str:
         return self.expect[stack]
@@ -148,7 +149,29 @@ TARGETS: tuple[ZooTarget, ...] = (
         "listeners-one-by-one", (Z, "tcp4=0.0.0.0:9001", "sleep=0.3", "tcp4=0.0.0.0:9002", "sleep=0.3",
                                  "tcp4=0.0.0.0:9003"),
         _all("up 0.0.0.0:9001 0.0.0.0:9002 0.0.0.0:9003"),
-        HTTP, settle=0.5, why="three ports, 0.3 s apart (the plugin's default settle, 0.05 s, sees only the first)",
+        HTTP, why="three ports, 0.3 s apart: the defaults see all three (the hold window follows the set)",
+    ),
+    ZooTarget(
+        "ports-0.3-and-0.7-apart", (Z, "tcp4=0.0.0.0:8080", "sleep=0.3", "tcp4=0.0.0.0:8081", "sleep=0.7",
+                                    "tcp4=0.0.0.0:8082"),
+        _all("up 0.0.0.0:8080 0.0.0.0:8081 0.0.0.0:8082"),
+        HTTP, why="main, admin and metrics ports, opened 0.3 s and 0.7 s apart: passes with the defaults",
+        fails=("up 0.0.0.0:8080", "+0.0.0.0:8082 at "),
+    ),
+    ZooTarget(
+        "closes-one-of-two", (Z, "tcp4=0.0.0.0:8080", "tcp4=0.0.0.0:8081", "until-connected", "sleep=0.3",
+                              "close=8080"),
+        _all("up 0.0.0.0:8081"),
+        HTTP, why="listens on two ports, closes one 0.3 s after its first client (so after a probe saw it, "
+        "inside the hold) and runs on: the verdict names the one left",
+        fails=("up 0.0.0.0:8080 0.0.0.0:8081", "-0.0.0.0:8080 at "),
+    ),
+    ZooTarget(
+        "closes-its-only-listener", (Z, "tcp4=0.0.0.0:8080", "until-connected", "sleep=0.3", "close=8080"),
+        _all("timeout"),
+        HTTP, timeout=3.0, why="listens, closes its only listener 0.3 s after its first client and runs on: "
+        "never up",
+        fails=("up 0.0.0.0:8080", "-0.0.0.0:8080 at "),
     ),
     ZooTarget(
         "exits-3s-after-listening", (Z, "fallback", "tcpdual=:::8080", "sleep=3", "exit=3"),

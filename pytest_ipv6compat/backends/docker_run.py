@@ -205,9 +205,12 @@ class DockerRun:
                 except ValueError as exc:  # with whatever else came on the watcher's stream
                     other = "; ".join(self._other[-3:])
                     raise EngineError(f"{exc}{f' (also on its stream: {other})' if other else ''}") from None
-                if self._watch.settled is not None and settled_at is None:
+                if self._watch.listening and settled_at is None:
                     settled_at = time.monotonic()
-                    self._settled_wall = time.time()
+                    if self._settled_wall is None:
+                        self._settled_wall = time.time()
+                elif not self._watch.listening and settled_at is not None:
+                    settled_at = None  # every listener closed: the watcher waits, the run's timeout decides
                 if self._watch.error:
                     raise EngineError(f"the probe could not observe the target: {self._watch.error}")
                 if self._watch.ready:

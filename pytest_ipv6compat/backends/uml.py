@@ -412,8 +412,10 @@ class UmlRun:
                     self._watch.feed(value)
                 except ValueError as exc:
                     raise EngineError(str(exc)) from None
-                if self._watch.settled is not None and settled_at is None:
+                if self._watch.listening and settled_at is None:
                     settled_at = time.monotonic()
+                elif not self._watch.listening and settled_at is not None:
+                    settled_at = None  # every listener closed: the watcher waits, the run's timeout decides
                 if self._watch.error:
                     why = "; a socket dump failed, so the target's listeners cannot be known" \
                         if self._watch.error.startswith("sock_diag") else ""

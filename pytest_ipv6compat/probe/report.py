@@ -11,14 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..listeners import canonical_address
-from ..model import Attestation, Family, Listener, Outcome, Protocol, Reach, Result, Verdict
+from ..model import Attestation, Family, Listener, ListenerChange, Outcome, Protocol, Reach, Result, Verdict
 from ..stacks import Stack, attest, inet6_probe_fact
 
 __all__ = ["MARK", "RECORDS", "ShimReport", "WatchReport", "is_shim_line"]
 
 MARK = "@@ipv6compat"
 PROBE_BUDGET_S = 7.0  # per probe of one family: connect (2 s) + response (3 s) + slack
-RECORDS = ("listener", "reach", "settled", "ready", "error")  # the first word of every watcher record
+RECORDS = ("listener", "reach", "settled", "opened", "closed", "unsteady", "ready", "error")  # first words
+HOLD_STRETCH = 3  # watch.c: the hold window, restarted by changes, ends by 3 x hold after the set settled
 
 _RESULTS = {r.value: r for r in Result}
 
@@ -64,32 +65,69 @@ class ShimReport:
 
 @dataclass
 class WatchReport:
-    """The watcher's records: listeners, one reach per (listener, family), settled, ready."""
+    """The watcher's records: the settled set and its probes, then every change during the hold, then ready.
+
+    ``listeners`` is the set as it stands after the records read so far (the settled set, plus
+    ``opened``, less ``closed``); ``reach`` holds the probes of those listeners only (a closed
+    listener's no longer count); ``ever`` every listener seen. This class is the one place that
+    reads the records, for every backend.
+    """
 
     listeners: list[Listener] = field(default_factory=list)
     reach: list[Reach] = field(default_factory=list)
     settled: float | None = None
     ready: bool = False
     error: str | None = None
+    changes: list[ListenerChange] = field(default_factory=list)
+    ever: list[Listener] = field(default_factory=list)
+    unsteady: float | None = None
+
+    @property
+    def listening(self) -> bool:
+        """Settled, and something listens now (after every change so far)."""
+        return self.settled is not None and bool(self.listeners)
 
     def feed(self, line: str) -> None:
         """Take one record; a malformed one raises :class:`ValueError` quoting it."""
         words = line.rstrip("\r").split(" ")
         try:
+            if self.ready:
+                raise ValueError("a record after ready")
             if words[0] == "listener" and len(words) == 6:
-                self.listeners.append(_listener(*words[1:6]))
+                if self.settled is not None:
+                    raise ValueError("a listener record after settled (changes are opened/closed records)")
+                self._add(_listener(*words[1:6]))
             elif words[0] == "reach" and len(words) >= 8:
                 listener = self._known(_listener(words[1], words[2], words[3], words[4], None))
-                via, result, ok, detail = words[5], words[6], words[7], " ".join(words[8:])
+                via, result, ok, detail = Family(words[5]), words[6], words[7], " ".join(words[8:])
+                if via not in listener.serves:
+                    raise ValueError(f"{listener} does not serve {via}")
+                if any(r.listener == listener and r.via is via for r in self.reach):
+                    raise ValueError(f"a second probe of {listener} over {via}")
                 outcome = Result.ERROR if result.startswith("errno-") else _RESULTS[result]
-                self.reach.append(Reach(listener, Family(via), outcome, ok == "1", detail))
+                self.reach.append(Reach(listener, via, outcome, ok == "1", detail))
+            elif words[0] in ("opened", "closed") and len(words) == 7:
+                if self.settled is None:
+                    raise ValueError("a change before settled")
+                listener, at = _listener(*words[1:6]), _seconds(words[6])
+                if words[0] == "opened":
+                    if listener in self.listeners:
+                        raise ValueError(f"{listener} opened while it was listening")
+                    self._add(listener)
+                else:
+                    if listener not in self.listeners:
+                        raise ValueError(f"{listener} closed while it was not listening")
+                    self.listeners.remove(listener)
+                    self.reach = [r for r in self.reach if r.listener != listener]
+                self.changes.append(ListenerChange(listener, words[0] == "opened", at))
             elif words[0] == "settled" and len(words) == 2:
-                self.settled = float(words[1])
+                if self.settled is not None:
+                    raise ValueError("settled twice")
+                self.settled = _seconds(words[1])
+            elif words[0] == "unsteady" and len(words) == 2:
+                self.unsteady = _seconds(words[1])
             elif words[0] == "ready" and len(words) == 1:
-                # The watcher settles only on a non-empty set and reports it first: a ready without
-                # them means records were lost on the way, and "up" with no listeners would be a lie.
-                if self.settled is None or not self.listeners:
-                    raise ValueError("ready before any listener and settled record")
+                self._check_ready()
                 self.ready = True
             elif words[0] == "error":
                 self.error = " ".join(words[1:]) or "unknown error"
@@ -98,34 +136,67 @@ class WatchReport:
         except (KeyError, ValueError, TypeError) as exc:
             raise ValueError(f"the probe's watcher wrote a malformed record {line!r}: {exc}") from None
 
+    def _check_ready(self) -> None:
+        """An up verdict stands on its listeners, each probed over every family it serves."""
+        # The watcher settles only on a non-empty set and reports it first: a ready without
+        # them means records were lost on the way, and "up" with no listeners would be a lie.
+        if self.settled is None or not self.ever:
+            raise ValueError("ready before any listener and settled record")
+        if not self.listeners:
+            raise ValueError("ready while nothing listens (the watcher waits for a listener then)")
+        probed = {(r.listener, r.via) for r in self.reach}
+        for listener in sorted(self.listeners):
+            for family in sorted(listener.serves):
+                if (listener, family) not in probed:
+                    raise ValueError(f"ready, but {listener} has no probe result over {family}")
+
     def report_deadline(self, settled_at: float, hold: float) -> float:
-        """By when (on ``settled_at``'s clock) ``ready`` must have come: the hold plus a budget per probe."""
-        return settled_at + hold + PROBE_BUDGET_S * max(1, len(self.reach) + 2) + 5
+        """By when (on ``settled_at``'s clock) ``ready`` must have come: the longest hold window the
+        watcher may stretch to, plus a budget per probe (those made and those a late listener needs)."""
+        probes = len(self.reach) + 2 * len(self.listeners) + 2
+        return settled_at + HOLD_STRETCH * hold + PROBE_BUDGET_S * probes + 5
 
     def verdict(
         self, outcome: Outcome, *, exit_code: int | None, error_line: str | None, logs: str, seconds: float
     ) -> Verdict:
-        """A verdict with what the watcher saw: listeners and probes when up, what it had listened on when it exited."""
-        listeners = frozenset(self.listeners)
+        """A verdict with what the watcher saw: the final listeners and their probes when up, every
+        listener it had seen when it exited, and the changes during the hold whatever the outcome."""
+        up = outcome is Outcome.UP
         return Verdict(
             outcome,
-            listeners=listeners if outcome is Outcome.UP else frozenset(),
-            reach=tuple(self.reach) if outcome is Outcome.UP else (),
+            listeners=frozenset(self.listeners) if up else frozenset(),
+            reach=tuple(self.reach) if up else (),
             exit_code=exit_code,
             error_line=error_line if outcome is Outcome.EXITED else None,
             logs=logs,
             seconds=seconds,
-            listened=listeners if outcome is Outcome.EXITED else frozenset(),
+            listened=frozenset(self.ever) if outcome is Outcome.EXITED else frozenset(),
+            changes=tuple(self.changes),
+            unsteady=self.unsteady if up else None,
         )
 
+    def _add(self, listener: Listener) -> None:
+        if listener in self.listeners:
+            raise ValueError(f"{listener} reported twice")
+        self.listeners.append(listener)
+        if listener not in self.ever:
+            self.ever.append(listener)
+
     def _known(self, partial: Listener) -> Listener:
-        """The reported listener a reach record names (reach records omit v6only)."""
+        """The listening listener a reach record names (reach records omit v6only)."""
         for listener in self.listeners:
             if (listener.protocol, listener.family, listener.address, listener.port) == (
                 partial.protocol, partial.family, partial.address, partial.port,
             ):
                 return listener
-        raise ValueError("names a listener that was not reported")
+        raise ValueError("names a listener that is not listening")
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1e6:
+        raise ValueError(f"{text} seconds is out of range")
+    return value
 
 
 def _listener(protocol: str, family: str, address: str, port: str, v6only: str | None = "-") -> Listener:

@@ -5,8 +5,13 @@
  * Docker API backend: an exec session, whose output the target cannot write to),
  * waits until the set of listening sockets is non-empty and unchanged for SETTLE
  * seconds, reports each socket with the families it serves, probes each family
- * over its loopback, waits until HOLD seconds after the set settled, and says
- * "ready". It is linked statically (with OpenSSL for the https probe) and uses
+ * over its loopback, and then keeps reading the set (every POLL_MS) for the hold
+ * window: HOLD seconds after it settled, restarted by every change (so the set the
+ * verdict names stood unchanged for HOLD seconds), but never past HOLD_STRETCH x HOLD
+ * after it settled unless nothing listens. Every change is reported as it is seen;
+ * a listener that appeared is probed once the window ends, if it is still there.
+ * While nothing listens the window does not end: the run's timeout decides. Then it
+ * says "ready". It is linked statically (with OpenSSL for the https probe) and uses
  * nothing from the target's image.
  *
  *   watch SETTLE HOLD PROBE HTTP_PATH STATUS
@@ -20,7 +25,15 @@
  *           VIA: inet|inet6 (the loopback used); RESULT: accepted, refused,
  *           no-loopback, timeout, errno-N, not-probed; OK: 1 or 0
  *   settled SECONDS                                  since the watcher started
- *   ready
+ *   opened PROTO FAMILY ADDRESS PORT V6ONLY SECONDS  after settled: a listener appeared (at SECONDS
+ *   closed PROTO FAMILY ADDRESS PORT V6ONLY SECONDS    since the watcher started) or closed
+ *   unsteady SECONDS      the window hit its bound while the set still changed: the final set
+ *                         had stood unchanged for only SECONDS (less than HOLD)
+ *   ready                 the window is over; the set is the listener records plus the opened,
+ *                         less the closed, in order, and each of them has its reach records
+ * Records come in this order: listener..., settled, then reach, opened and closed records
+ * in any order (a reach names a listener in the set at that point; a closed listener's reach
+ * records no longer count), then unsteady, then ready.
  * Listening sockets are read with sock_diag (NETLINK_SOCK_DIAG), which also says
  * whether an IPv6 socket is v6only: /proc/net/tcp6 cannot tell `[::]` (IPv6 only)
  * from `*` (IPv6 and IPv4). UDP sockets count when bound and not connected.
@@ -51,6 +64,7 @@
 #define RESPONSE_MS 3000
 #define UDP_MS 300
 #define POLL_MS 10
+#define HOLD_STRETCH 3 /* the hold window, restarted by changes, ends by HOLD_STRETCH x HOLD after settled */
 
 struct sock {
     int proto;  /* IPPROTO_TCP or IPPROTO_UDP */
@@ -502,6 +516,99 @@ static void probe_one(const struct sock *s, int via, const char *kind, const cha
     r->ok = status_ok(line, status);
 }
 
+/* PROTO FAMILY ADDRESS PORT V6ONLY: the words a listener record and a change record share. */
+static void sock_words(const struct sock *s, char *out, size_t size) {
+    char a[INET6_ADDRSTRLEN];
+    addr_text(s, a, sizeof a);
+    if (s->v6only < 0)
+        snprintf(out, size, "%s %s %s %d -", proto_name(s->proto), family_name(s->family), a, s->port);
+    else
+        snprintf(out, size, "%s %s %s %d %d", proto_name(s->proto), family_name(s->family), a, s->port, s->v6only);
+}
+
+/* A reach record for each family s serves. */
+static void probe_sock(const struct sock *s, const char *kind, const char *path, const char *status) {
+    int fams = serves(s);
+    int vias[] = {AF_INET, AF_INET6};
+    for (int v = 0; v < 2; v++) {
+        if (!(fams & (1 << v)))
+            continue;
+        struct result r;
+        probe_one(s, vias[v], kind, path, status, &r);
+        char a[INET6_ADDRSTRLEN];
+        addr_text(s, a, sizeof a);
+        printf("reach %s %s %s %d %s %s %d %s\n", proto_name(s->proto), family_name(s->family), a, s->port,
+               family_name(vias[v]), r.what, r.ok, r.detail);
+    }
+}
+
+static int has_sock(const struct sockset *set, const struct sock *s) {
+    return bsearch(s, set->s, (size_t)set->n, sizeof set->s[0], cmp_sock) != NULL;
+}
+
+static void drop_sock(struct sockset *set, const struct sock *s) {
+    struct sock *found = bsearch(s, set->s, (size_t)set->n, sizeof set->s[0], cmp_sock);
+    if (!found)
+        return;
+    memmove(found, found + 1, (size_t)(set->s + set->n - (found + 1)) * sizeof *found);
+    set->n--;
+}
+
+/*
+ * The hold window, from settled_at with the set held (already reported and probed): read the set
+ * every POLL_MS and report each change; the window ends HOLD after the last change, bounded by
+ * HOLD_STRETCH x HOLD after settled_at (but at least SETTLE after the last change), and never
+ * while nothing listens. Then probe what appeared and is still there. 0, or -1 on a sock_diag error.
+ */
+static int hold_window(struct sockset *held, double started, double settled_at, double settle, double hold,
+                       const char *kind, const char *path, const char *status) {
+    static struct sockset cur, probed;
+    probed = *held;
+    double bound = settled_at + HOLD_STRETCH * hold, end = settled_at + hold, last_change = settled_at;
+    for (;;) {
+        double t = now();
+        if (held->n > 0 && t >= end)
+            break;
+        double nap = POLL_MS / 1000.0;
+        if (held->n > 0 && end - t < nap)
+            nap = end - t;
+        sleep_s(nap);
+        if (snapshot(&cur) < 0) {
+            printf("error sock_diag: %s\n", strerror(errno));
+            return -1;
+        }
+        if (same(&cur, held))
+            continue;
+        double at = now();
+        char w[128];
+        for (int i = 0; i < held->n; i++)
+            if (!has_sock(&cur, &held->s[i])) {
+                sock_words(&held->s[i], w, sizeof w);
+                printf("closed %s %.3f\n", w, at - started);
+                drop_sock(&probed, &held->s[i]); /* if it comes back, it is probed again */
+            }
+        for (int i = 0; i < cur.n; i++)
+            if (!has_sock(held, &cur.s[i])) {
+                sock_words(&cur.s[i], w, sizeof w);
+                printf("opened %s %.3f\n", w, at - started);
+            }
+        *held = cur;
+        last_change = at;
+        double want = at + hold < bound ? at + hold : bound;
+        if (want < at + settle)
+            want = at + settle;
+        if (want > end)
+            end = want;
+    }
+    for (int i = 0; i < held->n; i++)
+        if (!has_sock(&probed, &held->s[i]))
+            probe_sock(&held->s[i], kind, path, status);
+    double steady = now() - last_change;
+    if (last_change > settled_at && steady < hold)
+        printf("unsteady %.3f\n", steady);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc != 6) {
         fprintf(stderr, "usage: watch SETTLE HOLD PROBE HTTP_PATH STATUS\n");
@@ -549,21 +656,10 @@ int main(int argc, char **argv) {
                    cur.s[i].port, cur.s[i].v6only);
     }
     printf("settled %.3f\n", settled_at - started);
-    for (int i = 0; i < cur.n; i++) {
-        int fams = serves(&cur.s[i]);
-        int vias[] = {AF_INET, AF_INET6};
-        for (int v = 0; v < 2; v++) {
-            if (!(fams & (1 << v)))
-                continue;
-            struct result r;
-            probe_one(&cur.s[i], vias[v], kind, path, status, &r);
-            char a[INET6_ADDRSTRLEN];
-            addr_text(&cur.s[i], a, sizeof a);
-            printf("reach %s %s %s %d %s %s %d %s\n", proto_name(cur.s[i].proto), family_name(cur.s[i].family), a,
-                   cur.s[i].port, family_name(vias[v]), r.what, r.ok, r.detail);
-        }
-    }
-    sleep_s(settled_at + hold - now());
+    for (int i = 0; i < cur.n; i++)
+        probe_sock(&cur.s[i], kind, path, status);
+    if (hold_window(&cur, started, settled_at, settle, hold, kind, path, status) < 0)
+        return 1;
     printf("ready\n");
     return 0;
 }

@@ -13,6 +13,8 @@
  *   fallback                   later IPv6 listeners become 0.0.0.0 when socket(AF_INET6) fails with errno 97
  *   optional6                  later IPv6 listeners that fail are logged and skipped (as redis does)
  *   sleep=SECONDS              keep serving for SECONDS before the next action
+ *   close=PORT                 close every listener (TCP and UDP) on PORT and keep running
+ *   until-connected            keep serving until a TCP connection has been accepted (a client saw it listen)
  *   exit=CODE                  exit with CODE
  *   print=TEXT                 write TEXT to stdout unbuffered; \n \r \t \\ \xHH are decoded, no newline added
  *   spam=BYTES                 write BYTES of log lines to stdout
@@ -48,6 +50,7 @@ struct slot {
 static struct slot slots[MAXFD];
 static int nslots;
 static int fallback, optional6;
+static long accepted; /* TCP connections accepted so far */
 
 static void die(const char *action, const char *what) {
     fprintf(stderr, "zoosrv: %s: %s failed (%d: %s)\n", action, what, errno, strerror(errno));
@@ -131,6 +134,7 @@ static void serve(double until) {
                 int c = accept(s->fd, NULL, NULL);
                 if (c < 0)
                     continue;
+                accepted++;
                 if (s->mode == CLOSE) {
                     close(c);
                 } else {
@@ -266,6 +270,23 @@ static void listen_on(const char *action, const char *kind, char *spec) {
     fprintf(stderr, "zoosrv: listening: %s\n", action);
 }
 
+static void close_port(const char *action, int port) {
+    int closed = 0;
+    for (int i = 0; i < nslots;) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        int mine = slots[i].kind != CLIENT && getsockname(slots[i].fd, (struct sockaddr *)&ss, &len) == 0 &&
+                   ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                                 : ((struct sockaddr_in6 *)&ss)->sin6_port) == port;
+        if (mine) {
+            drop_slot(i);
+            closed++;
+        } else
+            i++;
+    }
+    fprintf(stderr, "zoosrv: %s: closed %d listener(s)\n", action, closed);
+}
+
 static void print_decoded(const char *t) {
     char out[4096];
     size_t n = 0;
@@ -326,6 +347,11 @@ int main(int argc, char **argv) {
             listen_on(action, key, val);
         else if (val && strcmp(key, "sleep") == 0)
             serve(now() + atof(val));
+        else if (!val && strcmp(key, "until-connected") == 0)
+            while (!accepted)
+                serve(now() + 0.05);
+        else if (val && strcmp(key, "close") == 0)
+            close_port(action, atoi(val));
         else if (val && strcmp(key, "exit") == 0) {
             fprintf(stderr, "zoosrv: exiting with code %s\n", val);
             exit(atoi(val));
