@@ -254,7 +254,9 @@ class DockerBackend:
         run: DockerRun | None = None
         try:
             try:
-                binds = {self.volumes.volume_for(self.probe_dir, launch.image): {"bind": PROBE_MOUNT, "mode": "ro"}}
+                # suid: Podman mounts volumes nosuid unless told, and the watcher is setgid (probe/watch.c).
+                mode = "ro,suid" if self.info().get("engine") == "Podman" else "ro"
+                binds = {self.volumes.volume_for(self.probe_dir, launch.image): {"bind": PROBE_MOUNT, "mode": mode}}
                 for path, host in spec.mounts:
                     binds[self.volumes.volume_for(Path(host), launch.image)] = {"bind": path, "mode": "ro"}
                 host_config = api.create_host_config(

@@ -39,7 +39,7 @@ from typing import IO, Any
 
 from ..diagnose import error_line, oom_error_line
 from ..model import Attestation, Outcome, Verdict
-from ..probe.report import RECORDS, ShimReport, WatchReport, is_shim_line
+from ..probe.report import STALL_S, SealedChannel, ShimReport, WatchReport, is_shim_line
 from . import EngineError, Launch
 from .logtext import LOG_TAIL_LINES, clean
 from .uml_rootfs import PROBE_DIR, cell_archive, cell_initramfs, ensure_rootfs
@@ -131,8 +131,8 @@ class UmlBackend:
         rootfs = self.prepare(launch.image)
         self._started += 1
         name = launch.name or f"ipv6compat-uml-{self.session}-{self._started}"
-        nonce, tag = secrets.token_hex(12), secrets.token_hex(12)
-        tail = cell_archive(_settings(launch, nonce, tag), _words(launch, config, nonce), spec.mounts,
+        nonce, tag, channel = secrets.token_hex(12), secrets.token_hex(12), SealedChannel()
+        tail = cell_archive(_settings(launch, nonce, tag, channel), _words(launch, config, nonce), spec.mounts,
                             _hosts(spec.extra_hosts))
         mem = memory_mb(spec.memory) + _KERNEL_MEM_MB + (rootfs.stat().st_size >> 19)
         rundir = self._runs / f"{os.getpid()}-{process_start(os.getpid())}-{self.session}{self._started}"
@@ -152,7 +152,7 @@ class UmlBackend:
                 for fd in (write_end, alive_read):
                     os.close(fd)
                 write_end = alive_read = -1
-                run = UmlRun(proc, os.fdopen(read_end, "rb"), name, launch, nonce, tag, rundir)
+                run = UmlRun(proc, os.fdopen(read_end, "rb"), name, launch, nonce, tag, rundir, channel)
                 read_end = -1
                 yield run
         finally:
@@ -170,11 +170,11 @@ class UmlBackend:
             shutil.rmtree(rundir, ignore_errors=True)
 
 
-def _settings(launch: Launch, nonce: str, tag: str) -> dict[str, str]:
+def _settings(launch: Launch, nonce: str, tag: str, channel: SealedChannel) -> dict[str, str]:
     spec = launch.run
     tmpfs = " ".join(f"{path}:{opts or 'mode=1777'}" for path, opts in spec.tmpfs)
-    return {"NONCE": nonce, "TAG": tag, "READ_ONLY": "1" if spec.read_only else "0", "TMPFS": tmpfs,
-            "PIDS": str(spec.pids), "MEMORY": f"{memory_mb(spec.memory)}M"}
+    return {"NONCE": nonce, "TAG": tag, "KEY": channel.key.hex(), "READ_ONLY": "1" if spec.read_only else "0",
+            "TMPFS": tmpfs, "PIDS": str(spec.pids), "MEMORY": f"{memory_mb(spec.memory)}M"}
 
 
 def _words(launch: Launch, config: dict[str, Any], nonce: str) -> dict[str, list[str]]:
@@ -206,7 +206,7 @@ class UmlRun:
     """A booted kernel running the target; methods block until they know (bounded by the timeout)."""
 
     def __init__(self, proc: subprocess.Popen[bytes], private: IO[bytes], name: str, launch: Launch,
-                 nonce: str, tag: str, rundir: Path) -> None:
+                 nonce: str, tag: str, rundir: Path, channel: SealedChannel) -> None:
         self._proc = proc
         self._name = name
         self._rundir = rundir
@@ -219,6 +219,8 @@ class UmlRun:
         self.shim_started: float | None = None  # ... to the shim's first line
         self._shim = ShimReport(nonce)
         self._watch = WatchReport()
+        self._channel = channel
+        self._last_record: float | None = None
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._attested = threading.Event()
         self._console: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
@@ -284,12 +286,14 @@ class UmlRun:
             if not line.startswith(self._tag):
                 continue  # not init's nor the watcher's: written by someone who cannot know the tag
             line = line[len(self._tag):]
-            word = line.split(" ", 1)[0]
+            word, _, rest = line.partition(" ")
             if word == "exit":
-                self._events.put(("exit", line.split()[1:]))
-            elif word in RECORDS:
-                self._events.put(("watch", line))
-            if word == "error" or word not in RECORDS:
+                self._events.put(("exit", rest.split()))
+            elif word == "watch":  # the watcher's output, sealed (or anything written into its pipe)
+                self._events.put(("watch", rest))
+            elif word == "error":
+                self._events.put(("init-error", rest))
+            if word != "watch":
                 self._private_other.append(clean(line))
         self._events.put(("dead", None))
 
@@ -320,16 +324,31 @@ class UmlRun:
         settled_at: float | None = None
         while True:
             limit = self.deadline if settled_at is None else self._watch.report_deadline(settled_at, spec.hold)
+            stall = limit if self._last_record is None else self._last_record + STALL_S
             try:
-                kind, value = self._events.get(timeout=max(0.0, limit - time.monotonic()))
+                kind, value = self._events.get(timeout=max(0.0, min(limit, stall) - time.monotonic()))
             except queue.Empty:
+                if self._last_record is not None and time.monotonic() - self._last_record >= STALL_S:
+                    raise EngineError(f"the probe's watcher stopped: no record for {STALL_S:g} s after "
+                                      f"{self._channel.last!r} (stopped with SIGSTOP, or frozen)") from None
+                if time.monotonic() < limit:
+                    continue
                 if settled_at is None:
+                    if not self._channel.started:
+                        raise EngineError(f"{self._channel.cut_short()} within the cell's timeout") from None
                     return self._make(Outcome.TIMEOUT)
                 raise EngineError("the probe's report did not complete in time after the listeners settled") from None
+            if kind == "init-error":
+                raise EngineError(f"the probe could not observe the target: {value}")
             if kind == "watch":
                 try:
-                    self._watch.feed(value)
-                except ValueError as exc:
+                    record = self._channel.open(value)
+                    if self._channel.started:
+                        self._last_record = time.monotonic()
+                    if record is None:
+                        continue
+                    self._watch.feed(record)
+                except ValueError as exc:  # TamperError too
                     raise EngineError(str(exc)) from None
                 if self._watch.settled is not None and settled_at is None:
                     settled_at = time.monotonic()

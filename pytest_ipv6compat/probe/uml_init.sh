@@ -16,7 +16,7 @@ export -p >$P/cell/inherited  # what the kernel gave init (HOME, TERM ...): not 
 # TAG prefixes every line of the second console: a root target could make that device and write
 # to it, but cannot know the tag, which lives only in this shell once the file is emptied.
 : >$P/cell/settings.sh
-# settings.sh: NONCE, TAG, READ_ONLY (0/1), TMPFS ("path:opts" words), PIDS, MEMORY, and as shell words quoted by the
+# settings.sh: NONCE, TAG, KEY (the watcher's), READ_ONLY (0/1), TMPFS ("path:opts" words), PIDS, MEMORY, and as shell words quoted by the
 # plugin: ENV (NAME=value), EXEC (working directory, user or "", nonce, --, the command) and WATCH
 # (the watcher's arguments). Every exec costs 10-30 ms here, so the target is reached through as
 # few as possible: a subshell of init (no exec) clears and sets the environment and joins the
@@ -58,7 +58,8 @@ shift 2
 ) 3>&- &
 target=$!
 eval "set -- $WATCH"
-$P/watch "$@" 2>&1 | while IFS= read -r line; do echo "$TAG $line"; done >&3 &
+# KEY seals the watcher's records (watch.c); "watch" tells its lines from init's own (exit, error).
+IPV6COMPAT_KEY=$KEY $P/watch "$@" 2>&1 | while IFS= read -r line; do echo "$TAG watch $line"; done >&3 &
 watcher=$!  # the tagging loop: the watcher dies of SIGPIPE without it
 wait $target
 code=$?
