@@ -87,7 +87,7 @@ def test_a_dropped_record_is_tampering() -> None:
     channel = SealedChannel()
     lines = sealed(channel, "start exec", "listener tcp inet 0.0.0.0 80 -", "settled 0.050")
     channel.open(lines[0])
-    with pytest.raises(TamperError, match="record 2 .* came where record 1 was due"):
+    with pytest.raises(TamperError, match=r"record 2 .* came where record 1 was due"):
         channel.open(lines[2])
 
 
@@ -109,7 +109,7 @@ def test_the_watchers_tamper_record_is_an_error_naming_it() -> None:
     channel = SealedChannel()
     lines = sealed(channel, "start exec", "tamper the watcher was sent signal 15 (Terminated)")
     channel.open(lines[0])
-    with pytest.raises(TamperError, match="the target tampered with the probe's watcher: .*signal 15"):
+    with pytest.raises(TamperError, match=r"the target tampered with the probe's watcher: .*signal 15"):
         channel.open(lines[1])
 
 
@@ -159,9 +159,9 @@ def test_the_watcher_seals_as_the_plugin_opens_and_reports_a_signal(watch: Path)
     lines, code = run_watch(watch, channel, stop=signal.SIGTERM, after=3)
     assert lines[0].split(" ", 2)[2] == "start prctl"  # not setgid here: made non-dumpable by prctl
     assert opened(channel, lines[:3]) == [None, None, None]  # start, alive, alive
+    assert len(lines) >= 4  # then the tamper record (and the end record, which is never reached)
     with pytest.raises(TamperError, match=r"sent signal 15 \(Terminated\)"):
-        for line in lines[3:]:
-            channel.open(line)
+        opened(channel, lines[3:])
     assert code == 3
 
 
