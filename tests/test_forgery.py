@@ -38,6 +38,7 @@ from pytest_ipv6compat.backends import EngineError, Launch
 from pytest_ipv6compat.backends.docker_api import DockerBackend as Engine
 from pytest_ipv6compat.backends.uml import UmlBackend
 from pytest_ipv6compat.model import Outcome, Verdict
+from pytest_ipv6compat.probe.report import WATCH_GROUP
 from pytest_ipv6compat.spec import RunSpec
 from pytest_ipv6compat.stacks import get_stack
 
@@ -195,6 +196,16 @@ def test_killing_or_stopping_the_watcher_is_an_error_on_podman(podman_forger: tu
         assert re.search(says, error), error
 
 
+def test_a_watcher_not_protected_from_its_start_is_an_error(docker_forger: tuple[Engine, str]) -> None:
+    """A target whose group is the watcher's: the setgid exec changes nothing, so the watcher is dumpable until
+    its prctl, a window in which the target could reach it. The cell is an error, not a verdict."""
+    engine, image = docker_forger
+    verdict, error, _ = run_cell(engine, image, ("sleep", "60"), user=f"65534:{WATCH_GROUP}")
+    assert verdict is None, verdict
+    assert "the probe's watcher was not protected from its start" in error, error
+    assert f"the target runs as group {WATCH_GROUP}" in error
+
+
 def test_records_the_target_prints_on_its_own_output_are_its_log(docker_forger: tuple[Engine, str]) -> None:
     engine, image = docker_forger
     verdict, error, logs = run_cell(engine, image, (FORGER, "print"))
@@ -257,3 +268,16 @@ def test_under_uml_a_root_target_reaches_the_watcher_and_the_cell_is_an_error(
 def test_under_uml_a_non_root_target_cannot_reach_the_watcher(uml_forger: tuple[UmlBackend, str]) -> None:
     uml, image = uml_forger  # uid 65534 by name: under UML a user is applied with busybox su
     assert_route_closed(*run_uml_cell(uml, image, (FORGER, "forge"), "nobody"))
+
+
+@pytest.mark.parametrize("args", [("kill", "0.5"), ("stop", "0.5")], ids=["kill-0.5", "stop-0.5"])
+def test_under_uml_killing_or_stopping_the_watcher_is_an_error(
+    uml_forger: tuple[UmlBackend, str], args: tuple[str, ...]
+) -> None:
+    """Under UML the watcher's channel is init's console, which stays open when the watcher dies: both end
+    in the stall error."""
+    uml, image = uml_forger
+    verdict, error, logs = run_uml_cell(uml, image, (FORGER, *args), "root")
+    assert verdict is None, (verdict, logs)
+    assert f"forger: {args[0]} the watcher: done" in logs, logs
+    assert "the probe's watcher stopped reporting: no record for 3 s after 'alive' (killed or stopped" in error, error

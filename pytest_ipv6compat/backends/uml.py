@@ -329,8 +329,9 @@ class UmlRun:
                 kind, value = self._events.get(timeout=max(0.0, min(limit, stall) - time.monotonic()))
             except queue.Empty:
                 if self._last_record is not None and time.monotonic() - self._last_record >= STALL_S:
-                    raise EngineError(f"the probe's watcher stopped: no record for {STALL_S:g} s after "
-                                      f"{self._channel.last!r} (stopped with SIGSTOP, or frozen)") from None
+                    raise EngineError(f"the probe's watcher stopped reporting: no record for {STALL_S:g} s after "
+                                      f"{self._channel.last!r} (killed or stopped with SIGSTOP by something in the "
+                                      "target, or frozen); no verdict without it") from None
                 if time.monotonic() < limit:
                     continue
                 if settled_at is None:
