@@ -178,3 +178,18 @@ def test_the_watcher_refuses_to_run_without_its_key(watch: Path) -> None:
                           env={k: v for k, v in os.environ.items() if k != KEY_VARIABLE}, timeout=10, check=False)
     assert (done.returncode, done.stdout) == (2, "")
     assert "IPV6COMPAT_KEY must hold the cell's key" in done.stderr
+
+
+def test_the_watcher_reads_no_openssl_configuration(
+    watch: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The configuration would be the target image's (/usr/lib/ssl/openssl.cnf, or OPENSSL_CONF): one that
+    loads a provider must not reach the watcher, whose seals must stay right."""
+    conf = tmp_path / "openssl.cnf"
+    conf.write_text("openssl_conf = oc\n[oc]\nproviders = pv\n[pv]\nplanted = pl\n[pl]\n"
+                    f"module = {tmp_path}/planted.so\nactivate = 1\n")
+    channel = SealedChannel()
+    monkeypatch.setenv("OPENSSL_CONF", str(conf))
+    lines, _ = run_watch(watch, channel, stop=signal.SIGKILL, after=2)
+    assert opened(channel, lines) == [None] * len(lines)
+    assert channel.protection == "prctl"

@@ -49,6 +49,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/ssl.h>
@@ -209,6 +210,9 @@ static void seal_start(void) {
     sa.sa_flags = SA_RESTART;
     for (size_t i = 0; i < sizeof caught / sizeof caught[0]; i++)
         sigaction(caught[i], &sa, NULL);
+    /* Before anything of OpenSSL runs: never read a configuration file, which is the target image's
+     * (/usr/lib/ssl/openssl.cnf, or OPENSSL_CONF) and could load modules into the watcher. */
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
     char *hex = getenv("IPV6COMPAT_KEY");
     int ok = hex && strlen(hex) == 2 * KEY_BYTES;
     for (int i = 0; ok && i < KEY_BYTES; i++) {
