@@ -25,8 +25,10 @@
  * whether an IPv6 socket is v6only: /proc/net/tcp6 cannot tell `[::]` (IPv6 only)
  * from `*` (IPv6 and IPv4). UDP sockets count when bound and not connected.
  *
- * Every line on stdout is sealed (see "The sealed channel" below): write records with
- * printf/puts on stdout and nothing else, and any record kind is sealed without more work.
+ * Every line on stdout is sealed (see "The sealed channel" below), among the channel's own
+ * records (start, alive every 0.2 s, tamper, end): write records with printf/puts on stdout
+ * and nothing else, and any record kind is sealed without more work. A record must not carry
+ * a newline taken from the target (a response line, say): each line is sealed on its own.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
