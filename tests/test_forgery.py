@@ -187,6 +187,15 @@ def test_killing_or_stopping_the_watcher_is_an_error_never_a_verdict(
     assert time.monotonic() - started < 9, "the error came no sooner than the cell's timeout"
 
 
+def test_stopping_the_watcher_just_before_the_deadline_is_no_timeout(docker_forger: tuple[Engine, str]) -> None:
+    """Stopped about 2.5 s before the cell's 5 s are up, when the last record is younger than the stall bound:
+    the cell is a timeout only once a record after the deadline shows the watcher alive, so here an error."""
+    engine, image = docker_forger
+    verdict, error, logs = run_cell(engine, image, (FORGER, "stop", "2.0"), timeout=5)
+    assert verdict is None, (verdict, logs)
+    assert "the probe's watcher stopped: no record for 3 s after 'alive'" in error, error
+
+
 @pytest.mark.parametrize("user", USERS)
 def test_killing_or_stopping_the_watcher_is_an_error_on_podman(podman_forger: tuple[Engine, str], user: str) -> None:
     engine, image = podman_forger
@@ -281,3 +290,12 @@ def test_under_uml_killing_or_stopping_the_watcher_is_an_error(
     assert verdict is None, (verdict, logs)
     assert f"forger: {args[0]} the watcher: done" in logs, logs
     assert "the probe's watcher stopped reporting: no record for 3 s after 'alive' (killed or stopped" in error, error
+
+
+def test_under_uml_stopping_the_watcher_just_before_the_deadline_is_no_timeout(
+    uml_forger: tuple[UmlBackend, str],
+) -> None:
+    uml, image = uml_forger
+    verdict, error, logs = run_uml_cell(uml, image, (FORGER, "stop", "2.5"), "root")  # the cell's timeout: 6 s
+    assert verdict is None, (verdict, logs)
+    assert "the probe's watcher stopped reporting: no record for 3 s after 'alive'" in error, error

@@ -201,9 +201,12 @@ class DockerRun:
         spec = self.launch.run
         settled_at: float | None = None
         watcher_ended: float | None = None
+        timed_out = False  # the cell's time is up: a timeout once a record shows the watcher is still alive
         while True:
             if watcher_ended is not None:
                 limit = watcher_ended + _EXIT_GRACE_S
+            elif timed_out:
+                limit = (self._last_record or time.monotonic()) + STALL_S
             elif settled_at is not None:
                 limit = self._watch.report_deadline(settled_at, spec.hold)
             else:
@@ -216,11 +219,17 @@ class DockerRun:
                     self._check_stall()
                 if time.monotonic() < limit:
                     continue
+                if settled_at is None and watcher_ended is None and self._channel.started and not timed_out:
+                    # Not yet: a watcher stopped less than STALL_S ago must not make this a timeout.
+                    timed_out = True
+                    continue
                 return self._no_event(settled_at, watcher_ended)
             if kind == "watch-open":
                 self._last_record = self._last_record or time.monotonic()
             elif kind == "watch":
                 record = self._open(value)
+                if timed_out and self._channel.started:
+                    return self._make(Outcome.TIMEOUT)
                 if record is None:
                     continue
                 try:

@@ -322,8 +322,11 @@ class UmlRun:
     def _observe(self) -> Verdict:
         spec = self.launch.run
         settled_at: float | None = None
+        timed_out = False  # the cell's time is up: a timeout once a record shows the watcher is still alive
         while True:
             limit = self.deadline if settled_at is None else self._watch.report_deadline(settled_at, spec.hold)
+            if timed_out:
+                limit = (self._last_record or time.monotonic()) + STALL_S
             stall = limit if self._last_record is None else self._last_record + STALL_S
             try:
                 kind, value = self._events.get(timeout=max(0.0, min(limit, stall) - time.monotonic()))
@@ -337,7 +340,8 @@ class UmlRun:
                 if settled_at is None:
                     if not self._channel.started:
                         raise EngineError(f"{self._channel.cut_short()} within the cell's timeout") from None
-                    return self._make(Outcome.TIMEOUT)
+                    timed_out = True  # not yet: a watcher stopped less than STALL_S ago must not make a timeout
+                    continue
                 raise EngineError("the probe's report did not complete in time after the listeners settled") from None
             if kind == "init-error":
                 raise EngineError(f"the probe could not observe the target: {value}")
@@ -346,6 +350,8 @@ class UmlRun:
                     record = self._channel.open(value)
                     if self._channel.started:
                         self._last_record = time.monotonic()
+                    if timed_out and self._channel.started:
+                        return self._make(Outcome.TIMEOUT)
                     if record is None:
                         continue
                     self._watch.feed(record)
