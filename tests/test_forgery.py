@@ -259,6 +259,14 @@ def run_uml_cell(uml: UmlBackend, image: str, command: tuple[str, ...], user: st
         try:
             return run.verdict(), "", run.logs()
         except EngineError as exc:
+            # The error can come before the console's reader has the target's last lines: wait for them (bounded).
+            end = time.monotonic() + 5
+            while "forger: watcher" not in run.logs() and time.monotonic() < end:
+                time.sleep(0.05)
+            if "forger: watcher found" in run.logs():
+                while not re.search(r"forger: (wrote \d+ bytes of records to fd/2|.* the watcher: )", run.logs()) \
+                        and time.monotonic() < end:
+                    time.sleep(0.05)
             return None, str(exc), run.logs()
 
 
