@@ -307,7 +307,9 @@ def _build_probe(cache_dir: Path, dest: Path, sources: list[tuple[str, bytes, in
             os.chmod(tmp / rel, mode | 0o444)
         for source, program, libs in _PROGRAMS:
             _compile(tmp / source, tmp / program, libs)
-            os.chmod(tmp / program, 0o755)
+            # The watcher setgid: exec'd, it is not dumpable from its first instruction (see watch.c);
+            # the group is given where it is shipped (probe.report.WATCH_GROUP).
+            os.chmod(tmp / program, 0o2755 if program == "watch" else 0o755)
         os.chmod(tmp, 0o755)
         if dest.exists():  # a leftover without the watcher: replace it
             shutil.rmtree(dest)

@@ -103,6 +103,13 @@ class DockerBackend:
             }
         return dict(self._info)
 
+    def _podman(self) -> bool:
+        """The engine is Podman; an engine that does not answer now says so at the next call instead."""
+        try:
+            return self.info().get("engine") == "Podman"
+        except EngineError:
+            return False
+
     def _engine_arch(self) -> str:
         if "arch" not in self._info:
             try:
@@ -254,7 +261,9 @@ class DockerBackend:
         run: DockerRun | None = None
         try:
             try:
-                binds = {self.volumes.volume_for(self.probe_dir, launch.image): {"bind": PROBE_MOUNT, "mode": "ro"}}
+                probe = self.volumes.volume_for(self.probe_dir, launch.image)
+                # suid: Podman mounts volumes nosuid unless told, and the watcher is setgid (probe/watch.c).
+                binds = {probe: {"bind": PROBE_MOUNT, "mode": "ro,suid" if self._podman() else "ro"}}
                 for path, host in spec.mounts:
                     binds[self.volumes.volume_for(Path(host), launch.image)] = {"bind": path, "mode": "ro,nocopy"}
                 host_config = api.create_host_config(
@@ -288,7 +297,7 @@ class DockerBackend:
                 raise EngineError(f"the engine could not start a container from {launch.image!r}: {why}") from None
             run = DockerRun(
                 self.client, container_id, name, launch, nonce, probe=PROBE_MOUNT,
-                poll_exit=self.info().get("engine") == "Podman",
+                poll_exit=self._podman(),
             )
             yield run
         finally:

@@ -5,7 +5,10 @@ Three channels, none of which the target can write to or slow down:
 * the first lines of the container's output, written by the shim before the
   target runs and tagged with a nonce the target never sees: the attestation;
 * an exec session running the watcher (``probe/watch.c``): listeners, probes,
-  ``ready`` once the hold window has passed;
+  ``ready`` once the hold window has passed, each record sealed with a key made for
+  this cell (:class:`~pytest_ipv6compat.probe.report.SealedChannel`), so that a target
+  that reaches the exec's output still cannot write a record there; a watcher that is
+  killed or stopped is an error, never a verdict;
 * the engine's wait call: the exit code, as soon as the target exits.
 
 The target's own output is read once, at the end, as a bounded tail
@@ -30,7 +33,15 @@ import docker.errors
 
 from ..diagnose import error_line, oom_error_line
 from ..model import Attestation, Outcome, Verdict
-from ..probe.report import RECORDS, ShimReport, WatchReport, is_shim_line
+from ..probe.report import (
+    STALL_S,
+    WATCH_GROUP,
+    SealedChannel,
+    ShimReport,
+    TamperError,
+    WatchReport,
+    is_shim_line,
+)
 from . import EngineError, Launch
 from .logtext import LOG_TAIL_LINES, clean, lines, split_timestamp
 
@@ -66,6 +77,8 @@ class DockerRun:
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._shim = ShimReport(nonce)
         self._watch = WatchReport()
+        self._channel = SealedChannel()
+        self._last_record: float | None = None  # when the watcher's last sealed record arrived
         self._attested = threading.Event()
         self._closed = threading.Event()
         self._closers: list[Callable[[], object]] = []
@@ -140,9 +153,12 @@ class DockerRun:
         argv = [f"{self._probe}/watch", f"{spec.settle:g}", f"{spec.hold:g}", spec.probe, spec.http_path,
                 ",".join(spec.http_status)]
         try:
-            exec_id = self._api.exec_create(self.container_id, argv, stdout=True, stderr=True)["Id"]
+            exec_id = self._api.exec_create(
+                self.container_id, argv, stdout=True, stderr=True, environment=[self._channel.environment]
+            )["Id"]
             stream = self._api.exec_start(exec_id, stream=True)
             self._closers.append(stream.close)
+            self._events.put(("watch-open", None))  # from now on, the watcher must write every STALL_S
             for line in lines(stream):
                 self._events.put(("watch", line))
         except FAULTS as exc:
@@ -185,23 +201,39 @@ class DockerRun:
         spec = self.launch.run
         settled_at: float | None = None
         watcher_ended: float | None = None
+        timed_out = False  # the cell's time is up: a timeout once a record shows the watcher is still alive
         while True:
             if watcher_ended is not None:
                 limit = watcher_ended + _EXIT_GRACE_S
+            elif timed_out:
+                limit = (self._last_record or time.monotonic()) + STALL_S
             elif settled_at is not None:
                 limit = self._watch.report_deadline(settled_at, spec.hold)
             else:
                 limit = self.deadline
+            stall = self._last_record + STALL_S if self._last_record is not None and watcher_ended is None else limit
             try:
-                kind, value = self._events.get(timeout=max(0.0, limit - time.monotonic()))
+                kind, value = self._events.get(timeout=max(0.0, min(limit, stall) - time.monotonic()))
             except queue.Empty:
+                if watcher_ended is None:
+                    self._check_stall()
+                if time.monotonic() < limit:
+                    continue
+                if settled_at is None and watcher_ended is None and self._channel.started and not timed_out:
+                    # Not yet: a watcher stopped less than STALL_S ago must not make this a timeout.
+                    timed_out = True
+                    continue
                 return self._no_event(settled_at, watcher_ended)
-            if kind == "watch":
-                if value.split(" ", 1)[0] not in RECORDS:  # the engine's words, e.g. exec into an exiting container
-                    self._other.append(value.strip())
+            if kind == "watch-open":
+                self._last_record = self._last_record or time.monotonic()
+            elif kind == "watch":
+                record = self._open(value)
+                if timed_out and self._channel.started:
+                    return self._make(Outcome.TIMEOUT)
+                if record is None:
                     continue
                 try:
-                    self._watch.feed(value)
+                    self._watch.feed(record)
                 except ValueError as exc:  # with whatever else came on the watcher's stream
                     other = "; ".join(self._other[-3:])
                     raise EngineError(f"{exc}{f' (also on its stream: {other})' if other else ''}") from None
@@ -229,6 +261,33 @@ class DockerRun:
             elif kind == "fault":
                 raise self._fault(value)
 
+    def _open(self, line: str) -> str | None:
+        """The record a line of the watcher's stream carries; None for the channel's own and the engine's words."""
+        try:
+            record = self._channel.open(line)
+        except TamperError as exc:
+            raise EngineError(str(exc)) from None
+        if self._channel.started:
+            if self._channel.next_seq == 1 and self._channel.protection != "exec":
+                raise EngineError(
+                    "the probe's watcher was not protected from its start (it did not run setgid, so the target "
+                    f"could reach it in /proc before it made itself non-dumpable): the probe volume is mounted nosuid, "
+                    f"the container has no_new_privs, or the target runs as group {WATCH_GROUP}"
+                )
+            self._last_record = time.monotonic()
+        elif record is None:
+            self._other.append(line.strip())  # the engine's words, e.g. an exec into an exiting container
+        return record
+
+    def _check_stall(self) -> None:
+        """A watcher that has not written for STALL_S (it writes every 0.2 s) was stopped: an error naming it."""
+        if self._last_record is not None and time.monotonic() - self._last_record >= STALL_S:
+            after = f"after {self._channel.last!r}" if self._channel.started else "before its start record"
+            raise EngineError(
+                f"the probe's watcher stopped: no record for {STALL_S:g} s {after} "
+                "(stopped with SIGSTOP by something in the target, or frozen); no verdict without it"
+            )
+
     def _no_event(self, settled_at: float | None, watcher_ended: float | None) -> Verdict:
         self._check_engine()
         if watcher_ended is not None:
@@ -237,10 +296,16 @@ class DockerRun:
                 return self._exited({"StatusCode": state["ExitCode"]})
             if state["Status"] == "gone":
                 raise EngineError(f"container {self.name} was removed by someone else while the cell ran")
-            detail = self._watch.error or "; ".join(self._other[-3:]) or "no report"
             status = state["Status"]
+            if not self._channel.ended:
+                other = "; ".join(self._other[-3:])
+                raise EngineError(f"{self._channel.cut_short()}{f' ({other})' if other else ''}; the container is "
+                                  f"{status}")
+            detail = self._watch.error or "; ".join(self._other[-3:]) or "no report"
             raise EngineError(f"the probe's watcher ended without a verdict ({detail}); the container is {status}")
         if settled_at is None:
+            if not self._channel.started:  # a timeout says the target never listened: only the watcher can say so
+                raise EngineError(f"{self._channel.cut_short()} within the cell's timeout; no verdict without it")
             return self._make(Outcome.TIMEOUT)
         raise EngineError("the probe's report did not complete in time after the listeners settled")
 
@@ -251,8 +316,10 @@ class DockerRun:
             except queue.Empty:
                 break
             if kind == "watch":
-                with contextlib.suppress(ValueError):
-                    self._watch.feed(value)
+                record = self._open(value)  # tampering is an error even when the target has exited
+                if record is not None:
+                    with contextlib.suppress(ValueError):
+                        self._watch.feed(record)
         code = status.get("StatusCode") if isinstance(status, dict) else None
         state = self._inspect_state()
         oom = bool(state.get("OOMKilled"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import stat
 import tarfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 import docker
 import docker.errors
 
+from ..probe.report import WATCH_GROUP
 from . import EngineError
 from .docker_run import FAULTS, reason
 
@@ -30,7 +32,8 @@ FILL_AT = "/.ipv6compat-fill"
 
 
 def directory_tar(root: Path) -> bytes:
-    """A deterministic tar of ``root``'s files: sorted, owned by root, modes kept, no timestamps.
+    """A deterministic tar of ``root``'s files: sorted, owned by root (a setgid file, the probe's
+    watcher, by group :data:`~pytest_ipv6compat.probe.report.WATCH_GROUP`), modes kept, no timestamps.
 
     It ends right after the two zero blocks that close a tar archive, without the zeros that pad
     it to a whole record: Podman's archive upload stops reading at the end-of-archive blocks and
@@ -53,6 +56,8 @@ def directory_tar(root: Path) -> bytes:
             elif path.is_file():
                 data = path.read_bytes()
                 info.size = len(data)
+                if info.mode & stat.S_ISGID:
+                    info.gid = WATCH_GROUP
                 tar.addfile(info, io.BytesIO(data))
             else:
                 raise EngineError(f"cannot ship {path} to the engine: not a regular file, directory or link")

@@ -40,7 +40,7 @@ from typing import IO, Any
 
 from ..diagnose import error_line, oom_error_line
 from ..model import Attestation, Outcome, Verdict
-from ..probe.report import RECORDS, ShimReport, WatchReport, is_shim_line
+from ..probe.report import STALL_S, SealedChannel, ShimReport, WatchReport, is_shim_line
 from . import EngineError, Launch
 from .logtext import LOG_TAIL_LINES, clean
 from .uml_rootfs import PROBE_DIR, cell_archive, cell_initramfs, elf32_programs, ensure_rootfs
@@ -136,14 +136,14 @@ class UmlBackend:
         rootfs = self.prepare(launch.image)
         self._started += 1
         name = launch.name or f"ipv6compat-uml-{self.session}-{self._started}"
-        nonce, tag = secrets.token_hex(12), secrets.token_hex(12)
+        nonce, tag, channel = secrets.token_hex(12), secrets.token_hex(12), SealedChannel()
         words = _words(launch, config, nonce)
         elf32 = elf32_programs(rootfs)
         program = _program(words, elf32)
         if program is not None:
             raise EngineError(f"{program} is a 32-bit x86 program: this User-mode Linux kernel cannot run 32-bit "
                               "binaries (Debian's is built without IA32 emulation)")
-        tail = cell_archive(_settings(launch, nonce, tag), words, spec.mounts, _hosts(spec.extra_hosts))
+        tail = cell_archive(_settings(launch, nonce, tag, channel), words, spec.mounts, _hosts(spec.extra_hosts))
         mem = memory_mb(spec.memory) + _KERNEL_MEM_MB + (rootfs.stat().st_size >> 19)
         rundir = self._runs / f"{os.getpid()}-{process_start(os.getpid())}-{self.session}{self._started}"
         rundir.mkdir(parents=True)
@@ -163,7 +163,7 @@ class UmlBackend:
                 for fd in (write_end, alive_read):
                     os.close(fd)
                 write_end = alive_read = -1
-                run = UmlRun(proc, os.fdopen(read_end, "rb"), name, launch, nonce, tag, rundir)
+                run = UmlRun(proc, os.fdopen(read_end, "rb"), name, launch, nonce, tag, rundir, channel)
                 run.elf32 = elf32
                 read_end = -1
                 yield run
@@ -195,11 +195,11 @@ class UmlBackend:
         return kept
 
 
-def _settings(launch: Launch, nonce: str, tag: str) -> dict[str, str]:
+def _settings(launch: Launch, nonce: str, tag: str, channel: SealedChannel) -> dict[str, str]:
     spec = launch.run
     tmpfs = " ".join(f"{path}:{opts or 'mode=1777'}" for path, opts in spec.tmpfs)
-    return {"NONCE": nonce, "TAG": tag, "READ_ONLY": "1" if spec.read_only else "0", "TMPFS": tmpfs,
-            "PIDS": str(spec.pids), "MEMORY": f"{memory_mb(spec.memory)}M"}
+    return {"NONCE": nonce, "TAG": tag, "KEY": channel.key.hex(), "READ_ONLY": "1" if spec.read_only else "0",
+            "TMPFS": tmpfs, "PIDS": str(spec.pids), "MEMORY": f"{memory_mb(spec.memory)}M"}
 
 
 def _words(launch: Launch, config: dict[str, Any], nonce: str) -> dict[str, list[str]]:
@@ -259,7 +259,7 @@ class UmlRun:
     """A booted kernel running the target; methods block until they know (bounded by the timeout)."""
 
     def __init__(self, proc: subprocess.Popen[bytes], private: IO[bytes], name: str, launch: Launch,
-                 nonce: str, tag: str, rundir: Path) -> None:
+                 nonce: str, tag: str, rundir: Path, channel: SealedChannel) -> None:
         self._proc = proc
         self._name = name
         self._rundir = rundir
@@ -273,6 +273,8 @@ class UmlRun:
         self.shim_started: float | None = None  # ... to the shim's first line
         self._shim = ShimReport(nonce)
         self._watch = WatchReport()
+        self._channel = channel
+        self._last_record: float | None = None
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._attested = threading.Event()
         self._console: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
@@ -365,12 +367,14 @@ class UmlRun:
             if not line.startswith(self._tag):
                 continue  # not init's nor the watcher's: written by someone who cannot know the tag
             line = line[len(self._tag):]
-            word = line.split(" ", 1)[0]
+            word, _, rest = line.partition(" ")
             if word == "exit":
-                self._events.put(("exit", line.split()[1:]))
-            elif word in RECORDS:
-                self._events.put(("watch", line))
-            if word == "error" or word not in RECORDS:
+                self._events.put(("exit", rest.split()))
+            elif word == "watch":  # the watcher's output, sealed (or anything written into its pipe)
+                self._events.put(("watch", rest))
+            elif word == "error":
+                self._events.put(("init-error", rest))
+            if word != "watch":
                 self._private_other.append(clean(line))
         self._events.put(("dead", None))
 
@@ -399,18 +403,40 @@ class UmlRun:
     def _observe(self) -> Verdict:
         spec = self.launch.run
         settled_at: float | None = None
+        timed_out = False  # the cell's time is up: a timeout once a record shows the watcher is still alive
         while True:
             limit = self.deadline if settled_at is None else self._watch.report_deadline(settled_at, spec.hold)
+            if timed_out:
+                limit = (self._last_record or time.monotonic()) + STALL_S
+            stall = limit if self._last_record is None else self._last_record + STALL_S
             try:
-                kind, value = self._events.get(timeout=max(0.0, limit - time.monotonic()))
+                kind, value = self._events.get(timeout=max(0.0, min(limit, stall) - time.monotonic()))
             except queue.Empty:
+                if self._last_record is not None and time.monotonic() - self._last_record >= STALL_S:
+                    raise EngineError(f"the probe's watcher stopped reporting: no record for {STALL_S:g} s after "
+                                      f"{self._channel.last!r} (killed or stopped with SIGSTOP by something in the "
+                                      "target, or frozen); no verdict without it") from None
+                if time.monotonic() < limit:
+                    continue
                 if settled_at is None:
-                    return self._make(Outcome.TIMEOUT)
+                    if not self._channel.started:
+                        raise EngineError(f"{self._channel.cut_short()} within the cell's timeout") from None
+                    timed_out = True  # not yet: a watcher stopped less than STALL_S ago must not make a timeout
+                    continue
                 raise EngineError("the probe's report did not complete in time after the listeners settled") from None
+            if kind == "init-error":
+                raise EngineError(f"the probe could not observe the target: {value}")
             if kind == "watch":
                 try:
-                    self._watch.feed(value)
-                except ValueError as exc:
+                    record = self._channel.open(value)
+                    if self._channel.started:
+                        self._last_record = time.monotonic()
+                    if timed_out and self._channel.started:
+                        return self._make(Outcome.TIMEOUT)
+                    if record is None:
+                        continue
+                    self._watch.feed(record)
+                except ValueError as exc:  # TamperError too
                     raise EngineError(str(exc)) from None
                 if self._watch.listening and settled_at is None:
                     settled_at = time.monotonic()

@@ -3,18 +3,34 @@
 Pure: text in, value objects out. The shim writes its lines on the target's own
 output before the target runs, each tagged with a per-cell nonce the target never
 sees; only tagged lines count, so nothing the target prints can imitate them. The
-watcher's records arrive on a channel of their own (see ``watch.c`` for the format).
+watcher's records arrive on a channel of their own, each sealed with a per-cell key
+(see ``watch.c``, "The sealed channel"): :class:`SealedChannel` opens them, and
+anything the target managed to write there is :class:`TamperError`, never a record.
 """
 
 from __future__ import annotations
 
+import hmac
+import secrets
 from dataclasses import dataclass, field
+from hashlib import sha256
 
 from ..listeners import canonical_address
 from ..model import Attestation, Family, Listener, ListenerChange, Outcome, Protocol, Reach, Result, Verdict
 from ..stacks import Stack, attest, inet6_probe_fact
 
-__all__ = ["MARK", "RECORDS", "ShimReport", "WatchReport", "is_shim_line"]
+__all__ = [
+    "KEY_VARIABLE",
+    "MARK",
+    "RECORDS",
+    "STALL_S",
+    "WATCH_GROUP",
+    "SealedChannel",
+    "ShimReport",
+    "TamperError",
+    "WatchReport",
+    "is_shim_line",
+]
 
 MARK = "@@ipv6compat"
 PROBE_BUDGET_S = 7.0  # per probe of one family: connect (2 s) + response (3 s) + slack
@@ -22,6 +38,102 @@ RECORDS = ("listener", "reach", "settled", "opened", "closed", "unsteady", "read
 HOLD_STRETCH = 3  # watch.c: the hold window, restarted by changes, ends by 3 x hold after the set settled
 
 _RESULTS = {r.value: r for r in Result}
+
+KEY_VARIABLE = "IPV6COMPAT_KEY"  # the watcher's environment: the cell's key, 64 hex digits
+MAC_HEX = 32  # hex digits of the seal: the first 16 bytes of HMAC-SHA256
+# The group the probe's watcher is shipped setgid to: exec'ing it changes the effective group of any user but
+# this group's, which leaves the process non-dumpable from execve on (watch.c, "The sealed channel").
+WATCH_GROUP = 65500
+STALL_S = 3.0  # the watcher writes "alive" every 0.2 s: this long without a record, it was stopped
+CHANNEL_RECORDS = ("start", "alive", "tamper", "end")  # the sealed channel's own records
+
+
+class TamperError(ValueError):
+    """Something other than the watcher wrote, cut or held back the watcher's records."""
+
+
+@dataclass
+class SealedChannel:
+    """The watcher's sealed records, opened in order with this cell's key.
+
+    :meth:`open` takes each line of the watcher's stream and returns the record it carries
+    (``listener ...``), ``None`` for the channel's own records and for the engine's words
+    before the watcher started (``exec failed ...``), and raises :class:`TamperError` for a
+    line with a wrong seal or out of sequence, an unsealed record, any unsealed line once
+    the watcher has started, a ``tamper`` record, or a line after ``end``.
+    """
+
+    key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    next_seq: int = 0
+    protection: str | None = None  # "exec" or "prctl": when the watcher became non-dumpable (its start record)
+    ended: bool = False
+    last: str = "none"  # the last record opened, for messages
+
+    @property
+    def environment(self) -> str:
+        """``NAME=value`` that gives the watcher this channel's key."""
+        return f"{KEY_VARIABLE}={self.key.hex()}"
+
+    @property
+    def started(self) -> bool:
+        return self.protection is not None
+
+    def seal(self, record: str) -> str:
+        """The line the watcher writes for ``record`` as record number ``next_seq`` (for tests)."""
+        return f"{self.next_seq} {self._mac(self.next_seq, record)} {record}"
+
+    def open(self, line: str) -> str | None:
+        text = line.rstrip("\r")
+        seq, _, rest = text.partition(" ")
+        mac, _, record = rest.partition(" ")
+        if not (seq.isdigit() and len(mac) == MAC_HEX):
+            first = text.split(" ", 1)[0]
+            if self.started or first in RECORDS or first in CHANNEL_RECORDS:
+                raise TamperError(
+                    f"the probe's report was tampered with: an unsealed line {_quote(text)} on the watcher's channel "
+                    "(something in the target wrote to the watcher's output)"
+                )
+            return None  # the engine's own words, e.g. an exec into a container that is exiting
+        if not hmac.compare_digest(mac, self._mac(int(seq), record)):
+            raise TamperError(
+                f"the probe's report was tampered with: a line with a wrong seal {_quote(text)} on the watcher's "
+                "channel (something in the target wrote to the watcher's output)"
+            )
+        if self.ended or int(seq) != self.next_seq:
+            due = "none after the end record" if self.ended else f"record {self.next_seq} was due"
+            raise TamperError(
+                f"the probe's report was tampered with: record {int(seq)} ({_quote(record)}) came where {due}, "
+                f"after {_quote(self.last)} (records dropped, replayed or reordered on the way)"
+            )
+        self.next_seq += 1
+        self.last = record
+        kind, _, value = record.partition(" ")
+        if not self.started:
+            if kind != "start" or value not in ("exec", "prctl"):
+                raise TamperError(f"the probe's watcher began with {_quote(record)} instead of its start record")
+            self.protection = value
+            return None
+        if kind == "tamper":
+            raise TamperError(f"the target tampered with the probe's watcher: {value}")
+        if kind == "end":
+            self.ended = True
+            return None
+        return None if kind in ("alive", "start") else record
+
+    def cut_short(self) -> str:
+        """Why a stream that ended without ``end`` is not a report: for an error message."""
+        if not self.started:
+            return ("the probe's watcher never started its report (killed or stopped by something in the target "
+                    "before its first record, or the exec failed)")
+        return (f"the probe's watcher was killed: its report stopped after record {self.next_seq - 1} "
+                f"({_quote(self.last)}) without its end record")
+
+    def _mac(self, seq: int, record: str) -> str:
+        return hmac.new(self.key, f"{seq} {record}".encode(), sha256).hexdigest()[:MAC_HEX]
+
+
+def _quote(text: str, limit: int = 120) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 def is_shim_line(line: str, nonce: str) -> bool:

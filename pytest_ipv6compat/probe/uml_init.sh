@@ -16,7 +16,7 @@ export -p >$P/cell/inherited  # what the kernel gave init (HOME, TERM ...): not 
 # TAG prefixes every line of the second console: a root target could make that device and write
 # to it, but cannot know the tag, which lives only in this shell once the file is emptied.
 : >$P/cell/settings.sh
-# settings.sh: NONCE, TAG, READ_ONLY (0/1), TMPFS ("path:opts" words), PIDS, MEMORY, and as shell words quoted by the
+# settings.sh: NONCE, TAG, KEY (the watcher's), READ_ONLY (0/1), TMPFS ("path:opts" words), PIDS, MEMORY, and as shell words quoted by the
 # plugin: ENV (NAME=value), EXEC (working directory, user or "", nonce, --, the command) and WATCH
 # (the watcher's arguments). Every exec costs 10-30 ms here, so the target is reached through as
 # few as possible: a subshell of init (no exec) clears and sets the environment and joins the
@@ -58,17 +58,21 @@ shift 2
 ) 3>&- &
 target=$!
 eval "set -- $WATCH"
+# KEY seals the watcher's records (watch.c); "watch" tells its lines from init's own (exit, error).
 # "ready" (the hold is over) goes out only while the target still runs: one that exited within the hold
 # but whose exit this init has not yet reported (the guest is slow to schedule it on a loaded host) is a
-# zombie or gone here, and its exit line follows. Builtins only: no exec.
-$P/watch "$@" 2>&1 | while IFS= read -r line; do
-    if [ "$line" = ready ]; then
+# zombie or gone here, and its exit line follows. The watcher's lines stop there: a sealed record is
+# never dropped from the middle of the stream, where the host would see a gap. Builtins only: no exec.
+IPV6COMPAT_KEY=$KEY $P/watch "$@" 2>&1 | while IFS= read -r line; do
+    case $line in
+    *" ready")
         stat=
         { read -r stat <"/proc/$target/stat"; } 2>/dev/null
         state=${stat##*) }
-        case "${state%% *}" in R | S | D | T | t | W | I) ;; *) continue ;; esac
-    fi
-    echo "$TAG $line"
+        case "${state%% *}" in R | S | D | T | t | W | I) ;; *) break ;; esac
+        ;;
+    esac
+    echo "$TAG watch $line"
 done >&3 &
 watcher=$!  # the tagging loop: the watcher dies of SIGPIPE without it
 wait $target

@@ -37,6 +37,11 @@
  * Listening sockets are read with sock_diag (NETLINK_SOCK_DIAG), which also says
  * whether an IPv6 socket is v6only: /proc/net/tcp6 cannot tell `[::]` (IPv6 only)
  * from `*` (IPv6 and IPv4). UDP sockets count when bound and not connected.
+ *
+ * Every line on stdout is sealed (see "The sealed channel" below), among the channel's own
+ * records (start, alive every 0.2 s, tamper, end): write records with printf/puts on stdout
+ * and nothing else, and any record kind is sealed without more work. A record must not carry
+ * a newline taken from the target (a response line, say): each line is sealed on its own.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -49,14 +54,19 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/ssl.h>
 
 #define MAX_SOCKS 256
@@ -90,6 +100,163 @@ static void sleep_s(double seconds) {
         return;
     struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
     while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+    }
+}
+
+/* ------------------------------------------------------------ the sealed channel
+ *
+ * The watcher runs in the target's PID namespace, often as the target's user, so the
+ * target can find it in /proc. Two things keep the target from writing or altering
+ * the report:
+ *
+ * 1. The watcher is not dumpable, so /proc/PID/{fd,mem,environ} and ptrace need
+ *    CAP_SYS_PTRACE, which engines do not give a container by default (and the run
+ *    settings cannot add). The probe ships this program setgid to a group of its own
+ *    (report.WATCH_GROUP): an exec that changes the effective group leaves the process
+ *    non-dumpable from execve on, with no window before main(). Where the setgid bit
+ *    does not take (a nosuid volume, no_new_privs, a target whose group is that group),
+ *    prctl() below closes the window within microseconds of the start; the start
+ *    record says which ("start exec" or "start prctl").
+ * 2. Every line is sealed with a per-cell key the plugin passes in IPV6COMPAT_KEY
+ *    (64 hex digits; the environment, unlike the command line, needs the same ptrace
+ *    access as the fd):
+ *        SEQ MAC RECORD
+ *    SEQ counts from 0 without gaps; MAC is the first 16 bytes, in hex, of
+ *    HMAC-SHA256(key, "SEQ RECORD"). So a record cannot be made, altered, replayed,
+ *    dropped or reordered without the key. The channel's own records:
+ *        start exec|prctl           first, once the key is read
+ *        alive                      every HEARTBEAT_MS: the watcher is not stopped
+ *        tamper WHAT                a signal the watcher caught (SIGCONT after a stop ...)
+ *        end                        last, when the watcher exits by itself
+ *    A stream that ends without "end" was cut short (the watcher was killed).
+ */
+#define HEARTBEAT_MS 200
+#define KEY_BYTES 32
+#define MAC_BYTES 16
+
+static unsigned char seal_key[KEY_BYTES];
+static unsigned long seal_seq;
+static int seal_closed;
+static char seal_line[4096];
+static size_t seal_len;
+static volatile sig_atomic_t seal_signal;
+
+static int write_all(const char *buf, size_t len) {
+    while (len > 0) {
+        ssize_t n = write(1, buf, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        buf += n, len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Seal one record (without its newline) and write it in one write(). */
+static int seal_one(const char *record, size_t len) {
+    if (seal_closed)
+        return 0;
+    char out[sizeof seal_line + 128];
+    int head = snprintf(out, sizeof out, "%lu ", seal_seq);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_len = 0;
+    char text[sizeof seal_line + 32];
+    int tlen = snprintf(text, sizeof text, "%lu %.*s", seal_seq, (int)len, record);
+    HMAC(EVP_sha256(), seal_key, KEY_BYTES, (unsigned char *)text, (size_t)tlen, mac, &mac_len);
+    for (int i = 0; i < MAC_BYTES; i++)
+        head += snprintf(out + head, sizeof out - (size_t)head, "%02x", mac[i]);
+    head += snprintf(out + head, sizeof out - (size_t)head, " %.*s\n", (int)len, record);
+    seal_seq++;
+    if (len == 3 && !memcmp(record, "end", 3))
+        seal_closed = 1;
+    return write_all(out, (size_t)head);
+}
+
+/* stdout's write function (under stdout's lock): seals each complete line. */
+static ssize_t seal_write(void *cookie, const char *buf, size_t size) {
+    (void)cookie;
+    for (size_t i = 0; i < size; i++) {
+        if (buf[i] == '\n' || seal_len == sizeof seal_line - 1) {
+            if (seal_one(seal_line, seal_len) < 0)
+                return -1;
+            seal_len = 0;
+            if (buf[i] == '\n')
+                continue;
+        }
+        seal_line[seal_len++] = buf[i];
+    }
+    return (ssize_t)size;
+}
+
+static void seal_end(void) {
+    puts("end");
+    fflush(stdout);
+}
+
+static void seal_caught(int sig) { seal_signal = sig; }
+
+static void *seal_heartbeat(void *arg) {
+    (void)arg;
+    for (;;) {
+        sleep_s(HEARTBEAT_MS / 1000.0);
+        int sig = seal_signal;
+        if (sig == SIGCONT)
+            puts("tamper the watcher was stopped and continued (SIGSTOP or SIGTSTP, then SIGCONT)");
+        else if (sig)
+            printf("tamper the watcher was sent signal %d (%s)\n", sig, strsignal(sig));
+        else
+            puts("alive");
+        fflush(stdout);
+        if (sig)
+            exit(3);
+    }
+    return NULL;
+}
+
+/* First thing in main: protect the process, read the key, seal stdout, start the heartbeat. */
+static void seal_start(void) {
+    const char *how = prctl(PR_GET_DUMPABLE) == 0 ? "exec" : "prctl";
+    prctl(PR_SET_DUMPABLE, 0);
+    /* Signals the target may send: caught and reported by the heartbeat (SIGKILL and SIGSTOP cannot be). */
+    int caught[] = {SIGCONT, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGTSTP, SIGTTIN, SIGTTOU};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = seal_caught;
+    sa.sa_flags = SA_RESTART;
+    for (size_t i = 0; i < sizeof caught / sizeof caught[0]; i++)
+        sigaction(caught[i], &sa, NULL);
+    /* Before anything of OpenSSL runs: never read a configuration file, which is the target image's
+     * (/usr/lib/ssl/openssl.cnf, or OPENSSL_CONF) and could load modules into the watcher. */
+    OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
+    char *hex = getenv("IPV6COMPAT_KEY");
+    int ok = hex && strlen(hex) == 2 * KEY_BYTES;
+    for (int i = 0; ok && i < KEY_BYTES; i++) {
+        unsigned v;
+        ok = sscanf(hex + 2 * i, "%2x", &v) == 1;
+        seal_key[i] = (unsigned char)v;
+    }
+    if (hex)
+        memset(hex, 0, strlen(hex));
+    unsetenv("IPV6COMPAT_KEY");
+    if (!ok) {
+        fprintf(stderr, "watch: IPV6COMPAT_KEY must hold the cell's key (64 hex digits)\n");
+        exit(2);
+    }
+    cookie_io_functions_t io = {.write = seal_write};
+    FILE *sealed = fopencookie(NULL, "w", io);
+    if (!sealed) {
+        fprintf(stderr, "watch: cannot seal stdout: %s\n", strerror(errno));
+        exit(2);
+    }
+    stdout = sealed;
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    printf("start %s\n", how);
+    atexit(seal_end);
+    pthread_t beat;
+    if (pthread_create(&beat, NULL, seal_heartbeat, NULL) != 0) {
+        printf("error cannot start the heartbeat: %s\n", strerror(errno));
+        exit(1);
     }
 }
 
@@ -610,6 +777,7 @@ static int hold_window(struct sockset *held, double started, double settled_at, 
 }
 
 int main(int argc, char **argv) {
+    seal_start();
     if (argc != 6) {
         fprintf(stderr, "usage: watch SETTLE HOLD PROBE HTTP_PATH STATUS\n");
         return 2;
