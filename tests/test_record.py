@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pytest_ipv6compat.listeners import parse_listener
-from pytest_ipv6compat.matrix import MatrixError, Target, load_matrix
+from pytest_ipv6compat.matrix import MatrixError, load_matrix
 from pytest_ipv6compat.model import Cell, Expectation, Family, KnobSetting, Outcome, Reach, Result, Verdict
 from pytest_ipv6compat.record import (
     Change,
@@ -328,18 +328,11 @@ def test_a_file_with_only_a_target_is_recorded(tmp_path: Path) -> None:
     assert "[expect.v]\n" not in done.text
 
 
-def test_a_file_missing_some_cells_gets_them_and_keeps_the_rest() -> None:
+def test_a_file_missing_some_cells_gets_them_and_keeps_the_rest(tmp_path: Path) -> None:
     partial = TARGET_ONLY + '\n[expect.v.dual-stack]\nunset = "up 0.0.0.0:8080"  # by hand\n'
-    done = rewrite(partial, [obs("ipv6-kernel-off", "unset", exited(1, NGINX_LOG))], load_matrix_text(partial))
+    (tmp_path / "svc.ipv6.toml").write_text(partial)
+    target = load_matrix(tmp_path / "svc.ipv6.toml", placeholders=True).target
+    done = rewrite(partial, [obs("ipv6-kernel-off", "unset", exited(1, NGINX_LOG))], target)
     assert 'unset = "up 0.0.0.0:8080"  # by hand' in done.text
     assert done.changes == (Change("v-ipv6-kernel-off-K-unset", "timeout", f"exited 1 '{NGINX_97}'"),)
     assert '[expect.v.dual-stack]\nunset = "up 0.0.0.0:8080"  # by hand\n"=1" = "timeout"' in done.text
-
-
-def load_matrix_text(text: str) -> Target:
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "m.ipv6.toml"
-        path.write_text(text)
-        return load_matrix(path, placeholders=True).target
