@@ -8,9 +8,10 @@ invisible (udp_diag not loaded), a non-root service could not bind port 80 (no
 ``ip_unprivileged_port_start=0``), a numeric user was an error (busybox su), and an empty mount
 source was filled with the image's files on Docker.
 
-Then the kernel's own failures: a kernel killed mid-cell or halted by the target is an error, a
-socket dump that fails is an error, and a 32-bit program is one line saying this kernel cannot run
-it. And a recorded error line that carries a per-run number passes its own next run on every stack.
+Then the kernel's own failures: a kernel killed mid-cell or halted from outside is an error (a root
+target cannot halt it: it holds only the capabilities a container holds), a socket dump that fails is
+an error, and a 32-bit program is one line saying this kernel cannot run it. And a recorded error
+line that carries a per-run number passes its own next run on every stack.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import mconsole
 import pytest
 from helpers import launch
 from test_zoo import zoo_image  # noqa: F401 - the zoo image fixture, shared
@@ -107,10 +109,43 @@ def test_a_kernel_killed_mid_cell_is_an_error(uml: UmlBackend, base_image: str) 
         assert time.monotonic() - started < 15  # well before the cell's timeout (20 s), which it used to reach
 
 
-def test_poweroff_from_the_target_is_an_error(uml: UmlBackend, base_image: str) -> None:
-    with uml.run(launch(base_image, BOOT, command=("sh", "-c", "sleep 0.3; busybox poweroff -f"), timeout=20)) as run, \
-            pytest.raises(EngineError, match="the User-mode Linux kernel died before the target ended"):
-        run.verdict()
+def test_a_kernel_halted_from_outside_is_an_error(uml: UmlBackend, base_image: str) -> None:
+    """``halt`` on the kernel's management console: the kernel stops under a running target."""
+    with uml.run(launch(base_image, BOOT, command=("sleep", "60"), timeout=20)) as run:
+        run.attestation()
+        threading.Timer(0.5, mconsole.request, (run.mconsole, "halt")).start()
+        with pytest.raises(EngineError, match="the User-mode Linux kernel died before the target ended"):
+            run.verdict()
+
+
+def test_poweroff_from_a_root_target_is_refused_as_in_a_container(
+    engine: Engine, uml: UmlBackend, base_image: str,
+) -> None:
+    """Root in the guest has no CAP_SYS_BOOT, as in a container: ``poweroff -f`` fails and the target goes on."""
+    script = "busybox poweroff -f; echo poweroff=$?; exit 4"
+    seen = {}
+    for stack, backend in (("ipv6-kernel-off", engine), ("ipv6-boot-disabled", uml)):
+        with backend.run(launch(base_image, STACKS[stack], command=("sh", "-c", script), timeout=20)) as run:
+            verdict = run.verdict()
+        seen[stack] = (verdict.outcome, verdict.exit_code, verdict.logs.strip())
+    assert seen["ipv6-kernel-off"][:2] == (Outcome.EXITED, 4), seen
+    assert seen["ipv6-boot-disabled"] == seen["ipv6-kernel-off"]
+
+
+def test_a_root_target_has_the_capabilities_a_container_has(
+    engine: Engine, uml: UmlBackend, base_image: str,
+) -> None:
+    """CapBnd, CapPrm and CapEff of a root target: Docker's defaults, under UML too; none for a non-root one."""
+    script = "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb):' /proc/self/status; exit 4"
+    for user in (None, "nobody"):
+        seen = {}
+        for stack, backend in (("dual-stack", engine), ("ipv6-boot-disabled", uml)):
+            with backend.run(launch(base_image, STACKS[stack], command=("sh", "-c", script), user=user)) as run:
+                verdict = run.verdict()
+            assert verdict.outcome is Outcome.EXITED, verdict
+            seen[stack] = dict(line.split(":\t") for line in verdict.logs.splitlines())
+        assert seen["ipv6-boot-disabled"] == seen["dual-stack"], (user, seen)
+        assert seen["dual-stack"]["CapEff"] == ("00000000a80425fb" if user is None else "0000000000000000"), seen
 
 
 def test_a_failed_socket_dump_is_an_error_not_no_sockets(engine: Engine, uml: UmlBackend, zoo_image: str,  # noqa: F811

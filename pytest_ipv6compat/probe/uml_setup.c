@@ -32,6 +32,12 @@
  * and, for a user found there, the groups of /etc/group that list it. HOME is set to the user's home
  * when the environment has none. A user or group that cannot be found is one line on stderr
  * ("unable to find user NAME: no matching entries in passwd file", as Docker says) and status 126.
+ * Before it takes the identity, every capability outside the set Docker gives a container by
+ * default (ENGINE_CAPS) leaves the bounding set, so a root target holds what it would hold in a
+ * container and no more: without CAP_SYS_PTRACE it cannot read init's or the watcher's memory
+ * (the tag and the key), without CAP_SYS_BOOT it cannot halt the kernel, without CAP_SYS_ADMIN or
+ * CAP_SYS_MODULE it cannot mount or load modules. Its permitted and effective sets follow from the
+ * bounding set at the exec (a root process gets the bounding set); a non-root one gets none.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -41,7 +47,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -311,6 +319,23 @@ static void refuse(const char *what, const char *name, const char *file)
     exit(126);
 }
 
+/* The capabilities Docker gives a container unless told otherwise (Podman gives a subset). */
+static const int ENGINE_CAPS[] = {
+    CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FSETID, CAP_FOWNER, CAP_MKNOD, CAP_NET_RAW, CAP_SETGID,
+    CAP_SETUID, CAP_SETFCAP, CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT, CAP_KILL, CAP_AUDIT_WRITE,
+};
+
+static void bound_capabilities(void)
+{
+    for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++) {
+        int kept = 0;
+        for (size_t i = 0; i < sizeof ENGINE_CAPS / sizeof ENGINE_CAPS[0]; i++)
+            kept |= ENGINE_CAPS[i] == cap;
+        if (!kept && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0)
+            die("drop capability %d from the bounding set: %s", cap, strerror(errno));
+    }
+}
+
 static int exec_as(const char *spec, char **argv)
 {
     char user[256], line[4096], home[1024] = "/", name[256] = "";
@@ -385,6 +410,7 @@ static int exec_as(const char *spec, char **argv)
             groups[i--] = groups[--ngroups];
     if (getenv("HOME") == NULL)
         setenv("HOME", home, 1);
+    bound_capabilities();
     if (setgroups((size_t)ngroups, groups) != 0 || setgid((gid_t)gid) != 0 || setuid((uid_t)uid) != 0)
         die("become %s: %s", spec, strerror(errno));
     execv(argv[0], argv);
