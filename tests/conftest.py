@@ -103,6 +103,12 @@ def uml(engine: Engine) -> UmlBackend:
 
 
 @pytest.fixture(scope="session")
+def uml_tables(uml: UmlBackend) -> UmlBackend:
+    """The same backend, whose init also sends the kernel's /proc/net tables (``UmlRun.tables``): ground truth."""
+    return UmlBackend(uml.docker, uml.kernel, uml.cache_dir, uml.probe_dir, tables=True)
+
+
+@pytest.fixture(scope="session")
 def ground_truth_tools() -> None:
     """Ground truth enters the container's namespace: root, nsenter and ss (iproute2) on the host."""
     missing = [tool for tool in ("nsenter", "ss") if shutil.which(tool) is None]

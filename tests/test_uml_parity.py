@@ -29,17 +29,23 @@ from typing import Any
 import docker
 import mconsole
 import pytest
+from groundtruth import parse_proc_net
 from helpers import launch
 from test_zoo import zoo_image  # noqa: F401 - the zoo image fixture, shared
+from zoo_compare import parse_expectation as zoo_parse_expectation
+from zoo_compare import plugin_text
 from zoo_table import TARGETS as ZOO_TARGETS
 from zoo_table import ZooTarget
 
 from pytest_ipv6compat import TargetFactory, images
-from pytest_ipv6compat.backends import EngineError, uml_rootfs
+from pytest_ipv6compat.backends import EngineError, Launch, uml_rootfs
 from pytest_ipv6compat.backends.docker_api import DockerBackend as Engine
 from pytest_ipv6compat.backends.uml import UmlBackend
+from pytest_ipv6compat.keys import STATE_KEY
 from pytest_ipv6compat.matrix import judge, parse_expectation
 from pytest_ipv6compat.model import Outcome, Verdict
+from pytest_ipv6compat.options import run_base
+from pytest_ipv6compat.spec import parse_run_settings
 from pytest_ipv6compat.stacks import STACKS
 
 pytestmark = pytest.mark.docker
@@ -239,16 +245,77 @@ def _shape(verdict: Verdict) -> tuple[object, ...]:
     return verdict.outcome, verdict.exit_code, answered
 
 
+def kernel_tables(run_tables: list[tuple[str, dict[str, str | None]]]) -> tuple[dict[str, frozenset[str]], list[str]]:
+    """The listeners of each dump of the kernel's tables (``ready``, ``t1`` ...), in ground truth's notation,
+    parsed here (``groundtruth.parse_proc_net``), and where a dump contradicts a kernel booted with
+    ipv6.disable=1 (an IPv6 table that is there, an IPv4 one that is not)."""
+    listeners, problems = {}, []
+    for dump, files in run_tables:
+        for name in ("tcp6", "udp6"):
+            if files.get(name, "") is not None:
+                problems.append(f"dump {dump}: /proc/net/{name} is there on a kernel booted with ipv6.disable=1")
+        seen: set[str] = set()
+        for proto in ("tcp", "udp"):
+            text = files.get(proto)
+            if text is None:
+                problems.append(f"dump {dump}: /proc/net/{proto} is absent")
+                continue
+            seen.update(s.notation for s in parse_proc_net(text, proto, source=f"dump {dump} /proc/net/{proto}"))
+        listeners[dump] = frozenset(seen)
+    return listeners, problems
+
+
 @pytest.mark.parametrize("target", ZOO_TARGETS, ids=lambda t: t.name)
-def test_the_emulation_and_the_real_kernel_agree_over_the_zoo(
-    target: ZooTarget, zoo_image: str, ipv6_target_factory: TargetFactory, uml: UmlBackend,  # noqa: F811
+def test_the_zoo_on_the_real_kernel_against_its_own_tables(
+    target: ZooTarget, zoo_image: str, engine: Engine, uml_tables: UmlBackend,  # noqa: F811
+    request: pytest.FixtureRequest,
 ) -> None:
-    """No zoo target looks for IPv6 files in /proc, so ``ipv6-kernel-off`` and ``ipv6-boot-disabled``
-    must give the same verdict for each: any difference is the real-kernel stack differing from the
-    container stacks in something other than IPv6 (a false fidelity flag)."""
-    seen = {}
-    for stack in ("ipv6-kernel-off", "ipv6-boot-disabled"):
-        with ipv6_target_factory.start(zoo_image, stack=stack, **target.run_settings()) as started:
-            seen[stack] = (_shape(started.verdict), started.describe())
+    """Every zoo target on ``ipv6-kernel-off`` (Docker) and ``ipv6-boot-disabled`` (User-mode Linux).
+
+    Ground truth on the real kernel: init reads the kernel's /proc/net tables with shell builtins (no
+    code shared with the watcher, which reads sock_diag) when the hold is over and every 0.2 s, and
+    sends them raw; they are parsed here. The tables must hold the zoo's expectation and the plugin's
+    listeners; and no zoo target looks for IPv6 files in /proc, so the two stacks must give the same
+    verdict (any difference is the real-kernel stack differing in something other than IPv6: a false
+    fidelity flag). Whether each listener answers is not taken here: nothing on the host can reach
+    into the kernel, whose only interface is lo.
+    """
+    spec = run_base(request.config.stash[STATE_KEY].settings).updated(
+        parse_run_settings(target.run_settings(), f"zoo_table {target.name}"))
+    seen: dict[str, tuple[Verdict, str]] = {}
+    for stack, backend in (("ipv6-kernel-off", engine), ("ipv6-boot-disabled", uml_tables)):
+        with backend.run(Launch(zoo_image, STACKS[stack], run=spec)) as run:
+            verdict = run.verdict()
+            dumps = run.tables() if stack == "ipv6-boot-disabled" else []
+        seen[stack] = (verdict, f"{plugin_text(verdict)}\n{verdict.logs[-2000:]}")
     (emulated, emulated_text), (real, real_text) = seen["ipv6-kernel-off"], seen["ipv6-boot-disabled"]
-    assert emulated == real, f"{target.name}:\nipv6-kernel-off: {emulated_text}\nipv6-boot-disabled: {real_text}"
+    assert _shape(emulated) == _shape(real), f"{target.name}:\nipv6-kernel-off: {emulated_text}\n" \
+                                             f"ipv6-boot-disabled: {real_text}"
+
+    expectation = target.expectation("ipv6-boot-disabled")
+    expected = zoo_parse_expectation(expectation, source=f"zoo_table {target.name}")
+    tables, problems = kernel_tables(dumps)
+    problems += [f"plugin vs table: {reason}" for reason in judge(parse_expectation(expectation), real).reasons]
+    periodic = [dump for dump in tables if dump != "ready"]
+    if not periodic:
+        problems.append("no dump of the kernel's tables came while the target ran")
+    plugin = {str(listener) for listener in real.listeners}
+    if expected.outcome == "up":
+        want = {token.removesuffix("/silent") for token in expected.listeners}
+        final = tables.get("ready")
+        if final is None:
+            problems.append("no tables at the end of the hold, though the plugin says up")
+        else:
+            if final != want:
+                problems.append(f"table vs kernel: {expectation!r}, /proc/net at the end of the hold {sorted(final)}")
+            if final != plugin:
+                problems.append(f"plugin vs kernel: plugin says {sorted(plugin)}, /proc/net {sorted(final)}")
+    else:
+        if "ready" in tables:
+            problems.append(f"tables at the end of a hold, though the expectation is {expectation!r}")
+        if expected.outcome == "timeout" and periodic and tables[periodic[-1]]:
+            problems.append(f"expected timeout (nothing listens at the end), the last dump of /proc/net "
+                            f"({periodic[-1]}) has {sorted(tables[periodic[-1]])}")
+    shown = "\n".join(f"  {dump}: {' '.join(sorted(names)) or '(none)'}" for dump, names in tables.items())
+    assert not problems, f"{target.name}:\n  " + "\n  ".join(problems) + f"\nkernel's tables:\n{shown}\n" \
+                         f"plugin: {real_text}"

@@ -10,22 +10,19 @@ involved, so neither the plugin's init, nor its shim, nor its watcher has a say.
 * ``up`` (the kernel still runs the target): ``/proc/cmdline`` has ``ipv6.disable=1``;
   ``/proc/net/tcp6``, ``/proc/net/udp6``, ``/proc/net/if_inet6`` and ``/proc/sys/net/ipv6`` are
   absent while ``/proc/net/tcp``, ``/proc/net/udp`` and ``/proc/sys/net/ipv4`` are there; and the
-  listener table, ``/proc/net/tcp`` (state 0A) and ``/proc/net/udp``, must be the plugin's
-  listeners and the matrix's.
+  listener table at the end of the hold, ``/proc/net/tcp`` (state 0A) and ``/proc/net/udp``, must
+  be the plugin's listeners and the matrix's.
 * ``exited``: the kernel halts once its init has seen the target end, so its console stops
   answering; one that still answered would still be running the target.
 
-Whether a listener answers is not checked here: a client inside the kernel cannot be reached from
-the host, whose only link to it is the console (the kernel has ``lo`` and no other interface, and
-no network device of the host's). The listener table is the independent fact.
-
-**The listener table cannot be read on Debian's 6.1 kernel.** Its mconsole ``proc`` reads a file
-with ``kernel_read``, which refuses files without a ``read_iter`` operation; every ``/proc/net``
-file (and ``/proc/PID/status`` and the like) has none there, so the kernel answers ``Read of file
-failed`` (while ``/proc/cmdline``, ``/proc/sys/...`` and ``/proc/PID/mountinfo`` work). Cells
-expected ``up`` are therefore strict xfails raising :class:`ProcUnreadable`, after every other
-check has passed: any other failure fails them, and a kernel that can read the table makes them
-xpass, which fails too, so the mark goes as soon as the fact can be had.
+The listener table is not read over the console: Debian's 6.1 kernel cannot (its mconsole ``proc``
+reads a file with ``kernel_read``, which refuses files without a ``read_iter`` operation, and every
+``/proc/net`` file has none there: ``Read of file failed``). It comes from init instead, in the
+backend's test mode (``UmlBackend(tables=True)``): when the hold is over, before the watcher's
+``ready`` goes out, init reads ``/proc/net/{tcp,udp,tcp6,udp6}`` with shell builtins (no code shared
+with the watcher, which reads sock_diag) and sends the rows raw on its tagged channel; they are
+parsed here with ``groundtruth.parse_proc_net``. Whether a listener answers is not checked: a client
+inside the kernel cannot be reached from the host, whose only link to it is the console.
 """
 
 from __future__ import annotations
@@ -59,9 +56,6 @@ CLOUD_PROXY = load_matrix(MATRIX)
 PRESENT = ("net/tcp", "net/udp", "sys/net/ipv4")  # opened by the kernel, whether or not it can read them
 ABSENT = ("net/tcp6", "net/udp6", "net/if_inet6", "sys/net/ipv6")  # what ipv6.disable=1 leaves out
 HALT_WITHIN_S = 10.0
-UNREADABLE = ("Debian's 6.1 UML kernel cannot read /proc/net/tcp over mconsole ('Read of file failed': "
-              "kernel_read needs read_iter, which /proc/net files lack there), so the listener table, "
-              "the independent fact, cannot be taken")
 
 
 @dataclass(frozen=True)
@@ -88,10 +82,6 @@ CASES = [
 ] + [Case("if-inet6-nginx", None, "up 0.0.0.0:80", run={"probe": "http"})]
 
 
-def _param(case: Case) -> Any:
-    up = parse_expectation(case.expectation, source=case.id).outcome == "up"
-    marks = [pytest.mark.xfail(raises=ProcUnreadable, strict=True, reason=UNREADABLE)] if up else []
-    return pytest.param(case, id=case.id, marks=marks)
 
 
 def stack_problems(console: Path) -> list[str]:
@@ -114,10 +104,15 @@ def stack_problems(console: Path) -> list[str]:
     return problems
 
 
-def kernel_listeners(console: Path) -> tuple[SsListener, ...]:
-    """The kernel's listener table (IPv4 only: it has no IPv6); :class:`ProcUnreadable` where it cannot read it."""
-    tcp = parse_proc_net(proc(console, "net/tcp"), "tcp", source="/proc/net/tcp over mconsole")
-    return tcp + parse_proc_net(proc(console, "net/udp"), "udp", source="/proc/net/udp over mconsole")
+def kernel_listeners(tables: list[tuple[str, dict[str, str | None]]]) -> tuple[SsListener, ...]:
+    """The kernel's listener table at the end of the hold (IPv4 only: it has no IPv6), as init read it."""
+    final = [files for dump, files in tables if dump == "ready"]
+    assert len(final) == 1, f"one dump of the tables at the end of the hold, not {len(final)}"
+    tcp, udp = final[0].get("tcp"), final[0].get("udp")
+    assert tcp is not None, "/proc/net/tcp absent at the end of the hold"
+    assert udp is not None, "/proc/net/udp absent at the end of the hold"
+    assert final[0].get("tcp6", "") is None, "/proc/net/tcp6 there on a kernel booted with ipv6.disable=1"
+    return parse_proc_net(tcp, "tcp", source="/proc/net/tcp") + parse_proc_net(udp, "udp", source="/proc/net/udp")
 
 
 def _halts(console: Path) -> bool:
@@ -133,15 +128,15 @@ def _plugin_listeners(verdict: Verdict) -> set[str]:
     return {str(listener) for listener in verdict.listeners}
 
 
-@pytest.mark.parametrize("case", [_param(c) for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_uml_cell_against_the_kernel(
-    case: Case, uml: UmlBackend, proxy_image: dict[str, str], if_inet6_image: str, record_property: Any,
+    case: Case, uml_tables: UmlBackend, proxy_image: dict[str, str], if_inet6_image: str, record_property: Any,
     request: pytest.FixtureRequest,
 ) -> None:
     image = if_inet6_image if case.variant is None else proxy_image[case.variant]
     spec = case.spec(run_base(request.config.stash[STATE_KEY].settings))
     env = {k: v for k, v in case.env.items() if v is not None}
-    with uml.run(Launch(image, STACKS[BOOT], env=env, run=spec)) as run:
+    with uml_tables.run(Launch(image, STACKS[BOOT], env=env, run=spec)) as run:
         attestation = run.attestation()
         verdict = run.verdict()
         plugin = _plugin_listeners(verdict)
@@ -162,7 +157,7 @@ def test_uml_cell_against_the_kernel(
         assert not problems, f"{case.id}:\n  " + "\n  ".join(problems)
         if verdict.outcome is not Outcome.UP:
             return
-        table = kernel_listeners(run.mconsole)  # ProcUnreadable on Debian's 6.1 kernel: the xfail
+        table = kernel_listeners(run.tables())
     kernel = {s.notation for s in table}
     record_property("kernel", " ".join(sorted(kernel)))
     expected = parse_expectation(case.expectation, source=case.id).listeners

@@ -95,6 +95,7 @@ class UmlBackend:
     cache_dir: Path
     probe_dir: Path
     session: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    tables: bool = False  # tests' ground truth: init sends the kernel's /proc/net tables (UmlRun.tables)
     _started: int = 0
 
     def info(self) -> dict[str, str]:
@@ -143,7 +144,7 @@ class UmlBackend:
         if program is not None:
             raise EngineError(f"{program} is a 32-bit x86 program: this User-mode Linux kernel cannot run 32-bit "
                               "binaries (Debian's is built without IA32 emulation)")
-        tail = cell_archive(_settings(launch, nonce, tag, channel), words, spec.mounts, _hosts(spec.extra_hosts))
+        tail = cell_archive(_settings(launch, nonce, tag, channel, self.tables), words, spec.mounts, _hosts(spec.extra_hosts))
         mem = memory_mb(spec.memory) + _KERNEL_MEM_MB + (rootfs.stat().st_size >> 19)
         rundir = self._runs / f"{os.getpid()}-{process_start(os.getpid())}-{self.session}{self._started}"
         rundir.mkdir(parents=True)
@@ -195,10 +196,11 @@ class UmlBackend:
         return kept
 
 
-def _settings(launch: Launch, nonce: str, tag: str, channel: SealedChannel) -> dict[str, str]:
+def _settings(launch: Launch, nonce: str, tag: str, channel: SealedChannel, tables: bool) -> dict[str, str]:
     spec = launch.run
     tmpfs = " ".join(f"{path}:{opts or 'mode=1777'}" for path, opts in spec.tmpfs)
-    return {"NONCE": nonce, "TAG": tag, "KEY": channel.key.hex(), "READ_ONLY": "1" if spec.read_only else "0",
+    return {"NONCE": nonce, "TAG": tag, "KEY": channel.key.hex(), "TABLES": "1" if tables else "0",
+            "READ_ONLY": "1" if spec.read_only else "0",
             "TMPFS": tmpfs, "PIDS": str(spec.pids), "MEMORY": f"{memory_mb(spec.memory)}M"}
 
 
@@ -286,6 +288,8 @@ class UmlRun:
         self._kernel_pid: int | None = None
         self._pid_known = threading.Event()
         self._private_other: collections.deque[str] = collections.deque(maxlen=10)
+        self._tables: dict[str, dict[str, list[str] | None]] = {}  # dump id -> file -> rows (None: absent)
+        self._tables_done: list[tuple[str, dict[str, str | None]]] = []
         self._closed = False
         self.elf32: frozenset[str] = frozenset()  # the image's 32-bit programs, which this kernel cannot run
         self._threads = [self._spawn(self._read_console, "console"), self._spawn(self._read_private, "private")]
@@ -374,9 +378,33 @@ class UmlRun:
                 self._events.put(("watch", rest))
             elif word == "error":
                 self._events.put(("init-error", rest))
+            elif word == "table":
+                self._table_row(rest)
+                continue
             if word != "watch":
                 self._private_other.append(clean(line))
         self._events.put(("dead", None))
+
+    def _table_row(self, rest: str) -> None:
+        dump, _, rest = rest.partition(" ")
+        file, _, row = rest.partition(" ")
+        files = self._tables.setdefault(dump, {})
+        if file == "end":
+            done = {name: None if rows is None else "\n".join(rows) + "\n" for name, rows in files.items()}
+            self._tables_done.append((dump, done))
+            del self._tables[dump]
+        elif row == "absent" and file not in files:
+            files[file] = None
+        else:
+            rows = files.setdefault(file, [])
+            if rows is not None:
+                rows.append(row)
+
+    def tables(self) -> list[tuple[str, dict[str, str | None]]]:
+        """With ``UmlBackend.tables``: the kernel's listener tables as init read them, raw, in the order
+        they came: (``ready`` or ``tN``, {``tcp``: the text of /proc/net/tcp, ... None for an absent file}).
+        ``ready``: taken when the hold was over, before the watcher's ready went out; ``tN``: every 0.2 s."""
+        return list(self._tables_done)
 
     def attestation(self) -> Attestation:
         if self._attestation is None:

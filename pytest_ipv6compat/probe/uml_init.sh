@@ -16,7 +16,7 @@ export -p >$P/cell/inherited  # what the kernel gave init (HOME, TERM ...): not 
 # TAG prefixes every line of the second console: a root target could make that device and write
 # to it, but cannot know the tag, which lives only in this shell once the file is emptied.
 : >$P/cell/settings.sh
-# settings.sh: NONCE, TAG, KEY (the watcher's), READ_ONLY (0/1), TMPFS ("path:opts" words), PIDS, MEMORY, and as shell words quoted by the
+# settings.sh: NONCE, TAG, KEY (the watcher's), TABLES (0/1), READ_ONLY (0/1), TMPFS ("path:opts" words), PIDS, MEMORY, and as shell words quoted by the
 # plugin: ENV (NAME=value), EXEC (working directory, user or "", nonce, --, the command) and WATCH
 # (the watcher's arguments). Every exec costs 10-30 ms here, so the target is reached through as
 # few as possible: a subshell of init (no exec) clears and sets the environment and joins the
@@ -58,6 +58,34 @@ shift 2
 ) 3>&- &
 target=$!
 eval "set -- $WATCH"
+# TABLES=1 (tests only): the kernel's listener tables, raw, on the private channel, for ground truth by a
+# path that shares nothing with the watcher (it reads sock_diag; this reads /proc/net with shell builtins):
+# "table ID FILE ROW" for each row, "table ID FILE absent", then "table ID end". ID is "ready" for the
+# tables at the end of the hold (taken before the watcher's ready goes out) and tN for one every 0.2 s.
+tables() {
+    for f in tcp udp tcp6 udp6; do
+        if [ -e /proc/net/$f ]; then
+            while IFS= read -r row; do echo "$TAG table $1 $f $row"; done </proc/net/$f
+        else
+            echo "$TAG table $1 $f absent"
+        fi
+    done
+    echo "$TAG table $1 end"
+}
+reader=
+if [ "$TABLES" = 1 ]; then
+    $BB mkfifo $P/cell/tick
+    (
+        exec 4<>$P/cell/tick
+        n=0
+        while :; do
+            n=$((n + 1))
+            tables "t$n"
+            read -r -t 0.2 _ <&4
+        done
+    ) >&3 &
+    reader=$!
+fi
 # KEY seals the watcher's records (watch.c); "watch" tells its lines from init's own (exit, error).
 # "ready" (the hold is over) goes out only while the target still runs: one that exited within the hold
 # but whose exit this init has not yet reported (the guest is slow to schedule it on a loaded host) is a
@@ -70,6 +98,7 @@ IPV6COMPAT_KEY=$KEY $P/watch "$@" 2>&1 | while IFS= read -r line; do
         { read -r stat <"/proc/$target/stat"; } 2>/dev/null
         state=${stat##*) }
         case "${state%% *}" in R | S | D | T | t | W | I) ;; *) break ;; esac
+        [ "$TABLES" = 1 ] && tables ready
         ;;
     esac
     echo "$TAG watch $line"
@@ -77,7 +106,7 @@ done >&3 &
 watcher=$!  # the tagging loop: the watcher dies of SIGPIPE without it
 wait $target
 code=$?
-$BB kill -9 $watcher 2>/dev/null
+$BB kill -9 $watcher $reader 2>/dev/null
 oom=
 while read -r key value; do
     [ "$key" = oom_kill ] && [ "$value" != 0 ] && oom=" oom"
