@@ -68,11 +68,7 @@ class Parity:
 
 EMPTY = "EMPTY"  # replaced by an empty directory of the test's own
 TARGETS = (
-    Parity("udp-only", (Z, "fallback", "udpdual=:::5353"), "up udp/*:5353", "up udp/0.0.0.0:5353"),
-    Parity("tcp-and-udp", (Z, "fallback", "tcpdual=:::5300:banner", "udpdual=:::5300"),
-           "up *:5300 udp/*:5300", "up 0.0.0.0:5300 udp/0.0.0.0:5300"),
-    Parity("non-root-port-80", (Z, "tcp4=0.0.0.0:80"), "up 0.0.0.0:80", "up 0.0.0.0:80",
-           {"user": "65534", "probe": "http", "http_path": "/healthz"}),
+# UDP-only, TCP and UDP on one port, and a non-root service on port 80 are zoo targets (test_zoo, and below).
     Parity("numeric-user", ("sh", "-c", 'echo "$(id) home=$HOME"; exit 5'),
            "exited 5 'uid=12345 gid=100 groups=100 home=/'", "exited 5 'uid=12345 gid=100 groups=100 home=/'",
            {"user": "12345:100"}),

@@ -73,7 +73,7 @@ def started(client: docker.DockerClient, engine: Engine, image: str, target: Zoo
     container = client.containers.create(
         image, list(target.command[1:]), entrypoint=[target.command[0]], network_mode="none",
         sysctls=st.sysctls(), security_opt=st.security_opt(), labels=engine.labels, privileged=False,
-        extra_hosts=dict(target.extra_hosts) or None,
+        extra_hosts=dict(target.extra_hosts) or None, user=target.user or "",
     )
     try:
         container.start()

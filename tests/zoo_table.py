@@ -37,6 +37,7 @@ class ZooTarget:
     hold: float | None = None  # still running, listeners unchanged, this long (None: the plugin's default; 1.0)
     timeout: float = 15.0
     extra_hosts: Mapping[str, str] = field(default_factory=dict)
+    user: str | None = None  # the run setting: NAME, UID or UID:GID (None: the image's, root)
     why: str = ""
     listened: Mapping[str, str] = field(default_factory=dict)  # stack -> what an exited target had listened on
     log_shows: tuple[str, ...] = ()  # text the target prints that its log must keep (nothing may swallow it)
@@ -58,6 +59,8 @@ class ZooTarget:
             run["hold"] = self.hold
         if self.extra_hosts:
             run["extra_hosts"] = dict(self.extra_hosts)
+        if self.user is not None:
+            run["user"] = self.user
         return run
 
 
@@ -234,5 +237,11 @@ TARGETS: tuple[ZooTarget, ...] = (
         "never-listens", (Z, "sleep=600"),
         _all("timeout"),
         HTTP, timeout=3.0, why="runs, never listens",
+    ),
+    ZooTarget(
+        "non-root-port-80", (Z, "tcp4=0.0.0.0:80"),
+        _all("up 0.0.0.0:80"),
+        HTTP, user="65534",
+        why="uid 65534 binds port 80: engines set ip_unprivileged_port_start=0, and so does the real-kernel stack",
     ),
 )
