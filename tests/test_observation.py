@@ -83,6 +83,36 @@ def test_a_container_removed_by_someone_else_is_an_error_not_an_exit(
 
 
 @pytest.mark.docker
+@pytest.mark.parametrize("how", ["kill", "stop"])
+def test_a_container_stopped_or_killed_from_outside_is_an_error_not_an_exit(
+    engine: DockerBackend, base_image: str, client: Any, how: str
+) -> None:
+    """``docker kill`` (SIGKILL) or ``docker stop`` (SIGTERM, then SIGKILL) mid-cell: not ``exited 137``."""
+    with engine.run(launch(base_image, DUAL, command=("sleep", "30"), timeout=20)) as run:
+        run.attestation()
+        act = (lambda: client.api.kill(run.container_id)) if how == "kill" else \
+            (lambda: client.api.stop(run.container_id, timeout=1))
+        actor = threading.Timer(0.3, act)
+        actor.start()
+        try:
+            with pytest.raises(EngineError, match=r"was stopped or killed from outside the cell \(the engine sent "
+                                                  r"signal (9|15, 9)"):
+                run.verdict()
+        finally:
+            actor.join()
+
+
+@pytest.mark.docker
+def test_a_target_killed_from_inside_is_its_own_exit(engine: DockerBackend, base_image: str) -> None:
+    """The same exit code, 137, from a SIGKILL inside the target (a child it waits for, as a wrapper script
+    does; PID 1 itself ignores it): a verdict, not an error."""
+    script = "sleep 0.3; sh -c 'kill -9 $$'; exit $?"
+    with engine.run(launch(base_image, DUAL, command=("sh", "-c", script), timeout=20)) as run:
+        verdict = run.verdict()
+    assert (verdict.outcome, verdict.exit_code) == (Outcome.EXITED, 137), verdict
+
+
+@pytest.mark.docker
 def test_a_missing_entrypoint_is_the_engines_failure_not_the_targets_exit(
     engine: DockerBackend, base_image: str
 ) -> None:

@@ -73,6 +73,7 @@ class DockerRun:
         self._probe = probe
         self._poll_exit = poll_exit  # the engine's wait call answers late (Podman): ask for the state instead
         self.started = time.monotonic()
+        self.started_wall = time.time()  # the engine's events are on the wall clock
         self.deadline = self.started + launch.run.timeout
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._shim = ShimReport(nonce)
@@ -330,10 +331,26 @@ class DockerRun:
             state = self._inspect_state()
         if state["Status"] in ("gone", "removing"):
             raise EngineError(f"container {self.name} was removed by someone else while the cell ran")
+        if code in _KILLED and not oom:
+            signals = self._kills_from_outside()
+            if signals:
+                raise EngineError(f"container {self.name} was stopped or killed from outside the cell (the engine "
+                                  f"sent signal {', '.join(signals)}: docker stop or kill?); no verdict")
         verdict = self._make(Outcome.EXITED, exit_code=int(code) if code is not None else None)
         if oom:
             verdict = replace(verdict, error_line=oom_error_line(self.launch.run.memory))
         return verdict
+
+    def _kills_from_outside(self) -> list[str]:
+        """The signals the engine was asked to send this container (its ``kill`` events): the plugin never
+        sends one before the verdict, so each came from someone else. Empty when the engine cannot say."""
+        try:
+            events = self._api.events(since=int(self.started_wall) - 1, until=int(time.time()) + 1,
+                                      filters={"container": self.container_id, "event": "kill"}, decode=True)
+            return [str(e.get("Actor", {}).get("Attributes", {}).get("signal", "?")) for e in events
+                    if e.get("Action") == "kill"]
+        except FAULTS:
+            return []
 
     def _exit_code_if_exited(self) -> int | None:
         try:

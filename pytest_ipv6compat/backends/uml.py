@@ -144,7 +144,8 @@ class UmlBackend:
         if program is not None:
             raise EngineError(f"{program} is a 32-bit x86 program: this User-mode Linux kernel cannot run 32-bit "
                               "binaries (Debian's is built without IA32 emulation)")
-        tail = cell_archive(_settings(launch, nonce, tag, channel, self.tables), words, spec.mounts, _hosts(spec.extra_hosts))
+        settings = _settings(launch, nonce, tag, channel, self.tables)
+        tail = cell_archive(settings, words, spec.mounts, _hosts(spec.extra_hosts))
         mem = memory_mb(spec.memory) + _KERNEL_MEM_MB + (rootfs.stat().st_size >> 19)
         rundir = self._runs / f"{os.getpid()}-{process_start(os.getpid())}-{self.session}{self._started}"
         rundir.mkdir(parents=True)
