@@ -170,6 +170,11 @@ def describe_reach(verdict: Verdict) -> list[str]:
     return lines
 
 
+def _hold_lines(verdict: Verdict) -> list[str]:
+    """What the listener set did during the hold window (``listener set changed during the hold: ...``)."""
+    return [text for text in (verdict.change_text(), verdict.unsteady_text()) if text]
+
+
 def short_verdict(verdict: Verdict | None) -> str:
     """``v4+v6``, ``v4``, ``dual`` (one ``*`` socket), ``v6~`` (not answering), ``exit N``, ``timeout``."""
     if verdict is None:
@@ -383,6 +388,7 @@ def render_markdown(
         out += [f"  - {_md(reason)}" for reason in r.reasons]
         if r.verdict is not None:
             out += [f"  - {_md(line)}" for line in describe_reach(r.verdict)]
+            out += [f"  - {_md(line)}" for line in _hold_lines(r.verdict) if line not in r.reasons]
         if r.hint:
             out.append(f"  - **Hint:** {_md(r.hint)}")
     return "\n".join(out) + "\n"
