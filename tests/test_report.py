@@ -583,7 +583,8 @@ def test_from_dict_rejects_garbage_with_a_readable_error() -> None:
 def test_junit_properties() -> None:
     results = {r.cell.id: r for r in matrix()}
     assert junit_properties(results["adaptive-ipv6-sysctl-off-PL_IPV6_DISABLE-unset"]) == [
-        ("ipv6.target", "cloud-proxy"), ("ipv6.variant", "adaptive"), ("ipv6.stack", "ipv6-sysctl-off"),
+        ("ipv6.target", "cloud-proxy"), ("ipv6.cell", "adaptive-ipv6-sysctl-off-PL_IPV6_DISABLE-unset"),
+        ("ipv6.variant", "adaptive"), ("ipv6.stack", "ipv6-sysctl-off"),
         ("ipv6.knob", "PL_IPV6_DISABLE"), ("ipv6.setting", "unset"), ("ipv6.config", "rw"), ("ipv6.status", "pass"),
         ("ipv6.expected", results["adaptive-ipv6-sysctl-off-PL_IPV6_DISABLE-unset"].cell.expectation.source),
         ("ipv6.verdict", "up"), ("ipv6.listeners", "0.0.0.0:56000 [::]:56000"),
@@ -599,6 +600,10 @@ def test_junit_properties() -> None:
     hinted = CellResult(timeout.cell, "fail", exited(1, EMERG_97), None, ("x",), "the kernel has no IPv6")
     assert junit_properties(hinted)[-1] == ("ipv6.hint", "the kernel has no IPv6")
     assert all(isinstance(v, str) for r in matrix() for _, v in junit_properties(r))
+    crashed = CellResult(missing.cell, "error", None, None, ("worker gw1 crashed while running this cell\nmore",))
+    assert junit_properties(crashed, crashed="gw1")[-2:] == [
+        ("ipv6.crashed", "gw1"), ("ipv6.error", "worker gw1 crashed while running this cell")]  # its first line
+    assert "ipv6.error" not in dict(junit_properties(hinted))  # a fail has reasons, not an error
 
 
 # ---------------------------------------------------------------- tokens a reader can decode from the legend
