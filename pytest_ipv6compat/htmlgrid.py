@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .report import render_markdown
+from .report import incomplete_line, render_markdown
 
 if TYPE_CHECKING:
     from .summary import Results
@@ -99,6 +99,8 @@ STYLE = """<style>
 .ipv6compat td.error { background: #fdf0c8; color: #6b4e00; }
 .ipv6compat td.skip, .ipv6compat td.none { background: #eeeff1; color: #5f6368; }
 .ipv6compat p.legend { color: #3c4043; }
+.ipv6compat p.incomplete { background: #b3261e; color: #ffffff; border: 3px solid #5c0f08; padding: 8px 12px;
+  margin: 0.5em 0 1em; font-size: 16px; font-weight: 700; }
 </style>"""
 
 
@@ -147,9 +149,16 @@ def markdown_to_html(markdown: str) -> str:
     return "\n".join(out)
 
 
-def html_grid(markdown: str) -> str:
-    """The grid as a styled HTML fragment: a table per target, cells coloured by status, the legend."""
-    return f'<div class="ipv6compat">{STYLE}<h2>IPv6 compatibility grid</h2>\n{markdown_to_html(markdown)}\n</div>'
+def html_grid(markdown: str, incomplete: str | None = None) -> str:
+    """The grid as a styled HTML fragment: a table per target, cells coloured by status, the legend.
+
+    ``incomplete`` (why the run does not account for every selected cell) is a banner
+    under the heading, above the grid, in white on red: ``INCOMPLETE: <reason>``, escaped.
+    """
+    banner = (f'<p class="incomplete" role="alert">{html.escape(incomplete_line(incomplete))}</p>\n'
+              if incomplete else "")
+    return (f'<div class="ipv6compat">{STYLE}<h2>IPv6 compatibility grid</h2>\n{banner}'
+            f"{markdown_to_html(markdown)}\n</div>")
 
 
 class GridPublisher:
@@ -160,22 +169,24 @@ class GridPublisher:
         self.results = results
         self.problem: str | None = None
 
-    def _markdown(self) -> str | None:
+    def _markdown(self, incomplete: str | None = None) -> str | None:
         if hasattr(self.config, "workerinput") or not self.results.results:
             return None
-        return render_markdown(self.results.results, order=self.results.ordering())
+        return render_markdown(self.results.results, order=self.results.ordering(), incomplete=incomplete)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_results_summary(
         self, prefix: list[str], summary: list[str], postfix: list[str], session: pytest.Session
     ) -> None:
+        # pytest-html calls this from its trylast pytest_sessionfinish: Results.account has run
         markdown = self._markdown()
         if markdown is not None:
-            postfix.append(html_grid(markdown))
+            postfix.append(html_grid(markdown, self.results.incomplete))
 
+    @pytest.hookimpl(trylast=True)  # after Results.account: cells without a result, and whether the run is complete
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         target = os.environ.get("GITHUB_STEP_SUMMARY", "")
-        markdown = self._markdown() if target else None
+        markdown = self._markdown(self.results.incomplete) if target else None
         if markdown is None:
             return
         try:

@@ -170,6 +170,11 @@ def describe_reach(verdict: Verdict) -> list[str]:
     return lines
 
 
+def _hold_lines(verdict: Verdict) -> list[str]:
+    """What the listener set did during the hold window (``listener set changed during the hold: ...``)."""
+    return [text for text in (verdict.change_text(), verdict.unsteady_text()) if text]
+
+
 def short_verdict(verdict: Verdict | None) -> str:
     """``v4+v6``, ``v4``, ``dual`` (one ``*`` socket), ``v6~`` (not answering), ``exit N``, ``timeout``."""
     if verdict is None:
@@ -383,6 +388,7 @@ def render_markdown(
         out += [f"  - {_md(reason)}" for reason in r.reasons]
         if r.verdict is not None:
             out += [f"  - {_md(line)}" for line in describe_reach(r.verdict)]
+            out += [f"  - {_md(line)}" for line in _hold_lines(r.verdict) if line not in r.reasons]
         if r.hint:
             out.append(f"  - **Hint:** {_md(r.hint)}")
     return "\n".join(out) + "\n"
@@ -435,16 +441,24 @@ def _verdict_word(verdict: Verdict | None) -> str:
     return str(verdict.outcome)
 
 
-def junit_properties(result: CellResult) -> list[tuple[str, str]]:
-    """``(name, value)`` pairs for ``record_property`` / ``item.user_properties``."""
+def junit_properties(result: CellResult, *, crashed: str | None = None) -> list[tuple[str, str]]:
+    """``(name, value)`` pairs for ``record_property`` / ``item.user_properties``.
+
+    ``crashed`` names the xdist worker that died while running the cell (``gw1``): it
+    becomes ``ipv6.crashed``. An error cell carries its first reason as ``ipv6.error``.
+    """
     c, v = result.cell, result.verdict
     props = [
-        ("ipv6.target", c.target), ("ipv6.variant", c.variant), ("ipv6.stack", c.stack),
+        ("ipv6.target", c.target), ("ipv6.cell", c.id), ("ipv6.variant", c.variant), ("ipv6.stack", c.stack),
         ("ipv6.knob", c.knob), ("ipv6.setting", c.setting.label if c.knob else ""), ("ipv6.config", c.config_mode),
         ("ipv6.status", result.status), ("ipv6.expected", c.expectation.source),
         ("ipv6.verdict", _verdict_word(v)),
         ("ipv6.listeners", "" if v is None else " ".join(map(str, sorted(v.listeners, key=sort_key)))),
     ]
+    if crashed is not None:
+        props.append(("ipv6.crashed", crashed))
+    if result.status == "error" and result.reasons:  # its first line: a property is one value
+        props.append(("ipv6.error", (result.reasons[0].strip().splitlines() or [""])[0]))
     if result.hint:
         props.append(("ipv6.hint", result.hint))
     return props

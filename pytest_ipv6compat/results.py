@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .listeners import sort_key
+from .listeners import parse_listener, sort_key
 from .model import (
     Attestation,
     Cell,
@@ -19,6 +19,7 @@ from .model import (
     Family,
     KnobSetting,
     Listener,
+    ListenerChange,
     Outcome,
     Protocol,
     Reach,
@@ -59,6 +60,25 @@ def _reach(d: Mapping[str, Any]) -> Reach:
     return Reach(_listener(d["listener"]), Family(d["via"]), Result(d["result"]), d["ok"], d["detail"])
 
 
+_CHANGES = {"opened": True, "closed": False}
+
+
+def _change_dict(c: ListenerChange) -> JSONDict:
+    return {"listener": str(c.listener), "change": "opened" if c.opened else "closed", "at": c.at}
+
+
+def _seconds(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{what} {value!r} is not a number of seconds")
+    return float(value)
+
+
+def _change(d: Mapping[str, Any]) -> ListenerChange:
+    if d["change"] not in _CHANGES:
+        raise ValueError(f"listener change {d['change']!r} is not opened or closed")
+    return ListenerChange(parse_listener(d["listener"]), _CHANGES[d["change"]], _seconds(d["at"], "change at"))
+
+
 @dataclass(frozen=True)
 class CellResult:
     """The judged result of one cell, as rendered in every report.
@@ -97,6 +117,7 @@ class CellResult:
                 "reach": [_reach_dict(r) for r in v.reach],
                 "listened": _listener_list(v.listened),
                 "exit_code": v.exit_code, "error_line": v.error_line, "seconds": v.seconds, "logs": v.logs,
+                "changes": [_change_dict(c) for c in v.changes], "unsteady": v.unsteady,
             },
             "attestation": None if a is None else {
                 "stack": a.stack, "ok": a.ok, "facts": dict(a.facts), "problems": list(a.problems),
@@ -126,6 +147,9 @@ class CellResult:
                 reach=tuple(_reach(r) for r in v["reach"]),
                 exit_code=v["exit_code"], error_line=v["error_line"], logs=v["logs"], seconds=v["seconds"],
                 listened=frozenset(_listener(x) for x in v["listened"]),
+                # absent from v2 reports, which had no record of the hold window
+                changes=tuple(_change(c) for c in v.get("changes", ())),
+                unsteady=None if v.get("unsteady") is None else _seconds(v["unsteady"], "unsteady"),
             )
             attestation = None if a is None else Attestation(
                 stack=a["stack"], ok=a["ok"], facts=tuple(a["facts"].items()), problems=tuple(a["problems"]),

@@ -17,6 +17,7 @@ from . import images
 from .backends import EngineError
 from .fidelity import FidelityFlag, fidelity_flags, with_fidelity_hints
 from .items import CellItem
+from .junit import MissingCase, case_address, complete_junit
 from .keys import RESULT_KEY, STATE_KEY
 from .ledger import MatrixRecord, RunRecord
 from .matrix import Matrix, MatrixError, load_matrix
@@ -189,6 +190,9 @@ class Results:
         self._loaded: dict[str, Matrix | None] = {}
         self.incomplete: str | None = None
         self.interrupted: str | None = None  # why, when pytest_keyboard_interrupt was called
+        # JUnit: properties of crashed cells (by test case name), and selected cells without a result (node ids)
+        self.crashed: dict[str, list[tuple[str, str]]] = {}
+        self.unreported: list[str] = []
 
     @property
     def results(self) -> list[CellResult]:
@@ -264,7 +268,10 @@ class Results:
         result = CellResult(cell, "error", None, None, (why,), None)
         source = str(self.config.rootpath / crashitem.partition("::")[0])  # as a worker names it, for --ipv6-record
         setattr(report, _RESULT_ATTR, {"result": result.to_dict(), "order": None, "source": source})
-        report.user_properties = [*report.user_properties, *junit_properties(result)]
+        props = junit_properties(result, crashed=worker or "unknown")
+        report.user_properties = [*report.user_properties, *props]
+        # junitxml writes properties only from a teardown report, and a crashed cell has none: see complete_junit
+        self.crashed[crashitem.partition("::")[2]] = props
 
     # ---- results
 
@@ -299,6 +306,7 @@ class Results:
         for nodeid in missing:
             cell = self.asked[nodeid]
             self.by_node[nodeid] = CellResult(cell, "error", None, None, (f"no result: {why}",), None)
+            self.unreported.append(nodeid)
         if session.exitstatus == pytest.ExitCode.INTERRUPTED or missing:
             n = len(self.asked)
             self.incomplete = f"{why}; {len(missing)} of {n} selected cell{'s' * (n != 1)} have no result"
@@ -322,7 +330,15 @@ class Results:
     @pytest.hookimpl(trylast=True)  # after junitxml has written its file
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         if not _is_worker(config) and config.option.xmlpath and self.by_node:
-            add_fidelity_properties(Path(config.option.xmlpath), fidelity_flags(self.results))
+            path = Path(config.option.xmlpath)
+            prefix = str(getattr(config.option, "junitprefix", None) or "")
+            missing = [
+                MissingCase(*case_address(nodeid, prefix), self.by_node[nodeid].reasons[0],
+                            junit_properties(self.by_node[nodeid]))
+                for nodeid in self.unreported
+            ]
+            complete_junit(path, self.crashed, missing)
+            add_fidelity_properties(path, fidelity_flags(self.results))
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if _is_worker(self.config):

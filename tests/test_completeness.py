@@ -135,6 +135,86 @@ def test_a_full_cache_is_an_error_naming_the_path(pytester: pytest.Pytester) -> 
     assert out.count("ERROR tiny.ipv6.toml::tiny[") == 3
 
 
+# ---------------------------------------------------------------- JUnit of a crashed worker's cells (no engine needed)
+
+KILL_ON = """
+import os, signal
+
+def pytest_runtest_setup(item):  # before the cell starts a container: nothing is left behind
+    if os.environ.get("PYTEST_XDIST_WORKER") and item.name == {name!r}:
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _cases(path: Path) -> dict[str, ET.Element]:
+    return {c.get("name", ""): c for c in ET.parse(path).getroot().iter("testcase")}
+
+
+def _ipv6_props(case: ET.Element) -> list[tuple[str, str]]:
+    return [(p.get("name", ""), p.get("value", "")) for p in case.iter("property")
+            if p.get("name", "").startswith("ipv6.")]
+
+
+def test_a_crashed_cell_carries_its_ipv6_properties_in_junit(pytester: pytest.Pytester) -> None:
+    """The real plugin and xdist: the worker running one cell SIGKILLs itself; its cells need no image."""
+    tiny_matrix(pytester.path, "ipv6compat/absent:nope")
+    pytester.makeconftest(KILL_ON.format(name=SYSCTL_CELL))
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "--junitxml=j.xml")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*worker 'gw*' crashed while running*"])
+    cases = _cases(pytester.path / "j.xml")
+    assert len(cases) == 3
+    crashed = cases[SYSCTL_CELL]
+    error = crashed.find("error")
+    assert error is not None
+    assert "crashed while running" in error.get("message", "")
+    props = _ipv6_props(crashed)
+    assert len(props) == len(dict(props))  # each once
+    worker = dict(props)["ipv6.crashed"]
+    assert worker.startswith("gw")
+    assert props == [
+        ("ipv6.target", "tiny"), ("ipv6.cell", "adaptive-ipv6-sysctl-off-PL_IPV6_DISABLE-unset"),
+        ("ipv6.variant", "adaptive"), ("ipv6.stack", "ipv6-sysctl-off"), ("ipv6.knob", "PL_IPV6_DISABLE"),
+        ("ipv6.setting", "unset"), ("ipv6.config", "rw"), ("ipv6.status", "error"),
+        ("ipv6.expected", "up 0.0.0.0:56000 [::]:56000/silent"), ("ipv6.verdict", "none"), ("ipv6.listeners", ""),
+        ("ipv6.crashed", worker),
+        ("ipv6.error", f"worker {worker} crashed while running this cell (killed, or it died); no verdict was reached"),
+    ]
+    common = [n for n, _ in props if n not in ("ipv6.crashed", "ipv6.error")]
+    for name, case in cases.items():  # the cells that ran carry the same names, as junitxml wrote them
+        if name != SYSCTL_CELL:
+            assert [n for n, _ in _ipv6_props(case) if n != "ipv6.error"] == common
+
+
+def test_cells_a_lost_worker_held_are_junit_errors_with_their_properties(pytester: pytest.Pytester) -> None:
+    """With restarts disabled, the cells the killed worker held never run: each is an error test case."""
+    tiny_matrix(pytester.path, "ipv6compat/absent:nope")
+    first = "tiny[adaptive-dual-stack-PL_IPV6_DISABLE-unset]"
+    pytester.makeconftest(KILL_ON.format(name=first))
+    result = pytester.runpytest_subprocess("-n", "1", "--max-worker-restart=0", "-p", "no:cacheprovider",
+                                           "--junitxml=j.xml", "--junitprefix=ci")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    suite = next(ET.parse(pytester.path / "j.xml").getroot().iter("testsuite"))
+    assert (suite.get("tests"), suite.get("errors"), suite.get("failures")) == ("3", "3", "0")
+    cases = _cases(pytester.path / "j.xml")
+    assert list(cases) == [first, SYSCTL_CELL, "tiny[adaptive-ipv6-kernel-off-PL_IPV6_DISABLE-unset]"]
+    assert dict(_ipv6_props(cases[first]))["ipv6.crashed"] == "gw0"
+    why = "no result: no result reached this process (a worker may have been lost)"
+    for name in list(cases)[1:]:
+        case = cases[name]
+        assert case.get("classname") == "ci.tiny.ipv6.toml"  # as junitxml names the others
+        error = case.find("error")
+        assert error is not None
+        assert error.get("message") == why
+        props = dict(_ipv6_props(case))
+        assert props["ipv6.cell"] == name.removeprefix("tiny[").removesuffix("]")
+        assert (props["ipv6.knob"], props["ipv6.setting"]) == ("PL_IPV6_DISABLE", "unset")
+        assert props["ipv6.status"] == "error"
+        assert props["ipv6.expected"].startswith("up 0.0.0.0:56000")
+        assert props["ipv6.error"] == why
+        assert "ipv6.crashed" not in props
+
+
 # ---------------------------------------------------------------- engine-backed: crashes, interrupts, real shards
 
 
@@ -170,6 +250,11 @@ def test_a_killed_worker_makes_its_cell_an_error_in_every_report(
     case = next(c for c in ET.parse(pytester.path / "j.xml").getroot().iter("testcase")
                 if "sysctl-off" in c.get("name", ""))
     assert "crashed while running" in ET.tostring(case, encoding="unicode")
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert (props["ipv6.cell"], props["ipv6.status"]) == ("adaptive-ipv6-sysctl-off-PL_IPV6_DISABLE-unset", "error")
+    assert (props["ipv6.knob"], props["ipv6.setting"]) == ("PL_IPV6_DISABLE", "unset")
+    assert props["ipv6.expected"] == "up 0.0.0.0:56000 [::]:56000/silent"
+    assert props["ipv6.crashed"].startswith("gw")
     done = _merge(pytester.path / "r.json")
     assert done.returncode == 1, done.stderr  # merges (it is complete), but not green
     assert "3 cells: 2 passed, 0 failed, 1 error" in done.stdout

@@ -15,7 +15,7 @@ from helpers import copy_matrix
 from pytest_ipv6compat.ledger import MatrixRecord, RunRecord
 from pytest_ipv6compat.matrix import judge, load_matrix
 from pytest_ipv6compat.merge import MergeError, merge_reports
-from pytest_ipv6compat.model import Attestation, Family, Listener, Outcome, Reach, Result, Verdict
+from pytest_ipv6compat.model import Attestation, Family, Listener, ListenerChange, Outcome, Reach, Result, Verdict
 from pytest_ipv6compat.report import load_json, render_json
 from pytest_ipv6compat.results import CellResult
 
@@ -83,11 +83,17 @@ V4 = Listener(Family.INET, "0.0.0.0", 56000)
 V6 = Listener(Family.INET6, "::", 56000)
 
 
+# the kernel-off cell's verdict: it opened [::]:56000 at first, closed it, and a second port came and went
+CHANGES = (ListenerChange(V6, False, 0.3), ListenerChange(Listener(Family.INET, "0.0.0.0", 8081), True, 0.31),
+           ListenerChange(Listener(Family.INET, "0.0.0.0", 8081), False, 0.62))
+
+
 def _verdict(stack: str) -> Verdict:
     listeners = (V4,) if stack == "ipv6-kernel-off" else (V4, V6)
     reach = tuple(Reach(x, x.family, Result.NO_LOOPBACK, False, "") if stack == "ipv6-sysctl-off" and x == V6
                   else Reach(x, x.family, Result.ACCEPTED, True, "HTTP/1.1 200 OK") for x in listeners)
-    return Verdict(Outcome.UP, frozenset(listeners), reach, logs="", seconds=0.5)
+    changes = CHANGES if stack == "ipv6-kernel-off" else ()
+    return Verdict(Outcome.UP, frozenset(listeners), reach, logs="", seconds=0.5, changes=changes)
 
 
 def _shards(tmp_path: Path, *stacks: tuple[str, ...], matrix_text: str = TINY) -> list[Path]:
@@ -148,6 +154,28 @@ def test_a_merged_report_merges_again(tmp_path: Path) -> None:
     _, results, record = merge_reports([tmp_path / "merged.json"])
     assert len(results) == 3
     assert record.complete
+
+
+def test_merge_keeps_the_hold_window_changes(tmp_path: Path) -> None:
+    paths = _shards(tmp_path, *ALL3)
+    done = _merge(*paths, "--json", tmp_path / "merged.json")
+    assert done.returncode == 0, done.stderr
+    want = [{"listener": "[::]:56000", "change": "closed", "at": 0.3},
+            {"listener": "0.0.0.0:8081", "change": "opened", "at": 0.31},
+            {"listener": "0.0.0.0:8081", "change": "closed", "at": 0.62}]
+    merged = json.loads((tmp_path / "merged.json").read_text(encoding="utf-8"))
+    assert {c["stack"]: c["verdict"]["changes"] for c in merged["cells"]} == {
+        "dual-stack": [], "ipv6-sysctl-off": [], "ipv6-kernel-off": want}
+    _, again, _ = merge_reports([tmp_path / "merged.json"])  # and a merged report merges again, changes and all
+    assert {r.cell.stack: r.verdict.changes for r in again if r.verdict} == {
+        "dual-stack": (), "ipv6-sysctl-off": (), "ipv6-kernel-off": CHANGES}
+
+
+def test_a_malformed_change_is_refused_in_one_line(tmp_path: Path) -> None:
+    paths = _shards(tmp_path, *ALL3)
+    _edit(paths[2], lambda d: d["cells"][0]["verdict"]["changes"][0].update(change="appeared"))
+    _one_line(paths, r"shard2.json: does not match the report schema v3: at cells\[0\].verdict.changes\[0\].change: "
+                     r"'appeared' is not one of 'opened', 'closed'$")
 
 
 def _one_line(paths: list[Path], pattern: str) -> None:

@@ -16,6 +16,7 @@ from pytest_ipv6compat.model import (
     Family,
     KnobSetting,
     Listener,
+    ListenerChange,
     Outcome,
     Protocol,
     Reach,
@@ -491,6 +492,79 @@ def test_round_trip_through_json_is_exact() -> None:
     assert loaded == sort_results(matrix() + odd_results(), collection_order())
 
 
+P8081 = Listener(Family.INET, "0.0.0.0", 8081)
+P8080 = Listener(Family.INET, "0.0.0.0", 8080)
+DUAL_UDP = Listener(Family.INET6, "::", 53, Protocol.UDP, v6only=False)
+
+
+def changing(status: str = "pass", reasons: tuple[str, ...] = ()) -> CellResult:
+    """A cell whose listener set changed during the hold: a port opened, another closed, a UDP socket opened."""
+    c = cell("adaptive", "dual-stack", "unset")
+    changes = (ListenerChange(P8080, False, 0.3), ListenerChange(P8081, True, 0.31),
+               ListenerChange(DUAL_UDP, True, 0.7))
+    verdict = Verdict(Outcome.UP, frozenset({P8081, DUAL_UDP}), logs="", seconds=1.5, changes=changes, unsteady=0.25)
+    return CellResult(c, status, verdict, attest(c.stack), reasons)
+
+
+def test_hold_window_changes_are_in_the_json_and_round_trip(validator: Any) -> None:
+    doc = json.loads(render_json([changing()], meta={}))
+    verdict = doc["cells"][0]["verdict"]
+    assert verdict["changes"] == [
+        {"listener": "0.0.0.0:8080", "change": "closed", "at": 0.3},
+        {"listener": "0.0.0.0:8081", "change": "opened", "at": 0.31},
+        {"listener": "udp/*:53", "change": "opened", "at": 0.7},
+    ]
+    assert verdict["unsteady"] == 0.25
+    validator.validate(doc)
+    assert first_error(doc, json.loads(schema_path().read_text(encoding="utf-8"))) is None
+    _, [loaded] = load_json(json.dumps(doc))
+    assert loaded == changing()  # listener notation, change and seconds all come back as they were
+    quiet = json.loads(render_json(matrix()[:1], meta={}))["cells"][0]["verdict"]
+    assert (quiet["changes"], quiet["unsteady"]) == ([], None)
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda v: v["changes"][0].update(change="appeared"),
+        lambda v: v["changes"][0].update(at="0.3"),
+        lambda v: v["changes"][0].update(at=-1),
+        lambda v: v["changes"][0].update(listener="0.0.0.0"),
+        lambda v: v["changes"][0].update(listener={"text": "0.0.0.0:8080"}),
+        lambda v: v["changes"][0].pop("at"),
+        lambda v: v["changes"][0].update(seconds=0.3),
+        lambda v: v.pop("changes"),
+        lambda v: v.update(unsteady="0.25"),
+    ],
+)
+def test_schema_rejects_a_malformed_change(validator: Any, corrupt: Any) -> None:
+    doc = json.loads(render_json([changing()], meta={}))
+    corrupt(doc["cells"][0]["verdict"])
+    assert not validator.is_valid(doc)
+    assert first_error(doc, json.loads(schema_path().read_text(encoding="utf-8"))) is not None
+
+
+def test_a_v2_cell_without_changes_still_loads_and_a_bad_change_is_refused() -> None:
+    d = changing().to_dict()
+    v2 = {**d, "verdict": {k: v for k, v in d["verdict"].items() if k not in ("changes", "unsteady")}}
+    assert CellResult.from_dict(v2).verdict == Verdict(Outcome.UP, frozenset({P8081, DUAL_UDP}), seconds=1.5)
+    for bad in ({"listener": "0.0.0.0:8081", "change": "appeared", "at": 0.3},
+                {"listener": "0.0.0.0:8081", "change": "opened", "at": "soon"},
+                {"listener": "port 8081", "change": "opened", "at": 0.3}):
+        with pytest.raises(ValueError, match="not a serialised CellResult"):
+            CellResult.from_dict({**d, "verdict": {**d["verdict"], "changes": [bad]}})
+
+
+def test_markdown_details_list_the_changes_once() -> None:
+    text = "listener set changed during the hold: -0.0.0.0:8080 at 0.30 s, +0.0.0.0:8081 at 0.31 s, +udp/*:53 at 0.70 s"
+    failures = render_markdown([changing("fail", ("missing listeners: 0.0.0.0:8080",))]).split("#### Failures")[1]
+    assert f"  - {text.replace('*', chr(92) + '*')}" in failures.splitlines()
+    assert "  - the listener set was still changing when the hold window reached its bound" in failures
+    judged = render_markdown([changing("fail", ("missing listeners: 0.0.0.0:8080", text))])
+    assert judged.count("listener set changed during the hold") == 1  # the judge's reason already says it
+    assert "listener set changed" not in render_markdown([changing()])  # a pass lists no details
+
+
 def test_from_dict_rejects_garbage_with_a_readable_error() -> None:
     d = matrix()[0].to_dict()
     with pytest.raises(ValueError, match="not a serialised CellResult"):
@@ -509,7 +583,8 @@ def test_from_dict_rejects_garbage_with_a_readable_error() -> None:
 def test_junit_properties() -> None:
     results = {r.cell.id: r for r in matrix()}
     assert junit_properties(results["adaptive-ipv6-sysctl-off-PL_IPV6_DISABLE-unset"]) == [
-        ("ipv6.target", "cloud-proxy"), ("ipv6.variant", "adaptive"), ("ipv6.stack", "ipv6-sysctl-off"),
+        ("ipv6.target", "cloud-proxy"), ("ipv6.cell", "adaptive-ipv6-sysctl-off-PL_IPV6_DISABLE-unset"),
+        ("ipv6.variant", "adaptive"), ("ipv6.stack", "ipv6-sysctl-off"),
         ("ipv6.knob", "PL_IPV6_DISABLE"), ("ipv6.setting", "unset"), ("ipv6.config", "rw"), ("ipv6.status", "pass"),
         ("ipv6.expected", results["adaptive-ipv6-sysctl-off-PL_IPV6_DISABLE-unset"].cell.expectation.source),
         ("ipv6.verdict", "up"), ("ipv6.listeners", "0.0.0.0:56000 [::]:56000"),
@@ -525,6 +600,10 @@ def test_junit_properties() -> None:
     hinted = CellResult(timeout.cell, "fail", exited(1, EMERG_97), None, ("x",), "the kernel has no IPv6")
     assert junit_properties(hinted)[-1] == ("ipv6.hint", "the kernel has no IPv6")
     assert all(isinstance(v, str) for r in matrix() for _, v in junit_properties(r))
+    crashed = CellResult(missing.cell, "error", None, None, ("worker gw1 crashed while running this cell\nmore",))
+    assert junit_properties(crashed, crashed="gw1")[-2:] == [
+        ("ipv6.crashed", "gw1"), ("ipv6.error", "worker gw1 crashed while running this cell")]  # its first line
+    assert "ipv6.error" not in dict(junit_properties(hinted))  # a fail has reasons, not an error
 
 
 # ---------------------------------------------------------------- tokens a reader can decode from the legend
