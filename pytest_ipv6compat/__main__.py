@@ -16,7 +16,7 @@ from pathlib import Path
 import docker.errors
 
 from . import images, merge, scaffold
-from .backends import EngineError
+from .backends import EngineError, uml_cache
 from .backends.docker_api import DockerBackend, engine_address
 from .backends.docker_run import reason
 from .backends.uml import UmlBackend, find_kernel
@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument("--base-image", help="use this base image instead of bootstrapping one")
     prep.add_argument("--cache-dir", type=Path, default=None)
     prep.add_argument("--uml", default=None, help="the User-mode Linux kernel (default: 'linux' on PATH)")
+    prep.add_argument("--prune", action="store_true",
+                      help="then remove every cached root filesystem the given matrix files do not use, and old "
+                           "probe builds")
     init = sub.add_parser("init", help="write a matrix file (*.ipv6.toml) for an image or a build context")
     scaffold.add_arguments(init)
     shards = sub.add_parser("merge", help="one grid from the JSON reports of sharded runs (--ipv6-json)")
@@ -47,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     cache = args.cache_dir or images.default_cache_dir()
     try:
         matrices = [load_matrix(path) for path in args.matrix]
+        exported: list[Path | None] = []  # the root filesystems used: what --prune keeps
         started = time.monotonic()
         probe = images.ensure_probe(cache)
         engine = DockerBackend.connect(probe)
@@ -63,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             for variant, image in target.images:
                 engine.image_config(image)  # present, and for this engine's architecture
                 print(f"image      {image}  ({target.name} {variant}: present)")
-                _export(uml, image)
+                exported.append(_export(uml, image))
             if target.build is None:
                 continue
             for variant in target.variants:
@@ -77,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
                     cache_dir=cache,
                 )
                 print(f"target     {ref}  ({time.monotonic() - started:.2f}s)")
-                _export(uml, ref)
+                exported.append(_export(uml, ref))
+        if args.prune:
+            print(f"pruned     {uml_cache.prune(cache, {p for p in exported if p}, probe).describe()}  ({cache})")
     except (MatrixError, images.ImageError, EngineError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -96,12 +102,14 @@ def _uml(engine: DockerBackend, cache: Path, kernel: str | None) -> UmlBackend |
         return None
 
 
-def _export(uml: UmlBackend | None, image: str) -> None:
+def _export(uml: UmlBackend | None, image: str) -> Path | None:
     """The image's root filesystem for ipv6-boot-disabled cells, exported once and cached."""
     if uml is not None:
         started = time.monotonic()
         rootfs = uml.prepare(image)
         print(f"rootfs     {rootfs}  ({time.monotonic() - started:.2f}s)")
+        return rootfs
+    return None
 
 
 if __name__ == "__main__":

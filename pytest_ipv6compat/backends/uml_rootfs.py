@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from . import EngineError
+from . import EngineError, uml_cache
 
 PROBE_DIR = "/.ipv6compat"
 # The modules init loads, by name, with what each depends on (from the kernel's modules.dep): IPv6, as a
@@ -246,6 +246,7 @@ def ensure_rootfs(client: Any, image: str, cache_dir: Path, probe_dir: Path, ker
     short = image_id.removeprefix("sha256:")[:12]
     dest = cache_dir / "uml" / f"rootfs-{short}-{key}.cpio"
     if dest.is_file():
+        uml_cache.used(dest)
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryFile(dir=dest.parent) as exported:
@@ -269,6 +270,7 @@ def ensure_rootfs(client: Any, image: str, cache_dir: Path, probe_dir: Path, ker
                 stale.unlink()  # a kernel booting from it has its own copy (the cell's initramfs)
             with contextlib.suppress(FileNotFoundError):
                 stale.with_suffix(".elf32").unlink()
+    uml_cache.evict(dest.parent)
     return dest
 
 
