@@ -25,7 +25,7 @@ from .stacks import STACKS
 class Option:
     name: str  # ini key; the flag is --name with '_' -> '-'
     help: str
-    kind: str = "string"  # string | list | path | seconds | hold | probe | memory | pids | bool
+    kind: str = "string"  # string | list | path | seconds | hold | probe | memory | pids | cpus | bool
     default: Any = None
     metavar: str | None = None
 
@@ -96,6 +96,7 @@ OPTIONS = (
         "SIZE",
     ),
     Option("ipv6_pids", "most processes and threads a target may have", "pids", 512, "N"),
+    Option("ipv6_cpus", "CPU time a target may use, in CPUs (e.g. 0.5, 2)", "cpus", 1.0, "N"),
     Option("ipv6_keep_failed", "keep the containers of failed cells and print how to inspect them", "bool", False),
     Option(
         "ipv6_require_docker",
@@ -154,6 +155,7 @@ class Settings:
     probe: str | None = None
     memory: str = "512m"
     pids: int = 512
+    cpus: float = 1.0
     keep_failed: bool = False
     require_docker: bool = False
     uml: str | None = None
@@ -199,13 +201,13 @@ def _convert(opt: Option, raw: Any, source: str, rootpath: Path) -> Any:
         if not urls:
             raise pytest.UsageError(f"{source}: {raw!r} names no engine")
         return urls
-    if opt.kind in ("memory", "pids"):
+    if opt.kind in ("memory", "pids", "cpus"):
         value: Any = text
-        if opt.kind == "pids":
+        if opt.kind in ("pids", "cpus"):
             try:
-                value = int(text)
+                value = int(text) if opt.kind == "pids" else float(text)
             except ValueError:
-                raise pytest.UsageError(f"{source}: {raw!r} is not a whole number") from None
+                raise pytest.UsageError(f"{source}: {raw!r} is not a {'whole ' * (opt.kind == 'pids')}number") from None
         try:
             return parse_run_settings({opt.kind: value}, source)[opt.kind]
         except SpecError as exc:
@@ -303,6 +305,7 @@ def load(config: pytest.Config) -> Settings:
 def run_base(settings: Settings) -> RunSpec:
     """The run settings every target starts from: defaults overridden by options."""
     base = RunSpec(
-        settle=settings.settle, hold=settings.hold, timeout=settings.timeout, memory=settings.memory, pids=settings.pids
+        settle=settings.settle, hold=settings.hold, timeout=settings.timeout, memory=settings.memory,
+        pids=settings.pids, cpus=settings.cpus,
     )
     return base.updated({"probe": settings.probe}) if settings.probe else base

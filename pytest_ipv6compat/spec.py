@@ -53,6 +53,7 @@ class RunSpec:
     command: tuple[str, ...] | None = None
     memory: str = "512m"
     pids: int = 512
+    cpus: float = 1.0
 
     def updated(self, settings: Mapping[str, Any]) -> RunSpec:
         """A copy with ``settings`` (already validated by :func:`parse_run_settings`) applied.
@@ -180,6 +181,10 @@ def parse_run_settings(raw: Mapping[str, Any], where: str, *, base: Path | None 
             if isinstance(value, bool) or not isinstance(value, int) or not 8 <= value <= 65536:
                 raise SpecError(f"{where}: pids = {value!r} is not a whole number from 8 to 65536")
             out[key] = value
+        elif key == "cpus":
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.01 <= value <= 1024:
+                raise SpecError(f"{where}: cpus = {value!r} is not a number of CPUs from 0.01 to 1024 (e.g. 0.5, 2)")
+            out[key] = float(value)
     if "settle" in out and out["settle"] >= out.get("timeout", out["settle"] + 1):
         raise SpecError(f"{where}: settle = {out['settle']:g} must be shorter than timeout = {out['timeout']:g}")
     return out

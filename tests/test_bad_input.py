@@ -333,6 +333,9 @@ def test_matrix_that_is_not_utf8_is_one_collection_error(here: pytest.Pytester) 
         (("--ipv6-memory=1x",),
          "ERROR: --ipv6-memory=1x: memory = '1x' is not a size of at least 6m (e.g. '256m', '1g')"),
         (("--ipv6-pids=many",), "ERROR: --ipv6-pids=many: 'many' is not a whole number"),
+        (("--ipv6-cpus=half",), "ERROR: --ipv6-cpus=half: 'half' is not a number"),
+        (("--ipv6-cpus=0",),
+         "ERROR: --ipv6-cpus=0: cpus = 0.0 is not a number of CPUs from 0.01 to 1024 (e.g. 0.5, 2)"),
         (("--ipv6-probe=gopher",), "ERROR: --ipv6-probe=gopher: probe 'gopher' is not one of tcp, http, https, none"),
     ],
 )

@@ -278,6 +278,7 @@ class DockerBackend:
                     mem_limit=spec.memory,
                     memswap_limit=spec.memory,  # no swap: a memory hog ends at the limit
                     pids_limit=spec.pids,
+                    nano_cpus=round(spec.cpus * 1e9),
                     log_config={"Type": "json-file", "Config": {"max-size": LOG_FILE_MAX, "max-file": "1"}},
                 )
                 created = api.create_container(

@@ -197,12 +197,16 @@ class UmlBackend:
         return kept
 
 
+_CPU_PERIOD_US = 100_000  # the kernel is one CPU: a cell's cpus of 1 or more is all of it
+
+
 def _settings(launch: Launch, nonce: str, tag: str, channel: SealedChannel, tables: bool) -> dict[str, str]:
     spec = launch.run
     tmpfs = " ".join(f"{path}:{opts or 'mode=1777'}" for path, opts in spec.tmpfs)
     return {"NONCE": nonce, "TAG": tag, "KEY": channel.key.hex(), "TABLES": "1" if tables else "0",
             "READ_ONLY": "1" if spec.read_only else "0",
-            "TMPFS": tmpfs, "PIDS": str(spec.pids), "MEMORY": f"{memory_mb(spec.memory)}M"}
+            "TMPFS": tmpfs, "PIDS": str(spec.pids), "MEMORY": f"{memory_mb(spec.memory)}M",
+            "CPU_MAX": "max" if spec.cpus >= 1 else f"{round(spec.cpus * _CPU_PERIOD_US)} {_CPU_PERIOD_US}"}
 
 
 def _words(launch: Launch, config: dict[str, Any], nonce: str) -> dict[str, list[str]]:

@@ -16,7 +16,7 @@ export -p >$P/cell/inherited  # what the kernel gave init (HOME, TERM ...): not 
 # TAG prefixes every line of the second console: a root target could make that device and write
 # to it, but cannot know the tag, which lives only in this shell once the file is emptied.
 : >$P/cell/settings.sh
-# settings.sh: NONCE, TAG, KEY (the watcher's), TABLES (0/1), READ_ONLY (0/1), TMPFS ("path:opts" words), PIDS, MEMORY, and as shell words quoted by the
+# settings.sh: NONCE, TAG, KEY (the watcher's), TABLES (0/1), READ_ONLY (0/1), TMPFS ("path:opts" words), PIDS, MEMORY, CPU_MAX, and as shell words quoted by the
 # plugin: ENV (NAME=value), EXEC (working directory, user or "", nonce, --, the command) and WATCH
 # (the watcher's arguments). Every exec costs 10-30 ms here, so the target is reached through as
 # few as possible: a subshell of init (no exec) clears and sets the environment and joins the
@@ -30,7 +30,7 @@ export -p >$P/cell/inherited  # what the kernel gave init (HOME, TERM ...): not 
 # cell's cgroup with its pids and memory limits. It prints the boot line as soon as /proc is there.
 # The device nodes of the target's /dev come with the initramfs (uml_rootfs.probe_archive).
 # shellcheck disable=SC2086 # TMPFS: one word per tmpfs
-$P/umlsetup "$NONCE" $P/fstab $R $P/cell/mounts "$READ_ONLY" "$PIDS" "$MEMORY" $TMPFS 2>$P/cell/setup.err
+$P/umlsetup "$NONCE" $P/fstab $R $P/cell/mounts "$READ_ONLY" "$PIDS" "$MEMORY" "$CPU_MAX" $TMPFS 2>$P/cell/setup.err
 setup=$?
 if [ $setup != 0 ]; then  # its line goes on the private channel, or on the console before devtmpfs is there
     why=

@@ -5,7 +5,7 @@
  * (mount, insmod, ip, mkdir ...); doing them here in one static program is what
  * brings the target's start close to the kernel's boot.
  *
- *   umlsetup NONCE FSTAB ROOT MOUNTS READ_ONLY PIDS MEMORY [PATH:OPTIONS ...]
+ *   umlsetup NONCE FSTAB ROOT MOUNTS READ_ONLY PIDS MEMORY CPU_MAX [PATH:OPTIONS ...]
  *
  * In order, stopping at the first failure with one line on stderr ("cannot ...: why")
  * and exit status 1:
@@ -21,7 +21,8 @@
  *      directory or an empty file, like SOURCE);
  *   5. each PATH:OPTIONS argument becomes a tmpfs at ROOT/PATH;
  *   6. with READ_ONLY 1, ROOT is remounted read-only;
- *   7. the cell's cgroup /sys/fs/cgroup/cell gets pids.max PIDS, memory.max MEMORY and no swap.
+ *   7. the cell's cgroup /sys/fs/cgroup/cell gets pids.max PIDS, memory.max MEMORY, no swap and
+ *      cpu.max CPU_MAX ("max", or "QUOTA PERIOD" in microseconds: the cell's cpus of this one-CPU kernel).
  *
  *   umlsetup --as USER --root ROOT PROGRAM [ARG ...]
  *
@@ -425,8 +426,8 @@ int main(int argc, char **argv)
             die("enter %s: %s", argv[4], strerror(errno));
         return exec_as(argv[2], argv + 5);
     }
-    if (argc < 8) {
-        fputs("usage: umlsetup NONCE FSTAB ROOT MOUNTS READ_ONLY PIDS MEMORY [PATH:OPTIONS ...]\n", stderr);
+    if (argc < 9) {
+        fputs("usage: umlsetup NONCE FSTAB ROOT MOUNTS READ_ONLY PIDS MEMORY CPU_MAX [PATH:OPTIONS ...]\n", stderr);
         return 2;
     }
     const char *root = argv[3];
@@ -436,7 +437,7 @@ int main(int argc, char **argv)
     loopback_up();
     set_sysctls(PROBE "/sysctls");
     read_only_binds(root, argv[4]);
-    for (int i = 8; i < argc; i++) {
+    for (int i = 9; i < argc; i++) {
         char *colon = strchr(argv[i], ':');
         if (colon == NULL)
             die("mount tmpfs %s: no options after the path", argv[i]);
@@ -448,11 +449,12 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[5], "1") == 0 && mount(NULL, root, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0)
         die("make the root read-only: %s", strerror(errno));
-    write_file("/sys/fs/cgroup/cgroup.subtree_control", "+pids +memory", 1);
+    write_file("/sys/fs/cgroup/cgroup.subtree_control", "+pids +memory +cpu", 1);
     if (mkdir("/sys/fs/cgroup/cell", 0755) != 0)
         die("make the cell's cgroup: %s", strerror(errno));
     write_file("/sys/fs/cgroup/cell/pids.max", argv[6], 1);
     write_file("/sys/fs/cgroup/cell/memory.max", argv[7], 1);
     write_file("/sys/fs/cgroup/cell/memory.swap.max", "0", 0); /* absent without swap accounting */
+    write_file("/sys/fs/cgroup/cell/cpu.max", argv[8], 1);
     return 0;
 }

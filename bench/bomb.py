@@ -1,0 +1,107 @@
+"""What a fork bomb in one cell does to its neighbours' verdicts, by the CPU bound of the bomb's cell.
+
+A neighbour is the reference up cell (cloud-proxy unpatched on dual-stack, https GET /healthz,
+hold 0), run through the plugin's backend as ``items.py`` runs it; its cost is from before ``run``
+to after the container is removed. While it runs, a bomb cell runs beside it (busy loops forked up to the
+pids bound, then fork attempts), started with the docker CLI as the plugin starts a cell (``--network none``, the
+plugin's default ``--pids-limit 512`` and ``--memory 512m`` without swap) and a CPU bound:
+
+    none      no bomb (the neighbour alone: the floor of this comparison)
+    unbounded the bomb, no CPU bound (the plugin's behaviour before the bound)
+    cpus=C    the bomb with ``--cpus C`` for each C of ``--cpus`` (default 1, 0.5)
+
+The conditions alternate in rounds so that drift in the machine's load falls on all of them alike.
+Printed: each condition's median neighbour cost, its ratio to ``none``, and the host's 1-minute load
+average at the end of the condition. A benchmark, not a test: nothing asserts.
+
+    python bench/bomb.py [--rounds 5] [--cells 3] [--cpus 1,0.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import docker
+from common import BENCH_LABEL, BenchError, Summary, docker_cli, load_average, progress, remove_labelled
+from percell import UP_STACK, plugin_cell
+from run import _on_sigterm, preflight
+
+from pytest_ipv6compat.backends import EngineError
+from pytest_ipv6compat.model import Outcome
+
+BOMB = "while :; do (while :; do :; done) & done 2>/dev/null"  # busy loops up to the pids bound, then fork attempts
+RAMP_S = 2.0  # let the bomb reach its pids bound before the neighbours start
+
+
+def start_bomb(image: str, run_id: str, cpus: str | None) -> str:
+    bound = ["--cpus", cpus] if cpus else []
+    return docker_cli("run", "-d", "--network", "none", "--pids-limit", "512", "--memory", "512m",
+                      "--memory-swap", "512m", "--label", f"{BENCH_LABEL}={run_id}", *bound, "--entrypoint", "sh",
+                      image, "-c", BOMB)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python bench/bomb.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of every condition (default 5)")
+    parser.add_argument("--cells", type=int, default=3, help="neighbour cells per condition and round (default 3)")
+    parser.add_argument("--cpus", default="1,0.5", help="the bomb's CPU bounds to compare (default 1,0.5)")
+    args = parser.parse_args(argv)
+    bounds = [c.strip() for c in args.cpus.split(",") if c.strip()]
+    conditions: list[tuple[str, str | None, bool]] = [("none", None, False), ("unbounded", None, True)]
+    conditions += [(f"cpus={c}", c, True) for c in bounds]
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    run_id = uuid.uuid4().hex[:10]
+    tmp = Path(tempfile.mkdtemp(prefix="ipv6compat-bench-"))
+    costs: dict[str, list[float]] = {name: [] for name, _, _ in conditions}
+    loads: dict[str, list[str]] = {name: [] for name, _, _ in conditions}
+    try:
+        ctx = preflight(run_id, tmp, 0.0)
+        base = ctx.matrix.target  # the bomb runs in the reference image's own shell
+        launch = ctx.launch(UP_STACK, hold=0.0)
+        print(f"pytest-ipv6compat bomb bench  run {run_id}  rounds={args.rounds} cells={args.cells}  "
+              f"load {load_average()}  target {base.name}")
+        for r in range(args.rounds):
+            for name, cpus, bomb in conditions:
+                progress(f"round {r + 1}/{args.rounds}: {name}")
+                bomb_id = start_bomb(ctx.reference, run_id, cpus) if bomb else None
+                try:
+                    if bomb_id:
+                        time.sleep(RAMP_S)
+                    for _ in range(args.cells):
+                        costs[name].append(plugin_cell(ctx.backend, launch, expect=Outcome.UP).total)
+                    loads[name].append(load_average().split()[0])
+                finally:
+                    if bomb_id:
+                        docker_cli("rm", "-f", bomb_id, check=False, timeout=120)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (docker.errors.DockerException, EngineError) as exc:
+        print(f"error: the Docker engine failed during the bench: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        left = remove_labelled(run_id)
+        if left:
+            progress(f"removed {left} leftover bench container(s)")
+        shutil.rmtree(tmp, ignore_errors=True)
+    floor = Summary.of(costs["none"]).median
+    print(f"\n{'condition':<11} {'neighbour cell (median, p90)':<30} {'vs none':>8}  1-min load after each round")
+    for name, _, _ in conditions:
+        s = Summary.of(costs[name])
+        print(f"{name:<11} {s.median:.3f} s, {s.p90:.3f} s (n={s.n}){'':<6} {s.median / floor:>7.2f}x  "
+              f"{' '.join(loads[name])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
