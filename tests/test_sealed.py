@@ -91,6 +91,15 @@ def test_a_dropped_record_is_tampering() -> None:
         channel.open(lines[2])
 
 
+def test_a_report_whose_start_was_lost_on_the_way_is_an_error_that_says_so() -> None:
+    """Sealed with the cell's key, so the watcher's own: the engine lost the first lines (seen on Podman)."""
+    channel = SealedChannel()
+    lines = sealed(channel, "start exec", "alive", "listener tcp inet 0.0.0.0 80 -")
+    with pytest.raises(TamperError, match=r"^the engine lost the start of the probe's report: its first line was "
+                                          r"record 1 \('alive'\), not record 0"):
+        SealedChannel(key=channel.key).open(lines[1])
+
+
 def test_nothing_comes_after_the_end_record() -> None:
     channel = SealedChannel()
     lines = sealed(channel, "start exec", "end", "ready")
