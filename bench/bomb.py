@@ -11,8 +11,9 @@ plugin's default ``--pids-limit 512`` and ``--memory 512m`` without swap) and a 
     cpus=C    the bomb with ``--cpus C`` for each C of ``--cpus`` (default 1, 0.5)
 
 The conditions alternate in rounds so that drift in the machine's load falls on all of them alike.
-Printed: each condition's median neighbour cost, its ratio to ``none``, and the host's 1-minute load
-average at the end of the condition. A benchmark, not a test: nothing asserts.
+Printed: each condition's median neighbour cost, its ratio to ``none``, and the host's runnable tasks
+while the neighbours ran (``procs_running`` of /proc/stat, sampled every 0.1 s: what the load average
+averages, without its minute of lag). A benchmark, not a test: nothing asserts.
 
     python bench/bomb.py [--rounds 5] [--cells 3] [--cpus 1,0.5]
 """
@@ -24,6 +25,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -47,6 +49,29 @@ def start_bomb(image: str, run_id: str, cpus: str | None) -> str:
                       image, "-c", BOMB)
 
 
+class Runnable:
+    """``procs_running`` of /proc/stat, sampled every 0.1 s while it is entered."""
+
+    def __init__(self) -> None:
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.1):
+            for line in Path("/proc/stat").read_text().splitlines():
+                if line.startswith("procs_running "):
+                    self.samples.append(int(line.split()[1]))
+
+    def __enter__(self) -> Runnable:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python bench/bomb.py", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="rounds of every condition (default 5)")
@@ -60,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     run_id = uuid.uuid4().hex[:10]
     tmp = Path(tempfile.mkdtemp(prefix="ipv6compat-bench-"))
     costs: dict[str, list[float]] = {name: [] for name, _, _ in conditions}
-    loads: dict[str, list[str]] = {name: [] for name, _, _ in conditions}
+    runnable: dict[str, list[int]] = {name: [] for name, _, _ in conditions}
     try:
         ctx = preflight(run_id, tmp, 0.0)
         base = ctx.matrix.target  # the bomb runs in the reference image's own shell
@@ -74,9 +99,10 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     if bomb_id:
                         time.sleep(RAMP_S)
-                    for _ in range(args.cells):
-                        costs[name].append(plugin_cell(ctx.backend, launch, expect=Outcome.UP).total)
-                    loads[name].append(load_average().split()[0])
+                    with Runnable() as sampled:
+                        for _ in range(args.cells):
+                            costs[name].append(plugin_cell(ctx.backend, launch, expect=Outcome.UP).total)
+                    runnable[name] += sampled.samples
                 finally:
                     if bomb_id:
                         docker_cli("rm", "-f", bomb_id, check=False, timeout=120)
@@ -95,11 +121,12 @@ def main(argv: list[str] | None = None) -> int:
             progress(f"removed {left} leftover bench container(s)")
         shutil.rmtree(tmp, ignore_errors=True)
     floor = Summary.of(costs["none"]).median
-    print(f"\n{'condition':<11} {'neighbour cell (median, p90)':<30} {'vs none':>8}  1-min load after each round")
+    print(f"\n{'condition':<11} {'neighbour cell (median, p90)':<31} {'vs none':>7}  runnable tasks (median, max)")
     for name, _, _ in conditions:
-        s = Summary.of(costs[name])
-        print(f"{name:<11} {s.median:.3f} s, {s.p90:.3f} s (n={s.n}){'':<6} {s.median / floor:>7.2f}x  "
-              f"{' '.join(loads[name])}")
+        s, r = Summary.of(costs[name]), Summary.of([float(n) for n in runnable[name]])
+        print(f"{name:<11} {s.median:.3f} s, {s.p90:.3f} s (n={s.n}){'':<7} {s.median / floor:>6.2f}x  "
+              f"{r.median:.0f}, {max(runnable[name], default=0)}")
+    print(f"load {load_average()}")
     return 0
 
 
