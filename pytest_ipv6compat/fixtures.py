@@ -25,7 +25,7 @@ from .model import Attestation, Listener, Outcome, Verdict
 from .options import run_base
 from .outcomes import fail, skip, unavailable
 from .report import describe_reach
-from .spec import RunSpec, SpecError, check_settle, parse_run_settings
+from .spec import RunSpec, SpecError, check_run, parse_run_settings
 from .stacks import get_stack
 from .state import SessionState, Unavailable
 
@@ -151,7 +151,7 @@ class TargetFactory:
         try:
             stack_obj = get_stack(stack)
             spec = run_base(self._state.settings).updated(settings)
-            check_settle(spec, where)
+            check_run(spec, where)
         except (ValueError, SpecError) as exc:
             fail(str(exc))
         clean = {k: v for k, v in (env or {}).items() if v is not None}
@@ -206,7 +206,7 @@ def _target_marker(request: pytest.FixtureRequest) -> dict[str, Any]:
     run = {k: v for k, v in marker.kwargs.items() if k not in _TARGET_MARKER_KEYS and v is not None}
     try:
         settings = parse_run_settings(run, where, base=request.path.parent)
-        check_settle(run_base(request.config.stash[STATE_KEY].settings).updated(settings), where)
+        check_run(run_base(request.config.stash[STATE_KEY].settings).updated(settings), where)
     except SpecError as exc:
         fail(str(exc))
     return {**{k: marker.kwargs[k] for k in _TARGET_MARKER_KEYS if k in marker.kwargs}, **settings}

@@ -20,7 +20,7 @@ from typing import Any
 
 from .listeners import parse_listener
 from .model import Cell, Expectation, KnobSetting, Listener, Mismatch, Outcome, Verdict
-from .spec import RUN_KEYS, RunSpec, SpecError, check_settle, parse_run_settings
+from .spec import RUN_KEYS, RunSpec, SpecError, check_mount_point, check_run, parse_run_settings
 from .stacks import DEFAULT_STACKS, STACKS
 
 if sys.version_info >= (3, 11):
@@ -303,16 +303,19 @@ def _load_target(raw: Mapping[str, Any], variant_tables: Any, path: Path) -> Tar
 
 
 def check_target_settle(target: Target, path: Path, base: RunSpec | None = None, why: str = "") -> None:
-    """``settle < timeout`` for every variant, as [target] and [variant.NAME] combine over ``base``.
+    """``settle < timeout``, and no path mounted twice, for every variant, as [target] and
+    [variant.NAME] combine over ``base``.
 
     The message names the table that set the later of the two (``why`` says what ``base`` holds).
     """
     variant_runs = dict(target.variant_runs)
     for variant in target.variants:
         own = dict(variant_runs.get(variant, ()))
-        table = _where(path, "variant", variant) if {"settle", "timeout"} & set(own) else _where(path, "target")
+        keys = {"settle", "timeout", "tmpfs", "mounts"}
+        table = _where(path, "variant", variant) if keys & set(own) else _where(path, "target")
+        config = target.config_for(variant)
         try:
-            check_settle(target.run_for(variant, base), table)
+            check_run(target.run_for(variant, base), table, config[0] if config else None)
         except SpecError as exc:
             raise MatrixError(str(exc) + why) from None
 
@@ -330,6 +333,10 @@ def _config(raw: Mapping[str, Any], path: Path, *table: str) -> tuple[str, Path]
         return None
     if not isinstance(config_dir, str) or not config_dir.startswith("/"):
         raise MatrixError(f"{_where(path, *table, 'config_dir')}: {config_dir!r} is not an absolute path")
+    try:
+        config_dir = check_mount_point("config_dir", config_dir, _where(path, *table))
+    except SpecError as exc:
+        raise MatrixError(str(exc)) from None
     if not isinstance(config_source, str) or not config_source:
         raise MatrixError(f"{_where(path, *table, 'config_source')} must be a path string, got {config_source!r}")
     source_path = (path.parent / config_source).resolve()
