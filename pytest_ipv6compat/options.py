@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from .model import KnobSetting
 from .spec import PROBES, RunSpec, SpecError, parse_run_settings
 from .stacks import STACKS
 
@@ -190,8 +191,10 @@ def _convert(opt: Option, raw: Any, source: str, rootpath: Path) -> Any:
                     raise pytest.UsageError(f"{source}: unknown stack {item!r} (known: {', '.join(STACKS)})")
         if opt.name == "ipv6_settings":
             for item in items:
-                if item not in ("unset", "empty") and not item.startswith("="):
-                    raise pytest.UsageError(f"{source}: knob setting {item!r} must be 'unset', 'empty' or '=VALUE'")
+                try:
+                    KnobSetting.from_label(item)
+                except ValueError as exc:
+                    raise pytest.UsageError(f"{source}: {exc}") from None
         return items
     if opt.kind == "engines":
         urls = tuple(part.strip() for part in text.split(",") if part.strip())
@@ -283,7 +286,8 @@ def load(config: pytest.Config) -> Settings:
     for opt in OPTIONS:
         cli = config.getoption(opt.name)
         if cli is not None:
-            raw, source, base = cli, f"{opt.flag}={cli}" if opt.kind != "bool" else opt.flag, Path.cwd()
+            shown = cli if str(cli).isprintable() else repr(cli)  # a raw escape must not reach the terminal
+            raw, source, base = cli, f"{opt.flag}={shown}" if opt.kind != "bool" else opt.flag, Path.cwd()
         else:
             try:
                 ini = config.getini(opt.name)

@@ -18,14 +18,13 @@ from pathlib import Path
 import tomlkit
 
 from .matrix import PLACEHOLDER, MatrixError, write_matrix
-from .model import KnobSetting
+from .model import PLAIN_NAME, KnobSetting
 from .stacks import DEFAULT_STACKS, STACKS
 
 __all__ = ["DEFAULT_SETTINGS", "PROBES", "InitError", "Scaffold", "add_arguments", "main", "render", "write"]
 
 DEFAULT_SETTINGS = ("unset", "empty", "=1", "=true", "=false", "=0", "=maybe")
 PROBES = ("tcp", "http", "https", "none")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 
 
@@ -185,7 +184,7 @@ def _csv(text: str, what: str) -> tuple[str, ...]:
 
 
 def _plain_name(text: str, what: str) -> str:
-    if not _NAME.match(text):
+    if not PLAIN_NAME.match(text):
         raise InitError(f"{what}: {text!r} is not a plain name (letters, digits, '_', '.', '-')")
     return text
 
