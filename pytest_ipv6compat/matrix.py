@@ -496,6 +496,18 @@ def load_matrix(path: Path, *, placeholders: bool = False) -> Matrix:
     return Matrix(path=path, target=target, cells=tuple(cells), sha256=hashlib.sha256(data_bytes).hexdigest())
 
 
+def claim_target_name(matrix: Matrix, claimed: MutableMapping[str, Path]) -> None:
+    """Record ``matrix``'s target name in ``claimed`` (name -> file) for one session; a name another
+    file already holds is a :class:`MatrixError` naming both files (cell ids and reports are keyed by it)."""
+    name = matrix.target.name
+    first = claimed.setdefault(name, matrix.path)
+    if first != matrix.path:
+        raise MatrixError(
+            f"{_where(matrix.path, 'target', 'name')}: {name!r} is also the target name in {first}; give each "
+            "matrix file its own target name (test ids and reports name cells by it)"
+        )
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
