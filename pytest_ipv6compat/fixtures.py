@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from . import images
-from .backends import Backend, EngineError, Launch, StackUnsupported
+from .backends import Backend, EngineError, Launch, StackUnsupported, UnknownUser
 from .interop import container_target
 from .keys import STATE_KEY
 from .listeners import format_listeners, parse_listener
@@ -166,6 +166,8 @@ class TargetFactory:
                     fail(f"stack {stack} could not be attested:\n{attestation.describe()}")
                 verdict = running.verdict()
                 yield StartedTarget(image, stack, clean, attestation, verdict, spec, running.container_id)
+        except UnknownUser as exc:
+            fail(exc.line(where))
         except StackUnsupported as exc:
             skip(str(exc))
         except EngineError as exc:

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from . import images
-from .backends import EngineError, Launch, Run, StackUnsupported
+from .backends import EngineError, Launch, Run, StackUnsupported, UnknownUser
 from .diagnose import hint
 from .keys import RESULT_KEY, STATE_KEY, TARGET_NAMES_KEY
-from .matrix import Matrix, MatrixError, check_target_settle, claim_target_name, judge, load_matrix
+from .matrix import Matrix, MatrixError, check_target_settle, claim_target_name, judge, load_matrix, setting_source
 from .model import Attestation, Cell, Verdict
 from .options import run_base
 from .outcomes import fail, skip, unavailable
@@ -92,6 +92,8 @@ class CellItem(pytest.Item):
         try:
             self._running = self._exit.enter_context(engine.run(launch))
             self.attestation = self._running.attestation()
+        except UnknownUser as exc:  # the image lacks the name: say where the matrix set it
+            fail(exc.line(setting_source(target, self.path, cell.variant, "user")))
         except StackUnsupported as exc:
             skip(str(exc))
         except EngineError as exc:

@@ -313,6 +313,13 @@ def _load_target(raw: Mapping[str, Any], variant_tables: Any, path: Path) -> Tar
     return target
 
 
+def setting_source(target: Target, path: Path, variant: str, key: str) -> str:
+    """The table of ``path`` that gave ``variant`` its run setting ``key``: [variant.NAME] or [target]."""
+    if key in dict(dict(target.variant_runs).get(variant, ())):
+        return _where(path, "variant", variant)
+    return _where(path, "target")
+
+
 def check_target_settle(target: Target, path: Path, base: RunSpec | None = None, why: str = "") -> None:
     """``settle < timeout``, and no path mounted twice, for every variant, as [target] and
     [variant.NAME] combine over ``base``.

@@ -41,7 +41,7 @@ from typing import IO, Any
 from ..diagnose import error_line, oom_error_line
 from ..model import Attestation, Outcome, Verdict
 from ..probe.report import STALL_S, SealedChannel, ShimReport, WatchReport, is_shim_line
-from . import EngineError, Launch
+from . import EngineError, Launch, UnknownUser
 from .logtext import LOG_TAIL_LINES, clean
 from .uml_rootfs import PROBE_DIR, cell_archive, cell_initramfs, elf32_programs, ensure_rootfs
 
@@ -417,8 +417,10 @@ class UmlRun:
             if not self._shim.attested:
                 unknown = next((x for x in self._console if x.startswith("unable to find ")), None)
                 if unknown:
-                    whose = f"user = {self.launch.run.user!r}" if self.launch.run.user else "the image's user"
-                    raise EngineError(f"{whose}: {unknown}")
+                    named = UnknownUser.find(self.launch.run.user, self.launch.image, unknown)
+                    if named is not None:
+                        raise named
+                    raise EngineError(f"the image's user: {unknown}")
                 why = "did not reach the shim within the cell's timeout" if not self._attested.is_set() \
                     else "ended before the stack could be attested"
                 raise EngineError(f"the User-mode Linux kernel {why}; console:\n{self._diagnostics()}")
