@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         return status
     cache = args.cache_dir or images.default_cache_dir()
     try:
+        if args.uml is not None:  # named on purpose: a kernel that is not there is an error, not a skip
+            find_kernel(args.uml, flag="--uml")
         matrices = [load_matrix(path) for path in args.matrix]
         exported: list[Path | None] = []  # the root filesystems used: what --prune keeps
         started = time.monotonic()
@@ -94,10 +96,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _uml(engine: DockerBackend, cache: Path, kernel: str | None) -> UmlBackend | None:
-    """The User-mode Linux backend, or None (said once) where it is not installed."""
+    """The User-mode Linux backend, or None (said once) where it is not installed and ``--uml`` names none."""
     try:
-        return UmlBackend(engine, find_kernel(kernel), cache, engine.probe_dir)
+        return UmlBackend(engine, find_kernel(kernel, flag="--uml"), cache, engine.probe_dir)
     except EngineError as exc:
+        if kernel is not None:  # --uml named it: not usable is an error
+            raise
         print(f"uml        skipped: {exc}")
         return None
 

@@ -164,6 +164,11 @@ class Settings:
     engines: tuple[str, ...] | None = None
     record: bool = False
     fidelity: str = "report"
+    sources: tuple[tuple[str, str], ...] = ()  # (field, where its value came from: the flag or the ini file)
+
+    def source(self, name: str) -> str:
+        """Where the value of field ``name`` came from (``--ipv6-json=PATH``, ``ini option ipv6_json ...``)."""
+        return dict(self.sources).get(name, "--ipv6-" + name.replace("_", "-"))
 
 
 def register(parser: pytest.Parser) -> None:
@@ -283,6 +288,7 @@ def _check_directory(path: Path, source: str) -> None:
 def load(config: pytest.Config) -> Settings:
     """Resolve every option (command line over ini) and validate it."""
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for opt in OPTIONS:
         cli = config.getoption(opt.name)
         if cli is not None:
@@ -299,11 +305,12 @@ def load(config: pytest.Config) -> Settings:
             where = config.inipath or "the ini file"
             raw, source, base = ini, f"ini option {opt.name} = {ini!r} in {where}", config.rootpath
         values[opt.name.removeprefix("ipv6_")] = _convert(opt, raw, source, base)
+        sources[opt.name.removeprefix("ipv6_")] = source
     if "settle" in values and values["settle"] >= values.get("timeout", 30.0):
         raise pytest.UsageError(
             f"--ipv6-settle={values['settle']:g} must be shorter than --ipv6-timeout={values.get('timeout', 30.0):g}"
         )
-    return Settings(**values)
+    return Settings(**values, sources=tuple(sorted(sources.items())))
 
 
 def run_base(settings: Settings) -> RunSpec:

@@ -259,6 +259,9 @@ def scaffold_from_args(args: argparse.Namespace, cwd: Path) -> tuple[Scaffold, P
         raise InitError(f"--port {args.port} is not a port number (1-65535)")
     if args.http_path is not None and not re.fullmatch(r"/[!-~]*", args.http_path):
         raise InitError(f"--http-path {args.http_path!r} is not an absolute URL path")
+    if args.output is not None and not str(args.output).isprintable():
+        raise InitError(f"-o {str(args.output)!r}: the file name holds a control character (a line break, an "
+                        "escape); name the file with printable characters")
     output: Path = args.output if args.output is not None else Path(f"{name}.ipv6.toml")
     output = output if output.is_absolute() else cwd / output
     if output.is_dir():

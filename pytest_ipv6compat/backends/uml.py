@@ -64,15 +64,17 @@ _WATCHDOG = (
 )
 
 
-def find_kernel(given: str | None) -> Path:
-    """The ``linux`` binary to boot, or :class:`EngineError` saying how to install it."""
+def find_kernel(given: str | None, flag: str = "--ipv6-uml") -> Path:
+    """The ``linux`` binary to boot, or :class:`EngineError` saying how to install it.
+
+    ``flag`` names the option ``given`` came from in the message (``prepare`` has ``--uml``)."""
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "amd64"):
         raise EngineError(f"User-mode Linux runs on Linux x86-64 only, not {platform.system()} "
                           f"{platform.machine()}: the ipv6-boot-disabled stack is unavailable here")
     name = given or "linux"
     found = shutil.which(name) if "/" not in name else (name if os.access(name, os.X_OK) else None)
     if found is None:
-        where = f"--ipv6-uml={given}" if given else "'linux' on PATH"
+        where = f"{flag}={given}" if given else "'linux' on PATH"
         raise EngineError(f"User-mode Linux kernel not found ({where}): {INSTALL_HINT}")
     return Path(found)
 
