@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "PROBES", "PROBE_MOUNT", "RUN_KEYS", "RunSpec", "SpecError", "check_mount_point", "check_run", "check_settle",
-    "parse_run_settings",
+    "PROBES", "PROBE_MOUNT", "RUN_KEYS", "TMPFS_DEFAULT_FLAGS", "RunSpec", "SpecError", "check_mount_point",
+    "check_run", "check_settle", "parse_run_settings",
 ]  # fmt: skip
 
 PROBES = ("tcp", "http", "https", "none")
@@ -34,13 +34,13 @@ PROBE_MOUNT = "/.ipv6compat"  # where every backend mounts the probe (docker_api
 # there), /dev as a whole, and the files the engine writes into every container.
 _OWNED = ("/", "/dev", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
 _OWNED_TREES = (PROBE_MOUNT, "/proc")
-# What a tmpfs mount takes on every engine: flags (mount(8)) and key=value options (tmpfs(5)). Docker
+# What a tmpfs mount takes on every backend: flags (mount(8)) and key=value options (tmpfs(5)). Docker
 # refuses an unknown name before the container exists; a bad value reaches the kernel at start (EINVAL).
-_TMPFS_FLAGS = frozenset({
-    "ro", "rw", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "sync", "async", "dirsync",
-    "atime", "noatime", "diratime", "nodiratime", "relatime", "norelatime", "strictatime", "nostrictatime",
-    "mand", "nomand", "defaults",
-})  # fmt: skip
+# TMPFS_DEFAULT_FLAGS name what the kernel does anyway: User-mode Linux's init leaves them out. Docker also
+# takes sync, dirsync, mand, strictatime and nodiratime, which that init cannot set: they are refused.
+TMPFS_DEFAULT_FLAGS = frozenset({"rw", "defaults", "exec", "suid", "dev", "async", "atime", "diratime",
+                                 "norelatime", "nostrictatime", "nomand"})
+_TMPFS_FLAGS = TMPFS_DEFAULT_FLAGS | {"ro", "noexec", "nosuid", "nodev", "noatime", "relatime"}
 _TMPFS_VALUES = {
     "size": re.compile(r"(0|[1-9][0-9]*)[kKmMgG]?\Z|(100|[1-9]?[0-9])%\Z"),
     "nr_blocks": re.compile(r"(0|[1-9][0-9]*)[kKmMgG]?\Z"),
@@ -126,6 +126,8 @@ def check_mount_point(key: str, value: Any, where: str) -> str:
     if not isinstance(value, str) or not value.startswith("/") or "\0" in value or ":" in value \
             or not value.isprintable():
         raise SpecError(f"{where}: {key}: {value!r} is not an absolute path in the container")
+    if any(c.isspace() for c in value):
+        raise SpecError(f"{where}: {key}: {value!r} holds white space, which not every backend can mount on")
     path = "/" + posixpath.normpath(value).lstrip("/")
     owned = path in _OWNED or any(path == tree or path.startswith(tree + "/") for tree in _OWNED_TREES)
     if owned:

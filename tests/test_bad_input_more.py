@@ -88,6 +88,12 @@ SETTINGS = [
                  "[[]target[]]: tmpfs /scratch = 'size=1m,banana': 'banana' is not a tmpfs option "
                  "(known: gid, mode, *)",
                  id="tmpfs-unknown-option"),
+    pytest.param('tmpfs = { "/scratch" = "sync" }',
+                 "[[]target[]]: tmpfs /scratch = 'sync': 'sync' is not a tmpfs option (known: *)",
+                 id="tmpfs-flag-not-every-backend-takes"),
+    pytest.param('tmpfs = ["/my dir"]',
+                 "[[]target[]]: tmpfs: '/my dir' holds white space, which not every backend can mount on",
+                 id="tmpfs-path-with-space"),
     pytest.param('tmpfs = ["/data"]\nmounts = { "/data" = "." }',
                  "[[]target[]]: mounts /data is also in tmpfs: a path takes one mount",
                  id="tmpfs-and-mount-on-one-path"),
@@ -136,6 +142,26 @@ def test_a_setting_that_passes_still_loads(here: pytest.Pytester) -> None:
     result = here.runpytest("--collect-only", "-q", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     result.stdout.fnmatch_lines(["svc.ipv6.toml::svc[[]a-dual-stack-SVC_V6-unset[]]"])
+
+
+@pytest.mark.docker
+def test_tmpfs_flags_that_name_the_kernels_default_mount_on_every_backend(
+    here: pytest.Pytester, base_image: str
+) -> None:
+    """What the validation accepts, Docker and the real kernel (User-mode Linux) both mount: the flags
+    that name a default are left out for the kernel's init, which would hand them to tmpfs as data."""
+    write(
+        here,
+        ('settings = ["unset", "=1"]', 'settings = ["unset"]'),
+        ('stacks = ["dual-stack"]', 'stacks = ["dual-stack", "ipv6-boot-disabled"]'),
+        ('unset = "up 0.0.0.0:80 [::]:80"', 'unset = "exited 0"'),
+        ('"=1" = "up 0.0.0.0:80"\n', '\n[expect.a.ipv6-boot-disabled]\nunset = "exited 0"\n'),
+        _after_env('command = ["/bin/busybox", "sh", "-c", "touch /scratch/x"]\nhold = 0\n'
+                   'tmpfs = { "/scratch" = "size=1m,exec,suid,dev,async,atime,diratime,nomand,noatime,rw" }'),
+        image=base_image,
+    )
+    result = here.runpytest("-p", "no:cacheprovider", "--ipv6-require-docker")
+    result.assert_outcomes(passed=2)
 
 
 def test_the_reserved_mount_point_is_the_probes_on_every_backend() -> None:

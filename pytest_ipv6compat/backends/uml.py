@@ -41,6 +41,7 @@ from typing import IO, Any
 from ..diagnose import error_line, oom_error_line
 from ..model import Attestation, Outcome, Verdict
 from ..probe.report import STALL_S, SealedChannel, ShimReport, WatchReport, is_shim_line
+from ..spec import TMPFS_DEFAULT_FLAGS
 from . import EngineError, Launch, UnknownUser
 from .logtext import LOG_TAIL_LINES, clean
 from .uml_rootfs import PROBE_DIR, cell_archive, cell_initramfs, elf32_programs, ensure_rootfs
@@ -204,11 +205,17 @@ _CPU_PERIOD_US = 100_000  # the kernel is one CPU: a cell's cpus of 1 or more is
 
 def _settings(launch: Launch, nonce: str, tag: str, channel: SealedChannel, tables: bool) -> dict[str, str]:
     spec = launch.run
-    tmpfs = " ".join(f"{path}:{opts or 'mode=1777'}" for path, opts in spec.tmpfs)
+    tmpfs = " ".join(f"{path}:{_tmpfs_options(opts) or 'mode=1777'}" for path, opts in spec.tmpfs)
     return {"NONCE": nonce, "TAG": tag, "KEY": channel.key.hex(), "TABLES": "1" if tables else "0",
             "READ_ONLY": "1" if spec.read_only else "0",
             "TMPFS": tmpfs, "PIDS": str(spec.pids), "MEMORY": f"{memory_mb(spec.memory)}M",
             "CPU_MAX": "max" if spec.cpus >= 1 else f"{round(spec.cpus * _CPU_PERIOD_US)} {_CPU_PERIOD_US}"}
+
+
+def _tmpfs_options(options: str) -> str:
+    """The options umlsetup passes to mount(2), without the flags that name the kernel's default
+    (``exec``, ``suid`` ...): umlsetup would give them to tmpfs as data, which refuses them."""
+    return ",".join(o for o in (w.strip() for w in options.split(",")) if o and o not in TMPFS_DEFAULT_FLAGS)
 
 
 def _words(launch: Launch, config: dict[str, Any], nonce: str) -> dict[str, list[str]]:
