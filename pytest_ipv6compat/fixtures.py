@@ -25,7 +25,7 @@ from .model import Attestation, Listener, Outcome, Verdict
 from .options import run_base
 from .outcomes import fail, skip, unavailable
 from .report import describe_reach
-from .spec import RunSpec, SpecError, check_run, parse_run_settings
+from .spec import RunSpec, SpecError, check_image, check_run, parse_run_settings
 from .stacks import get_stack
 from .state import SessionState, Unavailable
 
@@ -147,6 +147,10 @@ class TargetFactory:
         self, image: str, stack: str, env: Mapping[str, str | None] | None, settings: Mapping[str, Any], where: str
     ) -> Iterator[StartedTarget]:
         """:meth:`start` with run settings already validated where they were written (a marker, a call)."""
+        try:
+            check_image(image, where)  # before the engine: a bad reference is an error with or without one
+        except SpecError as exc:
+            fail(str(exc))
         engine = self._engine(stack)
         try:
             stack_obj = get_stack(stack)

@@ -20,7 +20,7 @@ from typing import Any
 
 from .listeners import parse_listener
 from .model import PLAIN_NAME, Cell, Expectation, KnobSetting, Listener, Mismatch, Outcome, Verdict
-from .spec import RUN_KEYS, RunSpec, SpecError, check_mount_point, check_run, parse_run_settings
+from .spec import RUN_KEYS, RunSpec, SpecError, check_image, check_mount_point, check_run, parse_run_settings
 from .stacks import DEFAULT_STACKS, STACKS
 
 if sys.version_info >= (3, 11):
@@ -268,6 +268,11 @@ def _load_target(raw: Mapping[str, Any], variant_tables: Any, path: Path) -> Tar
         raise MatrixError(
             f"{_where(path, 'target', 'images')} must map every variant ({', '.join(variants)}) to an image name"
         )
+    for variant, image in images.items():
+        try:
+            check_image(image, f"{_where(path, 'target', 'images')}: {variant}")
+        except SpecError as exc:
+            raise MatrixError(str(exc)) from None
     config = _config(raw, path, "target")
     try:
         given = {k: v for k, v in raw.items() if k in RUN_KEYS}

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from .model import KnobSetting
-from .spec import PROBES, RunSpec, SpecError, parse_run_settings
+from .spec import PROBES, RunSpec, SpecError, check_image, parse_run_settings
 from .stacks import STACKS
 
 
@@ -239,6 +239,11 @@ def _convert(opt: Option, raw: Any, source: str, rootpath: Path) -> Any:
         return value
     if not text:
         raise pytest.UsageError(f"{source}: the value is empty")
+    if opt.name in ("ipv6_image", "ipv6_base_image"):
+        try:
+            return check_image(text, source)
+        except SpecError as exc:
+            raise pytest.UsageError(str(exc)) from None
     if opt.kind == "path":
         path = Path(text).expanduser()
         path = path if path.is_absolute() else rootpath / path

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "PROBES", "PROBE_MOUNT", "RUN_KEYS", "TMPFS_DEFAULT_FLAGS", "RunSpec", "SpecError", "check_mount_point",
-    "check_run", "check_settle", "parse_run_settings",
+    "PROBES", "PROBE_MOUNT", "RUN_KEYS", "TMPFS_DEFAULT_FLAGS", "RunSpec", "SpecError", "check_image",
+    "check_mount_point", "check_run", "check_settle", "parse_run_settings",
 ]  # fmt: skip
 
 PROBES = ("tcp", "http", "https", "none")
@@ -113,6 +113,26 @@ def _seconds(key: str, value: Any, where: str, *, zero: bool) -> float:
         bound = "at least 0" if zero else "more than 0"
         raise SpecError(f"{where}: {key} = {value!r} must be {bound} and at most 3600 seconds")
     return number
+
+
+# An image reference as the engines parse it: [DOMAIN[:PORT]/]PATH[:TAG][@DIGEST], each path component
+# lowercase letters and digits joined by '.', '_', '__' or dashes; a tag of up to 128 word characters,
+# dots and dashes; a digest ALGORITHM:HEX. An engine refuses anything else only when a cell starts.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    rf"(?P<name>(?:{_DOMAIN}(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*)(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?\Z"
+)
+
+
+def check_image(image: Any, where: str) -> str:
+    """An image reference an engine can look up (``my/app:1.2``, ``registry:5000/app@sha256:...``)."""
+    found = _IMAGE.match(image) if isinstance(image, str) else None
+    if found is None or len(found["name"]) > 255:
+        raise SpecError(f"{where}: {image!r} is not an image reference (NAME[:TAG][@DIGEST], the name lowercase)")
+    return str(image)
 
 
 def check_mount_point(key: str, value: Any, where: str) -> str:

@@ -164,6 +164,37 @@ def test_tmpfs_flags_that_name_the_kernels_default_mount_on_every_backend(
     result.assert_outcomes(passed=2)
 
 
+@pytest.mark.parametrize("image", ["My/Image:1", "my/image:bad tag", "svc:1:2", "svc@sha256:abc"])
+def test_an_image_reference_no_engine_takes_is_one_collection_error(here: pytest.Pytester, image: str) -> None:
+    """Docker refused these only at cell start ('invalid reference format'), naming neither file nor table."""
+    path = write(here, image=image)
+    assert _collect_error(here) == (
+        f"{path}: [target.images]: a: {image!r} is not an image reference (NAME[:TAG][@DIGEST], the name lowercase)"
+    )
+
+
+def test_an_image_reference_no_engine_takes_names_the_option_or_the_marker(here: pytest.Pytester) -> None:
+    write(here)
+    result = here.runpytest("--ipv6-image=My/Image:1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --ipv6-image=My/Image:1: 'My/Image:1' is not an image reference *"])
+    assert_no_traceback(result)
+    (here.path / "svc.ipv6.toml").unlink()
+    here.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.ipv6_target(image="My/Image:1")
+        def test_it(ipv6_target):
+            pass
+        """
+    )
+    result = here.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*::test_it: marker ipv6_target: 'My/Image:1' is not an image reference *"])
+    assert_no_traceback(result)
+
+
 def test_the_reserved_mount_point_is_the_probes_on_every_backend() -> None:
     assert RESERVED == PROBE_MOUNT == PROBE_DIR
 
