@@ -19,6 +19,7 @@ import tomlkit
 
 from .matrix import PLACEHOLDER, MatrixError, write_matrix
 from .model import PLAIN_NAME, KnobSetting
+from .spec import SpecError, check_image
 from .stacks import DEFAULT_STACKS, STACKS
 
 __all__ = ["DEFAULT_SETTINGS", "PROBES", "InitError", "Scaffold", "add_arguments", "main", "render", "write"]
@@ -189,6 +190,13 @@ def _plain_name(text: str, what: str) -> str:
     return text
 
 
+def _image(image: str, what: str) -> str:
+    try:
+        return check_image(image, what)
+    except SpecError as exc:
+        raise InitError(str(exc)) from None
+
+
 def _name_from_image(image: str) -> str:
     ref = image.split("@", 1)[0]
     last = ref.rsplit("/", 1)[-1]
@@ -210,7 +218,7 @@ def scaffold_from_args(args: argparse.Namespace, cwd: Path) -> tuple[Scaffold, P
     if args.image is not None:
         if not args.image.strip():
             raise InitError("--image is empty")
-        images = (("default", args.image.strip()),)
+        images = (("default", _image(args.image.strip(), f"--image {args.image!r}")),)
         guess = _name_from_image(args.image)
     elif args.build is not None:
         build = (cwd / args.build).resolve()
@@ -224,7 +232,8 @@ def scaffold_from_args(args: argparse.Namespace, cwd: Path) -> tuple[Scaffold, P
             name, sep, image = spec.partition("=")
             if not sep or not image.strip():
                 raise InitError(f"--variant {spec!r} must be NAME=IMAGE")
-            pairs.append((_plain_name(name.strip(), f"--variant {spec!r}"), image.strip()))
+            what = f"--variant {spec!r}"
+            pairs.append((_plain_name(name.strip(), what), _image(image.strip(), what)))
         names = [v for v, _ in pairs]
         dupes = sorted({v for v in names if names.count(v) > 1})
         if dupes:

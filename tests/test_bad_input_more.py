@@ -479,3 +479,25 @@ def test_a_user_the_image_lacks_on_podman_is_the_same_line(
         )
         assert_no_traceback(result)
         assert _leftovers(url) == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["init", "--image", "My/Image:1"],
+         "error: --image 'My/Image:1': 'My/Image:1' is not an image reference (NAME[:TAG][@DIGEST], the name "
+         "lowercase)\n"),
+        (["init", "--variant", "a=svc:bad tag"],
+         "error: --variant 'a=svc:bad tag': 'svc:bad tag' is not an image reference (NAME[:TAG][@DIGEST], the "
+         "name lowercase)\n"),
+        (["prepare", "--base-image", "My/Base"],
+         "error: --base-image: 'My/Base' is not an image reference (NAME[:TAG][@DIGEST], the name lowercase)\n"),
+    ],
+)
+def test_a_command_names_the_flag_of_an_image_reference_no_engine_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    assert capsys.readouterr().err == message
+    assert list(tmp_path.iterdir()) == []
