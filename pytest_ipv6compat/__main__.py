@@ -21,6 +21,7 @@ from .backends.docker_api import DockerBackend, engine_address
 from .backends.docker_run import reason
 from .backends.uml import UmlBackend, find_kernel
 from .matrix import MatrixError, load_matrix
+from .spec import SpecError, check_image
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         return status
     cache = args.cache_dir or images.default_cache_dir()
     try:
+        if args.uml is not None:  # named on purpose: a kernel that is not there is an error, not a skip
+            find_kernel(args.uml, flag="--uml")
+        if args.base_image is not None:
+            check_image(args.base_image, "--base-image")
         matrices = [load_matrix(path) for path in args.matrix]
         exported: list[Path | None] = []  # the root filesystems used: what --prune keeps
         started = time.monotonic()
@@ -84,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                 exported.append(_export(uml, ref))
         if args.prune:
             print(f"pruned     {uml_cache.prune(cache, {p for p in exported if p}, probe).describe()}  ({cache})")
-    except (MatrixError, images.ImageError, EngineError) as exc:
+    except (MatrixError, images.ImageError, EngineError, SpecError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (docker.errors.DockerException, OSError) as exc:  # an engine call no step above expected to fail
@@ -94,10 +99,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _uml(engine: DockerBackend, cache: Path, kernel: str | None) -> UmlBackend | None:
-    """The User-mode Linux backend, or None (said once) where it is not installed."""
+    """The User-mode Linux backend, or None (said once) where it is not installed and ``--uml`` names none."""
     try:
-        return UmlBackend(engine, find_kernel(kernel), cache, engine.probe_dir)
+        return UmlBackend(engine, find_kernel(kernel, flag="--uml"), cache, engine.probe_dir)
     except EngineError as exc:
+        if kernel is not None:  # --uml named it: not usable is an error
+            raise
         print(f"uml        skipped: {exc}")
         return None
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from . import images
-from .backends import Backend, EngineError, Launch, StackUnsupported
+from .backends import Backend, EngineError, Launch, StackUnsupported, UnknownUser
 from .interop import container_target
 from .keys import STATE_KEY
 from .listeners import format_listeners, parse_listener
@@ -25,7 +25,7 @@ from .model import Attestation, Listener, Outcome, Verdict
 from .options import run_base
 from .outcomes import fail, skip, unavailable
 from .report import describe_reach
-from .spec import RunSpec, SpecError, check_settle, parse_run_settings
+from .spec import RunSpec, SpecError, check_image, check_run, parse_run_settings
 from .stacks import get_stack
 from .state import SessionState, Unavailable
 
@@ -147,11 +147,15 @@ class TargetFactory:
         self, image: str, stack: str, env: Mapping[str, str | None] | None, settings: Mapping[str, Any], where: str
     ) -> Iterator[StartedTarget]:
         """:meth:`start` with run settings already validated where they were written (a marker, a call)."""
+        try:
+            check_image(image, where)  # before the engine: a bad reference is an error with or without one
+        except SpecError as exc:
+            fail(str(exc))
         engine = self._engine(stack)
         try:
             stack_obj = get_stack(stack)
             spec = run_base(self._state.settings).updated(settings)
-            check_settle(spec, where)
+            check_run(spec, where)
         except (ValueError, SpecError) as exc:
             fail(str(exc))
         clean = {k: v for k, v in (env or {}).items() if v is not None}
@@ -166,6 +170,8 @@ class TargetFactory:
                     fail(f"stack {stack} could not be attested:\n{attestation.describe()}")
                 verdict = running.verdict()
                 yield StartedTarget(image, stack, clean, attestation, verdict, spec, running.container_id)
+        except UnknownUser as exc:
+            fail(exc.line(where))
         except StackUnsupported as exc:
             skip(str(exc))
         except EngineError as exc:
@@ -206,7 +212,7 @@ def _target_marker(request: pytest.FixtureRequest) -> dict[str, Any]:
     run = {k: v for k, v in marker.kwargs.items() if k not in _TARGET_MARKER_KEYS and v is not None}
     try:
         settings = parse_run_settings(run, where, base=request.path.parent)
-        check_settle(run_base(request.config.stash[STATE_KEY].settings).updated(settings), where)
+        check_run(run_base(request.config.stash[STATE_KEY].settings).updated(settings), where)
     except SpecError as exc:
         fail(str(exc))
     return {**{k: marker.kwargs[k] for k in _TARGET_MARKER_KEYS if k in marker.kwargs}, **settings}

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from . import images
-from .backends import EngineError, Launch, Run, StackUnsupported
+from .backends import EngineError, Launch, Run, StackUnsupported, UnknownUser
 from .diagnose import hint
-from .keys import RESULT_KEY, STATE_KEY
-from .matrix import Matrix, MatrixError, check_target_settle, judge, load_matrix
+from .keys import RESULT_KEY, STATE_KEY, TARGET_NAMES_KEY
+from .matrix import Matrix, MatrixError, check_target_settle, claim_target_name, judge, load_matrix, setting_source
 from .model import Attestation, Cell, Verdict
 from .options import run_base
 from .outcomes import fail, skip, unavailable
@@ -29,6 +30,8 @@ class MatrixFile(pytest.File):
         try:
             # A recording run takes a file whose [expect] lacks cells, or is absent: it fills them in.
             matrix = load_matrix(self.path, placeholders=self.config.stash[STATE_KEY].settings.record)
+            claimed: dict[str, Path] = self.config.stash.setdefault(TARGET_NAMES_KEY, {})
+            claim_target_name(matrix, claimed)
             base = run_base(self.config.stash[STATE_KEY].settings)
             if (base.settle, base.timeout) != (RunSpec().settle, RunSpec().timeout):
                 # the file was checked over the defaults; --ipv6-settle/--ipv6-timeout may move either bound
@@ -89,6 +92,8 @@ class CellItem(pytest.Item):
         try:
             self._running = self._exit.enter_context(engine.run(launch))
             self.attestation = self._running.attestation()
+        except UnknownUser as exc:  # the image lacks the name: say where the matrix set it
+            fail(exc.line(setting_source(target, self.path, cell.variant, "user")))
         except StackUnsupported as exc:
             skip(str(exc))
         except EngineError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from .results import CellResult
@@ -9,3 +11,4 @@ from .state import SessionState
 
 STATE_KEY = pytest.StashKey[SessionState]()
 RESULT_KEY = pytest.StashKey[CellResult]()
+TARGET_NAMES_KEY = pytest.StashKey[dict[str, Path]]()  # target name -> the matrix file that has it

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .listeners import parse_listener
-from .model import Cell, Expectation, KnobSetting, Listener, Mismatch, Outcome, Verdict
-from .spec import RUN_KEYS, RunSpec, SpecError, check_settle, parse_run_settings
+from .model import PLAIN_NAME, Cell, Expectation, KnobSetting, Listener, Mismatch, Outcome, Verdict
+from .spec import RUN_KEYS, RunSpec, SpecError, check_image, check_mount_point, check_run, parse_run_settings
 from .stacks import DEFAULT_STACKS, STACKS
 
 if sys.version_info >= (3, 11):
@@ -186,7 +186,20 @@ def _hold_reasons(verdict: Verdict) -> list[str]:
 
 
 def _where(path: Path, *keys: str) -> str:
-    return f"{path}: [{'.'.join(keys)}]" if keys else str(path)
+    """``FILE: [expect.a.dual-stack]``; a key a terminal would not show as written is shown escaped."""
+    shown = (key if key.isprintable() else repr(key) for key in keys)
+    return f"{path}: [{'.'.join(shown)}]" if keys else str(path)
+
+
+def _plain_names(names: tuple[str, ...], path: Path, key: str) -> tuple[str, ...]:
+    """Names that become parts of test ids, grid rows and Markdown: letters, digits, '_', '.', '-'."""
+    for name in names:
+        if not PLAIN_NAME.match(name):
+            raise MatrixError(
+                f"{_where(path, 'target', key)}: {name!r} is not a plain name (letters, digits, '_', '.', '-', "
+                "starting with a letter or digit): it becomes part of test ids, the grid and Markdown"
+            )
+    return names
 
 
 def _str_list(value: Any, path: Path, key: str) -> tuple[str, ...]:
@@ -206,22 +219,20 @@ def _load_target(raw: Mapping[str, Any], variant_tables: Any, path: Path) -> Tar
         if key not in raw:
             raise MatrixError(f"{_where(path, 'target')} is missing the key {key!r}")
     name = raw["name"]
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+    if not isinstance(name, str) or not PLAIN_NAME.match(name):
         raise MatrixError(f"{_where(path, 'target', 'name')}: {name!r} is not a plain name")
     knob = raw.get("knob", "")
     if ("settings" in raw) != ("knob" in raw):
         raise MatrixError(f"{_where(path, 'target')}: 'knob' and 'settings' go together (or leave both out)")
     if "knob" in raw and (not isinstance(knob, str) or not ENV_NAME.match(knob)):
         raise MatrixError(f"{_where(path, 'target', 'knob')}: {knob!r} is not a valid environment variable name")
-    variants = _str_list(raw["variants"], path, "variants")
+    variants = _plain_names(_str_list(raw["variants"], path, "variants"), path, "variants")
     settings: list[KnobSetting] = []
     for label in _str_list(raw["settings"], path, "settings") if knob else ("unset",):
         try:
             setting = KnobSetting.from_label(label)
         except ValueError as exc:
             raise MatrixError(f"{_where(path, 'target', 'settings')}: {exc}") from None
-        if any(c in (setting.value or "") for c in "\0\n\r"):
-            raise MatrixError(f"{_where(path, 'target', 'settings')}: {label!r} holds a NUL or a line break")
         if setting in settings:
             same = settings[settings.index(setting)].label
             raise MatrixError(f"{_where(path, 'target', 'settings')}: {label!r} is the same setting as {same!r}")
@@ -257,6 +268,11 @@ def _load_target(raw: Mapping[str, Any], variant_tables: Any, path: Path) -> Tar
         raise MatrixError(
             f"{_where(path, 'target', 'images')} must map every variant ({', '.join(variants)}) to an image name"
         )
+    for variant, image in images.items():
+        try:
+            check_image(image, f"{_where(path, 'target', 'images')}: {variant}")
+        except SpecError as exc:
+            raise MatrixError(str(exc)) from None
     config = _config(raw, path, "target")
     try:
         given = {k: v for k, v in raw.items() if k in RUN_KEYS}
@@ -302,17 +318,27 @@ def _load_target(raw: Mapping[str, Any], variant_tables: Any, path: Path) -> Tar
     return target
 
 
+def setting_source(target: Target, path: Path, variant: str, key: str) -> str:
+    """The table of ``path`` that gave ``variant`` its run setting ``key``: [variant.NAME] or [target]."""
+    if key in dict(dict(target.variant_runs).get(variant, ())):
+        return _where(path, "variant", variant)
+    return _where(path, "target")
+
+
 def check_target_settle(target: Target, path: Path, base: RunSpec | None = None, why: str = "") -> None:
-    """``settle < timeout`` for every variant, as [target] and [variant.NAME] combine over ``base``.
+    """``settle < timeout``, and no path mounted twice, for every variant, as [target] and
+    [variant.NAME] combine over ``base``.
 
     The message names the table that set the later of the two (``why`` says what ``base`` holds).
     """
     variant_runs = dict(target.variant_runs)
     for variant in target.variants:
         own = dict(variant_runs.get(variant, ()))
-        table = _where(path, "variant", variant) if {"settle", "timeout"} & set(own) else _where(path, "target")
+        keys = {"settle", "timeout", "tmpfs", "mounts"}
+        table = _where(path, "variant", variant) if keys & set(own) else _where(path, "target")
+        config = target.config_for(variant)
         try:
-            check_settle(target.run_for(variant, base), table)
+            check_run(target.run_for(variant, base), table, config[0] if config else None)
         except SpecError as exc:
             raise MatrixError(str(exc) + why) from None
 
@@ -330,6 +356,10 @@ def _config(raw: Mapping[str, Any], path: Path, *table: str) -> tuple[str, Path]
         return None
     if not isinstance(config_dir, str) or not config_dir.startswith("/"):
         raise MatrixError(f"{_where(path, *table, 'config_dir')}: {config_dir!r} is not an absolute path")
+    try:
+        config_dir = check_mount_point("config_dir", config_dir, _where(path, *table))
+    except SpecError as exc:
+        raise MatrixError(str(exc)) from None
     if not isinstance(config_source, str) or not config_source:
         raise MatrixError(f"{_where(path, *table, 'config_source')} must be a path string, got {config_source!r}")
     source_path = (path.parent / config_source).resolve()
@@ -449,6 +479,10 @@ def load_matrix(path: Path, *, placeholders: bool = False) -> Matrix:
     if not isinstance(outcomes, dict) or not all(isinstance(v, str) for v in outcomes.values()):
         raise MatrixError(f"{_where(path, 'outcomes')} must map names to expectation strings")
     for name, text in outcomes.items():
+        if not PLAIN_NAME.match(name):
+            raise MatrixError(
+                f"{_where(path, 'outcomes')}: {name!r} is not a plain name (letters, digits, '_', '.', '-')"
+            )
         try:
             parse_expectation(text)
         except ValueError as exc:
@@ -472,6 +506,18 @@ def load_matrix(path: Path, *, placeholders: bool = False) -> Matrix:
                     " (pytest --ipv6-record can fill them in)"
                 )
     return Matrix(path=path, target=target, cells=tuple(cells), sha256=hashlib.sha256(data_bytes).hexdigest())
+
+
+def claim_target_name(matrix: Matrix, claimed: MutableMapping[str, Path]) -> None:
+    """Record ``matrix``'s target name in ``claimed`` (name -> file) for one session; a name another
+    file already holds is a :class:`MatrixError` naming both files (cell ids and reports are keyed by it)."""
+    name = matrix.target.name
+    first = claimed.setdefault(name, matrix.path)
+    if first != matrix.path:
+        raise MatrixError(
+            f"{_where(matrix.path, 'target', 'name')}: {name!r} is also the target name in {first}; give each "
+            "matrix file its own target name (test ids and reports name cells by it)"
+        )
 
 
 def _umask() -> int:

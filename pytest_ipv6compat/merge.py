@@ -181,6 +181,17 @@ def _declared_order(meta: dict[str, object]) -> Ordering | None:
     return Ordering(tuple(merged["variants"]), tuple(merged["stacks"]), tuple(merged["settings"]))
 
 
+def _write(path: Path, source: str, text: str, *, append: bool = False) -> None:
+    """Write (or append to) an output file; a failure is a :class:`MergeError` naming the flag (or the
+    variable) and the file, as ``--json '/dev/full': cannot write it: No space left on device``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a" if append else "w", encoding="utf-8") as out:
+            out.write(text)
+    except OSError as exc:
+        raise MergeError(f"{source} {str(path)!r}: cannot write it: {exc.strerror or exc}") from None
+
+
 def run(args: argparse.Namespace) -> tuple[int, str]:
     """(exit status, text to print): 0 when every cell passed, 1 when one failed or errored, 2 on bad input."""
     try:
@@ -190,17 +201,13 @@ def run(args: argparse.Namespace) -> tuple[int, str]:
         text = "\n".join(render_terminal(results, width=width, order=order))
         markdown = render_markdown(results, order=order)
         json_text = render_json(results, meta=meta, order=order, run=record)
-        for path, body in ((args.markdown, markdown), (args.json, json_text)):
+        for flag, path, body in (("--markdown", args.markdown, markdown), ("--json", args.json, json_text)):
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(body, encoding="utf-8")
+                _write(path, flag, body)
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if summary:
-            with Path(summary).open("a", encoding="utf-8") as out:
-                out.write(f"## IPv6 compatibility grid\n\n{markdown}\n")
+            _write(Path(summary), "GITHUB_STEP_SUMMARY", f"## IPv6 compatibility grid\n\n{markdown}\n", append=True)
     except MergeError as exc:
         return 2, f"error: {exc}"
-    except OSError as exc:
-        return 2, f"error: cannot write {exc.filename}: {exc.strerror}"
     counts = totals(results)
     return (1 if counts["fail"] or counts["error"] else 0), text

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
+
+# Target, variant and outcome names: they become parts of test ids, grid rows and Markdown cells.
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
 
 class Family(str, enum.Enum):
@@ -209,11 +213,18 @@ class KnobSetting:
 
     @classmethod
     def from_label(cls, label: str) -> KnobSetting:
+        """``unset``, ``empty`` or ``=VALUE``; a VALUE is printable text (it is part of test ids, the
+        terminal grid and Markdown: a line break, an escape code or a format character is refused)."""
         if label == "unset":
             return cls(None)
         if label == "empty":
             return cls("")
         if label.startswith("="):
+            if not label.isprintable():
+                raise ValueError(
+                    f"knob setting {label!r} holds a control or format character (a line break, an escape code): "
+                    "test ids, terminals and Markdown do not carry it"
+                )
             return cls(label[1:])
         raise ValueError(f"knob setting {label!r} must be 'unset', 'empty' or '=VALUE'")
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from .spec import PROBES, RunSpec, SpecError, parse_run_settings
+from .model import KnobSetting
+from .spec import PROBES, RunSpec, SpecError, check_image, parse_run_settings
 from .stacks import STACKS
 
 
@@ -163,6 +164,11 @@ class Settings:
     engines: tuple[str, ...] | None = None
     record: bool = False
     fidelity: str = "report"
+    sources: tuple[tuple[str, str], ...] = ()  # (field, where its value came from: the flag or the ini file)
+
+    def source(self, name: str) -> str:
+        """Where the value of field ``name`` came from (``--ipv6-json=PATH``, ``ini option ipv6_json ...``)."""
+        return dict(self.sources).get(name, "--ipv6-" + name.replace("_", "-"))
 
 
 def register(parser: pytest.Parser) -> None:
@@ -190,8 +196,10 @@ def _convert(opt: Option, raw: Any, source: str, rootpath: Path) -> Any:
                     raise pytest.UsageError(f"{source}: unknown stack {item!r} (known: {', '.join(STACKS)})")
         if opt.name == "ipv6_settings":
             for item in items:
-                if item not in ("unset", "empty") and not item.startswith("="):
-                    raise pytest.UsageError(f"{source}: knob setting {item!r} must be 'unset', 'empty' or '=VALUE'")
+                try:
+                    KnobSetting.from_label(item)
+                except ValueError as exc:
+                    raise pytest.UsageError(f"{source}: {exc}") from None
         return items
     if opt.kind == "engines":
         urls = tuple(part.strip() for part in text.split(",") if part.strip())
@@ -231,6 +239,11 @@ def _convert(opt: Option, raw: Any, source: str, rootpath: Path) -> Any:
         return value
     if not text:
         raise pytest.UsageError(f"{source}: the value is empty")
+    if opt.name in ("ipv6_image", "ipv6_base_image"):
+        try:
+            return check_image(text, source)
+        except SpecError as exc:
+            raise pytest.UsageError(str(exc)) from None
     if opt.kind == "path":
         path = Path(text).expanduser()
         path = path if path.is_absolute() else rootpath / path
@@ -280,10 +293,12 @@ def _check_directory(path: Path, source: str) -> None:
 def load(config: pytest.Config) -> Settings:
     """Resolve every option (command line over ini) and validate it."""
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for opt in OPTIONS:
         cli = config.getoption(opt.name)
         if cli is not None:
-            raw, source, base = cli, f"{opt.flag}={cli}" if opt.kind != "bool" else opt.flag, Path.cwd()
+            shown = cli if str(cli).isprintable() else repr(cli)  # a raw escape must not reach the terminal
+            raw, source, base = cli, f"{opt.flag}={shown}" if opt.kind != "bool" else opt.flag, Path.cwd()
         else:
             try:
                 ini = config.getini(opt.name)
@@ -295,11 +310,12 @@ def load(config: pytest.Config) -> Settings:
             where = config.inipath or "the ini file"
             raw, source, base = ini, f"ini option {opt.name} = {ini!r} in {where}", config.rootpath
         values[opt.name.removeprefix("ipv6_")] = _convert(opt, raw, source, base)
+        sources[opt.name.removeprefix("ipv6_")] = source
     if "settle" in values and values["settle"] >= values.get("timeout", 30.0):
         raise pytest.UsageError(
             f"--ipv6-settle={values['settle']:g} must be shorter than --ipv6-timeout={values.get('timeout', 30.0):g}"
         )
-    return Settings(**values)
+    return Settings(**values, sources=tuple(sorted(sources.items())))
 
 
 def run_base(settings: Settings) -> RunSpec:

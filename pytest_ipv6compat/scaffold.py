@@ -18,14 +18,14 @@ from pathlib import Path
 import tomlkit
 
 from .matrix import PLACEHOLDER, MatrixError, write_matrix
-from .model import KnobSetting
+from .model import PLAIN_NAME, KnobSetting
+from .spec import SpecError, check_image
 from .stacks import DEFAULT_STACKS, STACKS
 
 __all__ = ["DEFAULT_SETTINGS", "PROBES", "InitError", "Scaffold", "add_arguments", "main", "render", "write"]
 
 DEFAULT_SETTINGS = ("unset", "empty", "=1", "=true", "=false", "=0", "=maybe")
 PROBES = ("tcp", "http", "https", "none")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 
 
@@ -185,9 +185,16 @@ def _csv(text: str, what: str) -> tuple[str, ...]:
 
 
 def _plain_name(text: str, what: str) -> str:
-    if not _NAME.match(text):
+    if not PLAIN_NAME.match(text):
         raise InitError(f"{what}: {text!r} is not a plain name (letters, digits, '_', '.', '-')")
     return text
+
+
+def _image(image: str, what: str) -> str:
+    try:
+        return check_image(image, what)
+    except SpecError as exc:
+        raise InitError(str(exc)) from None
 
 
 def _name_from_image(image: str) -> str:
@@ -211,7 +218,7 @@ def scaffold_from_args(args: argparse.Namespace, cwd: Path) -> tuple[Scaffold, P
     if args.image is not None:
         if not args.image.strip():
             raise InitError("--image is empty")
-        images = (("default", args.image.strip()),)
+        images = (("default", _image(args.image.strip(), f"--image {args.image!r}")),)
         guess = _name_from_image(args.image)
     elif args.build is not None:
         build = (cwd / args.build).resolve()
@@ -225,7 +232,8 @@ def scaffold_from_args(args: argparse.Namespace, cwd: Path) -> tuple[Scaffold, P
             name, sep, image = spec.partition("=")
             if not sep or not image.strip():
                 raise InitError(f"--variant {spec!r} must be NAME=IMAGE")
-            pairs.append((_plain_name(name.strip(), f"--variant {spec!r}"), image.strip()))
+            what = f"--variant {spec!r}"
+            pairs.append((_plain_name(name.strip(), what), _image(image.strip(), what)))
         names = [v for v, _ in pairs]
         dupes = sorted({v for v in names if names.count(v) > 1})
         if dupes:
@@ -260,6 +268,9 @@ def scaffold_from_args(args: argparse.Namespace, cwd: Path) -> tuple[Scaffold, P
         raise InitError(f"--port {args.port} is not a port number (1-65535)")
     if args.http_path is not None and not re.fullmatch(r"/[!-~]*", args.http_path):
         raise InitError(f"--http-path {args.http_path!r} is not an absolute URL path")
+    if args.output is not None and not str(args.output).isprintable():
+        raise InitError(f"-o {str(args.output)!r}: the file name holds a control character (a line break, an "
+                        "escape); name the file with printable characters")
     output: Path = args.output if args.output is not None else Path(f"{name}.ipv6.toml")
     output = output if output.is_absolute() else cwd / output
     if output.is_dir():

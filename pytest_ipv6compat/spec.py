@@ -8,20 +8,55 @@ names and rejects unknown ones with the same one-line message.
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PROBES", "RUN_KEYS", "RunSpec", "SpecError", "check_settle", "parse_run_settings"]
+__all__ = [
+    "PROBES", "PROBE_MOUNT", "RUN_KEYS", "TMPFS_DEFAULT_FLAGS", "RunSpec", "SpecError", "check_image",
+    "check_mount_point", "check_run", "check_settle", "parse_run_settings",
+]  # fmt: skip
 
 PROBES = ("tcp", "http", "https", "none")
 _STATUS = re.compile(r"[1-5](?:xx|\d\d)\Z")
 _HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?\Z")
 _MEMORY = re.compile(r"[1-9][0-9]*[kKmMgG]?\Z")
-_IP = re.compile(r"[0-9.]+\Z|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\Z")
+_MEMORY_MAX = 2**63 - 1  # bytes: the engines keep the limit in a signed 64-bit integer
+_USER_PART = re.compile(r"[A-Za-z0-9_.-]+\Z")
+_ID_MAX = 2**31 - 1  # the largest uid or gid the engines accept (Docker refuses 2147483648 and more)
+PROBE_MOUNT = "/.ipv6compat"  # where every backend mounts the probe (docker_api.PROBE_MOUNT, uml_rootfs.PROBE_DIR)
+# Mount points the engine itself owns: the root, the probe, proc (the runtime cannot make a directory
+# there), /dev as a whole, and the files the engine writes into every container.
+_OWNED = ("/", "/dev", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
+_OWNED_TREES = (PROBE_MOUNT, "/proc")
+# What a tmpfs mount takes on every backend: flags (mount(8)) and key=value options (tmpfs(5)). Docker
+# refuses an unknown name before the container exists; a bad value reaches the kernel at start (EINVAL).
+# TMPFS_DEFAULT_FLAGS name what the kernel does anyway: User-mode Linux's init leaves them out. Docker also
+# takes sync, dirsync, mand, strictatime and nodiratime, which that init cannot set: they are refused.
+TMPFS_DEFAULT_FLAGS = frozenset({"rw", "defaults", "exec", "suid", "dev", "async", "atime", "diratime",
+                                 "norelatime", "nostrictatime", "nomand"})
+_TMPFS_FLAGS = TMPFS_DEFAULT_FLAGS | {"ro", "noexec", "nosuid", "nodev", "noatime", "relatime"}
+_TMPFS_VALUES = {
+    "size": re.compile(r"(0|[1-9][0-9]*)[kKmMgG]?\Z|(100|[1-9]?[0-9])%\Z"),
+    "nr_blocks": re.compile(r"(0|[1-9][0-9]*)[kKmMgG]?\Z"),
+    "nr_inodes": re.compile(r"(0|[1-9][0-9]*)[kKmMgG]?\Z"),
+    "mode": re.compile(r"[0-7]{1,4}\Z"),
+    "uid": re.compile(r"[0-9]+\Z"),
+    "gid": re.compile(r"[0-9]+\Z"),
+}
+_TMPFS_HELP = {
+    "size": "a size in bytes with k, m or g, or a percentage of memory",
+    "nr_blocks": "a number of blocks, with k, m or g",
+    "nr_inodes": "a number of inodes, with k, m or g",
+    "mode": "octal permissions such as 1777",
+    "uid": "a numeric uid",
+    "gid": "a numeric gid",
+}
 
 
 class SpecError(ValueError):
@@ -80,10 +115,75 @@ def _seconds(key: str, value: Any, where: str, *, zero: bool) -> float:
     return number
 
 
-def _abs_path(key: str, value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value.startswith("/") or "\0" in value or ":" in value:
+# An image reference as the engines parse it: [DOMAIN[:PORT]/]PATH[:TAG][@DIGEST], each path component
+# lowercase letters and digits joined by '.', '_', '__' or dashes; a tag of up to 128 word characters,
+# dots and dashes; a digest ALGORITHM:HEX. An engine refuses anything else only when a cell starts.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOMAIN = rf"(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    rf"(?P<name>(?:{_DOMAIN}(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*)(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?\Z"
+)
+
+
+def check_image(image: Any, where: str) -> str:
+    """An image reference an engine can look up (``my/app:1.2``, ``registry:5000/app@sha256:...``)."""
+    found = _IMAGE.match(image) if isinstance(image, str) else None
+    if found is None or len(found["name"]) > 255:
+        raise SpecError(f"{where}: {image!r} is not an image reference (NAME[:TAG][@DIGEST], the name lowercase)")
+    return str(image)
+
+
+def check_mount_point(key: str, value: Any, where: str) -> str:
+    """A path the cell may mount something on (``tmpfs``, ``mounts``, ``config_dir``), normalised.
+
+    Absolute, and none the engine owns: not ``/``, not the probe's ``/.ipv6compat`` or below
+    it, not ``/proc`` or below, not ``/dev`` itself, not the files the engine writes
+    (``/etc/hosts``, ``/etc/hostname``, ``/etc/resolv.conf``). Docker refuses ``/`` when the
+    container is created, the rest only when it starts, without naming the setting.
+    """
+    if not isinstance(value, str) or not value.startswith("/") or "\0" in value or ":" in value \
+            or not value.isprintable():
         raise SpecError(f"{where}: {key}: {value!r} is not an absolute path in the container")
-    return value
+    if any(c.isspace() for c in value):
+        raise SpecError(f"{where}: {key}: {value!r} holds white space, which not every backend can mount on")
+    path = "/" + posixpath.normpath(value).lstrip("/")
+    owned = path in _OWNED or any(path == tree or path.startswith(tree + "/") for tree in _OWNED_TREES)
+    if owned:
+        what = "the probe's own mount point" if path.startswith(PROBE_MOUNT) else "a path the engine itself mounts"
+        raise SpecError(f"{where}: {key}: {value!r} is {what}; mount on another path")
+    return path
+
+
+def _tmpfs_options(path: str, options: Any, where: str) -> str:
+    """``size=64m,mode=1777,noexec``: names every engine takes, and values the kernel takes."""
+    if not isinstance(options, str) or not options.isprintable():
+        raise SpecError(f"{where}: tmpfs options for {path!r} must be a string, got {options!r}")
+    for option in filter(None, (o.strip() for o in options.split(","))):
+        name, eq, value = option.partition("=")
+        if not eq and name in _TMPFS_FLAGS:
+            continue
+        if name not in _TMPFS_VALUES:
+            known = ", ".join([*sorted(_TMPFS_VALUES), *sorted(_TMPFS_FLAGS)])
+            raise SpecError(f"{where}: tmpfs {path} = {options!r}: {option!r} is not a tmpfs option (known: {known})")
+        if not eq or not _TMPFS_VALUES[name].match(value):
+            raise SpecError(f"{where}: tmpfs {path} = {options!r}: {name} = {value!r} is not {_TMPFS_HELP[name]}")
+        if name in ("uid", "gid") and int(value) > _ID_MAX:
+            raise SpecError(f"{where}: tmpfs {path} = {options!r}: {name} = {value} is more than {_ID_MAX}")
+    return options
+
+
+def _user(value: Any, where: str) -> str:
+    """NAME, UID, NAME:GROUP or UID:GID; numbers within the engines' range. Whether the image has
+    the name is known only when the cell starts (see :class:`~.backends.UnknownUser`)."""
+    parts = value.split(":") if isinstance(value, str) else []
+    if not 1 <= len(parts) <= 2 or not all(_USER_PART.match(part) for part in parts):
+        raise SpecError(f"{where}: user = {value!r} is not NAME, UID, NAME:GROUP or UID:GID")
+    for part in parts:
+        if part.isdigit() and int(part) > _ID_MAX:
+            raise SpecError(f"{where}: user = {value!r}: {part} is not a uid or gid (0 to {_ID_MAX})")
+    return str(value)
 
 
 def _pairs(key: str, value: Any, where: str) -> dict[str, Any]:
@@ -135,24 +235,24 @@ def parse_run_settings(raw: Mapping[str, Any], where: str, *, base: Path | None 
             if isinstance(value, (list, tuple)) and not isinstance(value, str):
                 value = {path: "" for path in value}
             table = _pairs(key, value, where)
-            for path, options in table.items():
-                _abs_path(key, path, where)
-                if not isinstance(options, str) or "\0" in options:
-                    raise SpecError(f"{where}: tmpfs options for {path!r} must be a string, got {options!r}")
-            out[key] = tuple(sorted(table.items()))
+            tmpfs = {check_mount_point(key, path, where): _tmpfs_options(path, options, where)
+                     for path, options in table.items()}
+            if len(tmpfs) < len(table):
+                raise SpecError(f"{where}: tmpfs names one path twice: {', '.join(map(repr, table))}")
+            out[key] = tuple(sorted(tmpfs.items()))
         elif key == "extra_hosts":
             table = _pairs(key, value, where)
             for host, ip in table.items():
                 if not isinstance(host, str) or not _HOST.match(host):
                     raise SpecError(f"{where}: extra_hosts: {host!r} is not a host name")
-                if not isinstance(ip, str) or not _IP.match(ip):
+                if not _ip_address(ip):
                     raise SpecError(f"{where}: extra_hosts: {host} = {ip!r} is not an IP address")
             out[key] = tuple(sorted(table.items()))
         elif key == "mounts":
             table = _pairs(key, value, where)
             mounts = []
             for path, source in table.items():
-                _abs_path(key, path, where)
+                path = check_mount_point(key, path, where)
                 if not isinstance(source, (str, Path)) or not str(source) or "\0" in str(source):
                     raise SpecError(f"{where}: mounts: {path} = {source!r} must name a host directory")
                 host_path = Path(source)
@@ -166,16 +266,18 @@ def parse_run_settings(raw: Mapping[str, Any], where: str, *, base: Path | None 
                     raise SpecError(f"{where}: mounts: {path} = {str(source)!r}: {str(host_path)!r} is not a "
                                     "directory (mount the directory that holds it)")
                 mounts.append((path, str(host_path)))
+            if len({path for path, _ in mounts}) < len(mounts):
+                raise SpecError(f"{where}: mounts names one path twice: {', '.join(map(repr, table))}")
             out[key] = tuple(sorted(mounts))
         elif key == "user":
-            if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?", value):
-                raise SpecError(f"{where}: user = {value!r} is not NAME, UID or UID:GID")
-            out[key] = value
+            out[key] = _user(value, where)
         elif key == "command":
             out[key] = _string_list(key, value, where)
         elif key == "memory":
             if not isinstance(value, str) or not _MEMORY.match(value) or _bytes(value) < 6 * 2**20:
                 raise SpecError(f"{where}: memory = {value!r} is not a size of at least 6m (e.g. '256m', '1g')")
+            if _bytes(value) > _MEMORY_MAX:
+                raise SpecError(f"{where}: memory = {value!r} is more than an engine can hold (at most 8589934591g)")
             out[key] = value
         elif key == "pids":
             if isinstance(value, bool) or not isinstance(value, int) or not 8 <= value <= 65536:
@@ -187,7 +289,37 @@ def parse_run_settings(raw: Mapping[str, Any], where: str, *, base: Path | None 
             out[key] = float(value)
     if "settle" in out and out["settle"] >= out.get("timeout", out["settle"] + 1):
         raise SpecError(f"{where}: settle = {out['settle']:g} must be shorter than timeout = {out['timeout']:g}")
+    _check_overlap(out.get("tmpfs", ()), out.get("mounts", ()), (), where)
     return out
+
+
+def _ip_address(value: Any) -> bool:
+    """An IPv4 or IPv6 address as the engines parse it: no zone (``%eth0``), no prefix, no host name."""
+    if not isinstance(value, str) or "%" in value:
+        return False
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_overlap(tmpfs: Any, mounts: Any, extra: tuple[tuple[str, Any], ...], where: str) -> None:
+    """No path is mounted twice (Docker: "Duplicate mount point", when the container is created)."""
+    seen: dict[str, str] = {}
+    for what, pairs in (("tmpfs", tmpfs), ("mounts", mounts), *extra):
+        for path, _ in pairs:
+            if path in seen:
+                raise SpecError(f"{where}: {what} {path} is also in {seen[path]}: a path takes one mount")
+            seen[path] = what
+
+
+def check_run(spec: RunSpec, where: str, config_dir: str | None = None) -> None:
+    """What only the combined settings show (``[target]`` with ``[variant.NAME]`` and the options):
+    ``settle < timeout``, and no path mounted twice, counting a read-only config's ``config_dir``."""
+    check_settle(spec, where)
+    extra = (("config_dir", ((config_dir, ""),)),) if config_dir is not None else ()
+    _check_overlap(spec.tmpfs, spec.mounts, extra, where)
 
 
 def check_settle(spec: RunSpec, where: str) -> None:

@@ -368,9 +368,12 @@ class Results:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED  # --ipv6-fidelity=fail: a disagreement fails the run
         try:
             self._write_reports()
-        except OSError as exc:  # checked at start, but the disk may have changed since: say so, keep the grid
-            where = exc.filename or "a report file"
-            self.config.get_terminal_writer().line(f"ipv6compat: cannot write {where}: {exc.strerror}", red=True)
+        except ReportWriteError as exc:  # checked at start, but the disk may have changed since: say so
+            reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:  # on a line of its own, not after the progress dots
+                reporter.write_line(f"ipv6compat: {exc}", red=True)
+            else:
+                self.config.get_terminal_writer().line(f"ipv6compat: {exc}", red=True)
             if session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -378,12 +381,9 @@ class Results:
         state = self.config.stash[STATE_KEY]
         s = state.settings
         order = self.ordering()
-        for path in (s.markdown, s.json):
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
         if s.markdown is not None:
-            s.markdown.write_text(render_markdown(self.results, order=order, incomplete=self.incomplete),
-                                  encoding="utf-8")
+            _write(s.markdown, render_markdown(self.results, order=order, incomplete=self.incomplete),
+                   s.source("markdown"))
         if s.json is not None:
             meta: dict[str, Any] = {
                 "plugin_version": version("pytest-ipv6compat"),
@@ -393,8 +393,20 @@ class Results:
                           "settings": list(order.settings)},
                 **state.engine_info(),
             }
-            s.json.write_text(render_json(self.results, meta=meta, order=order, run=self.run_record()),
-                              encoding="utf-8")
+            _write(s.json, render_json(self.results, meta=meta, order=order, run=self.run_record()), s.source("json"))
+
+
+class ReportWriteError(Exception):
+    """A report file could not be written; the message names the option, the file and why."""
+
+
+def _write(path: Path, text: str, source: str) -> None:
+    """Write a report file; a failure (a full disk, /dev/full) names the option that asked for it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ReportWriteError(f"{source}: cannot write {str(path)!r}: {exc.strerror or exc}") from None
 
 
 def add_fidelity_properties(path: Path, flags: Sequence[FidelityFlag]) -> None:

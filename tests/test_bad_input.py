@@ -118,7 +118,9 @@ MISTAKES = [
     pytest.param(('settings = ["unset", "=1"]', 'settings = ["unset", "=1", "empty", "="]'),
                  "{path}: [[]target.settings[]]: '=' is the same setting as 'empty'", id="same-setting-twice"),
     pytest.param(('settings = ["unset", "=1"]', 'settings = ["unset", "=1", "=a\\nb"]'),
-                 "{path}: [[]target.settings[]]: '=a\\nb' holds a NUL or a line break", id="newline-in-setting"),
+                 "{path}: [[]target.settings[]]: knob setting '=a\\nb' holds a control or format character "
+                 "(a line break, an escape code): test ids, terminals and Markdown do not carry it",
+                 id="newline-in-setting"),
     pytest.param(('"=1" = "up 0.0.0.0:80"', '"=1" = "exited 256"'),
                  "{path}: [[]expect.a.dual-stack.=1[]]: expectation 'exited 256': exit code 256 is not 0-255",
                  id="exit-code-256"),

@@ -91,7 +91,7 @@ def test_minimal_matrix(tmp_path: Path) -> None:
          "settle = 0 must be more than 0"),
         ('stacks = ["dual-stack"]', 'stacks = ["dual-stack"]\n[variant.a]\nreadonly = true',
          "unknown setting(s): readonly"),
-        ('settings = ["unset", "=1"]', 'settings = ["unset", "=1\\n2"]', "holds a NUL or a line break"),
+        ('settings = ["unset", "=1"]', 'settings = ["unset", "=1\\n2"]', "holds a control or format character"),
         ('"=1" = "up 0.0.0.0:80"', '"=1" = "up"', "needs at least one listener"),
         ('"=1" = "up 0.0.0.0:80"', '"=1" = "exited 1 \'a"', "No closing quotation"),
         ('"=1" = "up 0.0.0.0:80"', '"=1" = 3', "must be a string, got 3"),

@@ -9,6 +9,7 @@ parses its report with :mod:`pytest_ipv6compat.probe.report`, so ``up``, ``exite
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from ..model import Attestation, Verdict
 from ..spec import RunSpec
 from ..stacks import Stack
 
-__all__ = ["Backend", "EngineError", "Launch", "Run", "StackUnsupported"]
+__all__ = ["Backend", "EngineError", "Launch", "Run", "StackUnsupported", "UnknownUser"]
 
 
 class EngineError(Exception):
@@ -27,6 +28,35 @@ class EngineError(Exception):
 
 class StackUnsupported(EngineError):
     """This backend cannot realise the cell's stack at all (a skip, not an error); the message says why."""
+
+
+class UnknownUser(EngineError):
+    """The image has no user (or group) of the name the cell's ``user`` setting gives.
+
+    The syntax is checked where the setting is written (:mod:`..spec`); whether the image's
+    ``/etc/passwd`` and ``/etc/group`` have the name is known only when the cell starts.
+    Docker, Podman and the User-mode Linux backend say it in the same words, found here.
+    """
+
+    _WORDS = re.compile(r"unable to find (user|group) (\S+?):? no matching entries in (?:passwd|group)(?: file)?")
+
+    def __init__(self, user: str, image: str, words: str, kind: str, name: str) -> None:
+        super().__init__(f"user = {user!r}: {words}")
+        self.user, self.image, self.words, self.kind, self.name = user, image, words, kind, name
+
+    @classmethod
+    def find(cls, user: str | None, image: str, text: str) -> UnknownUser | None:
+        """The error an engine's ``text`` reports for the cell's ``user``, or None if it says something else."""
+        found = cls._WORDS.search(text)
+        if not user or found is None:
+            return None
+        return cls(user, image, found.group(0), found.group(1), found.group(2))
+
+    def line(self, where: str) -> str:
+        """One line naming where ``user`` was written, the value, and the image."""
+        table = "/etc/passwd" if self.kind == "user" else "/etc/group"
+        return (f"{where}: user = {self.user!r}: image {self.image!r} has no {self.kind} {self.name!r} in its "
+                f"{table} (the engine: {self.words})")
 
 
 @dataclass(frozen=True)

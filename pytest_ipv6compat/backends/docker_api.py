@@ -30,7 +30,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from . import EngineError, Launch, StackUnsupported
+from . import EngineError, Launch, StackUnsupported, UnknownUser
 from .docker_run import FAULTS, DockerRun, reason
 from .docker_volumes import Volumes, remove_volume
 
@@ -295,6 +295,9 @@ class DockerBackend:
                 api.start(container_id)
             except FAULTS as exc:
                 why = reason(exc)
+                unknown = UnknownUser.find(spec.user, launch.image, why)
+                if unknown is not None:
+                    raise unknown from None
                 raise EngineError(f"the engine could not start a container from {launch.image!r}: {why}") from None
             run = DockerRun(
                 self.client, container_id, name, launch, nonce, probe=PROBE_MOUNT,

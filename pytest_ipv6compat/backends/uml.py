@@ -41,7 +41,8 @@ from typing import IO, Any
 from ..diagnose import error_line, oom_error_line
 from ..model import Attestation, Outcome, Verdict
 from ..probe.report import STALL_S, SealedChannel, ShimReport, WatchReport, is_shim_line
-from . import EngineError, Launch
+from ..spec import TMPFS_DEFAULT_FLAGS
+from . import EngineError, Launch, UnknownUser
 from .logtext import LOG_TAIL_LINES, clean
 from .uml_rootfs import PROBE_DIR, cell_archive, cell_initramfs, elf32_programs, ensure_rootfs
 
@@ -64,15 +65,17 @@ _WATCHDOG = (
 )
 
 
-def find_kernel(given: str | None) -> Path:
-    """The ``linux`` binary to boot, or :class:`EngineError` saying how to install it."""
+def find_kernel(given: str | None, flag: str = "--ipv6-uml") -> Path:
+    """The ``linux`` binary to boot, or :class:`EngineError` saying how to install it.
+
+    ``flag`` names the option ``given`` came from in the message (``prepare`` has ``--uml``)."""
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "amd64"):
         raise EngineError(f"User-mode Linux runs on Linux x86-64 only, not {platform.system()} "
                           f"{platform.machine()}: the ipv6-boot-disabled stack is unavailable here")
     name = given or "linux"
     found = shutil.which(name) if "/" not in name else (name if os.access(name, os.X_OK) else None)
     if found is None:
-        where = f"--ipv6-uml={given}" if given else "'linux' on PATH"
+        where = f"{flag}={given}" if given else "'linux' on PATH"
         raise EngineError(f"User-mode Linux kernel not found ({where}): {INSTALL_HINT}")
     return Path(found)
 
@@ -202,11 +205,17 @@ _CPU_PERIOD_US = 100_000  # the kernel is one CPU: a cell's cpus of 1 or more is
 
 def _settings(launch: Launch, nonce: str, tag: str, channel: SealedChannel, tables: bool) -> dict[str, str]:
     spec = launch.run
-    tmpfs = " ".join(f"{path}:{opts or 'mode=1777'}" for path, opts in spec.tmpfs)
+    tmpfs = " ".join(f"{path}:{_tmpfs_options(opts) or 'mode=1777'}" for path, opts in spec.tmpfs)
     return {"NONCE": nonce, "TAG": tag, "KEY": channel.key.hex(), "TABLES": "1" if tables else "0",
             "READ_ONLY": "1" if spec.read_only else "0",
             "TMPFS": tmpfs, "PIDS": str(spec.pids), "MEMORY": f"{memory_mb(spec.memory)}M",
             "CPU_MAX": "max" if spec.cpus >= 1 else f"{round(spec.cpus * _CPU_PERIOD_US)} {_CPU_PERIOD_US}"}
+
+
+def _tmpfs_options(options: str) -> str:
+    """The options umlsetup passes to mount(2), without the flags that name the kernel's default
+    (``exec``, ``suid`` ...): umlsetup would give them to tmpfs as data, which refuses them."""
+    return ",".join(o for o in (w.strip() for w in options.split(",")) if o and o not in TMPFS_DEFAULT_FLAGS)
 
 
 def _words(launch: Launch, config: dict[str, Any], nonce: str) -> dict[str, list[str]]:
@@ -417,8 +426,10 @@ class UmlRun:
             if not self._shim.attested:
                 unknown = next((x for x in self._console if x.startswith("unable to find ")), None)
                 if unknown:
-                    whose = f"user = {self.launch.run.user!r}" if self.launch.run.user else "the image's user"
-                    raise EngineError(f"{whose}: {unknown}")
+                    named = UnknownUser.find(self.launch.run.user, self.launch.image, unknown)
+                    if named is not None:
+                        raise named
+                    raise EngineError(f"the image's user: {unknown}")
                 why = "did not reach the shim within the cell's timeout" if not self._attested.is_set() \
                     else "ended before the stack could be attested"
                 raise EngineError(f"the User-mode Linux kernel {why}; console:\n{self._diagnostics()}")
