@@ -24,12 +24,13 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
 import docker
 import docker.errors
+import docker.types.daemon
 
 from ..diagnose import error_line, oom_error_line
 from ..model import Attestation, Outcome, Verdict
@@ -157,7 +158,7 @@ class DockerRun:
             exec_id = self._api.exec_create(
                 self.container_id, argv, stdout=True, stderr=True, environment=[self._channel.environment]
             )["Id"]
-            stream = self._api.exec_start(exec_id, stream=True)
+            stream = exec_output(self._api, exec_id)
             self._closers.append(stream.close)
             self._events.put(("watch-open", None))  # from now on, the watcher must write every STALL_S
             for line in lines(stream):
@@ -480,3 +481,32 @@ def reason(exc: BaseException) -> str:
         return (found.group(1) or found.group(2)).strip()
     lines = text.strip().splitlines()
     return lines[-1] if lines else type(exc).__name__
+
+
+def exec_output(api: Any, exec_id: str) -> Any:
+    """Start an exec and stream what it writes (stdout and stderr, no tty), as ``exec_start(stream=True)``
+    does, but read through the HTTP response's own buffer.
+
+    docker-py reads the exec's frames from the raw socket beneath that buffer, so whatever arrived
+    in the same read as the response's headers is lost: on a loaded machine, where this thread reads
+    the headers late, the watcher's first records (seen under Docker at load average 116 and on
+    Podman at 15, as a report that began with record 1). The stream's ``close`` ends the read from
+    another thread, as docker-py's does.
+    """
+    res = api._post_json(api._url("/exec/{0}/start", exec_id), headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+                         data={"Tty": False, "Detach": False}, stream=True)
+    api._raise_for_status(res)
+    buffered = res.raw._fp.fp  # the response's reader: the headers came through it, and what followed them
+
+    def frames() -> Iterator[bytes]:
+        while True:
+            header = buffered.read(8)  # stream (1 byte), 3 zero bytes, payload length (big-endian)
+            if len(header) < 8:
+                return
+            payload = buffered.read(int.from_bytes(header[4:], "big"))
+            if payload:
+                yield payload
+            if len(payload) < int.from_bytes(header[4:], "big"):
+                return
+
+    return docker.types.daemon.CancellableStream(frames(), res)

@@ -102,8 +102,7 @@ class SealedChannel:
         if not self.started and int(seq) > 0:  # sealed with this cell's key, so the watcher's: lost on the way
             raise TamperError(
                 f"the engine lost the start of the probe's report: its first line was record {int(seq)} "
-                f"({_quote(record)}), not record 0 (the watcher's output was attached late; seen on Podman under "
-                "heavy load); no verdict without it"
+                f"({_quote(record)}), not record 0; no verdict without it"
             )
         if self.ended or int(seq) != self.next_seq:
             due = "none after the end record" if self.ended else f"record {self.next_seq} was due"
