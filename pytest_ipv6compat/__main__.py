@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line, file=sys.stderr if status else sys.stdout)
         return status
     cache = args.cache_dir or images.default_cache_dir()
+    engine: DockerBackend | None = None
     try:
         matrices = [load_matrix(path) for path in args.matrix]
         started = time.monotonic()
@@ -84,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     except (docker.errors.DockerException, OSError) as exc:  # an engine call no step above expected to fail
         print(f"error: the Docker engine at {engine_address()} failed: {reason(exc)}", file=sys.stderr)
         return 2
+    finally:
+        if engine is not None:
+            engine.close()  # an ssh:// engine's connection
     return 0
 
 
