@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument("--base-image", help="use this base image instead of bootstrapping one")
     prep.add_argument("--cache-dir", type=Path, default=None)
     prep.add_argument("--uml", default=None, help="the User-mode Linux kernel (default: 'linux' on PATH)")
+    prep.add_argument("--ssh-config", type=Path, default=None,
+                      help="OpenSSH client config (ssh -F) for an ssh:// DOCKER_HOST (default: ~/.ssh/config)")
     init = sub.add_parser("init", help="write a matrix file (*.ipv6.toml) for an image or a build context")
     scaffold.add_arguments(init)
     shards = sub.add_parser("merge", help="one grid from the JSON reports of sharded runs (--ipv6-json)")
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         matrices = [load_matrix(path) for path in args.matrix]
         started = time.monotonic()
         probe = images.ensure_probe(cache)
-        engine = DockerBackend.connect(probe)
+        engine = DockerBackend.connect(probe, ssh_config=args.ssh_config)
         print(f"probe      {probe}  ({time.monotonic() - started:.2f}s)")
         started = time.monotonic()
         if args.base_image:

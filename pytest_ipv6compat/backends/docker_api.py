@@ -29,6 +29,7 @@ from typing import Any
 
 import docker
 import docker.errors
+from docker.transport import UnixHTTPAdapter
 
 from . import EngineError, Launch, StackUnsupported
 from .docker_run import FAULTS, DockerRun, reason
@@ -88,10 +89,12 @@ class DockerBackend:
                     tunnel = Tunnel(given, session=session, connect_timeout=connect_timeout, config=ssh_config).open()
                 except EngineError as exc:
                     raise EngineError(f"Docker engine at {address} is unreachable: {exc}") from None
-                # docker-py keeps a pool per URL (25, each keeping its idle connections): each open
-                # connection here is an SSH channel, so keep few idle ones (measured: README, Remote engines).
-                client = docker.DockerClient(base_url=tunnel.local_url, timeout=timeout, num_pools=SSH_POOLS,
-                                             max_pool_size=SSH_POOL_SIZE)
+                client = docker.DockerClient(base_url=tunnel.local_url, timeout=timeout)
+                # docker-py keeps a connection pool per URL (25, whatever num_pools says for a unix:// address),
+                # each keeping its idle connections: here each is an SSH channel, so keep few (README, ssh://).
+                client.api.mount("http+docker://", UnixHTTPAdapter(
+                    f"http+unix://{tunnel.local_socket}", timeout, pool_connections=SSH_POOLS,
+                    max_pool_size=SSH_POOL_SIZE))
             else:
                 client = docker.DockerClient(base_url=url, timeout=timeout) if url else docker.from_env(timeout=timeout)
             client.ping()
@@ -151,9 +154,13 @@ class DockerBackend:
                 "runtime": str(info.get("DefaultRuntime") or "?"),
                 "seccomp": "yes" if any("seccomp" in str(o) for o in info.get("SecurityOptions") or []) else "no",
                 "address": self.address,
-                "files": "local" if _is_local(self.client) else "remote (nothing is bind-mounted: works the same)",
+                "files": "local" if self._local() else "remote (nothing is bind-mounted: works the same)",
             }
         return dict(self._info)
+
+    def _local(self) -> bool:
+        """The engine runs on this machine (it may share its files); through an SSH tunnel it does not."""
+        return self.tunnel is None and _is_local(self.client)
 
     def _podman(self) -> bool:
         """The engine is Podman; an engine that does not answer now says so at the next call instead."""
@@ -179,7 +186,7 @@ class DockerBackend:
         out = []
         for option in options:
             if option.startswith("seccomp={"):
-                if not _is_local(self.client):
+                if not self._local():
                     raise StackUnsupported(
                         f"stack {launch.stack.name} needs a seccomp profile, which a remote Podman takes only as a "
                         "file on its own host; run these cells on Docker or a local Podman"
