@@ -55,7 +55,7 @@ def _verdicts(report: Path) -> dict[str, tuple[str, object]]:
             verdict = {k: verdict[k] for k in ("outcome", "listeners", "answered", "listened", "exit_code",
                                                "error_line")}
             line = re.sub(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ", "", verdict["error_line"] or "")
-            verdict["error_line"] = re.sub(r"/sed\w{6}\b", "/sedXXXXXX", line)
+            verdict["error_line"] = re.sub(r"\.tmp\w+", ".tmpXXXXXX", line)
         out[cell["id"]] = (cell["status"], verdict)
     return out
 
