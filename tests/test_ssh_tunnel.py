@@ -47,8 +47,8 @@ def test_the_command_line_never_prompts_and_forwards_only_the_socket(tmp_path: P
     address = SshAddress("build-2", "ci", 2222, "/run/docker.sock")
     argv = ssh_argv(address, tmp_path / "engine.sock", "GUARD", connect_timeout=7, config=tmp_path / "cfg")
     assert argv[:4] == ["ssh", "-T", "-x", "-a"]
-    assert ["-F", str(tmp_path / "cfg")] == argv[4:6]
-    assert ["-p", "2222"] == argv[6:8]
+    assert argv[4:6] == ["-F", str(tmp_path / "cfg")]
+    assert argv[6:8] == ["-p", "2222"]
     for option in ("BatchMode=yes", "ExitOnForwardFailure=yes", "ConnectTimeout=7", "ControlPath=none"):
         assert option in argv
     assert argv[-5:] == ["-L", f"{tmp_path / 'engine.sock'}:/run/docker.sock", "--", "ci@build-2", "GUARD"]
