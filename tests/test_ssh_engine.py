@@ -139,6 +139,21 @@ def test_a_server_allowing_three_sessions_runs_cells(
         assert "Traceback" not in result.stdout.str() + result.stderr.str()
 
 
+def test_the_connection_ends_by_itself_once_the_session_is_done(sshd: Sshd) -> None:
+    """At the end, the plugin's connections close and the guard is disarmed: ssh exits 0 on its own, at once
+    (a connection left open would hold it until it is terminated)."""
+    engine = DockerBackend.connect(images.ensure_probe(images.default_cache_dir()), url=sshd.url,
+                                   ssh_config=sshd.client_config)
+    tunnel = engine.tunnel
+    assert tunnel is not None
+    assert engine.info()["files"].startswith("remote")
+    engine.remove_session()
+    engine.close()
+    assert tunnel.returncode == 0
+    assert tunnel.dir is None
+    assert sshd.engine_connections() == 0
+
+
 def _connect_error(url: str, config: Path | None) -> str:
     with pytest.raises(EngineError) as caught:
         DockerBackend.connect(images.ensure_probe(images.default_cache_dir()), url=url, ssh_config=config,
@@ -201,6 +216,8 @@ def test_a_server_killed_mid_run_errors_the_rest_and_leaves_nothing(tmp_path: Pa
                 f"--junitxml={tmp_path}/r.xml", f"--ipv6-ssh-config={server.client_config}", "--ipv6-hold=2"]
         proc = subprocess.Popen(argv, env={**os.environ, "DOCKER_HOST": server.url}, cwd=tmp_path,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        guard = threading.Timer(600, proc.kill)  # a run that hangs without a line still ends (ours, by pid)
+        guard.start()
         pids: set[int] = {proc.pid}
         lines: list[str] = []
         assert proc.stdout is not None
@@ -216,6 +233,7 @@ def test_a_server_killed_mid_run_errors_the_rest_and_leaves_nothing(tmp_path: Pa
         assert len(passed) == 2, "".join(lines)
         server.kill()
         out, _ = proc.communicate(timeout=300)
+        guard.cancel()
     text = "".join(lines) + out
     assert proc.returncode == 1, text
     doc = json.loads((tmp_path / "r.json").read_text())

@@ -92,9 +92,11 @@ class DockerBackend:
                 client = docker.DockerClient(base_url=tunnel.local_url, timeout=timeout)
                 # docker-py keeps a connection pool per URL (25, whatever num_pools says for a unix:// address),
                 # each keeping its idle connections: here each is an SSH channel, so keep few (README, ssh://).
+                previous = client.api.get_adapter("http+docker://localhost")
                 client.api.mount("http+docker://", UnixHTTPAdapter(
                     f"http+unix://{tunnel.local_socket}", timeout, pool_connections=SSH_POOLS,
                     max_pool_size=SSH_POOL_SIZE))
+                previous.close()  # its connection (the API version query) would hold ssh open at the end
             else:
                 client = docker.DockerClient(base_url=url, timeout=timeout) if url else docker.from_env(timeout=timeout)
             client.ping()

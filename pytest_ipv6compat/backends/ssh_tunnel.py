@@ -144,6 +144,7 @@ class Tunnel:
         self.dir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self._ended: str | None = None
+        self.returncode: int | None = None  # how ssh ended, once closed: 0 when it ended by itself
 
     @property
     def local_socket(self) -> Path:
@@ -249,6 +250,7 @@ class Tunnel:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+            self.returncode = proc.returncode
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
