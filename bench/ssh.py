@@ -56,18 +56,25 @@ def _cells(server: Sshd, runs: int) -> None:
         raise BenchError(str(exc)) from None
     image = _reference(sides["unix://"])
     times: dict[tuple[str, str], list[float]] = {}
+    errors: dict[str, list[str]] = {}
     try:
         for i in range(runs):
             for stack, expect in (("dual-stack", Outcome.UP), ("ipv6-kernel-off", Outcome.EXITED)):
                 for name, backend in sides.items():
-                    cell = plugin_cell(backend, launch_for(image, stack, hold=1.0, settle=0.05, timeout=30),
-                                       expect=expect)
+                    try:
+                        cell = plugin_cell(backend, launch_for(image, stack, hold=1.0, settle=0.05, timeout=30),
+                                           expect=expect)
+                    except EngineError as exc:  # counted and shown, not timed
+                        errors.setdefault(name, []).append(f"{stack}: {exc}")
+                        continue
                     times.setdefault((name, stack), []).append(cell.total)
-            progress(f"cells: run {i + 1}/{runs}")
+            progress(f"cells: run {i + 1}/{runs}; load {load_average()}")
     finally:
         for backend in sides.values():
             backend.remove_session()
             backend.close()
+    for name, lines in errors.items():
+        print(f"  errors on {name}: {len(lines)}: " + " | ".join(line.splitlines()[0][:200] for line in lines))
     print("per-cell cost (s), reference cell, hold 1 s: median / p90 / min (n)")
     for (name, stack), values in sorted(times.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         s = Summary.of(values)
