@@ -171,7 +171,7 @@ class Tunnel:
                                          start_new_session=True)  # a Ctrl-C in the terminal is ours to handle
         try:
             self._wait_ready(time.monotonic() + self.connect_timeout + 5)
-        except EngineError:
+        except BaseException:
             self.close(disarm=False)
             raise
         return self
@@ -191,7 +191,8 @@ class Tunnel:
                     continue
                 chunk = os.read(self.proc.stdout.fileno(), 4096)
                 if not chunk:  # ssh exited (or the remote shell did) before the guard ran
-                    self.proc.wait(timeout=5)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self.proc.wait(timeout=5)
                     raise EngineError(self._ssh_said())
                 seen += chunk
         if not self.local_socket.exists():
@@ -203,9 +204,6 @@ class Tunnel:
         code = self.proc.returncode if self.proc is not None else None
         said = line or f"ssh exited with status {code}"
         return f"{said}; Hint: {hint(line, self.address)}"
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def ended(self, wait: float = 0.0) -> str | None:
         """Why the connection is gone (one line with a hint), or None while ssh still runs (waited ``wait`` s)."""
