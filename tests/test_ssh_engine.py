@@ -92,6 +92,14 @@ def _ours(client: docker.DockerClient, pids: set[int]) -> tuple[list[str], list[
     return containers, volumes
 
 
+def _cmdline(pid: int) -> bytes:
+    """A live process's command line; empty once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _ssh_processes(port: int) -> list[int]:
     """ssh clients on this machine connecting to the test server's port."""
     found = []
@@ -231,6 +239,8 @@ def test_a_server_killed_mid_run_errors_the_rest_and_leaves_nothing(tmp_path: Pa
             if len(passed) == 2 or time.monotonic() > deadline:
                 break
         assert len(passed) == 2, "".join(lines)
+        guards = [pid for pid in server.pids() if b"ipv6compat-guard" in _cmdline(pid)]
+        assert len(guards) == 3, guards  # the controller's and each worker's connection
         server.kill()
         out, _ = proc.communicate(timeout=300)
         guard.cancel()
@@ -250,10 +260,12 @@ def test_a_server_killed_mid_run_errors_the_rest_and_leaves_nothing(tmp_path: Pa
             assert server.url in why, why
     assert "Traceback" not in text
     assert (tmp_path / "r.xml").read_text().count("<error") == statuses.count("error")
-    # The guard on the engine's host removes the session's containers and volumes once the connection is cut.
+    # The guards on the engine's host remove the sessions' containers and volumes once the connection is cut:
+    # wait for them to end (bounded), then look once.
     deadline = time.monotonic() + 60
-    while _ours(client, pids) != ([], []) and time.monotonic() < deadline:
+    while any(_cmdline(pid) for pid in guards) and time.monotonic() < deadline:
         time.sleep(0.2)
+    assert not any(_cmdline(pid) for pid in guards)
     assert _ours(client, pids) == ([], [])
     assert _ssh_processes(server.port) == []
     assert not [p for p in Path("/tmp").glob(f"{DIR_PREFIX}*") if int(p.name.split("-")[2]) in pids]

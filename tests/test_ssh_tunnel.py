@@ -55,12 +55,14 @@ def test_the_command_line_never_prompts_and_forwards_only_the_socket(tmp_path: P
 
 
 def test_the_guard_removes_only_its_session_unless_disarmed(tmp_path: Path) -> None:
-    """Run the guard with a fake `docker` on PATH that records its calls."""
+    """Run the guard with a fake `docker` on PATH that records its calls; it lists the session's container and
+    volume once (a later look finds nothing), so the guard removes them, looks again, and stops."""
     log = tmp_path / "calls"
     fake = tmp_path / "bin" / "docker"
     fake.parent.mkdir()
     fake.write_text(f'#!/bin/sh\necho "$DOCKER_HOST $*" >> {log}\n'
-                    'case "$*" in "ps -aq"*) echo c1;; "volume ls -q"*) echo v1;; esac\n')
+                    f'case "$*" in "ps -aq"*) [ -e {tmp_path}/c ] || {{ touch {tmp_path}/c; echo c1; }};;\n'
+                    f'"volume ls -q"*) [ -e {tmp_path}/v ] || {{ touch {tmp_path}/v; echo v1; }};; esac\n')
     fake.chmod(0o755)
     script = guard_script("abc123", "/run/docker.sock")
     env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
@@ -69,11 +71,10 @@ def test_the_guard_removes_only_its_session_unless_disarmed(tmp_path: Path) -> N
     assert done.stdout == f"{READY}\n"
     assert not log.exists()
     subprocess.run(["sh", "-c", script], input="", env=env, capture_output=True, text=True, timeout=30, check=True)
+    ps = "unix:///run/docker.sock ps -aq --filter label=ipv6compat.session=abc123"
+    ls = "unix:///run/docker.sock volume ls -q --filter label=ipv6compat.session=abc123"
     assert log.read_text().splitlines() == [
-        "unix:///run/docker.sock ps -aq --filter label=ipv6compat.session=abc123",
-        "unix:///run/docker.sock rm -fv c1",
-        "unix:///run/docker.sock volume ls -q --filter label=ipv6compat.session=abc123",
-        "unix:///run/docker.sock volume rm -f v1",
+        ps, ls, "unix:///run/docker.sock rm -fv c1", "unix:///run/docker.sock volume rm -f v1", ps, ls, ps, ls,
     ]
 
 

@@ -79,16 +79,23 @@ def is_ssh(url: str | None) -> bool:
 
 def guard_script(session: str, socket: str) -> str:
     """The remote command: say ready, wait on stdin; on anything but the disarm word, remove the session's
-    containers and volumes through the engine's socket with the ``docker`` CLI there (if it has one)."""
+    containers and volumes through the engine's socket with the ``docker`` CLI there (if it has one).
+
+    Requests already on their way when the connection was cut (a create, a volume) may still complete
+    after a first look: it looks again, once a second, until two looks a second apart find nothing
+    (at most 10 s)."""
     label = shlex.quote(f"label=ipv6compat.session={session}")
     host = shlex.quote(f"unix://{socket}")
     return (
         f"echo {READY}; read -r word; [ \"$word\" = {DISARM} ] && exit 0; "
         "command -v docker >/dev/null 2>&1 || exit 0; "
-        f"export DOCKER_HOST={host}; "
-        f"for c in $(docker ps -aq --filter {label}); do docker rm -fv \"$c\"; done >/dev/null 2>&1; "
-        f"for v in $(docker volume ls -q --filter {label}); do docker volume rm -f \"$v\"; done >/dev/null 2>&1; "
-        "exit 0"
+        f"export DOCKER_HOST={host}; i=0; "
+        "while [ $i -lt 10 ]; do i=$((i+1)); "
+        f"c=$(docker ps -aq --filter {label} 2>/dev/null); v=$(docker volume ls -q --filter {label} 2>/dev/null); "
+        "[ -z \"$c$v\" ] && [ $i -gt 2 ] && break; "
+        "for x in $c; do docker rm -fv \"$x\"; done >/dev/null 2>&1; "
+        "for x in $v; do docker volume rm -f \"$x\"; done >/dev/null 2>&1; "
+        "sleep 1; done; exit 0"
     )
 
 
