@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument("--prune", action="store_true",
                       help="then remove every cached root filesystem the given matrix files do not use, and old "
                            "probe builds")
+    prep.add_argument("--ssh-config", type=Path, default=None,
+                      help="OpenSSH client config (ssh -F) for an ssh:// DOCKER_HOST (default: ~/.ssh/config)")
     init = sub.add_parser("init", help="write a matrix file (*.ipv6.toml) for an image or a build context")
     scaffold.add_arguments(init)
     shards = sub.add_parser("merge", help="one grid from the JSON reports of sharded runs (--ipv6-json)")
@@ -49,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         print(line, file=sys.stderr if status else sys.stdout)
         return status
     cache = args.cache_dir or images.default_cache_dir()
+    engine: DockerBackend | None = None
     try:
         if args.uml is not None:  # named on purpose: a kernel that is not there is an error, not a skip
             find_kernel(args.uml, flag="--uml")
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         exported: list[Path | None] = []  # the root filesystems used: what --prune keeps
         started = time.monotonic()
         probe = images.ensure_probe(cache)
-        engine = DockerBackend.connect(probe)
+        engine = DockerBackend.connect(probe, ssh_config=args.ssh_config)
         print(f"probe      {probe}  ({time.monotonic() - started:.2f}s)")
         started = time.monotonic()
         if args.base_image:
@@ -95,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     except (docker.errors.DockerException, OSError) as exc:  # an engine call no step above expected to fail
         print(f"error: the Docker engine at {engine_address()} failed: {reason(exc)}", file=sys.stderr)
         return 2
+    finally:
+        if engine is not None:
+            engine.close()  # an ssh:// engine's connection
     return 0
 
 

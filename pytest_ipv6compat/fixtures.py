@@ -98,7 +98,7 @@ class TargetFactory:
         context = Path(context)
         try:
             return self._state.built_image(context, name or context.name, dict(build_args))
-        except images.ImageError as exc:
+        except (images.ImageError, EngineError) as exc:
             fail(str(exc))
 
     @contextlib.contextmanager

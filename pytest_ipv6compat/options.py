@@ -122,6 +122,14 @@ OPTIONS = (
         None,
         "URLS",
     ),
+    Option(
+        "ipv6_ssh_config",
+        "OpenSSH client config (ssh -F) for ssh:// engines: key, known hosts, port, jump host (default: "
+        "~/.ssh/config)",
+        "path",
+        None,
+        "FILE",
+    ),
     Option("ipv6_cache_dir", "where downloaded packages and the probe are cached", "path", None, "DIR"),
     Option(
         "ipv6_fidelity",
@@ -162,6 +170,7 @@ class Settings:
     uml: str | None = None
     cache_dir: Path | None = None
     engines: tuple[str, ...] | None = None
+    ssh_config: Path | None = None
     record: bool = False
     fidelity: str = "report"
     sources: tuple[tuple[str, str], ...] = ()  # (field, where its value came from: the flag or the ini file)
@@ -254,6 +263,8 @@ def _convert(opt: Option, raw: Any, source: str, rootpath: Path) -> Any:
             _check_writable_file(path, source)
         if opt.name == "ipv6_cache_dir":
             _check_directory(path, source)
+        if opt.name == "ipv6_ssh_config" and not path.is_file():
+            raise pytest.UsageError(f"{source}: {str(path)!r} is not a file")
         return path
     return text
 

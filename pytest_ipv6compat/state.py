@@ -6,8 +6,10 @@ selects no container tests never needs an engine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import docker
 from . import images
 from .backends import Backend, EngineError
 from .backends.docker_api import DockerBackend
+from .backends.docker_run import FAULTS, reason
 from .backends.uml import UmlBackend, find_kernel
 from .options import Settings
 from .stacks import Stack
@@ -70,7 +73,8 @@ class SessionState:
                 check_cache(self.cache_dir)
                 probe = images.ensure_probe(self.cache_dir)
                 self._engine = DockerBackend.connect(
-                    probe, api_timeout=max(60.0, self.settings.timeout + 10), url=self.engine_url
+                    probe, api_timeout=max(60.0, self.settings.timeout + 10), url=self.engine_url,
+                    ssh_config=self.settings.ssh_config,
                 )
                 self.swept = self._engine.sweep()
             except (EngineError, images.ImageError) as exc:
@@ -118,24 +122,38 @@ class SessionState:
 
     def base_image(self) -> str:
         if self._base is None:
-            if self.settings.base_image:
-                self._base = images.use_base_image(self.client, self.settings.base_image)
-            else:
-                self._base = images.ensure_base_image(self.client, self.cache_dir)
+            with self._engine_faults("the base image"):
+                if self.settings.base_image:
+                    self._base = images.use_base_image(self.client, self.settings.base_image)
+                else:
+                    self._base = images.ensure_base_image(self.client, self.cache_dir)
         return self._base
 
     def built_image(self, context: Path, name: str, build_args: dict[str, str]) -> str:
         key = (str(context), name + repr(sorted(build_args.items())))
         if key not in self._images:
-            self._images[key] = images.ensure_target_image(
-                self.client,
-                context,
-                base=self.base_image(),
-                name=name,
-                build_args=build_args,
-                cache_dir=self.cache_dir,
-            )
+            base = self.base_image()
+            with self._engine_faults(f"image {name!r}"):
+                self._images[key] = images.ensure_target_image(
+                    self.client,
+                    context,
+                    base=base,
+                    name=name,
+                    build_args=build_args,
+                    cache_dir=self.cache_dir,
+                )
         return self._images[key]
+
+    @contextlib.contextmanager
+    def _engine_faults(self, what: str) -> Iterator[None]:
+        """An engine that stops answering while an image is looked up or built: one line (why, when its SSH
+        connection was lost), an :class:`EngineError`, never a traceback."""
+        try:
+            yield
+        except FAULTS as exc:
+            engine = self._engine
+            why = engine.link_down() if engine is not None else None
+            raise EngineError(why or f"the Docker engine failed while preparing {what}: {reason(exc)}") from None
 
     @property
     def base_ref(self) -> str | None:
@@ -150,4 +168,7 @@ class SessionState:
 
     def close(self) -> None:
         if self._engine is not None:
-            self._engine.remove_session(keep=self.kept)
+            try:
+                self._engine.remove_session(keep=self.kept)
+            finally:
+                self._engine.close()  # an ssh:// engine's connection, by its pid

@@ -21,6 +21,7 @@ BAD_CLI = [
     ("--ipv6-image=", "--ipv6-image=: the value is empty"),
     ("--ipv6-base-image=", "--ipv6-base-image=: the value is empty"),
     ("--ipv6-cache-dir=", "--ipv6-cache-dir=: the value is empty"),
+    ("--ipv6-ssh-config=no-such-config", "--ipv6-ssh-config=no-such-config: '*no-such-config' is not a file"),
 ]
 
 

@@ -29,10 +29,12 @@ from typing import Any
 
 import docker
 import docker.errors
+from docker.transport import UnixHTTPAdapter
 
 from . import EngineError, Launch, StackUnsupported, UnknownUser
 from .docker_run import FAULTS, DockerRun, reason
 from .docker_volumes import Volumes, remove_volume
+from .ssh_tunnel import Tunnel, is_ssh
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ KEPT_PREFIX = "ipv6compat-kept-"  # containers of failed cells left for inspecti
 KEPT_HOURS = 24  # the sweep leaves them alone this long, then removes them
 LOG_FILE_MAX = "16m"  # what the engine keeps of a target's output; the verdict keeps only a tail of it
 LABEL = "ipv6compat.session"
+SSH_POOLS = 4  # docker-py's connection pools (one per URL) kept for an ssh:// engine: the idle channels' bound
+SSH_POOL_SIZE = 2  # idle connections each keeps
 
 
 @dataclass
@@ -57,31 +61,84 @@ class DockerBackend:
     _started: int = 0
     _volumes: Volumes | None = None
     gone: str | None = None  # why the engine stopped answering during an earlier cell
+    tunnel: Tunnel | None = None  # the SSH connection of an ssh:// engine
 
     @classmethod
     def connect(
-        cls, probe_dir: Path, *, api_timeout: float = 60.0, connect_timeout: float = 10.0, url: str | None = None
+        cls, probe_dir: Path, *, api_timeout: float = 60.0, connect_timeout: float = 10.0, url: str | None = None,
+        ssh_config: Path | None = None,
     ) -> DockerBackend:
         """Connect to ``url`` (from --ipv6-engines), else the engine the environment names (``DOCKER_HOST``,
         else the default socket).
 
         Every API call is bounded: ``connect_timeout`` for the first contact (an engine
         that accepts but never answers must not stall a session), ``api_timeout`` after.
+        An ``ssh://`` engine is reached through one OpenSSH connection that forwards its
+        socket (:mod:`.ssh_tunnel`, with ``ssh_config`` as ``ssh -F``), never through
+        docker-py's own SSH transport.
         """
         address = f"{url} (from --ipv6-engines)" if url else engine_address()
+        given = url or os.environ.get("DOCKER_HOST") or None
+        session = uuid.uuid4().hex[:12]
+        tunnel: Tunnel | None = None
         try:
             timeout = min(api_timeout, connect_timeout)
-            client = docker.DockerClient(base_url=url, timeout=timeout) if url else docker.from_env(timeout=timeout)
+            if is_ssh(given):
+                assert given is not None
+                try:
+                    tunnel = Tunnel(given, session=session, connect_timeout=connect_timeout, config=ssh_config).open()
+                except EngineError as exc:
+                    raise EngineError(f"Docker engine at {address} is unreachable: {exc}") from None
+                client = docker.DockerClient(base_url=tunnel.local_url, timeout=timeout)
+                # docker-py keeps a connection pool per URL (25, whatever num_pools says for a unix:// address),
+                # each keeping its idle connections: here each is an SSH channel, so keep few (README, ssh://).
+                previous = client.api.get_adapter("http+docker://localhost")
+                client.api.mount("http+docker://", UnixHTTPAdapter(
+                    f"http+unix://{tunnel.local_socket}", timeout, pool_connections=SSH_POOLS,
+                    max_pool_size=SSH_POOL_SIZE))
+                previous.close()  # its connection (the API version query) would hold ssh open at the end
+            else:
+                client = docker.DockerClient(base_url=url, timeout=timeout) if url else docker.from_env(timeout=timeout)
             client.ping()
         except FAULTS as exc:
-            why = reason(exc)
-            if "paramiko" in why:
-                why += " (pip install 'pytest-ipv6compat[ssh]')"
+            why = (tunnel.ended(wait=3.0) or tunnel.forwarding_refused()) if tunnel is not None else None
+            if tunnel is not None:
+                tunnel.close()
+            why = why or reason(exc)
             raise EngineError(f"Docker engine at {address} is unreachable: {why}") from None
         except ValueError as exc:  # an address docker-py cannot even parse
+            if tunnel is not None:
+                tunnel.close()
             raise EngineError(f"Docker engine at {address} is not a usable address: {exc}") from None
         client.api.timeout = api_timeout
-        return cls(client=client, probe_dir=probe_dir, api_timeout=api_timeout, address=address)
+        return cls(client=client, probe_dir=probe_dir, api_timeout=api_timeout, address=address, session=session,
+                   tunnel=tunnel)
+
+    def link_down(self, wait: float = 3.0) -> str | None:
+        """Why the SSH connection to the engine is gone (one line, a hint), or None: it works, or there is none.
+
+        ssh may notice a cut connection a moment after docker-py does: when the engine does not
+        answer through the tunnel, wait up to ``wait`` s for ssh to say why.
+        """
+        if self.tunnel is None:
+            return None
+        why = self.tunnel.ended()
+        if why is not None:
+            return why
+        try:
+            self.client.api.ping()
+            return None
+        except FAULTS:
+            pass
+        return self.tunnel.ended(wait) or self.tunnel.forwarding_refused()
+
+    def close(self) -> None:
+        """End the SSH connection of an ``ssh://`` engine (after :meth:`remove_session`); nothing otherwise."""
+        if self.tunnel is not None:
+            with contextlib.suppress(Exception):
+                self.client.close()  # its pooled connections are channels ssh would wait for
+            self.tunnel.close()
+            self.tunnel = None
 
     def info(self) -> dict[str, str]:
         """Engine kind (Docker or Podman), version, API, default OCI runtime, seccomp, and where it runs."""
@@ -99,9 +156,13 @@ class DockerBackend:
                 "runtime": str(info.get("DefaultRuntime") or "?"),
                 "seccomp": "yes" if any("seccomp" in str(o) for o in info.get("SecurityOptions") or []) else "no",
                 "address": self.address,
-                "files": "local" if _is_local(self.client) else "remote (nothing is bind-mounted: works the same)",
+                "files": "local" if self._local() else "remote (nothing is bind-mounted: works the same)",
             }
         return dict(self._info)
+
+    def _local(self) -> bool:
+        """The engine runs on this machine (it may share its files); through an SSH tunnel it does not."""
+        return self.tunnel is None and _is_local(self.client)
 
     def _podman(self) -> bool:
         """The engine is Podman; an engine that does not answer now says so at the next call instead."""
@@ -127,7 +188,7 @@ class DockerBackend:
         out = []
         for option in options:
             if option.startswith("seccomp={"):
-                if not _is_local(self.client):
+                if not self._local():
                     raise StackUnsupported(
                         f"stack {launch.stack.name} needs a seccomp profile, which a remote Podman takes only as a "
                         "file on its own host; run these cells on Docker or a local Podman"
@@ -163,7 +224,7 @@ class DockerBackend:
             except docker.errors.ImageNotFound:
                 raise EngineError(f"image {image!r} is not present in the Docker engine") from None
             except FAULTS as exc:
-                raise EngineError(f"cannot inspect image {image!r}: {reason(exc)}") from None
+                raise EngineError(self.link_down() or f"cannot inspect image {image!r}: {reason(exc)}") from None
             arch, engine_arch = attrs.get("Architecture"), self._engine_arch()
             if arch and engine_arch and arch != engine_arch:
                 raise EngineError(
@@ -219,6 +280,8 @@ class DockerBackend:
 
     def remove_session(self, keep: Collection[str] = ()) -> int:
         """Remove every container this process started and still has, except ``keep`` (names)."""
+        if self.tunnel is not None and self.tunnel.ended() is not None:
+            return 0  # the engine is out of reach; the guard on its host removes the session's containers
         try:
             found = self.client.containers.list(
                 all=True, filters={"label": f"{LABEL}={self.session}"}, ignore_removed=True
@@ -239,6 +302,9 @@ class DockerBackend:
         Set ``run.keep = True`` to leave the container for inspection (a failed cell
         under --ipv6-keep-failed); it still carries the session label.
         """
+        why = self.tunnel.ended() if self.tunnel is not None else None
+        if why is not None:
+            raise EngineError(why)
         if self.gone is not None:
             try:
                 self.client.ping()
@@ -294,14 +360,21 @@ class DockerBackend:
                 container_id = str(created["Id"])
                 api.start(container_id)
             except FAULTS as exc:
+                down = self.link_down()
+                if down:
+                    raise EngineError(down) from None
                 why = reason(exc)
                 unknown = UnknownUser.find(spec.user, launch.image, why)
                 if unknown is not None:
                     raise unknown from None
                 raise EngineError(f"the engine could not start a container from {launch.image!r}: {why}") from None
+            except (StackUnsupported, UnknownUser):
+                raise
+            except EngineError as exc:  # a volume that could not be made, often for the same reason
+                raise EngineError(self.link_down() or str(exc)) from None
             run = DockerRun(
                 self.client, container_id, name, launch, nonce, probe=PROBE_MOUNT,
-                poll_exit=self._podman(),
+                poll_exit=self._podman(), link=self.link_down if self.tunnel is not None else None,
             )
             yield run
         finally:

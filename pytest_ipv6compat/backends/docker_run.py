@@ -63,7 +63,7 @@ class DockerRun:
 
     def __init__(
         self, client: docker.DockerClient, container_id: str, name: str, launch: Launch, nonce: str, *, probe: str,
-        poll_exit: bool = False,
+        poll_exit: bool = False, link: Callable[[], str | None] | None = None,
     ) -> None:
         self._client = client
         self._api = client.api
@@ -73,6 +73,7 @@ class DockerRun:
         self.keep = False
         self._probe = probe
         self._poll_exit = poll_exit  # the engine's wait call answers late (Podman): ask for the state instead
+        self._link = link  # why the connection to the engine is gone (an ssh:// engine's tunnel), else None
         self.started = time.monotonic()
         self.started_wall = time.time()  # the engine's events are on the wall clock
         self.deadline = self.started + launch.run.timeout
@@ -171,8 +172,19 @@ class DockerRun:
 
     # ------------------------------------------------------------ what the caller asks
 
+    def _linked(self, exc: EngineError) -> EngineError:
+        """The error to report: the lost connection to the engine when that is why (one line), else ``exc``."""
+        why = self._link() if self._link is not None else None
+        return EngineError(why) if why else exc
+
     def attestation(self) -> Attestation:
         """Wait for the shim's attestation; a target that never reported one is an error."""
+        try:
+            return self._attest()
+        except EngineError as exc:
+            raise self._linked(exc) from None
+
+    def _attest(self) -> Attestation:
         if self._attestation is None:
             self._attested.wait(max(0.0, self.deadline - time.monotonic()))
             if not self._shim.attested:
@@ -196,7 +208,15 @@ class DockerRun:
         if self._verdict is None:
             self.attestation()
             self._spawn(self._read_watcher, "watch")
-            self._verdict = self._observe()
+            try:
+                verdict = self._observe()
+            except EngineError as exc:
+                raise self._linked(exc) from None
+            # Streams cut by a lost connection may end the observation early: no verdict then, an error.
+            why = self._link() if self._link is not None else None
+            if why:
+                raise EngineError(why)
+            self._verdict = verdict
         return self._verdict
 
     def _observe(self) -> Verdict:
