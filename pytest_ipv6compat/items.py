@@ -15,7 +15,7 @@ from .keys import RESULT_KEY, STATE_KEY
 from .matrix import Matrix, MatrixError, check_target_settle, judge, load_matrix
 from .model import Attestation, Cell, Verdict
 from .options import run_base
-from .outcomes import fail, skip, unavailable
+from .outcomes import fail, unavailable, unsupported
 from .results import CellResult
 from .spec import RunSpec
 from .stacks import get_stack
@@ -90,7 +90,7 @@ class CellItem(pytest.Item):
             self._running = self._exit.enter_context(engine.run(launch))
             self.attestation = self._running.attestation()
         except StackUnsupported as exc:
-            skip(str(exc))
+            unsupported(exc, require_docker=state.settings.require_docker)
         except EngineError as exc:
             fail(str(exc))
         if not self.attestation.ok:
