@@ -17,10 +17,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker.errors
 import pytest
+import requests
 from engines import PODMAN_CONF, monitors, podman_service, tcp_forward
 from helpers import MATRIX, copy_matrix
 
+from pytest_ipv6compat.backends.docker_api import remove
 from pytest_ipv6compat.outcomes import unsupported
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -136,3 +139,35 @@ def test_require_docker_makes_a_remote_podmans_kernel_off_cells_errors(
             "--ipv6-require-docker is set: a stack the engine cannot realise is an error)"
         ])
         assert strict.ret == 1
+
+
+class _BusyApi:
+    """A stand-in for docker-py's API object whose removal fails as Podman 4.3's does when it meets its own
+    clean-up process, ``busy`` times, then succeeds (pure retry logic: no engine involved)."""
+
+    def __init__(self, busy: int) -> None:
+        self.busy = busy
+        self.calls = 0
+
+    def remove_container(self, container_id: str, **_: object) -> None:
+        self.calls += 1
+        if self.calls <= self.busy:
+            response = requests.Response()
+            response.status_code = 500
+            raise docker.errors.APIError(
+                "500 Server Error", response,
+                explanation=f"removing container {container_id} root filesystem: 1 error occurred: * unlinkat "
+                            "/var/tmp/x/storage/overlay-containers/c/userdata/shm: device or resource busy",
+            )
+
+
+class _Client:
+    def __init__(self, api: _BusyApi) -> None:
+        self.api = api
+
+
+@pytest.mark.parametrize(("busy", "removed", "calls"), [(0, True, 1), (2, True, 3), (9, False, 6)])
+def test_removal_that_meets_podmans_cleanup_is_retried(busy: int, removed: bool, calls: int) -> None:
+    api = _BusyApi(busy)
+    assert remove(_Client(api), "c", "ipv6compat-x-1") is removed  # type: ignore[arg-type]
+    assert api.calls == calls
