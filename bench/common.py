@@ -67,17 +67,28 @@ def ms(seconds: float) -> str:
 # --- docker CLI ---------------------------------------------------------------------------------
 
 
+# The engine's CLI, as its users type it: ``docker``; for a Podman engine, ``podman --remote --url ADDRESS``
+# (the thin client of the same API service the plugin talks to: the docker CLI cannot hand Podman a seccomp
+# profile, since it sends the profile's JSON where Podman reads a path). Set once by run.py's preflight.
+CLI: list[str] = ["docker"]
+
+
+def use_cli(argv: Sequence[str]) -> None:
+    """Drive the engine through ``argv`` (the CLI and its global options) from now on."""
+    CLI[:] = list(argv)
+
+
 def docker_cli(*args: str, check: bool = True, timeout: float = 120.0) -> str:
-    """Run ``docker ARGS...`` exactly as a user would; return stdout (stripped)."""
+    """Run the engine's CLI (``docker ARGS...``, or Podman's) exactly as a user would; return stdout (stripped)."""
     try:
-        res = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
+        res = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, check=False)
     except FileNotFoundError:
-        raise BenchError("the docker CLI is not on PATH") from None
+        raise BenchError(f"the {CLI[0]} CLI is not on PATH") from None
     except subprocess.TimeoutExpired:
-        raise BenchError(f"`docker {' '.join(args[:2])} ...` did not finish within {timeout:.0f}s") from None
+        raise BenchError(f"`{CLI[0]} {' '.join(args[:2])} ...` did not finish within {timeout:.0f}s") from None
     if check and res.returncode != 0:
         last = (res.stderr.strip().splitlines() or ["no error output"])[-1]
-        raise BenchError(f"`docker {' '.join(args[:2])} ...` failed (exit {res.returncode}): {last}")
+        raise BenchError(f"`{CLI[0]} {' '.join(args[:2])} ...` failed (exit {res.returncode}): {last}")
     return res.stdout.strip()
 
 
@@ -92,17 +103,18 @@ def remove_labelled(label_value: str) -> int:
     return len(ids)
 
 
-_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
+# Docker's RFC 3339 (2026-12-07T06:43:09.751578811Z) or Podman's CLI form (2026-12-07 06:49:50.679587636 +0000 UTC)
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(?:\.(\d+))?\s*(Z|[+-]\d\d:?\d\d)")
 
 
 def parse_docker_time(text: str) -> float:
-    """Docker's RFC 3339 nanosecond timestamps as Unix seconds (float, so ~µs precision)."""
+    """The engine's nanosecond timestamps as Unix seconds (float, so ~µs precision)."""
     m = _RFC3339.match(text.strip())
     if not m:
         raise ValueError(f"not a docker timestamp: {text!r}")
-    base, frac, zone = m.groups()
-    zone = "+00:00" if zone == "Z" else zone
-    whole = datetime.fromisoformat(base + zone).astimezone(timezone.utc).timestamp()
+    day, clock, frac, zone = m.groups()
+    zone = "+00:00" if zone == "Z" else (zone if ":" in zone else f"{zone[:3]}:{zone[3:]}")
+    whole = datetime.fromisoformat(f"{day}T{clock}{zone}").astimezone(timezone.utc).timestamp()
     return whole + (float("0." + frac) if frac else 0.0)
 
 
@@ -151,7 +163,7 @@ class CpuSnapshot:
             comm = stat[stat.index("(") + 1:stat.rindex(")")]
             parts = stat.rsplit(")", 1)[1].split()
             own, reaped = int(parts[11]) + int(parts[12]), int(parts[13]) + int(parts[14])
-            if comm in ("dockerd", "containerd"):
+            if comm in ("dockerd", "containerd", "podman"):
                 stack += own + reaped
             elif entry == "1":
                 stack += reaped

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import BENCH_LABEL, DOMAIN, BenchError, docker_cli, parse_docker_time
+from common import BENCH_LABEL, CLI, DOMAIN, BenchError, docker_cli, parse_docker_time
 
 POLL_S = 0.005
 
@@ -78,9 +78,10 @@ def floor_up(image: str, run_label: str, hold: float, timeout: float = 30.0) -> 
         t_rm = time.monotonic()
         docker_cli("rm", "-f", cid, check=False)
         t4 = time.monotonic()
-    return FloorRun(t4 - t0, {"docker run -d": t1 - t0, "docker inspect (pid)": t2 - t1,
+    cli = CLI[0]
+    return FloorRun(t4 - t0, {f"{cli} run -d": t1 - t0, f"{cli} inspect (pid)": t2 - t1,
                               "until first LISTEN": t3 - t2, f"hold (sleep {hold:g} s)": t_rm - t3,
-                              "docker rm -f": t4 - t_rm})
+                              f"{cli} rm -f": t4 - t_rm})
 
 
 def floor_exit(image: str, run_label: str, seccomp_file: Path) -> FloorRun:
@@ -101,5 +102,6 @@ def floor_exit(image: str, run_label: str, seccomp_file: Path) -> FloorRun:
         t_rm = time.monotonic()
         docker_cli("rm", "-f", cid, check=False)
         t3 = time.monotonic()
-    return FloorRun(t3 - t0 - extra, {"docker run -d": t1 - t0, "docker wait": t2 - t1, "docker rm -f": t3 - t_rm},
+    cli = CLI[0]
+    return FloorRun(t3 - t0 - extra, {f"{cli} run -d": t1 - t0, f"{cli} wait": t2 - t1, f"{cli} rm -f": t3 - t_rm},
                     latency=wall_known - finished)

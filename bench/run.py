@@ -23,6 +23,7 @@ from types import FrameType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import common
 import docker
 import docker.errors
 import suite
@@ -39,6 +40,7 @@ from common import (
     ms,
     progress,
     remove_labelled,
+    use_cli,
 )
 from floor import FloorRun, floor_exit, floor_up
 from percell import EXIT_STACK, UP_STACK, BenchBackend, CellRun, launch_for, plugin_cell
@@ -84,15 +86,6 @@ def section(title: str) -> None:
 
 
 def preflight(run_id: str, tmp: Path, hold: float) -> Context:
-    if shutil.which("docker") is None:
-        raise BenchError("the docker CLI is not on PATH; the floor is measured with it, exactly as a user runs it")
-    try:
-        server = docker_cli("version", "--format", "{{.Server.Version}}", timeout=30)
-    except BenchError as exc:
-        raise BenchError(f"the Docker engine is unreachable ({exc}); start dockerd (as .ci/run does) "
-                         "and check DOCKER_HOST") from None
-    if os.geteuid() != 0:
-        progress("warning: not root; reading /proc/<pid>/net/tcp of container processes may fail")
     settings = Settings()
     cache = images.default_cache_dir()
     with suite.no_builds():
@@ -102,13 +95,24 @@ def preflight(run_id: str, tmp: Path, hold: float) -> Context:
             raise BenchError(f"the probe is not built: {PREPARE_HINT}") from None
     try:  # the API timeout the plugin itself uses (state.py)
         backend = BenchBackend.connect(probe, api_timeout=max(60.0, settings.timeout + 10))
+        info = backend.info()
     except EngineError as exc:
-        raise BenchError(str(exc)) from None
+        raise BenchError(f"{exc}; start the engine (dockerd as .ci/run does, or a Podman service as README says) "
+                         "and check DOCKER_HOST") from None
     assert isinstance(backend, BenchBackend)  # connect() builds cls(...)
+    if info["engine"] == "Podman":  # its own thin client, on the same service the plugin talks to
+        use_cli(["podman", "--remote", "--url", os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"])
+    cli = common.CLI[0]
+    if shutil.which(cli) is None:
+        raise BenchError(f"the {cli} CLI is not on PATH; the floor is measured with it, exactly as a user runs it")
+    server = docker_cli("version", "--format", "{{.Server.Version}}", timeout=30)
+    if os.geteuid() != 0:
+        progress("warning: not root; reading /proc/<pid>/net/tcp of container processes may fail")
     backend.bench_run = run_id
     matrix = suite.matrix_target()
     refs = suite.warm_images(backend.client, cache, matrix).refs
-    progress(f"engine {server}; reference target {refs['unpatched']}; load {load_average()}")
+    progress(f"engine {info['engine']} {server} at {info['address']}; floor CLI `{' '.join(common.CLI)}`; "
+             f"reference target {refs['unpatched']}; load {load_average()}")
     return Context(run_id, backend, cache, matrix, refs, settings.settle, settings.timeout, tmp, hold)
 
 
@@ -190,7 +194,7 @@ def _compare(title: str, floors: list[FloorRun], cells: list[CellRun], cpu: tupl
 
 
 def bench_cells(ctx: Context, runs: int, table: Table) -> None:
-    section(f"per cell: bare `docker run` floor vs the plugin (N={runs}, interleaved, after 1 warm-up round)")
+    section(f"per cell: bare `{common.CLI[0]} run` floor vs the plugin (N={runs}, interleaved, after 1 warm-up round)")
     seccomp = ctx.tmp / "seccomp-inet6-97.json"
     seccomp.write_text(profile_json(inet6_errno=97))
     res, cpu = _interleaved(ctx, runs, seccomp)
@@ -206,7 +210,7 @@ def bench_cells(ctx: Context, runs: int, table: Table) -> None:
         print(f"    evidence: {cells[0].evidence}")
         ratio = p.median / f.median
         note = f"p90 {p.p90:.3f} s; median paired ratio {paired.median:.2f}x; {bare:.2f}x without the settle wait"
-        table.add(Row(f"floor: docker run -> first LISTEN -> hold {hold:g} s -> rm", f"{f.median:.3f} s",
+        table.add(Row(f"floor: {common.CLI[0]} run -> first LISTEN -> hold {hold:g} s -> rm", f"{f.median:.3f} s",
                       note=f"p90 {f.p90:.3f} s, min {f.min:.3f} s"))
         same = hold == ctx.hold  # the target is for the configured hold; hold 0 shows the pure overhead
         table.add(Row(f"plugin cost per up cell, hold {hold:g} s", f"{p.median:.3f} s", f"{f.median:.3f} s",
@@ -218,7 +222,7 @@ def bench_cells(ctx: Context, runs: int, table: Table) -> None:
                             (cpu["floor-exit"], cpu["plugin-exit"]))
     print(f"    evidence: {cells_exit[0].evidence}")
     ratio = p.median / f.median
-    table.add(Row("floor: docker run -> docker wait -> rm", f"{f.median:.3f} s",
+    table.add(Row(f"floor: {common.CLI[0]} run -> wait -> rm", f"{f.median:.3f} s",
                   note=f"p90 {f.p90:.3f} s, min {f.min:.3f} s"))
     table.add(Row("plugin cost per exited cell", f"{p.median:.3f} s", f"{f.median:.3f} s", f"{ratio:.2f}x",
                   f"<= {TARGET_RATIO}x", ratio <= TARGET_RATIO,
@@ -229,11 +233,11 @@ def bench_cells(ctx: Context, runs: int, table: Table) -> None:
     print(f"    ... State.FinishedAt (dockerd's record of the exit)     {lat.fmt()}")
     print(f"    ... timestamp of the target's last log line (<= exit)   {lat_log.fmt()}")
     floor_lat = Summary.of([r.latency for r in floors_exit if r.latency is not None])
-    print(f"  the floor's, for comparison: `docker wait` returned - State.FinishedAt  {floor_lat.fmt()}")
+    print(f"  the floor's, for comparison: `{common.CLI[0]} wait` returned - State.FinishedAt  {floor_lat.fmt()}")
     table.add(Row("failure latency: target exit -> verdict known", f"{lat.median:.3f} s",
                   target=f"<= {TARGET_LATENCY_S:g} s", met=lat.median <= TARGET_LATENCY_S,
                   note=f"vs State.FinishedAt; p90 {lat.p90:.3f} s; vs last log line: median "
-                       f"{lat_log.median:.3f} s, p90 {lat_log.p90:.3f} s; the floor's `docker wait`: median "
+                       f"{lat_log.median:.3f} s, p90 {lat_log.p90:.3f} s; the floor's `{common.CLI[0]} wait`: median "
                        f"{floor_lat.median:.3f} s"))
 
 
@@ -329,6 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="fewer runs, a matrix subset, and no cold bootstrap (it downloads .debs)")
     parser.add_argument("--skip", default="", help=f"comma-separated sections to skip: {','.join(SECTIONS)}")
+    parser.add_argument("--engines", default="",
+                        help="comma-separated engine addresses (DOCKER_HOST form) to measure one after the other "
+                             "in this run, each against its own floor (default: the one DOCKER_HOST names); a "
+                             "Podman engine's floor is `podman --remote --url ADDRESS`")
     args = parser.parse_args(argv)
     runs = args.runs if args.runs is not None else (5 if args.quick else 15)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
@@ -337,13 +345,38 @@ def main(argv: list[str] | None = None) -> int:
                      f"(got {args.runs}, {args.hold}, {args.skip!r})")
     if args.quick:
         skip.add("cold")
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()] if args.engines else [None]
     signal.signal(signal.SIGTERM, _on_sigterm)
+    started = time.monotonic()
+    tables: list[tuple[str, Table]] = []
+    for url in engines:  # one after the other, each against its own floor, in this one run
+        if url is not None:
+            os.environ["DOCKER_HOST"] = url  # the backend, the profile's client and the matrix's pytest
+        use_cli(["docker"])
+        table = Table()
+        code = _bench_engine(args, runs, skip, table)
+        if code:
+            return code
+        tables.append((str(url or os.environ.get("DOCKER_HOST") or "the default engine"), table))
+    section(f"summary (load {load_average()}, {time.monotonic() - started:.0f} s)")
+    for url, table in tables:
+        if len(tables) > 1:
+            print(f"\n-- {url}")
+        print(table.render())
+    return 0 if all(r.met is not False for _, table in tables for r in table.rows) else 1
+
+
+def _bench_engine(args: argparse.Namespace, runs: int, skip: set[str], table: Table) -> int:
+    """Every section not skipped, against the engine DOCKER_HOST names; 0, or the exit code to stop with."""
     run_id = uuid.uuid4().hex[:10]
     tmp = Path(tempfile.mkdtemp(prefix="ipv6compat-bench-"))
-    table = Table()
-    started = time.monotonic()
+    ctx: Context | None = None
     try:
         ctx = preflight(run_id, tmp, args.hold)
+        info = ctx.backend.info()
+        section(f"engine: {info['engine']} {info['version']} at {info['address']}")
+        print(f"engine: {info['engine']} {info['version']} at {info['address']}, runtime {info['runtime']}; "
+              f"floor CLI: {' '.join(common.CLI)}")
         print(f"pytest-ipv6compat bench  run {run_id}  runs={runs}{'  --quick' if args.quick else ''}  "
               f"load {load_average()}  cpus {os.cpu_count()}")
         print(f"reference target: {ctx.reference} (cloud-proxy unpatched, probe https GET /healthz); "
@@ -362,19 +395,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (docker.errors.DockerException, EngineError) as exc:
-        print(f"error: the Docker engine failed during the bench: {exc}", file=sys.stderr)
+        print(f"error: the engine failed during the bench: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
         left = remove_labelled(run_id)
+        if ctx is not None:  # the plugin's own: containers of a cell cut short, and the probe volumes
+            left += ctx.backend.remove_session()
         if left:
             progress(f"removed {left} leftover bench container(s)")
         shutil.rmtree(tmp, ignore_errors=True)
-    section(f"summary (load {load_average()}, {time.monotonic() - started:.0f} s)")
-    print(table.render())
-    return 0 if all(r.met is not False for r in table.rows) else 1
+    return 0
+
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from .keys import STATE_KEY
 from .listeners import format_listeners, parse_listener
 from .model import Attestation, Listener, Outcome, Verdict
 from .options import run_base
-from .outcomes import fail, skip, unavailable
+from .outcomes import fail, unavailable, unsupported
 from .report import describe_reach
 from .spec import RunSpec, SpecError, check_image, check_run, parse_run_settings
 from .stacks import get_stack
@@ -173,7 +173,7 @@ class TargetFactory:
         except UnknownUser as exc:
             fail(exc.line(where))
         except StackUnsupported as exc:
-            skip(str(exc))
+            unsupported(exc, require_docker=self._state.settings.require_docker)
         except EngineError as exc:
             fail(str(exc))
 

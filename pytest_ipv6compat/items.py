@@ -16,7 +16,7 @@ from .keys import RESULT_KEY, STATE_KEY, TARGET_NAMES_KEY
 from .matrix import Matrix, MatrixError, check_target_settle, claim_target_name, judge, load_matrix, setting_source
 from .model import Attestation, Cell, Verdict
 from .options import run_base
-from .outcomes import fail, skip, unavailable
+from .outcomes import fail, unavailable, unsupported
 from .results import CellResult
 from .spec import RunSpec
 from .stacks import get_stack
@@ -95,7 +95,7 @@ class CellItem(pytest.Item):
         except UnknownUser as exc:  # the image lacks the name: say where the matrix set it
             fail(exc.line(setting_source(target, self.path, cell.variant, "user")))
         except StackUnsupported as exc:
-            skip(str(exc))
+            unsupported(exc, require_docker=state.settings.require_docker)
         except EngineError as exc:
             fail(str(exc))
         if not self.attestation.ok:

@@ -24,3 +24,11 @@ def unavailable(reason: object, *, require_docker: bool) -> NoReturn:
     if require_docker:
         fail(f"{reason} (--ipv6-require-docker is set)")
     raise pytest.skip.Exception(f"{reason} (pass --ipv6-require-docker to make this an error)") from None
+
+
+def unsupported(reason: object, *, require_docker: bool) -> NoReturn:
+    """The engine cannot realise the cell's stack (a remote Podman and a seccomp profile): skip, or fail when
+    --ipv6-require-docker is set, on every engine alike."""
+    if require_docker:
+        fail(f"{reason} (--ipv6-require-docker is set: a stack the engine cannot realise is an error)")
+    raise pytest.skip.Exception(f"{reason} (pass --ipv6-require-docker to make this an error)") from None

@@ -17,8 +17,10 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,16 +34,14 @@ STATE_ROOT = Path("/var/tmp")
 
 PODMAN_CONF = """\
 [containers]
-# root here may not raise RLIMIT_NOFILE or RLIMIT_NPROC to Podman's defaults
 default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
+
 [engine]
-# crun refuses this host's hybrid cgroup layout
 runtime = "runc"
-# conmon of an exec session waits this long after it ends (default 300 s): not beyond the test
-exit_command_delay = 1
 cgroup_manager = "cgroupfs"
 events_logger = "file"
-"""
+exit_command_delay = 0
+"""  # README's containers.conf, line for line (tests/test_podman.py checks that they agree)
 
 
 def _need(program: str) -> str:
@@ -95,11 +95,11 @@ def _end_monitors(state: Path) -> None:
 
 
 @contextlib.contextmanager
-def podman_service() -> Iterator[str]:
-    """A rootful Podman API service on a private socket; yields its DOCKER_HOST."""
+def podman_service(conf: str = PODMAN_CONF) -> Iterator[str]:
+    """A rootful Podman API service on a private socket, configured by ``conf``; yields its DOCKER_HOST."""
     podman = _need("podman")
     state = Path(tempfile.mkdtemp(prefix="ipv6compat-podman-", dir=STATE_ROOT))
-    (state / "containers.conf").write_text(PODMAN_CONF)
+    (state / "containers.conf").write_text(conf)
     url = f"unix://{state / 'podman.sock'}"
     base = [podman, "--root", str(state / "storage"), "--runroot", str(state / "run")]
     (state / "tmp").mkdir()  # Podman's API keeps uploads (image imports) in TMPDIR: keep them in our state
@@ -142,3 +142,63 @@ def isolated_dockerd() -> Iterator[str]:
     finally:
         _end(proc)  # its mounts go with its mount namespace
         shutil.rmtree(state, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def tcp_forward(unix_url: str) -> Iterator[str]:
+    """A tcp://127.0.0.1:PORT address forwarded to the engine at ``unix_url``: to the plugin, an engine on
+    another machine (it shares none of this one's files). Yields the address; its threads end with it."""
+    path = unix_url.removeprefix("unix://")
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)  # accept() wakes to see ``stop``
+    stop = threading.Event()
+
+    def pipe(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        for end in (src, dst):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            engine = socket.socket(socket.AF_UNIX)
+            try:
+                engine.connect(path)
+            except OSError:
+                client.close()
+                engine.close()
+                continue
+            for a, b in ((client, engine), (engine, client)):
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def monitors(state_dir: str) -> list[str]:
+    """Command lines of the conmon processes whose arguments name ``state_dir`` (a Podman service's own)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"conmon") and any(state_dir.encode() in arg for arg in argv):
+            found.append(f"{entry.name}: " + b" ".join(argv).decode(errors="replace"))
+    return found

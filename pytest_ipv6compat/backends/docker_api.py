@@ -425,10 +425,23 @@ def process_start(pid: int) -> str:
     return fields[19]
 
 
+_BUSY_RETRIES = 5  # Podman: removal can race its own clean-up process for the container's mounts
+_BUSY_WAIT_S = 0.1
+
+
 def remove(client: docker.DockerClient, container_id: str, name: str) -> bool:
     """Force-remove a container; True if this call removed it. Never raises."""
     try:
-        client.api.remove_container(container_id, force=True, v=True)
+        for attempt in range(_BUSY_RETRIES + 1):
+            try:
+                client.api.remove_container(container_id, force=True, v=True)
+                break
+            except docker.errors.APIError as exc:
+                # Podman 4.3 fails a removal that meets its clean-up process unmounting the container's
+                # /dev/shm ("unlinkat .../userdata/shm: device or resource busy"); a moment later it succeeds.
+                if "resource busy" not in reason(exc) or attempt == _BUSY_RETRIES:
+                    raise
+                time.sleep(_BUSY_WAIT_S * (attempt + 1))
     except docker.errors.NotFound:
         return False
     except docker.errors.APIError as exc:
