@@ -100,16 +100,16 @@ class SessionState:
             except EngineError as exc:
                 if url is None:
                     raise
-                self.dead[url] = str(exc)
+                self.dead[url] = str(exc).split(" is unreachable: ", 1)[-1]  # the address is said once, below
                 first = first or exc
                 continue
             if url != self.engine_url:
                 own = self.engine_url or "?"
-                self.failover = f"{redact(own)} did not answer ({self.dead.get(own, '?')}); {redact(url or '?')} ran it"
+                self.failover = f"{redact(own)} did not answer ({self.dead.get(own, '?')})"
             return engine
-        tried = ", ".join(map(redact, self.dead))
-        raise EngineError(f"{first or 'no engine answered'}" + (f"; no other engine answered (tried {tried})"
-                                                                 if len(self.dead) > 1 else ""))
+        others = [redact(u) for u in self.dead if u != self.engine_url]
+        raise EngineError(f"{first or 'no engine answered'}"
+                          + (f"; no other engine answered either ({', '.join(others)})" if others else ""))
 
     def engine_urls(self) -> list[str | None]:
         """The engines this process may use, in order: its own (:attr:`engine_url`), then the ones after it."""
@@ -136,7 +136,7 @@ class SessionState:
         """``info()`` of an engine of --ipv6-engines this process does not use (for the header); connected
         for this call only. :class:`EngineError` if it cannot be reached."""
         if url in self.dead:
-            raise EngineError(self.dead[url])
+            raise EngineError(f"Docker engine at {redact(url)} is unreachable: {self.dead[url]}")
         engine = DockerBackend.connect(images.ensure_probe(self.cache_dir), url=url)
         try:
             return engine.info()

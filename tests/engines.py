@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,4 +144,91 @@ def isolated_dockerd() -> Iterator[str]:
         yield url
     finally:
         _end(proc)  # its mounts go with its mount namespace
+        shutil.rmtree(state, ignore_errors=True)
+
+
+class EngineLink:
+    """A unix socket forwarding to an engine's socket until :meth:`cut`: to its clients, an engine that dies
+    (as a remote engine does when its host or network goes), while the engine itself, and the containers
+    started through the link, stay (removed with the engine)."""
+
+    def __init__(self, engine_url: str, path: Path, cut_after_starts: int | None = None) -> None:
+        self.target = engine_url.removeprefix("unix://")
+        self.path = path
+        self.url = f"unix://{path}"
+        self.starts = 0  # container starts (POST .../containers/ID/start) that went through
+        self.cut_after_starts = cut_after_starts
+        self.cut_done = threading.Event()
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(str(path))
+        self._server.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.cut_done.is_set():
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            engine = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                engine.connect(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self.cut_done.is_set():
+                    client.close()
+                    engine.close()
+                    return
+                self._open += [client, engine]
+            threading.Thread(target=self._pump, args=(client, engine, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(engine, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, requests: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if requests and _START.search(data):
+                    with self._lock:
+                        self.starts += 1
+                        due = self.cut_after_starts is not None and self.starts > self.cut_after_starts
+                    if due:  # this start never reaches the engine: the link is cut under it
+                        self.cut()
+                        return
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+    def cut(self) -> None:
+        """From now on the engine does not answer through the link: every connection ends, the socket is gone."""
+        with self._lock:
+            self.cut_done.set()
+            conns, self._open = self._open, []
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        with contextlib.suppress(OSError):
+            self._server.close()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+
+_START = re.compile(rb"^POST /v[\d.]+/containers/[0-9a-f]+/start ", re.M)
+
+
+@contextlib.contextmanager
+def engine_link(engine_url: str, cut_after_starts: int | None = None) -> Iterator[EngineLink]:
+    """An :class:`EngineLink` to ``engine_url`` on a private socket; cut (if not yet) when the context ends."""
+    state = Path(tempfile.mkdtemp(prefix="ipv6compat-link-", dir=STATE_ROOT))
+    link = EngineLink(engine_url, state / "engine.sock", cut_after_starts)
+    try:
+        yield link
+    finally:
+        link.cut()
         shutil.rmtree(state, ignore_errors=True)
