@@ -210,11 +210,12 @@ class SessionState:
         return self._base
 
     def engine_info(self) -> dict[str, str]:
-        """Engine facts for reports; empty when no engine was reached."""
+        """Engine facts for reports (addresses without credentials); empty when no engine was reached."""
         try:
-            return self.engine().info()
+            info = self.engine().info()
         except (Unavailable, EngineError):
             return {}
+        return {key: redact(value) if key in ("address", "url") else value for key, value in info.items()}
 
     def close(self) -> None:
         if self._engine is not None:

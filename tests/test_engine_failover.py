@@ -30,8 +30,8 @@ pytestmark = pytest.mark.docker
 
 DEFAULT = "unix:///var/run/docker.sock"
 # 10 cells: adaptive on the three container stacks, unset and =1, and the read-only config cells
-CONTAINERS = ("--ipv6-variants=adaptive", "--ipv6-settings=unset,=1",
-              "--ipv6-stacks=dual-stack,ipv6-sysctl-off,ipv6-kernel-off", "--ipv6-require-docker")
+SUBSET = ("--ipv6-variants=adaptive", "--ipv6-settings=unset,=1", "--ipv6-require-docker")
+CONTAINERS = (*SUBSET, "--ipv6-stacks=dual-stack,ipv6-sysctl-off,ipv6-kernel-off")
 CONTAINER_CELLS = 10
 
 
@@ -62,8 +62,8 @@ def test_each_cell_records_the_engine_that_ran_it(second: str, pytester: pytest.
     copy_matrix(pytester)
     started = int(time.time())
     result = pytester.runpytest(
-        "--ipv6-variants=adaptive", "--ipv6-settings=unset,=1", "--ipv6-stacks=dual-stack,ipv6-boot-disabled",
-        "--ipv6-require-docker", "-n", "2", f"--ipv6-engines={DEFAULT},{second}",
+        *SUBSET, "--ipv6-stacks=dual-stack,ipv6-sysctl-off,ipv6-kernel-off,ipv6-boot-disabled",
+        "-n", "2", f"--ipv6-engines={DEFAULT},{second}",
         "--ipv6-json=r.json", "--junitxml=j.xml", "--ipv6-markdown=r.md",
     )
     ended = int(time.time()) + 1
@@ -88,8 +88,10 @@ def test_each_cell_records_the_engine_that_ran_it(second: str, pytester: pytest.
         assert {k: ran_on[k] for k in facts[address]} == facts[address]
         assert (ran_on["backend"], ran_on["engine"], "failover" in ran_on) == ("docker", "Docker", False)
         on[address] += 1
-    # each engine started exactly the containers of the cells that name it (UML cells start none)
-    assert {url: _cells_started(url, started, ended) for url in facts} == {url: on[url] for url in facts}
+    # The private engine started exactly the containers of the cells that name it (UML cells start none); the
+    # default one is shared with other sessions on this machine, so it started at least as many.
+    assert _cells_started(second, started, ended) == on[second]
+    assert _cells_started(DEFAULT, started, ended) >= on[DEFAULT]
     assert set(on) == set(facts), f"not every engine ran a cell: {on}"
     junit = {case.get("name", ""): {p.get("name"): p.get("value") for p in case.iter("property")}
              for case in ET.parse(pytester.path / "j.xml").getroot().iter("testcase")}
