@@ -16,7 +16,7 @@ from .matrix import Matrix, MatrixError, check_target_settle, judge, load_matrix
 from .model import Attestation, Cell, Verdict
 from .options import run_base
 from .outcomes import fail, skip, unavailable
-from .provenance import Provenance
+from .provenance import Provenance, with_guest_kernel
 from .results import CellResult
 from .spec import RunSpec
 from .stacks import get_stack
@@ -106,6 +106,7 @@ class CellItem(pytest.Item):
         try:
             self._running = self._exit.enter_context(engine.run(launch))
             self.attestation = self._running.attestation()
+            self.ran_on = with_guest_kernel(self.ran_on, self.attestation.facts)
         except StackUnsupported as exc:
             skip(str(exc))
         except EngineError as exc:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-__all__ = ["DOCKER_KEYS", "UML_KEYS", "Provenance", "describe", "distinct", "of_info", "redact"]
+__all__ = ["DOCKER_KEYS", "UML_KEYS", "Provenance", "describe", "distinct", "of_info", "redact", "with_guest_kernel"]
 
 Provenance = tuple[tuple[str, str], ...]  # (key, value) pairs in the order of the keys below
 
@@ -45,6 +45,15 @@ def of_info(info: Mapping[str, str], *, failover: str | None = None) -> Provenan
         if failover:
             wanted["failover"] = failover
     return tuple((k, wanted[k]) for k in KEYS if k in wanted)
+
+
+def with_guest_kernel(provenance: Provenance, facts: Iterable[tuple[str, str]]) -> Provenance:
+    """A User-mode Linux cell's provenance with the kernel release its shim attested (``kernel release``)."""
+    release = dict(facts).get("kernel release", "")
+    if dict(provenance).get("backend") != "uml" or release in ("", "unknown"):
+        return provenance
+    merged = {**dict(provenance), "guest_kernel": release}
+    return tuple((k, merged[k]) for k in KEYS if k in merged)
 
 
 def describe(provenance: Mapping[str, str] | Provenance) -> str:

@@ -16,7 +16,7 @@ from test_merge import ALL3, _edit, _shards
 
 from pytest_ipv6compat.merge import MergeError, merge_reports
 from pytest_ipv6compat.model import Cell, Expectation, KnobSetting, Outcome
-from pytest_ipv6compat.provenance import describe, distinct, of_info, redact
+from pytest_ipv6compat.provenance import describe, distinct, of_info, redact, with_guest_kernel
 from pytest_ipv6compat.report import junit_properties, load_json, render_json, render_markdown, schema_path
 from pytest_ipv6compat.results import CellResult
 from pytest_ipv6compat.schema_check import first_error
@@ -51,6 +51,14 @@ def test_a_docker_cell_records_the_engine_runtime_and_kernel_as_the_engine_repor
     assert dict(of_info(UML_INFO, failover="ignored")) == {
         "backend": "uml", "uml": "/usr/bin/linux", "uml_version": "6.1.176"}
     assert describe(of_info(UML_INFO)) == "User-mode Linux 6.1.176 (/usr/bin/linux)"
+
+
+def test_a_uml_cell_adds_the_guest_kernel_its_shim_attested_and_a_container_cell_does_not() -> None:
+    facts = (("cmdline ipv6.disable", "1"), ("kernel release", "6.1.176"))
+    assert dict(with_guest_kernel(of_info(UML_INFO), facts))["guest_kernel"] == "6.1.176"
+    assert describe(with_guest_kernel(of_info(UML_INFO), facts)).endswith(", guest kernel 6.1.176")
+    assert with_guest_kernel(of_info(UML_INFO), (("kernel release", "unknown"),)) == of_info(UML_INFO)
+    assert with_guest_kernel(of_info(DOCKER_INFO), facts) == of_info(DOCKER_INFO)  # the engine says its kernel
 
 
 def test_distinct_engines_are_counted_once_whether_or_not_a_cell_failed_over() -> None:
