@@ -61,6 +61,7 @@ class SessionState:
     _images: dict[tuple[str, str], str] = field(default_factory=dict)
     dead: dict[str, str] = field(default_factory=dict)  # engines of --ipv6-engines that did not answer: why
     failover: str | None = None  # set when this process's own engine did not answer and another one runs its cells
+    using: str | None = None  # the address (of --ipv6-engines) of the engine connected now; None for DOCKER_HOST
 
     @property
     def cache_dir(self) -> Path:
@@ -103,6 +104,7 @@ class SessionState:
                 self.dead[url] = str(exc).split(" is unreachable: ", 1)[-1]  # the address is said once, below
                 first = first or exc
                 continue
+            self.using = url
             if url != self.engine_url:
                 own = self.engine_url or "?"
                 self.failover = f"{redact(own)} did not answer ({self.dead.get(own, '?')})"
@@ -126,8 +128,8 @@ class SessionState:
         engine = self._engine
         if engine is None or len(self.settings.engines or ()) < 2 or engine.answers():
             return False
-        url = engine.address.split(" (from ", 1)[0]
-        self.dead[url] = f"it stopped answering during the run ({engine.gone or 'no answer to a ping'})"
+        if self.using is not None:
+            self.dead[self.using] = f"it stopped answering during the run ({engine.gone or 'no answer to a ping'})"
         self._engine, self._engine_error, self._uml, self._uml_error, self._base = None, None, None, None, None
         self._images.clear()
         return any(u not in self.dead for u in self.engine_urls())

@@ -164,7 +164,7 @@ def _engines_header(config: pytest.Config, own: dict[str, str]) -> list[str]:
         users = [f"gw{k}" for k in range(workers) if k % len(engines) == n]
         who = f"workers {', '.join(users)}" if users else ("this process" if n == 0 and not workers else "no worker")
         try:
-            info = own if own["url"] == url else state.other_engine(url)
+            info = own if url == state.using else state.other_engine(url)
             what = _engine_line(info)
         except EngineError as exc:
             what = f"{exc}; its cells go to the next engine that answers"

@@ -166,3 +166,31 @@ def test_junit_properties_and_markdown_say_what_ran_the_cell() -> None:
             "6.1.0-18-amd64 (Debian GNU/Linux 12 (bookworm)); failed over: unix:///gone.sock did not answer"
             in markdown)
     assert "s3cret" not in markdown
+
+
+# ---------------------------------------------------------------- which engine a process uses (no engine needed)
+
+
+def test_a_worker_tries_its_own_engine_first_then_the_ones_after_it() -> None:
+    from pytest_ipv6compat.options import Settings
+    from pytest_ipv6compat.state import SessionState
+
+    engines = ("unix:///a.sock", "unix:///b.sock", "unix:///c.sock")
+    order = {w: SessionState(Settings(engines=engines), worker=w).engine_urls() for w in (None, "gw1", "gw5")}
+    assert order == {None: list(engines), "gw1": ["unix:///b.sock", "unix:///c.sock", "unix:///a.sock"],
+                     "gw5": ["unix:///c.sock", "unix:///a.sock", "unix:///b.sock"]}
+    assert SessionState(Settings()).engine_urls() == [None]  # DOCKER_HOST or the default socket, no fail-over
+
+
+def test_when_no_engine_answers_the_error_names_them_all(tmp_path: Path) -> None:
+    from pytest_ipv6compat.options import Settings
+    from pytest_ipv6compat.state import SessionState, Unavailable
+
+    mine, other = f"unix://{tmp_path}/mine.sock", f"unix://{tmp_path}/other.sock"
+    state = SessionState(Settings(engines=(mine, other)), worker="gw0")
+    with pytest.raises(Unavailable) as caught:
+        state.engine()
+    assert str(caught.value) == (f"Docker engine at {mine} (from --ipv6-engines) is unreachable: No such file or "
+                                 f"directory; no other engine answered either ({other})")
+    assert state.failover is None
+    assert not state.fail_over()  # nothing to fail over from
