@@ -152,12 +152,14 @@ class EngineLink:
     (as a remote engine does when its host or network goes), while the engine itself, and the containers
     started through the link, stay (removed with the engine)."""
 
-    def __init__(self, engine_url: str, path: Path, cut_after_starts: int | None = None) -> None:
+    def __init__(self, engine_url: str, path: Path, cut_after_starts: int | None = None, *,
+                 cut_on: re.Pattern[bytes] | None = None) -> None:
         self.target = engine_url.removeprefix("unix://")
         self.path = path
         self.url = f"unix://{path}"
-        self.starts = 0  # container starts (POST .../containers/ID/start) that went through
+        self.starts = 0  # container starts (POST .../containers/ID/start, or requests matching cut_on) passed on
         self.cut_after_starts = cut_after_starts
+        self._pattern = cut_on or CONTAINER_START
         self.cut_done = threading.Event()
         self._lock = threading.Lock()
         self._open: list[socket.socket] = []
@@ -190,7 +192,7 @@ class EngineLink:
     def _pump(self, source: socket.socket, sink: socket.socket, requests: bool) -> None:
         try:
             while data := source.recv(65536):
-                if requests and _START.search(data):
+                if requests and self._pattern.search(data):
                     with self._lock:
                         self.starts += 1
                         due = self.cut_after_starts is not None and self.starts > self.cut_after_starts
@@ -219,14 +221,17 @@ class EngineLink:
             conn.close()
 
 
-_START = re.compile(rb"^POST /v[\d.]+/containers/[0-9a-f]+/start ", re.M)
+CONTAINER_START = re.compile(rb"^POST /v[\d.]+/containers/[0-9a-f]+/start ", re.M)
+# the start of an exec session: the watcher's, once the target is running (the cell is being observed)
+EXEC_START = re.compile(rb"^POST /v[\d.]+/exec/[0-9a-f]+/start ", re.M)
 
 
 @contextlib.contextmanager
-def engine_link(engine_url: str, cut_after_starts: int | None = None) -> Iterator[EngineLink]:
+def engine_link(engine_url: str, cut_after_starts: int | None = None, *,
+                cut_on: re.Pattern[bytes] | None = None) -> Iterator[EngineLink]:
     """An :class:`EngineLink` to ``engine_url`` on a private socket; cut (if not yet) when the context ends."""
     state = Path(tempfile.mkdtemp(prefix="ipv6compat-link-", dir=STATE_ROOT))
-    link = EngineLink(engine_url, state / "engine.sock", cut_after_starts)
+    link = EngineLink(engine_url, state / "engine.sock", cut_after_starts, cut_on=cut_on)
     try:
         yield link
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -22,7 +23,7 @@ from typing import Any
 
 import docker
 import pytest
-from engines import engine_link, isolated_dockerd
+from engines import CONTAINER_START, EXEC_START, engine_link, isolated_dockerd
 from helpers import copy_matrix
 from test_engines import _cells_started, _leftovers, _prepare
 
@@ -124,9 +125,14 @@ def test_a_dead_engine_from_the_start_gives_its_share_to_the_other(pytester: pyt
     assert {c["ran_on"]["failover"] for c in moved} == {f"{dead} did not answer (No such file or directory)"}
 
 
-def test_an_engine_that_dies_mid_run_hands_its_cells_to_the_other(second: str, pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("cut_on", [CONTAINER_START, EXEC_START], ids=["at-container-start", "while-observed"])
+def test_an_engine_that_dies_mid_run_hands_its_cells_to_the_other(
+    second: str, pytester: pytest.Pytester, cut_on: re.Pattern[bytes]
+) -> None:
     copy_matrix(pytester)
-    with engine_link(second, cut_after_starts=1) as link:  # gw1's second cell finds its engine gone
+    # gw1's second cell finds its engine gone: as the container is started, or once it runs and its
+    # watcher (an exec session) is started
+    with engine_link(second, cut_after_starts=1, cut_on=cut_on) as link:
         result = pytester.runpytest(*CONTAINERS, "-n", "2", f"--ipv6-engines={DEFAULT},{link.url}",
                                     "--ipv6-json=r.json")
         assert link.cut_done.is_set(), "gw1 started fewer than two cells: the engine never died"
@@ -139,8 +145,8 @@ def test_an_engine_that_dies_mid_run_hands_its_cells_to_the_other(second: str, p
     for cell in moved:
         assert cell["ran_on"]["address"] == DEFAULT
         assert cell["ran_on"]["failover"].startswith(f"{link.url} did not answer (it stopped answering during the run")
-    # The container of the cell the engine died under was created and never started: it stays on the
-    # engine behind the link (nothing can reach it to remove it), and nothing else does.
+    # The container of the cell the engine died under stays on the engine behind the link (nothing can
+    # reach it to remove it), and nothing else does.
     containers, _ = _leftovers(second)
     assert len(containers) <= 1, containers
     _remove(second, containers)
