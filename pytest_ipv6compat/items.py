@@ -17,10 +17,11 @@ from .matrix import Matrix, MatrixError, check_target_settle, claim_target_name,
 from .model import Attestation, Cell, Verdict
 from .options import run_base
 from .outcomes import fail, unavailable, unsupported
+from .provenance import Provenance, with_guest_kernel
 from .results import CellResult
 from .spec import RunSpec
 from .stacks import get_stack
-from .state import Unavailable
+from .state import SessionState, Unavailable
 
 
 class MatrixFile(pytest.File):
@@ -53,6 +54,7 @@ class CellItem(pytest.Item):
         self._running: Run | None = None
         self.attestation: Attestation | None = None
         self.verdict: Verdict | None = None
+        self.ran_on: Provenance = ()  # what runs (or ran) the cell: its engine, or the User-mode Linux kernel
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         return self.path, None, f"{self.cell.target}[{self.cell.id}] ({self.cell.expectation.source})"
@@ -69,10 +71,25 @@ class CellItem(pytest.Item):
         )
 
     def setup(self) -> None:
+        """Start, attest and observe the cell; when its engine is gone and --ipv6-engines names another
+        that answers, start it again there (the cell's provenance says so)."""
         state = self.config.stash[STATE_KEY]
+        while True:
+            try:
+                self._observe(state)
+                return
+            except pytest.fail.Exception:
+                if not state.fail_over():  # the engine answers (the error is the cell's), or no other one does
+                    raise
+            self._exit.close()
+            self._exit = contextlib.ExitStack()
+            self._running, self.attestation, self.verdict, self.ran_on = None, None, None, ()
+
+    def _observe(self, state: SessionState) -> None:
         cell, target = self.cell, self.matrix.target
         try:
             engine = state.backend(get_stack(cell.stack))
+            self.ran_on = state.provenance(engine)
             image = self._image()
             image_env = engine.image_config(image).get("Env") or []
         except Unavailable as exc:
@@ -92,6 +109,7 @@ class CellItem(pytest.Item):
         try:
             self._running = self._exit.enter_context(engine.run(launch))
             self.attestation = self._running.attestation()
+            self.ran_on = with_guest_kernel(self.ran_on, self.attestation.facts)
         except UnknownUser as exc:  # the image lacks the name: say where the matrix set it
             fail(exc.line(setting_source(target, self.path, cell.variant, "user")))
         except StackUnsupported as exc:
@@ -145,7 +163,7 @@ class CellItem(pytest.Item):
             if verdict is not None and reasons
             else None
         )
-        return CellResult(self.cell, status, verdict, self.attestation, reasons, advice)
+        return CellResult(self.cell, status, verdict, self.attestation, reasons, advice, self.ran_on)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, CellMismatch):

@@ -25,6 +25,7 @@ from .report import (
     SCHEMA_ID,
     SCHEMA_VERSION,
     Ordering,
+    engines_meta,
     load_report,
     render_json,
     render_markdown,
@@ -164,7 +165,7 @@ def merge_reports(
                     f"{name}: {len(left)} of its {len(m.collected)} cells are in no shard "
                     f"(first: {m.target}[{left[0]}]); add the shards that run them, or pass --partial"
                 )
-    meta = {"merged_from": [str(p) for p in paths], "shards": metas}
+    meta = {"merged_from": [str(p) for p in paths], "shards": metas, "engines": engines_meta(results)}
     return meta, results, RunRecord(True, None, tuple(m for _, m in matrices.values()))
 
 

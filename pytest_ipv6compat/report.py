@@ -18,6 +18,7 @@ from .fidelity import MESSAGE, fidelity_flags
 from .ledger import RunRecord
 from .listeners import sort_key
 from .model import Cell, Expectation, Family, Listener, Outcome, Protocol, Result, Verdict
+from .provenance import describe, distinct
 from .results import STATUSES, CellResult
 
 STACKS = ("dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off", "ipv6-boot-disabled")
@@ -377,6 +378,10 @@ def render_markdown(
         out += [""] * bool(flags)
     out += [_md(_legend(blocks, "✗")).replace("\xa0", " "), "", f"**{_totals_line(ordered)}**".replace("\xa0", " ")]
     out += [""] * bool(note) + note
+    engines = distinct(r.ran_on for r in ordered)
+    if engines:
+        out += ["", "#### Ran on", ""]
+        out += [f"- {_md(describe(p))}: {n}\xa0cell{'s' * (n != 1)}".replace("\xa0", " ") for p, n in engines]
     bad = [r for r in ordered if r.status in ("fail", "error")]
     if bad:
         out += ["", "#### Failures", ""]
@@ -391,6 +396,8 @@ def render_markdown(
             out += [f"  - {_md(line)}" for line in _hold_lines(r.verdict) if line not in r.reasons]
         if r.hint:
             out.append(f"  - **Hint:** {_md(r.hint)}")
+        if r.ran_on:
+            out.append(f"  - ran on: {_md(describe(r.ran_on))}")
     return "\n".join(out) + "\n"
 
 
@@ -461,4 +468,10 @@ def junit_properties(result: CellResult, *, crashed: str | None = None) -> list[
         props.append(("ipv6.error", (result.reasons[0].strip().splitlines() or [""])[0]))
     if result.hint:
         props.append(("ipv6.hint", result.hint))
+    props += [(f"ipv6.ran_on.{key}", value) for key, value in result.ran_on]
     return props
+
+
+def engines_meta(results: Iterable[CellResult]) -> list[dict[str, object]]:
+    """The report meta's ``engines``: each engine or kernel that ran cells, once, with its count."""
+    return [{"ran_on": dict(p), "cells": n} for p, n in distinct(r.ran_on for r in results)]

@@ -26,6 +26,7 @@ from .model import (
     Result,
     Verdict,
 )
+from .provenance import Provenance
 
 __all__ = ["STATUSES", "CellResult", "JSONDict"]
 
@@ -93,6 +94,7 @@ class CellResult:
     attestation: Attestation | None
     reasons: tuple[str, ...] = ()
     hint: str | None = None
+    ran_on: Provenance = ()  # what ran it (provenance.py); empty when nothing did
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -123,6 +125,7 @@ class CellResult:
                 "stack": a.stack, "ok": a.ok, "facts": dict(a.facts), "problems": list(a.problems),
             },
             "reasons": list(self.reasons), "hint": self.hint,
+            "ran_on": dict(self.ran_on) or None,
         }
 
     @classmethod
@@ -154,7 +157,11 @@ class CellResult:
             attestation = None if a is None else Attestation(
                 stack=a["stack"], ok=a["ok"], facts=tuple(a["facts"].items()), problems=tuple(a["problems"]),
             )
-            result = cls(cell, d["status"], verdict, attestation, tuple(d["reasons"]), d["hint"])
+            ran_on = d.get("ran_on") or {}  # absent from v2 reports and earlier v3 ones
+            if not isinstance(ran_on, dict) or not all(isinstance(v, str) for v in ran_on.values()):
+                raise ValueError(f"ran_on {ran_on!r} is not a mapping of strings")
+            result = cls(cell, d["status"], verdict, attestation, tuple(d["reasons"]), d["hint"],
+                         tuple((str(k), v) for k, v in ran_on.items()))
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise ValueError(f"not a serialised CellResult: {exc!r}") from exc
         if d.get("id", cell.id) != cell.id:

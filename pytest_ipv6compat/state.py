@@ -21,6 +21,7 @@ from .backends.docker_api import DockerBackend
 from .backends.docker_run import FAULTS, reason
 from .backends.uml import UmlBackend, find_kernel
 from .options import Settings
+from .provenance import Provenance, of_info, redact
 from .stacks import Stack
 
 
@@ -61,21 +62,26 @@ class SessionState:
     _uml_error: str | None = None
     _base: str | None = None
     _images: dict[tuple[str, str], str] = field(default_factory=dict)
+    dead: dict[str, str] = field(default_factory=dict)  # engines of --ipv6-engines that did not answer: why
+    failover: str | None = None  # set when this process's own engine did not answer and another one runs its cells
+    using: str | None = None  # the address (of --ipv6-engines) of the engine connected now; None for DOCKER_HOST
 
     @property
     def cache_dir(self) -> Path:
         return self.settings.cache_dir or images.default_cache_dir()
 
     def engine(self) -> DockerBackend:
-        """Connect once; raise :class:`Unavailable` (every time) if that failed."""
+        """Connect once; raise :class:`Unavailable` (every time) if that failed.
+
+        With several engines (--ipv6-engines), an engine that does not answer is passed over for
+        the next one that does, in the order given from this process's own (:attr:`failover`
+        says so, and each cell's provenance records it).
+        """
         if self._engine is None and self._engine_error is None:
             try:
                 check_cache(self.cache_dir)
                 probe = images.ensure_probe(self.cache_dir)
-                self._engine = DockerBackend.connect(
-                    probe, api_timeout=max(60.0, self.settings.timeout + 10), url=self.engine_url,
-                    ssh_config=self.settings.ssh_config,
-                )
+                self._engine = self._connect(probe)
                 self.swept = self._engine.sweep()
             except (EngineError, images.ImageError) as exc:
                 self._engine_error = Unavailable(str(exc))
@@ -85,6 +91,69 @@ class SessionState:
             error = self._engine_error
             raise Unavailable(str(error or "Docker engine unavailable"), error=error is not None and error.error)
         return self._engine
+
+    def _connect(self, probe: Path) -> DockerBackend:
+        """The first engine that answers, from this process's own on (only its own without --ipv6-engines)."""
+        timeout = max(60.0, self.settings.timeout + 10)
+        first: EngineError | None = None
+        for url in self.engine_urls():
+            if url in self.dead:
+                continue
+            try:
+                engine = DockerBackend.connect(probe, api_timeout=timeout, url=url, ssh_config=self.settings.ssh_config)
+            except EngineError as exc:
+                if url is None:
+                    raise
+                self.dead[url] = str(exc).split(" is unreachable: ", 1)[-1]  # the address is said once, below
+                first = first or exc
+                continue
+            self.using = url
+            if url != self.engine_url:
+                own = self.engine_url or "?"
+                self.failover = f"{redact(own)} did not answer ({self.dead.get(own, '?')})"
+            return engine
+        others = [redact(u) for u in self.dead if u != self.engine_url]
+        raise EngineError(f"{first or 'no engine answered'}"
+                          + (f"; no other engine answered either ({', '.join(others)})" if others else ""))
+
+    def engine_urls(self) -> list[str | None]:
+        """The engines this process may use, in order: its own (:attr:`engine_url`), then the ones after it."""
+        engines = self.settings.engines
+        if not engines:
+            return [None]
+        start = engines.index(self.engine_url) if self.engine_url in engines else 0
+        return list(dict.fromkeys(engines[start:] + engines[:start]))
+
+    def fail_over(self) -> bool:
+        """After a cell's engine error: when the engine no longer answers and another engine of
+        --ipv6-engines might, forget this one (its images, its User-mode Linux exports) and return True:
+        the next :meth:`engine` connects to the next engine that answers. False otherwise (the error stands)."""
+        engine = self._engine
+        if engine is None or len(self.settings.engines or ()) < 2 or engine.answers():
+            return False
+        if self.using is not None:
+            self.dead[self.using] = f"it stopped answering during the run ({engine.gone or 'no answer to a ping'})"
+        self._engine, self._engine_error, self._uml, self._uml_error, self._base = None, None, None, None, None
+        self._images.clear()
+        return any(u not in self.dead for u in self.engine_urls())
+
+    def other_engine(self, url: str) -> dict[str, str]:
+        """``info()`` of an engine of --ipv6-engines this process does not use (for the header); connected
+        for this call only. :class:`EngineError` if it cannot be reached."""
+        if url in self.dead:
+            raise EngineError(f"Docker engine at {redact(url)} is unreachable: {self.dead[url]}")
+        engine = DockerBackend.connect(images.ensure_probe(self.cache_dir), url=url)
+        try:
+            return engine.info()
+        finally:
+            engine.client.close()
+
+    def provenance(self, backend: Backend) -> Provenance:
+        """What runs a cell on ``backend``: its ``info()`` as a cell records it (empty if it cannot say)."""
+        try:
+            return of_info(backend.info(), failover=self.failover)
+        except EngineError:
+            return ()
 
     def backend(self, stack: Stack) -> Backend:
         """Where cells of ``stack`` run: the one place that decides (raises :class:`Unavailable`)."""
@@ -160,11 +229,12 @@ class SessionState:
         return self._base
 
     def engine_info(self) -> dict[str, str]:
-        """Engine facts for reports; empty when no engine was reached."""
+        """Engine facts for reports (addresses without credentials); empty when no engine was reached."""
         try:
-            return self.engine().info()
+            info = self.engine().info()
         except (Unavailable, EngineError):
             return {}
+        return {key: redact(value) if key in ("address", "url") else value for key, value in info.items()}
 
     def close(self) -> None:
         if self._engine is not None:

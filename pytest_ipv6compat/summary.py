@@ -22,7 +22,8 @@ from .keys import RESULT_KEY, STATE_KEY
 from .ledger import MatrixRecord, RunRecord
 from .matrix import Matrix, MatrixError, load_matrix
 from .model import Cell
-from .report import Ordering, junit_properties, render_json, render_markdown, render_terminal
+from .provenance import describe, distinct, redact
+from .report import Ordering, engines_meta, junit_properties, render_json, render_markdown, render_terminal
 from .results import CellResult
 from .stacks import STACKS
 from .state import Unavailable
@@ -129,17 +130,48 @@ def header(config: pytest.Config) -> list[str]:
         errors = s.require_docker or getattr(exc, "error", False)
         lines.append(f"ipv6compat: {exc}; cells will be {'errors' if errors else 'skipped'}")
         return lines
-    lines.append(
-        f"ipv6compat: {info['engine']} {info['version']} (API {info['api']}) at {info['address']}, "
-        f"runtime {info['runtime']}, seccomp {info['seccomp']}, {info['files']}; every cell is attested"
-    )
+    if state.settings.engines and len(state.settings.engines) > 1:
+        lines += _engines_header(config, info)
+    else:
+        lines.append(f"ipv6compat: {_engine_line(info)}; every cell is attested")
     try:
-        lines.append(f"ipv6compat: ipv6-boot-disabled boots {state.uml().kernel} (User-mode Linux) with ipv6.disable=1")
+        uml = state.uml().info()
+        lines.append(f"ipv6compat: ipv6-boot-disabled boots {uml['uml']} (User-mode Linux {uml['uml_version']}) "
+                     "with ipv6.disable=1")
     except Unavailable as exc:
         outcome = "errors" if s.require_docker else "skipped"
         lines.append(f"ipv6compat: {exc}; ipv6-boot-disabled cells will be {outcome}")
     if state.swept:
         lines.append(f"ipv6compat: removed {len(state.swept)} container(s) left by dead sessions")
+    return lines
+
+
+def _engine_line(info: dict[str, str]) -> str:
+    return (f"{info['engine']} {info['version']} (API {info['api']}) at {redact(info['address'])}, "
+            f"runtime {info['runtime']}, seccomp {info['seccomp']}, kernel {info['kernel']} ({info['os']}), "
+            f"{info['files']}")
+
+
+def _engines_header(config: pytest.Config, own: dict[str, str]) -> list[str]:
+    """One line per engine of --ipv6-engines: what it is and which xdist workers use it (or why it cannot)."""
+    state = config.stash[STATE_KEY]
+    engines = state.settings.engines
+    assert engines
+    workers = getattr(config.option, "numprocesses", None)
+    workers = workers if isinstance(workers, int) and getattr(config.option, "dist", "no") != "no" else 0
+    lines = []
+    for n, url in enumerate(engines):
+        users = [f"gw{k}" for k in range(workers) if k % len(engines) == n]
+        who = f"workers {', '.join(users)}" if users else ("this process" if n == 0 and not workers else "no worker")
+        try:
+            info = own if url == state.using else state.other_engine(url)
+            what = _engine_line(info)
+        except EngineError as exc:
+            what = f"{exc}; its cells go to the next engine that answers"
+        lines.append(f"ipv6compat: engine {n + 1} of {len(engines)} ({who}): {what}")
+    if state.failover:
+        lines.append(f"ipv6compat: this process's engine: {state.failover}")
+    lines.append("ipv6compat: every cell is attested, and records the engine that ran it")
     return lines
 
 
@@ -150,15 +182,16 @@ def attach_result(item: CellItem, call: pytest.CallInfo[None], report: pytest.Te
         if call.excinfo is not None:
             message = str(getattr(call.excinfo.value, "msg", None) or call.excinfo.value)
         status = "error" if report.failed else "skipped"
-        result = CellResult(item.cell, status, None, item.attestation, (message.strip(),), None)
+        result = CellResult(item.cell, status, None, item.attestation, (message.strip(),), None, item.ran_on)
     elif report.when == "call":
         result = item.stash.get(RESULT_KEY, None)
         if result is None and report.failed:
             message = call.excinfo.exconly() if call.excinfo is not None else "unknown error"
-            result = CellResult(item.cell, "error", item.verdict, item.attestation, (message,), None)
+            result = CellResult(item.cell, "error", item.verdict, item.attestation, (message,), None, item.ran_on)
     elif report.when == "teardown" and report.failed:  # pytest counts an error too: so does the grid
         message = str(call.excinfo.value) if call.excinfo is not None else "unknown error"
-        result = CellResult(item.cell, "error", item.verdict, item.attestation, (f"teardown: {message}",), None)
+        result = CellResult(item.cell, "error", item.verdict, item.attestation, (f"teardown: {message}",), None,
+                            item.ran_on)
     if result is not None:
         target = item.matrix.target
         order = {
@@ -354,6 +387,8 @@ class Results:
             width = self.config.get_terminal_writer().fullwidth
             for line in render_terminal(self.results, width=width, order=self.ordering(), incomplete=self.incomplete):
                 tr.write_line(line)
+            for ran_on, n in distinct(r.ran_on for r in self.results):
+                tr.write_line(f"ipv6compat: {n} cell{'s' * (n != 1)} ran on {describe(ran_on)}")
         if state.kept:
             tr.write_sep("-", "kept runs of failed cells (--ipv6-keep-failed)")
             for name, commands in state.kept.items():
@@ -392,6 +427,7 @@ class Results:
                 "order": {"variants": list(order.variants), "stacks": list(order.stacks),
                           "settings": list(order.settings)},
                 **state.engine_info(),
+                "engines": engines_meta(self.results),
             }
             _write(s.json, render_json(self.results, meta=meta, order=order, run=self.run_record()), s.source("json"))
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -202,3 +203,95 @@ def monitors(state_dir: str) -> list[str]:
         if argv and argv[0].endswith(b"conmon") and any(state_dir.encode() in arg for arg in argv):
             found.append(f"{entry.name}: " + b" ".join(argv).decode(errors="replace"))
     return found
+
+
+class EngineLink:
+    """A unix socket forwarding to an engine's socket until :meth:`cut`: to its clients, an engine that dies
+    (as a remote engine does when its host or network goes), while the engine itself, and the containers
+    started through the link, stay (removed with the engine)."""
+
+    def __init__(self, engine_url: str, path: Path, cut_after_starts: int | None = None, *,
+                 cut_on: re.Pattern[bytes] | None = None) -> None:
+        self.target = engine_url.removeprefix("unix://")
+        self.path = path
+        self.url = f"unix://{path}"
+        self.starts = 0  # container starts (POST .../containers/ID/start, or requests matching cut_on) passed on
+        self.cut_after_starts = cut_after_starts
+        self._pattern = cut_on or CONTAINER_START
+        self.cut_done = threading.Event()
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(str(path))
+        self._server.listen(64)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.cut_done.is_set():
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            engine = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                engine.connect(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                if self.cut_done.is_set():
+                    client.close()
+                    engine.close()
+                    return
+                self._open += [client, engine]
+            threading.Thread(target=self._pump, args=(client, engine, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(engine, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, requests: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if requests and self._pattern.search(data):
+                    with self._lock:
+                        self.starts += 1
+                        due = self.cut_after_starts is not None and self.starts > self.cut_after_starts
+                    if due:  # this start never reaches the engine: the link is cut under it
+                        self.cut()
+                        return
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+    def cut(self) -> None:
+        """From now on the engine does not answer through the link: every connection ends, the socket is gone."""
+        with self._lock:
+            self.cut_done.set()
+            conns, self._open = self._open, []
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        with contextlib.suppress(OSError):
+            self._server.close()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+
+CONTAINER_START = re.compile(rb"^POST /v[\d.]+/containers/[0-9a-f]+/start ", re.M)
+# the start of an exec session: the watcher's, once the target is running (the cell is being observed)
+EXEC_START = re.compile(rb"^POST /v[\d.]+/exec/[0-9a-f]+/start ", re.M)
+
+
+@contextlib.contextmanager
+def engine_link(engine_url: str, cut_after_starts: int | None = None, *,
+                cut_on: re.Pattern[bytes] | None = None) -> Iterator[EngineLink]:
+    """An :class:`EngineLink` to ``engine_url`` on a private socket; cut (if not yet) when the context ends."""
+    state = Path(tempfile.mkdtemp(prefix="ipv6compat-link-", dir=STATE_ROOT))
+    link = EngineLink(engine_url, state / "engine.sock", cut_after_starts, cut_on=cut_on)
+    try:
+        yield link
+    finally:
+        link.cut()
+        shutil.rmtree(state, ignore_errors=True)

@@ -183,7 +183,10 @@ def test_a_crashed_cell_carries_its_ipv6_properties_in_junit(pytester: pytest.Py
     common = [n for n, _ in props if n not in ("ipv6.crashed", "ipv6.error")]
     for name, case in cases.items():  # the cells that ran carry the same names, as junitxml wrote them
         if name != SYSCTL_CELL:
-            assert [n for n, _ in _ipv6_props(case) if n != "ipv6.error"] == common
+            names = [n for n, _ in _ipv6_props(case) if n != "ipv6.error"]
+            # and what ran it, which a crashed cell's worker took with it
+            assert [n for n in names if not n.startswith("ipv6.ran_on.")] == common
+            assert "ipv6.ran_on.backend" in names
 
 
 def test_cells_a_lost_worker_held_are_junit_errors_with_their_properties(pytester: pytest.Pytester) -> None:

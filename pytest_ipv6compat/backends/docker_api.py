@@ -141,7 +141,8 @@ class DockerBackend:
             self.tunnel = None
 
     def info(self) -> dict[str, str]:
-        """Engine kind (Docker or Podman), version, API, default OCI runtime, seccomp, and where it runs."""
+        """Engine kind (Docker or Podman), version, API, default OCI runtime, seccomp, where it runs, and its
+        host's OS and kernel as the engine reports them (each cell's provenance is made from these)."""
         if "version" not in self._info:
             try:
                 ver = self.client.version()
@@ -156,6 +157,9 @@ class DockerBackend:
                 "runtime": str(info.get("DefaultRuntime") or "?"),
                 "seccomp": "yes" if any("seccomp" in str(o) for o in info.get("SecurityOptions") or []) else "no",
                 "address": self.address,
+                "url": self.address.split(" (from ", 1)[0],  # as given, without where it came from
+                "os": str(info.get("OperatingSystem") or "?"),
+                "kernel": str(info.get("KernelVersion") or "?"),
                 "files": "local" if self._local() else "remote (nothing is bind-mounted: works the same)",
             }
         return dict(self._info)
@@ -163,6 +167,14 @@ class DockerBackend:
     def _local(self) -> bool:
         """The engine runs on this machine (it may share its files); through an SSH tunnel it does not."""
         return self.tunnel is None and _is_local(self.client)
+
+    def answers(self) -> bool:
+        """Whether the engine answers a ping now (after a cell's engine error: is the engine gone?)."""
+        try:
+            self.client.ping()
+        except FAULTS:
+            return False
+        return True
 
     def _podman(self) -> bool:
         """The engine is Podman; an engine that does not answer now says so at the next call instead."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import os
 import platform
 import queue
@@ -80,6 +81,17 @@ def find_kernel(given: str | None, flag: str = "--ipv6-uml") -> Path:
     return Path(found)
 
 
+@functools.lru_cache(maxsize=8)
+def kernel_version(kernel: Path) -> str:
+    """What ``linux --version`` prints (``6.1.176``), or ``?`` when it says nothing usable."""
+    try:
+        done = subprocess.run([str(kernel), "--version"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    lines = done.stdout.strip().splitlines()
+    return lines[0].strip()[:80] if done.returncode == 0 and lines else "?"
+
+
 def memory_mb(text: str) -> int:
     """``512m``, ``1g``, ``262144k`` or bytes, in MiB (at least 1)."""
     found = re.fullmatch(r"(\d+)([bkmg]?)", text.strip().lower())
@@ -102,7 +114,9 @@ class UmlBackend:
     _started: int = 0
 
     def info(self) -> dict[str, str]:
-        return {"uml": str(self.kernel)}
+        """The kernel that boots cells: its path and version (``linux --version``), for the header and each
+        cell's provenance."""
+        return {"uml": str(self.kernel), "uml_version": kernel_version(self.kernel)}
 
     def image_config(self, image: str) -> dict[str, Any]:
         return dict(self.docker.image_config(image))

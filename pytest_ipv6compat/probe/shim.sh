@@ -38,6 +38,10 @@ for word in $($BB cat /proc/cmdline 2>/dev/null); do
     case $word in ipv6.disable=*) disable=${word#ipv6.disable=} ;; esac
 done
 say "fact cmdline ipv6.disable=$disable"
+# The running kernel's release (the host's in a container, the guest's under User-mode Linux).
+release=
+[ -r /proc/sys/kernel/osrelease ] && read -r release </proc/sys/kernel/osrelease
+say "fact kernel release=${release:-unknown}"
 for f in /proc/net/if_inet6 /proc/sys/net/ipv6; do
     if [ -e "$f" ]; then say "fact $f=present"; else say "fact $f=absent"; fi
 done
