@@ -21,21 +21,16 @@ averages, without its minute of lag). A benchmark, not a test: nothing asserts.
 from __future__ import annotations
 
 import argparse
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
-import docker
-from common import BENCH_LABEL, BenchError, Summary, docker_cli, load_average, progress, remove_labelled
+from common import BENCH_LABEL, Summary, docker_cli, load_average, progress
 from percell import UP_STACK, plugin_cell
-from run import _on_sigterm, preflight
+from run import Context, _on_sigterm, bench_session
 
-from pytest_ipv6compat.backends import EngineError
 from pytest_ipv6compat.model import Outcome
 
 BOMB = "while :; do (while :; do :; done) & done 2>/dev/null"  # busy loops up to the pids bound, then fork attempts
@@ -82,20 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     conditions: list[tuple[str, str | None, bool]] = [("none", None, False), ("unbounded", None, True)]
     conditions += [(f"cpus={c}", c, True) for c in bounds]
     signal.signal(signal.SIGTERM, _on_sigterm)
-    run_id = uuid.uuid4().hex[:10]
-    tmp = Path(tempfile.mkdtemp(prefix="ipv6compat-bench-"))
     costs: dict[str, list[float]] = {name: [] for name, _, _ in conditions}
     runnable: dict[str, list[int]] = {name: [] for name, _, _ in conditions}
-    try:
-        ctx = preflight(run_id, tmp, 0.0)
-        base = ctx.matrix.target  # the bomb runs in the reference image's own shell
+
+    def body(ctx: Context) -> None:
         launch = ctx.launch(UP_STACK, hold=0.0)
-        print(f"pytest-ipv6compat bomb bench  run {run_id}  rounds={args.rounds} cells={args.cells}  "
-              f"load {load_average()}  target {base.name}")
+        print(f"pytest-ipv6compat bomb bench  run {ctx.run_id}  rounds={args.rounds} cells={args.cells}  "
+              f"load {load_average()}  target {ctx.matrix.target.name}")
         for r in range(args.rounds):
             for name, cpus, bomb in conditions:
                 progress(f"round {r + 1}/{args.rounds}: {name}")
-                bomb_id = start_bomb(ctx.reference, run_id, cpus) if bomb else None
+                bomb_id = start_bomb(ctx.reference, ctx.run_id, cpus) if bomb else None
                 try:
                     if bomb_id:
                         time.sleep(RAMP_S)
@@ -106,20 +98,10 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     if bomb_id:
                         docker_cli("rm", "-f", bomb_id, check=False, timeout=120)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (docker.errors.DockerException, EngineError) as exc:
-        print(f"error: the Docker engine failed during the bench: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        left = remove_labelled(run_id)
-        if left:
-            progress(f"removed {left} leftover bench container(s)")
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    code = bench_session(0.0, body)
+    if code:
+        return code
     floor = Summary.of(costs["none"]).median
     print(f"\n{'condition':<11} {'neighbour cell (median, p90)':<31} {'vs none':>7}  runnable tasks (median, max)")
     for name, _, _ in conditions:

@@ -366,18 +366,44 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(r.met is not False for _, table in tables for r in table.rows) else 1
 
 
-def _bench_engine(args: argparse.Namespace, runs: int, skip: set[str], table: Table) -> int:
-    """Every section not skipped, against the engine DOCKER_HOST names; 0, or the exit code to stop with."""
+def bench_session(hold: float, body: Callable[[Context], None]) -> int:
+    """``body`` with a fresh run id and temporary directory, its one-line errors and its clean-up: every
+    container labelled with the run, and the plugin's own (a cell cut short, the probe volumes), on every
+    exit path. 0, or the exit code to stop with (2: could not run, 130: interrupted)."""
     run_id = uuid.uuid4().hex[:10]
     tmp = Path(tempfile.mkdtemp(prefix="ipv6compat-bench-"))
     ctx: Context | None = None
     try:
-        ctx = preflight(run_id, tmp, args.hold)
+        ctx = preflight(run_id, tmp, hold)
+        body(ctx)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (docker.errors.DockerException, EngineError) as exc:
+        print(f"error: the engine failed during the bench: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        left = remove_labelled(run_id)
+        if ctx is not None:
+            left += ctx.backend.remove_session()
+        if left:
+            progress(f"removed {left} leftover bench container(s)")
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def _bench_engine(args: argparse.Namespace, runs: int, skip: set[str], table: Table) -> int:
+    """Every section not skipped, against the engine DOCKER_HOST names; 0, or the exit code to stop with."""
+
+    def body(ctx: Context) -> None:
         info = ctx.backend.info()
         section(f"engine: {info['engine']} {info['version']} at {info['address']}")
         print(f"engine: {info['engine']} {info['version']} at {info['address']}, runtime {info['runtime']}; "
               f"floor CLI: {' '.join(common.CLI)}")
-        print(f"pytest-ipv6compat bench  run {run_id}  runs={runs}{'  --quick' if args.quick else ''}  "
+        print(f"pytest-ipv6compat bench  run {ctx.run_id}  runs={runs}{'  --quick' if args.quick else ''}  "
               f"load {load_average()}  cpus {os.cpu_count()}")
         print(f"reference target: {ctx.reference} (cloud-proxy unpatched, probe https GET /healthz); "
               f"hold {ctx.hold:g} s, settle {ctx.settle:g} s, timeout {ctx.timeout:g} s")
@@ -391,25 +417,8 @@ def _bench_engine(args: argparse.Namespace, runs: int, skip: set[str], table: Ta
             bench_matrix(ctx, args.quick, table)
         if "cold" not in skip:
             bench_cold(ctx, table)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (docker.errors.DockerException, EngineError) as exc:
-        print(f"error: the engine failed during the bench: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        left = remove_labelled(run_id)
-        if ctx is not None:  # the plugin's own: containers of a cell cut short, and the probe volumes
-            left += ctx.backend.remove_session()
-        if left:
-            progress(f"removed {left} leftover bench container(s)")
-        shutil.rmtree(tmp, ignore_errors=True)
-    return 0
 
-
+    return bench_session(args.hold, body)
 
 if __name__ == "__main__":
     sys.exit(main())
