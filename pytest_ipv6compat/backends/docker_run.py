@@ -389,7 +389,7 @@ class DockerRun:
         """The signals the engine was asked to send this container (its ``kill`` events): the plugin never
         sends one before the verdict, so each came from someone else. Empty when the engine cannot say."""
         try:
-            events = self._api.events(since=int(self.started_wall) - 1, until=int(time.time()) + 1,
+            events = self._api.events(since=int(self.started_wall) - 1, until=f"{time.time():.6f}",
                                       filters={"container": self.container_id, "event": "kill"}, decode=True)
             return [str(e.get("Actor", {}).get("Attributes", {}).get("signal", "?")) for e in events
                     if e.get("Action") == "kill"]
