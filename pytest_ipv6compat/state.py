@@ -133,6 +133,7 @@ class SessionState:
             return False
         if self.using is not None:
             self.dead[self.using] = f"it stopped answering during the run ({engine.gone or 'no answer to a ping'})"
+        engine.close()  # an ssh:// engine's connection, by its pid
         self._engine, self._engine_error, self._uml, self._uml_error, self._base = None, None, None, None, None
         self._images.clear()
         return any(u not in self.dead for u in self.engine_urls())
@@ -142,11 +143,13 @@ class SessionState:
         for this call only. :class:`EngineError` if it cannot be reached."""
         if url in self.dead:
             raise EngineError(f"Docker engine at {redact(url)} is unreachable: {self.dead[url]}")
-        engine = DockerBackend.connect(images.ensure_probe(self.cache_dir), url=url)
+        engine = DockerBackend.connect(images.ensure_probe(self.cache_dir), url=url,
+                                       ssh_config=self.settings.ssh_config)
         try:
             return engine.info()
         finally:
             engine.client.close()
+            engine.close()  # an ssh:// engine's connection, by its pid
 
     def provenance(self, backend: Backend) -> Provenance:
         """What runs a cell on ``backend``: its ``info()`` as a cell records it (empty if it cannot say)."""
