@@ -83,16 +83,9 @@ def _end(proc: subprocess.Popen[bytes]) -> None:
 def _end_monitors(state: Path) -> None:
     """End the conmon processes our service started (they daemonize, so they are not its children): by the pids
     of processes whose command line names our private state directory, which no one else's can."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"conmon") and any(str(state).encode() in arg for arg in argv):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGTERM)
+    for pid, _ in _monitors(str(state)):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 @contextlib.contextmanager
@@ -190,8 +183,8 @@ def tcp_forward(unix_url: str) -> Iterator[str]:
         listener.close()
 
 
-def monitors(state_dir: str) -> list[str]:
-    """Command lines of the conmon processes whose arguments name ``state_dir`` (a Podman service's own)."""
+def _monitors(state_dir: str) -> list[tuple[int, list[bytes]]]:
+    """(pid, argv) of the conmon processes whose arguments name ``state_dir`` (a Podman service's own)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -201,8 +194,13 @@ def monitors(state_dir: str) -> list[str]:
         except OSError:
             continue
         if argv and argv[0].endswith(b"conmon") and any(state_dir.encode() in arg for arg in argv):
-            found.append(f"{entry.name}: " + b" ".join(argv).decode(errors="replace"))
+            found.append((int(entry.name), argv))
     return found
+
+
+def monitors(state_dir: str) -> list[str]:
+    """Command lines of the conmon processes whose arguments name ``state_dir`` (a Podman service's own)."""
+    return [f"{pid}: " + b" ".join(argv).decode(errors="replace") for pid, argv in _monitors(state_dir)]
 
 
 class EngineLink:
