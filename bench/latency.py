@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import threading
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BenchError, load_average
+from common import BenchError, Summary, load_average
 from percell import BenchBackend
 
 from pytest_ipv6compat import images
@@ -95,9 +94,10 @@ def main() -> int:
             backend.remove_session()
     for url in urls:
         lat, total = results[url]
-        p90 = sorted(lat)[max(0, round(0.9 * len(lat)) - 1)]
-        print(f"{backends[url].info()['engine']:<7} {url}: exit -> verdict median {statistics.median(lat):.3f} s "
-              f"(p90 {p90:.3f} s); start -> verdict median {statistics.median(total):.3f} s; n={len(lat)}")
+        exit_to_verdict = Summary.of(lat)
+        print(f"{backends[url].info()['engine']:<7} {url}: exit -> verdict median {exit_to_verdict.median:.3f} s "
+              f"(p90 {exit_to_verdict.p90:.3f} s); start -> verdict median {Summary.of(total).median:.3f} s; "
+              f"n={len(lat)}")
     print(f"load {load_average()}")
     return 0
 
