@@ -174,8 +174,11 @@ def test_keep_failed_is_the_only_way_a_container_stays(run_dir: pytest.Pytester,
              f"docker diff {kept}; *"]
         )
     finally:
-        for c in containers(client, session=failed["labels"]["ipv6compat.session"]):
+        session = failed["labels"]["ipv6compat.session"]
+        for c in containers(client, session=session):
             c.remove(force=True)
+        for volume in client.volumes.list(filters={"label": f"ipv6compat.session={session}"}):
+            volume.remove()  # the kept container's probe volume, which its session had to leave
 
 
 def _pytest_cmd(*args: str) -> list[str]:
@@ -369,8 +372,11 @@ def test_every_engine_call_has_a_timeout(engine: Engine, base_image: str) -> Non
     assert 0 < engine.api_timeout < 600
     own = Engine.connect(engine.probe_dir, api_timeout=7.5)
     assert own.client.api.timeout == 7.5
-    with own.run(launch(base_image, STACKS["dual-stack"], command=("true",), timeout=5)) as running:
-        assert running.verdict().outcome is Outcome.EXITED
+    try:
+        with own.run(launch(base_image, STACKS["dual-stack"], command=("true",), timeout=5)) as running:
+            assert running.verdict().outcome is Outcome.EXITED
+    finally:
+        own.remove_session()
 
 
 def test_engine_that_never_answers_fails_fast_at_connect(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -437,6 +443,7 @@ def test_engine_hanging_at_start_is_an_engine_error(
         assert time.monotonic() - started < hung.api_timeout + 10
         front.resume()
     assert containers(client, session=hung.session) == []
+    Engine(client, engine.probe_dir, session=hung.session).remove_session()  # a volume the engine made late
 
 
 # --- 4. locked down: seccomp inside a kernel-off container -----------------------------------------

@@ -33,7 +33,7 @@ from docker.transport import UnixHTTPAdapter
 
 from . import EngineError, Launch, StackUnsupported, UnknownUser
 from .docker_run import FAULTS, DockerRun, reason
-from .docker_volumes import Volumes, remove_volume
+from .docker_volumes import SESSION_LABEL, Volumes, remove_volume
 from .ssh_tunnel import Tunnel, is_ssh
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ PROBE_MOUNT = "/.ipv6compat"
 KEPT_PREFIX = "ipv6compat-kept-"  # containers of failed cells left for inspection (--ipv6-keep-failed)
 KEPT_HOURS = 24  # the sweep leaves them alone this long, then removes them
 LOG_FILE_MAX = "16m"  # what the engine keeps of a target's output; the verdict keeps only a tail of it
-LABEL = "ipv6compat.session"
+LABEL = SESSION_LABEL
 SSH_POOLS = 4  # docker-py's connection pools (one per URL) kept for an ssh:// engine: the idle channels' bound
 SSH_POOL_SIZE = 2  # idle connections each keeps
 
@@ -303,8 +303,7 @@ class DockerBackend:
             return 0
         mine = [c for c in found if c.name not in keep and not c.name.startswith(KEPT_PREFIX)]
         removed = sum(remove(self.client, c.id, c.name) for c in mine)
-        if self._volumes is not None:
-            self._volumes.remove_all()
+        self.volumes.remove_all()
         return removed
 
     @contextlib.contextmanager

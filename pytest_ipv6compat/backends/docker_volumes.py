@@ -29,6 +29,7 @@ from .docker_run import FAULTS, reason
 log = logging.getLogger(__name__)
 
 FILL_AT = "/.ipv6compat-fill"
+SESSION_LABEL = "ipv6compat.session"  # the label every container and volume of a session carries
 
 
 def directory_tar(root: Path) -> bytes:
@@ -124,9 +125,20 @@ class Volumes:
         return name
 
     def remove_all(self) -> int:
-        """Remove this session's volumes that no container still uses; never raises."""
+        """Remove this session's volumes that no container still uses; never raises.
+
+        Those the engine lists with this session's label count too, not only those this object made: a
+        volume request that timed out on a slow engine may still have made its volume, and a handle on
+        the session made later (after a hung engine recovered) has made none itself.
+        """
+        names = set(self._made.values())
+        try:
+            found = self._client.api.volumes(filters={"label": f"{SESSION_LABEL}={self._session}"}).get("Volumes")
+            names.update(str(v.get("Name")) for v in found or [])
+        except FAULTS as exc:
+            log.warning("cannot list this session's volumes: %s", reason(exc))
         removed = 0
-        for name in list(self._made.values()):
+        for name in sorted(names):
             if remove_volume(self._client, name):
                 removed += 1
         self._made.clear()
