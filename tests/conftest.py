@@ -119,4 +119,48 @@ def ground_truth_tools() -> None:
 
 
 def ipv6compat_containers(client: docker.DockerClient) -> list[str]:
-    return [c.name for c in client.containers.list(all=True, filters={"label": "ipv6compat.session"})]
+    return [c.name for c in client.containers.list(all=True, filters={"label": "ipv6compat.session"},
+                                                        ignore_removed=True)]
+
+
+def _left_by(pid: int) -> list[str]:
+    """Containers and volumes still on the engine that a session of process ``pid`` made."""
+    try:
+        client = docker.from_env(timeout=30)
+        label = {"label": f"ipv6compat.pid={pid}"}
+        left = [f"container {c.name}" for c in client.containers.list(all=True, filters=label, ignore_removed=True)]
+        left += [f"volume {v['Name']}" for v in client.api.volumes(filters=label).get("Volumes") or []]
+        client.close()
+    except docker.errors.DockerException:
+        return []  # no engine: no docker test ran here
+    return left
+
+
+
+_LEAKS: list[str] = []  # what each process (the controller, or an xdist worker) left on the engine
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Nothing a test of this process started is left on the engine: every test cleans up after itself,
+    so that a leak in the plugin's clean-up cannot hide behind the next session's sweep. An xdist worker
+    hands what it found to the controller (``pytest_testnodedown``), which fails the run."""
+    ran = any(item.get_closest_marker("docker") for item in session.items)
+    if ran and not session.shouldstop and not session.shouldfail:
+        _LEAKS.extend(_left_by(os.getpid()))
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["ipv6compat_leaks"] = list(_LEAKS)
+        return
+    if _LEAKS:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_sep("!", "tests left these on the engine (a leak)", red=True)
+            for what in _LEAKS:
+                reporter.write_line(f"LEAK: {what}", red=True)
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    _LEAKS.extend(getattr(node, "workeroutput", {}).get("ipv6compat_leaks", []))

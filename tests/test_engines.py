@@ -58,7 +58,8 @@ def _cells_started(url: str, since: int, until: int) -> int:
 def _leftovers(url: str) -> tuple[list[str], list[str]]:
     client = docker.DockerClient(base_url=url, timeout=30)
     try:
-        containers = [c.name for c in client.containers.list(all=True, filters={"label": "ipv6compat.session"})]
+        containers = [c.name for c in client.containers.list(all=True, filters={"label": "ipv6compat.session"},
+                                                             ignore_removed=True)]
         volumes = [v.name for v in client.volumes.list(filters={"label": "ipv6compat.session"})]
     finally:
         client.close()

@@ -85,7 +85,8 @@ class ChannelCounter:
 
 def _ours(client: docker.DockerClient, pids: set[int]) -> tuple[list[str], list[str]]:
     """Containers and volumes on the engine labelled by one of ``pids`` (this test's pytest processes)."""
-    containers = [c.name for c in client.containers.list(all=True, filters={"label": "ipv6compat.session"})
+    containers = [c.name for c in client.containers.list(all=True, filters={"label": "ipv6compat.session"},
+                                                           ignore_removed=True)
                   if c.labels.get("ipv6compat.pid", "").isdigit() and int(c.labels["ipv6compat.pid"]) in pids]
     volumes = [v.name for v in client.volumes.list(filters={"label": "ipv6compat.session"})
                if str((v.attrs.get("Labels") or {}).get("ipv6compat.pid", "")) in {str(p) for p in pids}]
@@ -170,7 +171,8 @@ def _connect_error(url: str, config: Path | None) -> str:
 
 
 def test_each_ssh_failure_is_one_line_with_a_hint(sshd: Sshd, tmp_path: Path) -> None:
-    before = {p.name for p in Path("/tmp").glob(f"{DIR_PREFIX}*")}
+    mine = f"{DIR_PREFIX}{os.getpid()}-*"  # another xdist worker's tunnels come and go meanwhile
+    before = {p.name for p in Path("/tmp").glob(mine)}
     closed = _connect_error("ssh://root@127.0.0.1:1", sshd.client_config)  # nothing listens on port 1
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "stranger")],
                    check=True, capture_output=True)
@@ -195,7 +197,7 @@ def test_each_ssh_failure_is_one_line_with_a_hint(sshd: Sshd, tmp_path: Path) ->
             assert word in message, message
     assert _ssh_processes(1) == []
     assert _ssh_processes(sshd.port) == []
-    assert {p.name for p in Path("/tmp").glob(f"{DIR_PREFIX}*")} <= before  # no local socket left behind
+    assert {p.name for p in Path("/tmp").glob(mine)} <= before  # no local socket left behind
 
 
 def test_an_unreachable_ssh_engine_errors_every_cell_and_writes_the_reports(
