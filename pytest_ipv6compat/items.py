@@ -12,7 +12,7 @@ import pytest
 from . import images
 from .backends import EngineError, Launch, Run, StackUnsupported, UnknownUser
 from .diagnose import hint
-from .keys import RESULT_KEY, STATE_KEY, TARGET_NAMES_KEY
+from .keys import KEPT_KEY, RESULT_KEY, STATE_KEY, TARGET_NAMES_KEY
 from .matrix import Matrix, MatrixError, check_target_settle, claim_target_name, judge, load_matrix, setting_source
 from .model import Attestation, Cell, Verdict
 from .options import run_base
@@ -154,6 +154,7 @@ class CellItem(pytest.Item):
         self._exit.close()  # a kept container is renamed ipv6compat-kept-... here
         if keep and self._running is not None:
             state.kept[self._running.name] = self._running.inspection()
+            self.stash[KEPT_KEY] = (self._running.name, state.kept[self._running.name])  # for xdist's controller
 
     def result(self, reasons: tuple[str, ...]) -> CellResult:
         verdict = self.verdict

@@ -11,4 +11,5 @@ from .state import SessionState
 
 STATE_KEY = pytest.StashKey[SessionState]()
 RESULT_KEY = pytest.StashKey[CellResult]()
+KEPT_KEY = pytest.StashKey[tuple[str, list[str]]]()  # a kept run: its name and the commands that inspect it
 TARGET_NAMES_KEY = pytest.StashKey[dict[str, Path]]()  # target name -> the matrix file that has it

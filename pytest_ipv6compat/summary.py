@@ -18,7 +18,7 @@ from .backends import EngineError
 from .fidelity import FidelityFlag, fidelity_flags, with_fidelity_hints
 from .items import CellItem
 from .junit import MissingCase, case_address, complete_junit
-from .keys import RESULT_KEY, STATE_KEY
+from .keys import KEPT_KEY, RESULT_KEY, STATE_KEY
 from .ledger import MatrixRecord, RunRecord
 from .matrix import Matrix, MatrixError, load_matrix
 from .model import Cell
@@ -29,6 +29,7 @@ from .stacks import STACKS
 from .state import Unavailable
 
 _RESULT_ATTR = "ipv6compat"  # a plain-dict attribute on TestReport; xdist carries it to the controller
+_KEPT_ATTR = "ipv6compat_kept"  # on a teardown report: [name, commands] of a kept run, for xdist's controller
 _FILES_KEY = "ipv6compat_matrix_files"  # in a worker's workeroutput: every matrix file it collected
 
 
@@ -192,6 +193,9 @@ def attach_result(item: CellItem, call: pytest.CallInfo[None], report: pytest.Te
         message = str(call.excinfo.value) if call.excinfo is not None else "unknown error"
         result = CellResult(item.cell, "error", item.verdict, item.attestation, (f"teardown: {message}",), None,
                             item.ran_on)
+    kept = item.stash.get(KEPT_KEY, None)
+    if report.when == "teardown" and kept is not None:
+        setattr(report, _KEPT_ATTR, [kept[0], list(kept[1])])
     if result is not None:
         target = item.matrix.target
         order = {
@@ -309,6 +313,9 @@ class Results:
     # ---- results
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        kept = getattr(report, _KEPT_ATTR, None)
+        if kept is not None:  # a worker's kept run, listed by the controller at the end
+            self.config.stash[STATE_KEY].kept[kept[0]] = list(kept[1])
         data = getattr(report, _RESULT_ATTR, None)
         if data is None:
             return

@@ -12,11 +12,16 @@ from helpers import copy_matrix
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("proxy_image")]
 
 
-def test_keep_failed_keeps_only_failed_containers(pytester: pytest.Pytester, client: docker.DockerClient) -> None:
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one-process", "xdist"])
+def test_keep_failed_keeps_only_failed_containers(
+    pytester: pytest.Pytester, client: docker.DockerClient, workers: tuple[str, ...]
+) -> None:
+    """Under xdist the worker keeps the run and the controller lists it."""
     table = "[expect.adaptive.dual-stack]\n"
     copy_matrix(pytester, (table + 'unset = "both"', table + 'unset = "v4"'))
     result = pytester.runpytest(
-        "--ipv6-variants=adaptive", "--ipv6-stacks=dual-stack", "--ipv6-settings=unset,=1", "--ipv6-keep-failed"
+        "--ipv6-variants=adaptive", "--ipv6-stacks=dual-stack", "--ipv6-settings=unset,=1", "--ipv6-keep-failed",
+        *workers,
     )
     # rw and read-only config cells: the flipped rw cell fails, the other three pass
     result.assert_outcomes(passed=3, failed=1)
@@ -30,9 +35,10 @@ def test_keep_failed_keeps_only_failed_containers(pytester: pytest.Pytester, cli
     kept_lines = re.findall(r"^(ipv6compat-kept-\S+): (.*)$", result.stdout.str(), re.M)
     assert len(kept_lines) == 1
     name, commands = kept_lines[0]
+    session = client.containers.get(name).labels["ipv6compat.session"]
     try:
         kept = client.containers.get(name)
-        assert kept.labels["ipv6compat.session"]
+        assert session
         assert kept.status == "running"  # the failed target, still up for inspection
         logs, shell, remove = run_printed(commands)  # from a plain shell, no terminal
         assert "nginx/" in logs  # the target's own output ...
@@ -43,6 +49,8 @@ def test_keep_failed_keeps_only_failed_containers(pytester: pytest.Pytester, cli
     finally:
         for left in client.containers.list(all=True, filters={"name": name}):
             left.remove(force=True)
+        for volume in client.volumes.list(filters={"label": f"ipv6compat.session={session}"}):
+            volume.remove()  # the kept run's probe volume, which its session had to leave
 
 
 def run_printed(commands: str) -> list[str]:
