@@ -212,6 +212,9 @@ def _smoke_test(client: docker.DockerClient, image: str, ref: str) -> None:
     try:
         container.start()
         code = int(container.wait(timeout=60).get("StatusCode", -1))
+        if code < 0:  # Podman 4.3's wait can answer -1 for a container that had already exited: ask its state
+            container.reload()
+            code = int(container.attrs.get("State", {}).get("ExitCode", code))
         output = container.logs().decode("utf-8", "replace")
     except (docker.errors.DockerException, OSError) as exc:
         raise ImageError(f"cannot smoke-test base image {ref}: the engine could not run it: "

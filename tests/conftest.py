@@ -138,6 +138,22 @@ def _left_by(pid: int) -> list[str]:
 
 
 _LEAKS: list[str] = []  # what each process (the controller, or an xdist worker) left on the engine
+_FIRST_SEEN: dict[str, str] = {}  # a container or volume of this process -> the test after which it was first seen
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logfinish(nodeid: str, location: object) -> None:
+    """After each test, note what of this process's is on the engine, to name the test that left a leak."""
+    if _DOCKER_TESTS.get(nodeid):
+        for what in _left_by(os.getpid()):
+            _FIRST_SEEN.setdefault(what, nodeid)
+
+
+_DOCKER_TESTS: dict[str, bool] = {}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    _DOCKER_TESTS.update({item.nodeid: item.get_closest_marker("docker") is not None for item in session.items})
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -146,7 +162,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     hands what it found to the controller (``pytest_testnodedown``), which fails the run."""
     ran = any(item.get_closest_marker("docker") for item in session.items)
     if ran and not session.shouldstop and not session.shouldfail:
-        _LEAKS.extend(_left_by(os.getpid()))
+        _LEAKS.extend(f"{what} (first seen after {_FIRST_SEEN.get(what, 'the last test')})"
+                      for what in _left_by(os.getpid()))
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput["ipv6compat_leaks"] = list(_LEAKS)

@@ -314,7 +314,7 @@ def test_the_zoo_on_the_real_kernel_against_its_own_tables(
     tables, problems = kernel_tables(dumps)
     problems += [f"plugin vs table: {reason}" for reason in judge(parse_expectation(expectation), real).reasons]
     periodic = [dump for dump in tables if dump != "ready"]
-    if not periodic:
+    if not periodic and expected.outcome != "exited":  # a target that exits at once may beat the first dump
         problems.append("no dump of the kernel's tables came while the target ran")
     plugin = {str(listener) for listener in real.listeners}
     if expected.outcome == "up":
