@@ -18,7 +18,9 @@ process it makes for the guest's processes. It reads the cgroup's counter at eac
 
 Cells: the reference target's ``unpatched`` variant (exited, errno 97) and ``adaptive`` (up, IPv4
 only), hold 0, as in bench/uml.py. Medians of --runs, with the load average before and after.
-Not a test: nothing asserts.
+``--unstripped`` also runs every cell from an archive built as before archives were stripped (the probe's programs
+and the kernel modules as they are, not stripped: see ``uml_rootfs.slim``), in turn with the
+stripped one, so that both meet the same load. Not a test: nothing asserts.
 """
 
 from __future__ import annotations
@@ -121,9 +123,20 @@ def cell(uml: UmlBackend, image: str, want: Outcome, usage: Path) -> tuple[dict[
     return clock.phases, wall
 
 
+def unstripped(uml: UmlBackend, image: str) -> None:
+    """Build ``image``'s archive in ``uml``'s cache as it was built before archives were stripped."""
+    real = uml_rootfs.slim
+    uml_rootfs.slim = lambda path, how: path.read_bytes()  # type: ignore[assignment]
+    try:
+        uml.prepare(image)
+    finally:
+        uml_rootfs.slim = real  # type: ignore[assignment]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--unstripped", action="store_true", help="also run cells from unstripped archives")
     args = parser.parse_args()
     cache = images.default_cache_dir()
     docker = DockerBackend.connect(images.ensure_probe(cache))
@@ -132,21 +145,28 @@ def main() -> int:
     image = {v: images.ensure_target_image(docker.client, ROOT / "matrix" / "cloud-proxy", base=base,
                                            name=f"cloud-proxy-{v}", build_args={"VARIANT": v}, cache_dir=cache)
              for v in ("unpatched", "adaptive")}
+    backends = {"": uml}
+    if args.unstripped:  # its own cache directory: the two archives of an image have different keys
+        backends["unstripped "] = UmlBackend(docker, uml.kernel, cache / "bench-unstripped", docker.probe_dir)
+        for ref in image.values():
+            unstripped(backends["unstripped "], ref)
     for ref in image.values():
         uml.prepare(ref)
     load_before = load_average()
-    results: dict[str, list[tuple[dict[str, float], float]]] = {"exited": [], "up": []}
+    results: dict[str, list[tuple[dict[str, float], float]]] = {}
     with own_cgroup() as usage:
-        for _ in range(args.runs):  # interleaved, so that a change of load hits both alike
-            results["exited"].append(cell(uml, image["unpatched"], Outcome.EXITED, usage))
-            results["up"].append(cell(uml, image["adaptive"], Outcome.UP, usage))
+        for _ in range(args.runs):  # interleaved, so that a change of load hits all alike
+            for label, backend in backends.items():
+                results.setdefault(f"{label}exited", []).append(
+                    cell(backend, image["unpatched"], Outcome.EXITED, usage))
+                results.setdefault(f"{label}up", []).append(cell(backend, image["adaptive"], Outcome.UP, usage))
     med = statistics.median
     print(f"load average before: {load_before}; after: {load_average()}; runs: {args.runs}")
-    print(f"{'cell':8} {'CPU-s':>7} {'wall s':>7}  " + " ".join(f"{p:>7}" for p in PHASES))
+    print(f"{'cell':18} {'CPU-s':>7} {'wall s':>7}  " + " ".join(f"{p:>7}" for p in PHASES))
     for kind, rows in results.items():
         cpu = med(sum(p.values()) for p, _ in rows)
         wall = med(w for _, w in rows)
-        print(f"{kind:8} {cpu:7.3f} {wall:7.3f}  " + " ".join(f"{med(p.get(x, 0.0) for p, _ in rows):7.3f}"
+        print(f"{kind:18} {cpu:7.3f} {wall:7.3f}  " + " ".join(f"{med(p.get(x, 0.0) for p, _ in rows):7.3f}"
                                                               for x in PHASES))
     return 0
 
