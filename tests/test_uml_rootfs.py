@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
 from pytest_ipv6compat.backends import EngineError
 from pytest_ipv6compat.backends.uml import _program
-from pytest_ipv6compat.backends.uml_rootfs import load_order, resolve, sysctl_lines
+from pytest_ipv6compat.backends.uml_rootfs import load_order, resolve, slim, sysctl_lines
 
 DEP = """\
 kernel/net/ipv4/udp_diag.ko: kernel/net/ipv6/ipv6.ko kernel/lib/crc-ccitt.ko
@@ -69,3 +70,45 @@ def test_the_cells_program_is_found_as_its_path_finds_it(command: str, path: str
 def test_sysctls_are_written_as_proc_sys_paths() -> None:
     assert sysctl_lines() == ("/proc/sys/net/ipv4/ip_unprivileged_port_start 0\n"
                               "/proc/sys/net/ipv4/ping_group_range 0 2147483647\n")
+
+
+def _sections(data: bytes) -> dict[str, tuple[int, bytes]]:
+    """An ELF64 file's sections: name -> (flags, contents)."""
+    import struct
+
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+    headers = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    names = headers[shstrndx]
+    found = {}
+    for name, kind, flags, _, offset, size, *_ in headers:
+        end = data.index(b"\0", names[4] + name)
+        contents = b"" if kind == 8 else data[offset:offset + size]  # SHT_NOBITS: nothing in the file
+        found[data[names[4] + name:end].decode()] = (flags, contents)
+    return found
+
+
+def test_a_module_in_the_archive_loads_what_the_kernels_file_loads() -> None:
+    """``slim`` drops what the kernel never loads from a module (debug sections), nothing else: every
+    section the loader puts in memory (SHF_ALLOC) and ``.modinfo`` are byte for byte the installed file's."""
+    modules = sorted(Path("/usr/lib/uml/modules").glob("*"))
+    if not modules:
+        pytest.skip("user-mode-linux is not installed (apt-get install user-mode-linux)")
+    if shutil.which("strip") is None:
+        pytest.skip("no strip (binutils): archives keep the files as they are")
+    installed = modules[-1] / "kernel" / "net" / "ipv6" / "ipv6.ko"
+    before, after = _sections(installed.read_bytes()), _sections(slim(installed, "--strip-debug"))
+    assert any(name.startswith(".debug_") for name in before)
+    assert not any(".debug_" in name for name in after)
+    alloc = {name for name, (flags, _) in before.items() if flags & 0x2}
+    assert alloc
+    assert alloc <= set(after)
+    for name in alloc | {".modinfo", "__versions"} & set(before):
+        assert after[name] == before[name], name
+    assert len(installed.read_bytes()) - sum(len(c) for _, c in after.values()) > 1_000_000  # the point of it
+
+
+def test_a_file_strip_cannot_read_is_kept_as_it_is(tmp_path: Path) -> None:
+    script = tmp_path / "shim.sh"
+    script.write_text("#!/bin/sh\necho not an ELF file\n")
+    assert slim(script, "--strip-all") == script.read_bytes()
