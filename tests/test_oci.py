@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -85,7 +86,7 @@ def _key(verdict: Verdict) -> dict[str, object]:
         "listeners": sorted(map(str, verdict.listeners)),
         "listened": sorted(map(str, verdict.listened)),
         "reach": sorted((str(r.listener), r.via.value, r.result.value, r.ok) for r in verdict.reach),
-        "error_line": verdict.error_line,
+        "error_line": re.sub(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ", "", verdict.error_line or ""),  # nginx's time
     }
 
 

@@ -53,6 +53,8 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 HYBRID_V2 = CGROUP_ROOT / "unified"  # the cgroup2 mount of a hybrid layout, which crun 1.8 refuses
 KEPT_HOURS = 24
 _STOP_S = 5.0  # after a kill: how long the runtime may take to end
+_EXEC_RETRY_S = 2.0  # how long an exec into a running container may fail before it counts
+_EXEC_RETRY_WAIT_S = 0.01
 _OOM_SLACK = 65536  # a peak this close to the memory bound (bytes) is the bound reached
 # The runtime's wrapper, in a mount namespace of its own: hide the cgroup2 mount (crun), mount the
 # cell's overlay, run the container in the foreground (its exit status is the target's).
@@ -344,7 +346,7 @@ class OciBackend:
                  str(cell), cid],
                 env={"PATH": os.environ.get("PATH", DEFAULT_PATH), "HIDE": self.runtime.hide, "LOWER": str(lower),
                      "RUNTIME": self.runtime.path},
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
             run = OciRun(proc, self.runtime, cid, name, launch, nonce, user=(user.uid, user.gid),
                          memory_cgroup=memory_cgroup)
             yield run
@@ -440,10 +442,14 @@ class OciRun(DockerRun):
         self.engine_fault: str | None = None
         self._output: collections.deque[tuple[float | None, str]] = collections.deque(maxlen=LOG_TAIL_LINES)
         self._output_done = threading.Event()
+        self._output_lock = threading.Lock()
+        self._fragments: list[str] = []
+        self._streams_open = 2
         self._exit_state: dict[str, Any] | None = None
         self._exec: subprocess.Popen[bytes] | None = None
         self._spawn(self._wait_for_exit, "wait")
         self._spawn(self._read_shim, "shim")
+        self._spawn(self._read_errors, "stderr")
 
     def _wait_for_exit(self) -> None:
         code = self._proc.wait()
@@ -459,8 +465,15 @@ class OciRun(DockerRun):
         self._events.put(("exit", {"StatusCode": code, "State": dict(self._exit_state)}))
 
     def _read_shim(self) -> None:
-        """The runtime's output (the target's): the shim's lines until it attested, then a bounded tail."""
-        stream = self._proc.stdout
+        """The target's standard output: the shim's lines until it attested, then a bounded tail."""
+        self._read_output(self._proc.stdout, shim=True)
+
+    def _read_errors(self) -> None:
+        self._read_output(self._proc.stderr, shim=False)
+
+    def _read_output(self, stream: IO[bytes] | None, *, shim: bool) -> None:
+        """One of the target's two streams, kept apart as the engine keeps them (a fragment without a
+        newline on one is not joined to the next line of the other); fragments come last, as the engine's."""
         assert stream is not None
         pending = b""
         try:
@@ -472,18 +485,24 @@ class OciRun(DockerRun):
                 *complete, pending = pending.split(b"\n")
                 now = time.time()
                 for raw in complete:
-                    self._line(raw.decode("utf-8", "replace"), now)
+                    self._line(raw.decode("utf-8", "replace"), now, shim=shim)
                 pending = pending[-65536:]
         except (OSError, ValueError) as exc:
             log.debug("output of %s ended: %s", self.name, exc)
         finally:
-            if pending:
-                self._line(pending.decode("utf-8", "replace"), None)
-            self._attested.set()
-            self._output_done.set()
+            with self._output_lock:
+                if pending:
+                    self._fragments.append(pending.decode("utf-8", "replace"))
+                self._streams_open -= 1
+                if self._streams_open == 0:
+                    for fragment in self._fragments:
+                        self._line(fragment, None, shim=False)
+                    self._output_done.set()
+            if shim:
+                self._attested.set()
 
-    def _line(self, line: str, when: float | None) -> None:
-        if not self._shim.attested:
+    def _line(self, line: str, when: float | None, *, shim: bool) -> None:
+        if shim and not self._shim.attested:
             self._shim.feed(line)
             if self._shim.attested:
                 self._attested.set()
@@ -495,22 +514,37 @@ class OciRun(DockerRun):
         argv = [self._runtime.path, "exec", "--user", f"{self._user[0]}:{self._user[1]}", "--env",
                 self._channel.environment, self.container_id, f"{self._probe}/watch", f"{spec.settle:g}",
                 f"{spec.hold:g}", spec.probe, spec.http_path, ",".join(spec.http_status)]
-        try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        except OSError as exc:
-            self._other.append(f"exec failed: {exc}")
-            self._events.put(("watch-end", None))
-            return
-        self._exec = proc
-        self._events.put(("watch-open", None))
-        assert proc.stdout is not None
-        try:
-            for raw in proc.stdout:
-                self._events.put(("watch", raw.decode("utf-8", "replace").rstrip("\n")))
-        except (OSError, ValueError):
-            pass
-        proc.wait()
+        self._events.put(("watch-open", None))  # from now on, the watcher must write every STALL_S
+        until = time.monotonic() + _EXEC_RETRY_S
+        while True:
+            try:
+                # The runtime's own words (an exec into a container that has just ended) on stderr: never on the
+                # watcher's channel, where a line beginning "error" would be taken for an unsealed record.
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, start_new_session=True)
+            except OSError as exc:
+                self._other.append(f"exec failed: {exc}")
+                break
+            self._exec = proc
+            assert proc.stdout is not None
+            assert proc.stderr is not None
+            wrote = False
+            with contextlib.suppress(OSError, ValueError):
+                for raw in proc.stdout:
+                    wrote = True
+                    self._events.put(("watch", raw.decode("utf-8", "replace").rstrip("\n")))
+            proc.wait()
+            words: list[str] = []
+            with contextlib.suppress(OSError, ValueError):
+                words = [w.strip() for w in proc.stderr.read(65536).decode("utf-8", "replace").split("\n")]
+            # crun writes the container's status file a moment after the target has started (and the shim
+            # attested): an exec that soon fails to read it. While the container runs, try again.
+            if (not wrote and proc.returncode != 0 and self._proc.poll() is None and not self._closed.is_set()
+                    and time.monotonic() < until):
+                time.sleep(_EXEC_RETRY_WAIT_S)
+                continue
+            self._other += [f"exec failed: {w}" for w in words if w][-3:]
+            break
         self._events.put(("watch-end", None))
 
     def _state_if_exited(self) -> dict[str, Any] | None:
@@ -555,9 +589,10 @@ class OciRun(DockerRun):
         if self._exec is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._exec.wait(2.0)
-        if self._proc.stdout is not None:
-            with contextlib.suppress(OSError):
-                self._proc.stdout.close()
+        for stream in (self._proc.stdout, self._proc.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
 
 
 def main(argv: list[str]) -> int:
