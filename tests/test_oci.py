@@ -188,3 +188,25 @@ def test_the_sweep_removes_a_dead_sessions_cells(oci: OciBackend, zoo_image: str
     assert oci.sweep()
     assert leftovers(session) == []
     assert leftovers() == []
+
+
+@pytest.mark.parametrize(("command", "settings"), [
+    (["sh", "-c", 'x=$(head -c 60000000 /dev/zero | tr "\\0" a)'], {"memory": "20m"}),  # OOM at the bound
+    (["sh", "-c", "echo out; echo err >&2; exit 3"], {"read_only": True, "user": "nobody"}),
+    (["sh", "-c", "touch /x || exit 4"], {"read_only": True}),
+    (["sh", "-c", "id -u; id -G; echo $HOME; pwd; cat /etc/hostname | wc -c; exit 5"], {"user": "www-data"}),
+], ids=["oom", "streams", "read-only", "user"])
+def test_exits_oom_and_run_settings_match_the_engine(
+    command: list[str], settings: dict[str, object], zoo_image: str, engine: Engine, oci: OciBackend,  # noqa: F811
+) -> None:
+    spec = run_base(Settings()).updated(parse_run_settings({"command": command, "hold": 0, **settings}, "test"))
+    launch = Launch(image=zoo_image, stack=get_stack("dual-stack"), run=spec)
+    with engine.run(launch) as run:
+        on_engine = run.verdict()
+    with oci.run(launch) as run:
+        on_oci = run.verdict()
+    assert on_engine.outcome is Outcome.EXITED
+    assert on_oci.exit_code == on_engine.exit_code
+    # Two streams written one after the other: either engine may read either first (the error line follows).
+    assert sorted(on_oci.logs.splitlines()) == sorted(on_engine.logs.splitlines())
+    assert on_oci.error_line in (on_engine.error_line, *on_engine.logs.splitlines())
