@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -210,3 +211,20 @@ def test_exits_oom_and_run_settings_match_the_engine(
     # Two streams written one after the other: either engine may read either first (the error line follows).
     assert sorted(on_oci.logs.splitlines()) == sorted(on_engine.logs.splitlines())
     assert on_oci.error_line in (on_engine.error_line, *on_engine.logs.splitlines())
+
+
+def test_a_kept_cell_leaves_its_output_and_writable_layer(zoo_image: str, oci: OciBackend) -> None:  # noqa: F811
+    spec = run_base(Settings()).updated(parse_run_settings(
+        {"command": ["sh", "-c", "echo kept-output; touch /made-here; exit 2"], "hold": 0}, "test"))
+    with oci.run(Launch(image=zoo_image, stack=get_stack("dual-stack"), run=spec)) as run:
+        assert run.verdict().exit_code == 2
+        run.keep = True
+    kept = run.kept
+    assert kept is not None
+    try:
+        assert "kept-output" in (kept / "output.log").read_text()
+        assert (kept / "upper" / "made-here").exists()
+        assert any(str(kept) in command for command in run.inspection())
+        assert [p for p in leftovers(oci.session) if p.startswith("ipv6compat-")] == []  # no container left
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
