@@ -9,8 +9,8 @@ namespace of its own (so no mount outlives the cell), where this host's hybrid c
 also fixed for crun: crun 1.8 refuses cgroup v1 with a cgroup2 mount beside it, so the wrapper
 unmounts ``/sys/fs/cgroup/unified`` in that namespace only.
 
-Observation is the engine backend's (:class:`.docker_run.DockerRun`): the same shim, the same
-watcher with its sealed channel (run by ``crun exec``, its output read from the exec's pipe),
+Observation is the engine backend's (:class:`.oci_run.OciRun` is a :class:`.docker_run.DockerRun`):
+the same shim, the same watcher with its sealed channel (run by ``crun exec``, its output read from the exec's pipe),
 the same parser; the exit code comes from ``crun run`` in the foreground, the OOM kill from the
 cell's own memory cgroup. Every cell is removed when it ends; a per-session guard (it reads a pipe
 only this process holds) removes what is left if the process is killed, and :meth:`OciBackend.sweep`
@@ -19,7 +19,6 @@ removes what dead sessions left, by the same liveness rule as the engine backend
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import functools
 import logging
@@ -38,13 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ..model import Outcome, Verdict
-from ..probe.report import WATCH_GROUP, SealedChannel, ShimReport, WatchReport, is_shim_line
+from ..probe.report import WATCH_GROUP
 from ..spec import PROBE_MOUNT
 from . import EngineError, Launch
-from .docker_run import DockerRun
-from .logtext import LOG_TAIL_LINES, clean
 from .oci_bundle import DEFAULT_PATH, config, dumps, hosts_text, resolv_text, resolve_user
+from .oci_run import STOP_S, OciRun
 from .uml_rootfs import _export
 
 log = logging.getLogger(__name__)
@@ -52,10 +49,6 @@ log = logging.getLogger(__name__)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 HYBRID_V2 = CGROUP_ROOT / "unified"  # the cgroup2 mount of a hybrid layout, which crun 1.8 refuses
 KEPT_HOURS = 24
-_STOP_S = 5.0  # after a kill: how long the runtime may take to end
-_EXEC_RETRY_S = 2.0  # how long an exec into a running container may fail before it counts
-_EXEC_RETRY_WAIT_S = 0.01
-_OOM_SLACK = 65536  # a peak this close to the memory bound (bytes) is the bound reached
 # The runtime's wrapper, in a mount namespace of its own: hide the cgroup2 mount (crun), mount the
 # cell's overlay, run the container in the foreground (its exit status is the target's).
 _WRAPPER = """set -e
@@ -146,7 +139,7 @@ def reap(session_dir: Path, runtime: str) -> list[str]:
     for cell in cells:
         _ctl(runtime, "kill", cell.name, "KILL")
     for cell in cells:
-        until = time.monotonic() + _STOP_S
+        until = time.monotonic() + STOP_S
         while _ctl(runtime, "state", cell.name).returncode == 0 and time.monotonic() < until:
             time.sleep(0.05)  # its `run` deletes it once the target has ended
         _ctl(runtime, "delete", "-f", cell.name)
@@ -347,7 +340,7 @@ class OciBackend:
                 env={"PATH": os.environ.get("PATH", DEFAULT_PATH), "HIDE": self.runtime.hide, "LOWER": str(lower),
                      "RUNTIME": self.runtime.path},
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-            run = OciRun(proc, self.runtime, cid, name, launch, nonce, user=(user.uid, user.gid),
+            run = OciRun(proc, self.runtime.path, cid, name, launch, nonce, user=(user.uid, user.gid),
                          memory_cgroup=memory_cgroup)
             yield run
         finally:
@@ -355,7 +348,7 @@ class OciBackend:
                 if proc.poll() is None:
                     _ctl(self.runtime.path, "kill", cid, "KILL")
                 try:
-                    proc.wait(_STOP_S)
+                    proc.wait(STOP_S)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
@@ -401,198 +394,6 @@ def _memory_bound(cgroup: Path, memory: str) -> None:
     (cgroup / "memory.limit_in_bytes").write_text(memory)
     with contextlib.suppress(OSError):  # swap accounting may be off
         (cgroup / "memory.memsw.limit_in_bytes").write_text(memory)
-
-
-class OciRun(DockerRun):
-    """A target started by the runtime, observed as :class:`DockerRun` observes a container."""
-
-    def __init__(self, proc: subprocess.Popen[bytes], runtime: Runtime, container_id: str, name: str,
-                 launch: Launch, nonce: str, *, user: tuple[int, int], memory_cgroup: Path) -> None:
-        import queue
-
-        self._proc = proc
-        self._runtime = runtime
-        self._user = user
-        self._memory_cgroup = memory_cgroup
-        self.container_id = container_id
-        self._name = name
-        self.launch = launch
-        self.keep = False
-        self.kept: Path | None = None
-        self._probe = PROBE_MOUNT
-        self._poll_exit = False
-        self._link = None
-        self.started = time.monotonic()
-        self.started_wall = time.time()
-        self.deadline = self.started + launch.run.timeout
-        self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self._shim = ShimReport(nonce)
-        self._watch = WatchReport()
-        self._channel = SealedChannel()
-        self._last_record: float | None = None
-        self._attested = threading.Event()
-        self._closed = threading.Event()
-        self._closers: list[Any] = []
-        self._threads: list[threading.Thread] = []
-        self._attestation = None
-        self._verdict = None
-        self._tail = None
-        self._settled_wall: float | None = None
-        self._other: list[str] = []
-        self.engine_fault: str | None = None
-        self._output: collections.deque[tuple[float | None, str]] = collections.deque(maxlen=LOG_TAIL_LINES)
-        self._output_done = threading.Event()
-        self._output_lock = threading.Lock()
-        self._fragments: list[str] = []
-        self._streams_open = 2
-        self._exit_state: dict[str, Any] | None = None
-        self._exec: subprocess.Popen[bytes] | None = None
-        self._spawn(self._wait_for_exit, "wait")
-        self._spawn(self._read_shim, "shim")
-        self._spawn(self._read_errors, "stderr")
-
-    def _wait_for_exit(self) -> None:
-        code = self._proc.wait()
-        oom = False
-        if code == 137:  # SIGKILL: the kernel's, when the cell's memory cgroup reached its bound
-            try:
-                limit = int((self._memory_cgroup / "memory.limit_in_bytes").read_text())
-                peak = int((self._memory_cgroup / "memory.max_usage_in_bytes").read_text())
-                oom = peak >= limit - _OOM_SLACK
-            except (OSError, ValueError):
-                oom = False
-        self._exit_state = {"Status": "exited", "ExitCode": code, "OOMKilled": oom}
-        self._events.put(("exit", {"StatusCode": code, "State": dict(self._exit_state)}))
-
-    def _read_shim(self) -> None:
-        """The target's standard output: the shim's lines until it attested, then a bounded tail."""
-        self._read_output(self._proc.stdout, shim=True)
-
-    def _read_errors(self) -> None:
-        self._read_output(self._proc.stderr, shim=False)
-
-    def _read_output(self, stream: IO[bytes] | None, *, shim: bool) -> None:
-        """One of the target's two streams, kept apart as the engine keeps them (a fragment without a
-        newline on one is not joined to the next line of the other); fragments come last, as the engine's."""
-        assert stream is not None
-        pending = b""
-        try:
-            while True:
-                chunk = os.read(stream.fileno(), 65536)
-                if not chunk:
-                    break
-                pending += chunk
-                *complete, pending = pending.split(b"\n")
-                now = time.time()
-                for raw in complete:
-                    self._line(raw.decode("utf-8", "replace"), now, shim=shim)
-                pending = pending[-65536:]
-        except (OSError, ValueError) as exc:
-            log.debug("output of %s ended: %s", self.name, exc)
-        finally:
-            with self._output_lock:
-                if pending:
-                    self._fragments.append(pending.decode("utf-8", "replace"))
-                self._streams_open -= 1
-                if self._streams_open == 0:
-                    for fragment in self._fragments:
-                        self._line(fragment, None, shim=False)
-                    self._output_done.set()
-            if shim:
-                self._attested.set()
-
-    def _line(self, line: str, when: float | None, *, shim: bool) -> None:
-        if shim and not self._shim.attested:
-            self._shim.feed(line)
-            if self._shim.attested:
-                self._attested.set()
-        if not is_shim_line(line, self._shim.nonce):
-            self._output.append((when, clean(line)))
-
-    def _read_watcher(self) -> None:
-        spec = self.launch.run
-        argv = [self._runtime.path, "exec", "--user", f"{self._user[0]}:{self._user[1]}", "--env",
-                self._channel.environment, self.container_id, f"{self._probe}/watch", f"{spec.settle:g}",
-                f"{spec.hold:g}", spec.probe, spec.http_path, ",".join(spec.http_status)]
-        self._events.put(("watch-open", None))  # from now on, the watcher must write every STALL_S
-        until = time.monotonic() + _EXEC_RETRY_S
-        while True:
-            try:
-                # The runtime's own words (an exec into a container that has just ended) on stderr: never on the
-                # watcher's channel, where a line beginning "error" would be taken for an unsealed record.
-                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, start_new_session=True)
-            except OSError as exc:
-                self._other.append(f"exec failed: {exc}")
-                break
-            self._exec = proc
-            assert proc.stdout is not None
-            assert proc.stderr is not None
-            wrote = False
-            with contextlib.suppress(OSError, ValueError):
-                for raw in proc.stdout:
-                    wrote = True
-                    self._events.put(("watch", raw.decode("utf-8", "replace").rstrip("\n")))
-            proc.wait()
-            words: list[str] = []
-            with contextlib.suppress(OSError, ValueError):
-                words = [w.strip() for w in proc.stderr.read(65536).decode("utf-8", "replace").split("\n")]
-            # crun writes the container's status file a moment after the target has started (and the shim
-            # attested): an exec that soon fails to read it. While the container runs, try again.
-            if (not wrote and proc.returncode != 0 and self._proc.poll() is None and not self._closed.is_set()
-                    and time.monotonic() < until):
-                time.sleep(_EXEC_RETRY_WAIT_S)
-                continue
-            self._other += [f"exec failed: {w}" for w in words if w][-3:]
-            break
-        self._events.put(("watch-end", None))
-
-    def _state_if_exited(self) -> dict[str, Any] | None:
-        if self._proc.poll() is None:
-            return None
-        for thread in self._threads:
-            if thread.name.startswith("ipv6compat-wait-"):
-                thread.join(_STOP_S)
-        return dict(self._exit_state) if self._exit_state is not None else None
-
-    def _inspect_state(self) -> dict[str, Any]:
-        return self._state_if_exited() or {"Status": "running"}
-
-    def _check_engine(self) -> None:
-        return None
-
-    def _kills_from_outside(self) -> list[str]:
-        return []  # the runtime keeps no record of signals sent to a container
-
-    def _make(self, outcome: Outcome, *, exit_code: int | None = None) -> Verdict:
-        if outcome is Outcome.EXITED:
-            self._output_done.wait(1.0)  # what the target wrote before it exited is still in the pipe
-        return super()._make(outcome, exit_code=exit_code)
-
-    def _timed_tail(self, lines: int = LOG_TAIL_LINES) -> list[tuple[float | None, str]]:
-        return list(self._output)[-lines:]
-
-    def inspection(self) -> list[str]:
-        where = self.kept or Path("CACHE/oci/kept") / self.name
-        return [f"cat {where}/output.log", f"ls -la {where}/upper", f"cat {where}/config.json", f"rm -rf {where}"]
-
-    def rename(self, name: str) -> None:
-        self._name = name
-
-    def close(self) -> None:
-        self._closed.set()
-        if self._exec is not None and self._exec.poll() is None:
-            with contextlib.suppress(OSError):
-                self._exec.kill()
-        for thread in self._threads:
-            thread.join(2.0)
-        if self._exec is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._exec.wait(2.0)
-        for stream in (self._proc.stdout, self._proc.stderr):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
 
 
 def main(argv: list[str]) -> int:
