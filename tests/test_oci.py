@@ -28,7 +28,7 @@ from pytest_ipv6compat import images
 from pytest_ipv6compat.backends import Launch
 from pytest_ipv6compat.backends.docker_api import DockerBackend as Engine
 from pytest_ipv6compat.backends.docker_api import process_start
-from pytest_ipv6compat.backends.oci import OciBackend, find_runtime
+from pytest_ipv6compat.backends.oci import OciBackend, Runtime, find_runtime
 from pytest_ipv6compat.model import Outcome, Verdict
 from pytest_ipv6compat.options import Settings, run_base
 from pytest_ipv6compat.spec import parse_run_settings
@@ -73,8 +73,8 @@ def leftovers(session: str | None = None) -> list[str]:
     found = [c["id"] for c in json.loads(listed.stdout or "[]") or [] if c["id"].startswith("ipv6compat-")]
     runs = images.default_cache_dir() / "oci" / "run"
     found += [p.name for p in runs.iterdir()] if runs.is_dir() else []
-    memory = Path("/sys/fs/cgroup/memory/ipv6compat")
-    found += [p.name for p in memory.iterdir() if p.is_dir()] if memory.is_dir() else []
+    for cgroups in (Path("/sys/fs/cgroup/memory/ipv6compat"), Path("/sys/fs/cgroup/unified/ipv6compat")):
+        found += [p.name for p in cgroups.iterdir() if p.is_dir()] if cgroups.is_dir() else []
     if session is not None:
         return [f for f in found if session in f]
     live = _live_sessions()
@@ -145,7 +145,7 @@ import sys, time
 from pytest_ipv6compat import images
 from pytest_ipv6compat.backends import Launch
 from pytest_ipv6compat.backends.docker_api import DockerBackend
-from pytest_ipv6compat.backends.oci import OciBackend, find_runtime
+from pytest_ipv6compat.backends.oci import OciBackend, Runtime, find_runtime
 from pytest_ipv6compat.spec import RunSpec
 from pytest_ipv6compat.stacks import STACKS
 cache = images.default_cache_dir()
@@ -228,3 +228,22 @@ def test_a_kept_cell_leaves_its_output_and_writable_layer(zoo_image: str, oci: O
         assert [p for p in leftovers(oci.session) if p.startswith("ipv6compat-")] == []  # no container left
     finally:
         shutil.rmtree(kept, ignore_errors=True)
+
+
+@pytest.mark.skipif(not Path("/usr/sbin/runc").exists(), reason="runc is not at /usr/sbin/runc")
+@pytest.mark.parametrize("stack", ["dual-stack", "ipv6-kernel-off"])
+def test_runc_the_fallback_gives_the_same_verdicts(stack: str, zoo_image: str, engine: Engine) -> None:  # noqa: F811
+    runc = OciBackend(engine, images.default_cache_dir(), engine.probe_dir, Runtime("runc", "/usr/sbin/runc", "?"))
+    target = next(t for t in TARGETS if t.name == "dualstack-no-fallback")
+    spec = run_base(Settings()).updated(parse_run_settings(target.run_settings(), f"zoo_table {target.name}"))
+    launch = Launch(image=zoo_image, stack=get_stack(stack), run=spec)
+    try:
+        with engine.run(launch) as run:
+            on_engine = run.verdict()
+        with runc.run(launch) as run:
+            assert run.attestation().ok, run.attestation().problems
+            on_runc = run.verdict()
+        assert _key(on_runc) == _key(on_engine)
+    finally:
+        runc.remove_session()
+    assert leftovers(runc.session) == []

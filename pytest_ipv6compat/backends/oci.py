@@ -106,18 +106,20 @@ def unavailable_reason(engine_local: bool) -> str | None:
     return None
 
 
-def _v1_hierarchies() -> list[Path]:
-    """The cgroup v1 hierarchies' mount points (empty on a cgroup2-only host)."""
+def _hierarchies() -> list[Path]:
+    """Every cgroup hierarchy's mount point: v1 controllers and a cgroup2 mount (runc makes its cgroups in
+    both on a hybrid layout; crun, which runs without the cgroup2 mount, in v1 only)."""
     try:
         mounts = Path("/proc/self/mounts").read_text().splitlines()
     except OSError:
         return []
-    return [Path(line.split()[1]) for line in mounts if len(line.split()) > 2 and line.split()[2] == "cgroup"]
+    return [Path(line.split()[1]) for line in mounts if len(line.split()) > 2 and line.split()[2] in ("cgroup",
+                                                                                                       "cgroup2")]
 
 
 def _remove_cgroups(relative: str) -> None:
-    """Remove ``relative`` (and everything under it) in every v1 hierarchy; its processes are gone."""
-    for hierarchy in _v1_hierarchies():
+    """Remove ``relative`` (and everything under it) in every hierarchy; its processes are gone."""
+    for hierarchy in _hierarchies():
         top = hierarchy / relative.strip("/")
         if not top.is_dir():
             continue
