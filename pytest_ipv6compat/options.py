@@ -21,6 +21,8 @@ from .model import KnobSetting
 from .spec import PROBES, RunSpec, SpecError, check_image, parse_run_settings
 from .stacks import STACKS
 
+BACKENDS = ("engine", "oci")
+
 
 @dataclass(frozen=True)
 class Option:
@@ -140,6 +142,14 @@ OPTIONS = (
         "report|fail",
     ),
     Option(
+        "ipv6_backend",
+        "what starts container cells: engine (the Docker API, local or remote) or oci (crun or runc on a bundle "
+        "exported once through the local engine: needs root; ipv6-boot-disabled stays on User-mode Linux)",
+        "backend",
+        "engine",
+        "engine|oci",
+    ),
+    Option(
         "ipv6_record",
         "write each observed verdict into its matrix file as the cell's expectation (errors are never recorded)",
         "bool",
@@ -173,6 +183,7 @@ class Settings:
     ssh_config: Path | None = None
     record: bool = False
     fidelity: str = "report"
+    backend: str = "engine"
     sources: tuple[tuple[str, str], ...] = ()  # (field, where its value came from: the flag or the ini file)
 
     def source(self, name: str) -> str:
@@ -232,6 +243,10 @@ def _convert(opt: Option, raw: Any, source: str, rootpath: Path) -> Any:
     if opt.kind == "fidelity":
         if text not in ("report", "fail"):
             raise pytest.UsageError(f"{source}: {text!r} is not one of report, fail")
+        return text
+    if opt.kind == "backend":
+        if text not in BACKENDS:
+            raise pytest.UsageError(f"{source}: backend {text!r} is not one of {', '.join(BACKENDS)}")
         return text
     if opt.kind == "probe":
         if text not in PROBES:
@@ -326,7 +341,24 @@ def load(config: pytest.Config) -> Settings:
         raise pytest.UsageError(
             f"--ipv6-settle={values['settle']:g} must be shorter than --ipv6-timeout={values.get('timeout', 30.0):g}"
         )
+    if values.get("backend") == "oci":
+        why = oci_problem(values.get("engines"), os.environ.get("DOCKER_HOST"))
+        if why:
+            raise pytest.UsageError(f"{sources['backend']}: the oci backend cannot run here: {why}")
     return Settings(**values, sources=tuple(sorted(sources.items())))
+
+
+def oci_problem(engines: tuple[str, ...] | None, docker_host: str | None) -> str | None:
+    """Why ``--ipv6-backend=oci`` cannot be used with these engines on this host (one clause), or None."""
+    from .backends.oci import unavailable_reason
+
+    remote = [u for u in (engines or ()) if not u.startswith("unix://")]
+    if not engines and docker_host and not docker_host.startswith("unix://"):
+        remote = [f"{docker_host} (from DOCKER_HOST)"]
+    if remote:
+        return (f"engine {remote[0]} is remote; the oci backend exports images through a local engine "
+                "(use --ipv6-backend=engine)")
+    return unavailable_reason(engine_local=True)
 
 
 def run_base(settings: Settings) -> RunSpec:

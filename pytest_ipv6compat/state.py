@@ -19,6 +19,7 @@ from . import images
 from .backends import Backend, EngineError
 from .backends.docker_api import DockerBackend
 from .backends.docker_run import FAULTS, reason
+from .backends.oci import OciBackend, find_runtime, unavailable_reason
 from .backends.uml import UmlBackend, find_kernel
 from .options import Settings
 from .provenance import Provenance, of_info, redact
@@ -60,6 +61,8 @@ class SessionState:
     _engine_error: Unavailable | None = None
     _uml: UmlBackend | None = None
     _uml_error: str | None = None
+    _oci: OciBackend | None = None
+    _oci_error: str | None = None
     _base: str | None = None
     _images: dict[tuple[str, str], str] = field(default_factory=dict)
     dead: dict[str, str] = field(default_factory=dict)  # engines of --ipv6-engines that did not answer: why
@@ -162,8 +165,23 @@ class SessionState:
         """Where cells of ``stack`` run: the one place that decides (raises :class:`Unavailable`)."""
         engine = self.engine()
         if stack.backend == "docker":
-            return engine
+            return self.oci() if self.settings.backend == "oci" else engine
         return self.uml()
+
+    def oci(self) -> OciBackend:
+        """The OCI runtime backend (--ipv6-backend=oci; it exports images through the local engine)."""
+        engine = self.engine()
+        if self._oci is None and self._oci_error is None:
+            why = unavailable_reason(engine_local=engine._local())
+            runtime = find_runtime()
+            if why is None and runtime is not None:
+                self._oci = OciBackend(engine, self.cache_dir, engine.probe_dir, runtime)
+                self._oci.sweep()
+            else:
+                self._oci_error = f"{self.settings.source('backend')}: the oci backend cannot run here: {why}"
+        if self._oci is None:
+            raise Unavailable(self._oci_error or "the oci backend is unavailable", error=True)
+        return self._oci
 
     def uml(self) -> UmlBackend:
         """The User-mode Linux backend (it exports images through the engine); :class:`Unavailable` if absent."""
@@ -240,6 +258,8 @@ class SessionState:
         return {key: redact(value) if key in ("address", "url") else value for key, value in info.items()}
 
     def close(self) -> None:
+        if self._oci is not None:
+            self._oci.remove_session(keep=self.kept)
         if self._engine is not None:
             try:
                 self._engine.remove_session(keep=self.kept)

@@ -1,0 +1,411 @@
+"""The OCI backend: a target started by crun (or runc) from a bundle, without the engine on the cell's path.
+
+The engine only exports each image once (:func:`.uml_rootfs._export`, as for User-mode Linux);
+the export is unpacked into ``CACHE/oci/images/ID/rootfs``, a read-only lower layer. Each cell
+gets a directory under ``CACHE/oci/run/PID-START-SESSION/`` with its overlay's upper and work
+directories, ``/etc/hosts``, ``/etc/hostname``, ``/etc/resolv.conf`` and ``config.json``
+(:mod:`.oci_bundle`). The overlay is mounted by the runtime's wrapper in a private mount
+namespace of its own (so no mount outlives the cell), where this host's hybrid cgroup layout is
+also fixed for crun: crun 1.8 refuses cgroup v1 with a cgroup2 mount beside it, so the wrapper
+unmounts ``/sys/fs/cgroup/unified`` in that namespace only.
+
+Observation is the engine backend's (:class:`.oci_run.OciRun` is a :class:`.docker_run.DockerRun`):
+the same shim, the same watcher with its sealed channel (run by ``crun exec``, its output read from the exec's pipe),
+the same parser; the exit code comes from ``crun run`` in the foreground, the OOM kill from the
+cell's own memory cgroup. Every cell is removed when it ends; a per-session guard (it reads a pipe
+only this process holds) removes what is left if the process is killed, and :meth:`OciBackend.sweep`
+removes what dead sessions left, by the same liveness rule as the engine backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from ..probe.report import WATCH_GROUP
+from ..spec import PROBE_MOUNT
+from . import EngineError, Launch
+from .oci_bundle import DEFAULT_PATH, config, dumps, hosts_text, resolv_text, resolve_user
+from .oci_run import STOP_S, OciRun
+from .uml_rootfs import _export
+
+log = logging.getLogger(__name__)
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+HYBRID_V2 = CGROUP_ROOT / "unified"  # the cgroup2 mount of a hybrid layout, which crun 1.8 refuses
+KEPT_HOURS = 24
+# The runtime's wrapper, in a mount namespace of its own: hide the cgroup2 mount (crun), mount the
+# cell's overlay, run the container in the foreground (its exit status is the target's).
+_WRAPPER = """set -e
+[ -z "$HIDE" ] || umount -l "$HIDE"
+mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$1/upper,workdir=$1/work" "$1/rootfs"
+exec "$RUNTIME" run --bundle "$1" "$2"
+"""
+# The session's guard: when the pipe on its stdin ends (this process is gone however it ended), reap.
+_GUARD = 'read -r _ || true; exec "$0" -m pytest_ipv6compat.backends.oci reap "$1" "$2"'
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str  # crun or runc
+    path: str
+    version: str
+
+    @property
+    def hide(self) -> str:
+        """The cgroup2 mount the wrapper hides (crun on a hybrid layout), or ''."""
+        return str(HYBRID_V2) if self.name == "crun" and _is_hybrid() else ""
+
+
+def _is_hybrid() -> bool:
+    try:
+        mounts = Path("/proc/self/mounts").read_text()
+    except OSError:
+        return False
+    kinds = {line.split()[1]: line.split()[2] for line in mounts.splitlines() if len(line.split()) > 2}
+    return kinds.get(str(HYBRID_V2)) == "cgroup2" and "cgroup" in kinds.values()
+
+
+def find_runtime() -> Runtime | None:
+    """crun, else runc, from PATH (and /usr/sbin, where Debian puts runc); None if neither is there."""
+    for name in ("crun", "runc"):
+        path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin")
+        if path:
+            try:
+                out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10, check=False)
+                version = out.stdout.split("\n", 1)[0].split()[-1] if out.stdout.strip() else "?"
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            return Runtime(name, path, version)
+    return None
+
+
+def unavailable_reason(engine_local: bool) -> str | None:
+    """Why this host cannot run the oci backend (one clause), or None."""
+    if os.geteuid() != 0:
+        return "it needs root (the runtime creates namespaces, cgroups and an overlay mount)"
+    if not engine_local:
+        return "it needs a local engine to export images (remote engines keep --ipv6-backend=engine)"
+    if find_runtime() is None:
+        return "neither crun nor runc is installed (apt-get install crun)"
+    return None
+
+
+def _hierarchies() -> list[Path]:
+    """Every cgroup hierarchy's mount point: v1 controllers and a cgroup2 mount (runc makes its cgroups in
+    both on a hybrid layout; crun, which runs without the cgroup2 mount, in v1 only)."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    return [Path(line.split()[1]) for line in mounts if len(line.split()) > 2 and line.split()[2] in ("cgroup",
+                                                                                                       "cgroup2")]
+
+
+def _remove_cgroups(relative: str) -> None:
+    """Remove ``relative`` (and everything under it) in every hierarchy; its processes are gone."""
+    for hierarchy in _hierarchies():
+        top = hierarchy / relative.strip("/")
+        if not top.is_dir():
+            continue
+        for path in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        with contextlib.suppress(OSError):
+            top.rmdir()
+
+
+def _ctl(runtime: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([runtime, *args], capture_output=True, timeout=30, check=False)
+
+
+def reap(session_dir: Path, runtime: str) -> list[str]:
+    """Kill and delete every container of a session's directory, remove its cgroups and the directory."""
+    removed = []
+    cells = [p for p in session_dir.iterdir() if p.is_dir()] if session_dir.is_dir() else []
+    for cell in cells:
+        _ctl(runtime, "kill", cell.name, "KILL")
+    for cell in cells:
+        until = time.monotonic() + STOP_S
+        while _ctl(runtime, "state", cell.name).returncode == 0 and time.monotonic() < until:
+            time.sleep(0.05)  # its `run` deletes it once the target has ended
+        _ctl(runtime, "delete", "-f", cell.name)
+        removed.append(cell.name)
+    session = session_dir.name.split("-", 2)[-1]
+    _remove_cgroups(f"ipv6compat/{session}")
+    shutil.rmtree(session_dir, ignore_errors=True)
+    return removed
+
+
+def process_start(pid: int) -> str:
+    from .docker_api import process_start as start
+
+    return start(pid)
+
+
+@dataclass
+class OciBackend:
+    """Cells started by an OCI runtime; images (and their configs) come from the local engine."""
+
+    docker: Any  # the DockerBackend: image configs and exports
+    cache_dir: Path
+    probe_dir: Path
+    runtime: Runtime
+    session: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    _started: int = 0
+    _guard: subprocess.Popen[bytes] | None = None
+    _guard_pipe: int = -1
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def root(self) -> Path:
+        return self.cache_dir / "oci"
+
+    @property
+    def session_dir(self) -> Path:
+        return self.root / "run" / f"{os.getpid()}-{process_start(os.getpid())}-{self.session}"
+
+    def info(self) -> dict[str, str]:
+        engine = self.docker.info()
+        return {"engine": "OCI runtime", "version": self.runtime.version, "runtime": self.runtime.path,
+                "address": "local (--ipv6-backend=oci)", "os": engine.get("os", "?"),
+                "kernel": engine.get("kernel", "?")}
+
+    def image_config(self, image: str) -> dict[str, Any]:
+        return dict(self.docker.image_config(image))
+
+    # ------------------------------------------------------------ what is cached
+
+    def prepare(self, image: str) -> Path:
+        """The image's root filesystem, exported once through the engine and unpacked (cached by image id)."""
+        try:
+            image_id = str(self.docker.client.images.get(image).id).removeprefix("sha256:")
+        except Exception as exc:  # noqa: BLE001 - any engine failure is one line
+            raise EngineError(f"cannot inspect image {image!r} for the oci backend: {exc}") from None
+        dest = self.root / "images" / image_id[:16]
+        if (dest / "rootfs").is_dir():
+            return dest / "rootfs"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".unpack-"))
+        try:
+            with tempfile.TemporaryFile(dir=dest.parent) as exported:
+                _export(self.docker.client, image, exported, self.docker.labels)
+                exported.seek(0)
+                (tmp / "rootfs").mkdir()
+                _unpack(exported, tmp / "rootfs")
+            try:
+                tmp.rename(dest)
+            except OSError:  # another process unpacked it first
+                if not (dest / "rootfs").is_dir():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return dest / "rootfs"
+
+    @functools.cached_property
+    def probe(self) -> Path:
+        """The probe as the engine's volume ships it: the watcher setgid to WATCH_GROUP."""
+        dest = self.root / self.probe_dir.name
+        if not dest.is_dir():
+            tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".probe-"))
+            for path in self.probe_dir.iterdir():
+                if path.is_file():
+                    shutil.copy2(path, tmp / path.name)
+                    mode = path.stat().st_mode & 0o7777 | 0o444
+                    if mode & 0o2000:
+                        os.chown(tmp / path.name, 0, WATCH_GROUP)
+                    os.chmod(tmp / path.name, mode)
+            tmp.chmod(0o755)
+            try:
+                tmp.rename(dest)
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return dest
+
+    # ------------------------------------------------------------ clean-up
+
+    def _ensure_guard(self) -> None:
+        with self._lock:
+            if self._guard is not None:
+                return
+            self.session_dir.mkdir(parents=True, exist_ok=True)
+            read_end, self._guard_pipe = os.pipe()
+            try:
+                self._guard = subprocess.Popen(
+                    ["/bin/sh", "-c", _GUARD, sys.executable, str(self.session_dir), self.runtime.path],
+                    stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            finally:
+                os.close(read_end)
+
+    def sweep(self) -> list[str]:
+        """Remove what dead sessions on this host left (containers, cgroups, overlays' directories)."""
+        removed: list[str] = []
+        runs = self.root / "run"
+        for path in runs.glob("*-*-*") if runs.is_dir() else []:
+            pid, start, _ = path.name.split("-", 2)
+            if pid.isdigit() and process_start(int(pid)) == start:
+                continue  # its session is alive
+            removed += reap(path, self.runtime.path)
+        kept = self.root / "kept"
+        for path in kept.iterdir() if kept.is_dir() else []:
+            with contextlib.suppress(OSError):
+                if time.time() - path.stat().st_mtime > KEPT_HOURS * 3600:
+                    shutil.rmtree(path, ignore_errors=True)
+        return removed
+
+    def remove_session(self, keep: Collection[str] = ()) -> int:
+        """Remove what this session still has (every cell removes its own when it ends), end the guard."""
+        removed = len(reap(self.session_dir, self.runtime.path)) if self.session_dir.is_dir() else 0
+        with self._lock:
+            if self._guard_pipe >= 0:
+                os.close(self._guard_pipe)
+                self._guard_pipe = -1
+            if self._guard is not None:
+                try:
+                    self._guard.wait(30)
+                except subprocess.TimeoutExpired:
+                    self._guard.kill()
+                    self._guard.wait()
+                self._guard = None
+        return removed
+
+    # ------------------------------------------------------------ one cell
+
+    @contextlib.contextmanager
+    def run(self, launch: Launch) -> Iterator[OciRun]:
+        spec = launch.run
+        image_config = self.image_config(launch.image)
+        lower = self.prepare(launch.image)
+        user = resolve_user(spec.user or str(image_config.get("User") or ""), launch.image,
+                            _read(lower / "etc/passwd"), _read(lower / "etc/group"))
+        self._ensure_guard()
+        with self._lock:
+            self._started += 1
+            number = self._started
+        cid = f"ipv6compat-{self.session}-{number}"
+        name = launch.name or cid
+        nonce = secrets.token_hex(12)
+        hostname = secrets.token_hex(6)
+        env = {"PATH": DEFAULT_PATH}
+        for entry in image_config.get("Env") or []:
+            key, _, value = str(entry).partition("=")
+            env[key] = value
+        env = {"PATH": env.pop("PATH"), "HOSTNAME": hostname, **env}
+        env.setdefault("HOME", user.home)
+        env |= dict(launch.env)
+        argv = list(image_config.get("Entrypoint") or [])
+        argv += list(spec.command if spec.command is not None else image_config.get("Cmd") or [])
+        entry = [f"{PROBE_MOUNT}/busybox", "sh", f"{PROBE_MOUNT}/shim.sh", nonce, "--", *argv]
+        workdir = str(image_config.get("WorkingDir") or "/")
+        cell = self.session_dir / cid
+        memory_cgroup = CGROUP_ROOT / "memory" / "ipv6compat" / self.session / str(number)
+        proc: subprocess.Popen[bytes] | None = None
+        run: OciRun | None = None
+        try:
+            for sub in ("upper", "work", "rootfs"):
+                (cell / sub).mkdir(parents=True)
+            if not (lower / workdir.lstrip("/")).exists():
+                (cell / "upper" / workdir.lstrip("/")).mkdir(parents=True, exist_ok=True)
+            files = {"/etc/resolv.conf": resolv_text(_read(Path("/etc/resolv.conf"))),
+                     "/etc/hostname": hostname + "\n", "/etc/hosts": hosts_text(spec.extra_hosts)}
+            paths = {}
+            for path, text in files.items():
+                (cell / Path(path).name).write_text(text)
+                paths[path] = str(cell / Path(path).name)
+            cfg = config(stack=launch.stack, run=spec, argv=entry, env=env, user=user, workdir=workdir,
+                         hostname=hostname, files=paths, probe=str(self.probe),
+                         cgroup=f"/ipv6compat/{self.session}/{number}/c")
+            if spec.read_only:
+                for mount in cfg["mounts"]:
+                    if mount["destination"] in files:
+                        mount["options"][-1] = "ro"
+            (cell / "config.json").write_text(dumps(cfg))
+            _memory_bound(memory_cgroup, spec.memory)
+            proc = subprocess.Popen(
+                ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", _WRAPPER, "oci-wrapper",
+                 str(cell), cid],
+                env={"PATH": os.environ.get("PATH", DEFAULT_PATH), "HIDE": self.runtime.hide, "LOWER": str(lower),
+                     "RUNTIME": self.runtime.path},
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+            run = OciRun(proc, self.runtime.path, cid, name, launch, nonce, user=(user.uid, user.gid),
+                         memory_cgroup=memory_cgroup)
+            yield run
+        finally:
+            if proc is not None:
+                if proc.poll() is None:
+                    _ctl(self.runtime.path, "kill", cid, "KILL")
+                try:
+                    proc.wait(STOP_S)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                    _ctl(self.runtime.path, "delete", "-f", cid)
+            if run is not None:
+                run.close()
+                if run.keep:
+                    run.kept = self._keep(run, cell)
+            _remove_cgroups(f"ipv6compat/{self.session}/{number}")
+            shutil.rmtree(cell, ignore_errors=True)
+
+    def _keep(self, run: OciRun, cell: Path) -> Path:
+        """What can outlive the cell: its output, its config.json and its writable layer."""
+        kept = self.root / "kept" / run.name
+        shutil.rmtree(kept, ignore_errors=True)
+        kept.mkdir(parents=True)
+        (kept / "output.log").write_text(run.logs() + "\n", encoding="utf-8")
+        for sub in ("config.json", "upper"):
+            with contextlib.suppress(OSError):
+                shutil.move(str(cell / sub), str(kept / sub))
+        return kept
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _unpack(archive: IO[bytes], dest: Path) -> None:
+    """Unpack an exported root filesystem as it is (owners, modes, devices, links), without the probe's dir."""
+    with tarfile.open(fileobj=archive, mode="r:") as tar:
+        members = [m for m in tar if not m.name.lstrip("./").startswith(PROBE_MOUNT.lstrip("/"))]
+        tar.extractall(dest, members=members, numeric_owner=True)
+
+
+def _memory_bound(cgroup: Path, memory: str) -> None:
+    """The cell's parent memory cgroup with its bound (no swap); the container's is made below it."""
+    if not cgroup.parent.parent.parent.is_dir():  # no v1 memory hierarchy: the bound is not set
+        return
+    cgroup.mkdir(parents=True, exist_ok=True)
+    (cgroup / "memory.limit_in_bytes").write_text(memory)
+    with contextlib.suppress(OSError):  # swap accounting may be off
+        (cgroup / "memory.memsw.limit_in_bytes").write_text(memory)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m pytest_ipv6compat.backends.oci reap SESSION_DIR RUNTIME``: the guard's clean-up."""
+    if len(argv) == 3 and argv[0] == "reap":
+        reap(Path(argv[1]), argv[2])
+        return 0
+    print("usage: python -m pytest_ipv6compat.backends.oci reap SESSION_DIR RUNTIME", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,249 @@
+"""The oci backend (--ipv6-backend=oci) against the engine: the same verdicts, nothing left behind.
+
+Parity is the acceptance test (issue 18): the reference matrix's container stacks give the same grid on
+``oci`` as on ``engine``, and every zoo target on every container stack gives the same verdict on both,
+its listeners taken independently on oci (``nsenter -t PID -n ss`` on the runtime's pid). The fault tests
+kill the session's process (SIGTERM, kill -9) while a cell runs, and look for what it left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import copy_matrix
+from test_zoo import zoo_image  # noqa: F401 - the fixture
+from zoo_table import STACKS, TARGETS, ZooTarget
+
+from pytest_ipv6compat import images
+from pytest_ipv6compat.backends import Launch
+from pytest_ipv6compat.backends.docker_api import DockerBackend as Engine
+from pytest_ipv6compat.backends.docker_api import process_start
+from pytest_ipv6compat.backends.oci import OciBackend, Runtime, find_runtime
+from pytest_ipv6compat.model import Outcome, Verdict
+from pytest_ipv6compat.options import Settings, run_base
+from pytest_ipv6compat.spec import parse_run_settings
+from pytest_ipv6compat.stacks import get_stack
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the oci backend needs root"),
+]
+CONTAINER_STACKS = "--ipv6-stacks=dual-stack,ipv6-sysctl-off,ipv6-kernel-off"
+SUBSET = ("--ipv6-settings=unset,=1,=maybe", CONTAINER_STACKS, "--ipv6-require-docker")
+CELLS = 39  # 3 variants x 3 stacks x 3 settings, plus 12 with the config mounted read-only
+
+
+@pytest.fixture(scope="module")
+def oci(engine: Engine) -> Iterator[OciBackend]:
+    runtime = find_runtime()
+    if runtime is None:
+        pytest.skip("neither crun nor runc is installed")
+    backend = OciBackend(engine, images.default_cache_dir(), engine.probe_dir, runtime)
+    yield backend
+    backend.remove_session()
+
+
+def _live_sessions() -> set[str]:
+    """Sessions whose process is alive (another xdist worker's, this one's): theirs are not leftovers."""
+    runs = images.default_cache_dir() / "oci" / "run"
+    live = set()
+    for path in runs.iterdir() if runs.is_dir() else []:
+        pid, start, session = path.name.split("-", 2)
+        if pid.isdigit() and process_start(int(pid)) == start:
+            live.add(session)
+    return live
+
+
+def leftovers(session: str | None = None) -> list[str]:
+    """Containers the runtime still has, session directories and cgroups of the oci backend: of ``session``,
+    else of every session whose process has ended."""
+    runtime = find_runtime()
+    assert runtime is not None
+    listed = subprocess.run([runtime.path, "list", "--format", "json"], capture_output=True, text=True, check=True)
+    found = [c["id"] for c in json.loads(listed.stdout or "[]") or [] if c["id"].startswith("ipv6compat-")]
+    runs = images.default_cache_dir() / "oci" / "run"
+    found += [p.name for p in runs.iterdir()] if runs.is_dir() else []
+    for cgroups in (Path("/sys/fs/cgroup/memory/ipv6compat"), Path("/sys/fs/cgroup/unified/ipv6compat")):
+        found += [p.name for p in cgroups.iterdir() if p.is_dir()] if cgroups.is_dir() else []
+    if session is not None:
+        return [f for f in found if session in f]
+    live = _live_sessions()
+    return [f for f in found if not any(s in f for s in live)]
+
+
+def test_the_reference_matrix_gives_the_engines_grid_on_oci(pytester: pytest.Pytester) -> None:
+    copy_matrix(pytester)
+    engine = pytester.runpytest(*SUBSET, "-n", "2", "--ipv6-markdown=engine.md")
+    engine.assert_outcomes(passed=CELLS)
+    oci = pytester.runpytest(*SUBSET, "-n", "2", "--ipv6-markdown=oci.md", "--ipv6-backend=oci")
+    oci.assert_outcomes(passed=CELLS)
+    grids = [(pytester.path / name).read_text().split("#### Ran on")[0] for name in ("engine.md", "oci.md")]
+    assert grids[1] == grids[0]
+    assert "OCI runtime" in (pytester.path / "oci.md").read_text()  # the cells really ran on oci
+    assert leftovers() == []
+
+
+def _key(verdict: Verdict) -> dict[str, object]:
+    """What must agree between backends: outcome, exit code, listeners (now or before the exit), probes."""
+    return {
+        "outcome": verdict.outcome.value,
+        "exit_code": verdict.exit_code,
+        "listeners": sorted(map(str, verdict.listeners)),
+        "listened": sorted(map(str, verdict.listened)),
+        "reach": sorted((str(r.listener), r.via.value, r.result.value, r.ok) for r in verdict.reach),
+        "error_line": re.sub(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ", "", verdict.error_line or ""),  # nginx's time
+    }
+
+
+def _ss(pid: int) -> list[str]:
+    """The listeners of ``pid``'s network namespace as ss shows them (ground truth, not the probe's)."""
+    out = subprocess.run(["nsenter", "-t", str(pid), "-n", "ss", "-Hltnu"], capture_output=True, text=True,
+                         check=True, timeout=10).stdout
+    return sorted(f"{line.split()[0]} {line.split()[4]}" for line in out.splitlines() if line.strip())
+
+
+def _runtime_pid(container_id: str) -> int:
+    runtime = find_runtime()
+    assert runtime is not None
+    state = subprocess.run([runtime.path, "state", container_id], capture_output=True, text=True, check=True)
+    return int(json.loads(state.stdout)["pid"])
+
+
+ZOO_CELLS = [pytest.param(t, s, id=f"{t.name}-{s}") for t in TARGETS for s in STACKS]
+
+
+@pytest.mark.usefixtures("ground_truth_tools")
+@pytest.mark.parametrize(("target", "stack"), ZOO_CELLS)
+def test_the_zoo_gives_the_engines_verdicts_on_oci(
+    target: ZooTarget, stack: str, zoo_image: str, engine: Engine, oci: OciBackend,  # noqa: F811
+) -> None:
+    spec = run_base(Settings()).updated(parse_run_settings(target.run_settings(), f"zoo_table {target.name}"))
+    launch = Launch(image=zoo_image, stack=get_stack(stack), run=spec)
+    with engine.run(launch) as run:
+        on_engine = run.verdict()
+    with oci.run(launch) as run:
+        assert run.attestation().ok, run.attestation().problems
+        on_oci = run.verdict()
+        truth = _ss(_runtime_pid(run.container_id)) if on_oci.outcome is Outcome.UP else None
+    if truth is not None:
+        assert len(truth) == len(on_oci.listeners), f"ss shows {truth}, the probe {sorted(map(str, on_oci.listeners))}"
+    assert _key(on_oci) == _key(on_engine)
+
+
+_HOLDER = """
+import sys, time
+from pytest_ipv6compat import images
+from pytest_ipv6compat.backends import Launch
+from pytest_ipv6compat.backends.docker_api import DockerBackend
+from pytest_ipv6compat.backends.oci import OciBackend, Runtime, find_runtime
+from pytest_ipv6compat.spec import RunSpec
+from pytest_ipv6compat.stacks import STACKS
+cache = images.default_cache_dir()
+engine = DockerBackend.connect(images.ensure_probe(cache))
+oci = OciBackend(engine, cache, engine.probe_dir, find_runtime())
+launch = Launch(image=sys.argv[1], stack=STACKS["dual-stack"], run=RunSpec(hold=600, timeout=600))
+with oci.run(launch) as run:
+    run.attestation()
+    print("started", oci.session, flush=True)
+    run.verdict()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "kill-9"])
+def test_a_killed_session_leaves_nothing(sig: signal.Signals, zoo_image: str) -> None:  # noqa: F811
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, zoo_image], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None
+    line = holder.stdout.readline()
+    assert line.startswith("started "), line
+    session = line.split()[1]
+    assert leftovers(session), "the cell is not running"
+    holder.send_signal(sig)
+    holder.wait(30)
+    until = time.monotonic() + 30  # the guard reaps once the session's process is gone
+    while leftovers(session) and time.monotonic() < until:
+        time.sleep(0.1)
+    assert leftovers(session) == []
+
+
+def test_the_sweep_removes_a_dead_sessions_cells(oci: OciBackend, zoo_image: str) -> None:  # noqa: F811
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, zoo_image], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None
+    line = holder.stdout.readline()
+    session = line.split()[1]
+    guard = subprocess.run(["pgrep", "-P", str(holder.pid), "-f", "read -r"], capture_output=True, text=True)
+    for pid in guard.stdout.split():  # the guard first, so that only the sweep can clean up
+        os.kill(int(pid), signal.SIGKILL)
+    holder.kill()
+    holder.wait(30)
+    assert leftovers(session), "nothing to sweep"
+    assert oci.sweep()
+    assert leftovers(session) == []
+    assert leftovers() == []
+
+
+@pytest.mark.parametrize(("command", "settings"), [
+    (["sh", "-c", 'x=$(head -c 60000000 /dev/zero | tr "\\0" a)'], {"memory": "20m"}),  # OOM at the bound
+    (["sh", "-c", "echo out; echo err >&2; exit 3"], {"read_only": True, "user": "nobody"}),
+    (["sh", "-c", "touch /x || exit 4"], {"read_only": True}),
+    (["sh", "-c", "id -u; id -G; echo $HOME; pwd; cat /etc/hostname | wc -c; exit 5"], {"user": "www-data"}),
+], ids=["oom", "streams", "read-only", "user"])
+def test_exits_oom_and_run_settings_match_the_engine(
+    command: list[str], settings: dict[str, object], zoo_image: str, engine: Engine, oci: OciBackend,  # noqa: F811
+) -> None:
+    spec = run_base(Settings()).updated(parse_run_settings({"command": command, "hold": 0, **settings}, "test"))
+    launch = Launch(image=zoo_image, stack=get_stack("dual-stack"), run=spec)
+    with engine.run(launch) as run:
+        on_engine = run.verdict()
+    with oci.run(launch) as run:
+        on_oci = run.verdict()
+    assert on_engine.outcome is Outcome.EXITED
+    assert on_oci.exit_code == on_engine.exit_code
+    # Two streams written one after the other: either engine may read either first (the error line follows).
+    assert sorted(on_oci.logs.splitlines()) == sorted(on_engine.logs.splitlines())
+    assert on_oci.error_line in (on_engine.error_line, *on_engine.logs.splitlines())
+
+
+def test_a_kept_cell_leaves_its_output_and_writable_layer(zoo_image: str, oci: OciBackend) -> None:  # noqa: F811
+    spec = run_base(Settings()).updated(parse_run_settings(
+        {"command": ["sh", "-c", "echo kept-output; touch /made-here; exit 2"], "hold": 0}, "test"))
+    with oci.run(Launch(image=zoo_image, stack=get_stack("dual-stack"), run=spec)) as run:
+        assert run.verdict().exit_code == 2
+        run.keep = True
+    kept = run.kept
+    assert kept is not None
+    try:
+        assert "kept-output" in (kept / "output.log").read_text()
+        assert (kept / "upper" / "made-here").exists()
+        assert any(str(kept) in command for command in run.inspection())
+        assert [p for p in leftovers(oci.session) if p.startswith("ipv6compat-")] == []  # no container left
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
+
+
+@pytest.mark.skipif(not Path("/usr/sbin/runc").exists(), reason="runc is not at /usr/sbin/runc")
+@pytest.mark.parametrize("stack", ["dual-stack", "ipv6-kernel-off"])
+def test_runc_the_fallback_gives_the_same_verdicts(stack: str, zoo_image: str, engine: Engine) -> None:  # noqa: F811
+    runc = OciBackend(engine, images.default_cache_dir(), engine.probe_dir, Runtime("runc", "/usr/sbin/runc", "?"))
+    target = next(t for t in TARGETS if t.name == "dualstack-no-fallback")
+    spec = run_base(Settings()).updated(parse_run_settings(target.run_settings(), f"zoo_table {target.name}"))
+    launch = Launch(image=zoo_image, stack=get_stack(stack), run=spec)
+    try:
+        with engine.run(launch) as run:
+            on_engine = run.verdict()
+        with runc.run(launch) as run:
+            assert run.attestation().ok, run.attestation().problems
+            on_runc = run.verdict()
+        assert _key(on_runc) == _key(on_engine)
+    finally:
+        runc.remove_session()
+    assert leftovers(runc.session) == []
