@@ -21,7 +21,7 @@ from .model import Cell, Expectation, Family, Listener, Outcome, Protocol, Resul
 from .provenance import describe, distinct
 from .results import STATUSES, CellResult
 
-STACKS = ("dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off", "ipv6-boot-disabled")
+STACKS = ("dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off", "ipv6-boot-disabled", "ipv6-only")
 SCHEMA_ID = "pytest-ipv6compat/report"
 SCHEMA_VERSION = 3
 READABLE_VERSIONS = (2, 3)  # load_json reads both; only v3 records what a run was asked to run

@@ -164,8 +164,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="LABELS",
         help=f"knob settings, comma-separated (default: {','.join(DEFAULT_SETTINGS)})",
     )
-    parser.add_argument("--stacks", metavar="STACKS",
-                        help=f"comma-separated (default: {','.join(DEFAULT_STACKS)}; also ipv6-boot-disabled)")
+    parser.add_argument("--stacks", metavar="STACKS", help=f"comma-separated (default: {','.join(DEFAULT_STACKS)}; "
+                        "also ipv6-boot-disabled, ipv6-only)")
     parser.add_argument("--port", type=int, help="the port the service listens on (used in the hints)")
     parser.add_argument("--probe", choices=PROBES, help="how each listener is checked (default: left to the plugin)")
     parser.add_argument(
