@@ -117,6 +117,7 @@ def render(s: Scaffold, *, filename: str) -> str:
         _line(f'# dual = "up *:{port}"', "one [::] socket serving IPv4 too (IPV6_V6ONLY off)"),
         _line(f'# v4 = "up 0.0.0.0:{port}"', "IPv4 only"),
         _line(f'# v6-silent = "up 0.0.0.0:{port} [::]:{port}/silent"', "[::] bound but unreachable (no ::1)"),
+        _line(f'# peer = "up *:{port}/pod"', "answers over the pod address too, as a peer reaches it"),
         _line("# no-ipv6 = \"exited 1 'Address family not supported'\"", "socket(AF_INET6) fails: errno 97"),
     ]
     for variant in s.variants:

@@ -33,7 +33,7 @@ import docker.errors
 import docker.types.daemon
 
 from ..diagnose import error_line, oom_error_line
-from ..model import Attestation, Outcome, Verdict
+from ..model import Attestation, Family, Outcome, Verdict
 from ..probe.report import (
     STALL_S,
     WATCH_GROUP,
@@ -88,7 +88,7 @@ class DockerRun:
         self.deadline = self.started + launch.run.timeout
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._shim = ShimReport(nonce)
-        self._watch = WatchReport()
+        self._watch = WatchReport(pod=tuple(Family(f) for f in launch.stack.pod))
         self._channel = SealedChannel()
         self._last_record: float | None = None  # when the watcher's last sealed record arrived
         self._attested = threading.Event()
@@ -164,6 +164,8 @@ class DockerRun:
         spec = self.launch.run
         argv = [f"{self._probe}/watch", f"{spec.settle:g}", f"{spec.hold:g}", spec.probe, spec.http_path,
                 ",".join(spec.http_status)]
+        if self.launch.stack.pod:  # each listener is probed over the pod address too (its addresses, by family)
+            argv.append(",".join(self.launch.stack.pod_addresses()))
         if self._poll_exit:
             # Podman 4.3 loses the exit of a container whose target exits as an exec session starts in it (runc:
             # "cannot exec in a stopped container"): it resets it to "created", exit code unknown, and its
