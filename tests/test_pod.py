@@ -17,10 +17,13 @@ import groundtruth
 import pytest
 from engines import podman_service
 from helpers import launch
+from test_zoo import zoo_image  # noqa: F401 - the zoo image fixture, shared
+from zoo_table import POD_STACKS, POD_TARGETS, ZooTarget
 
-from pytest_ipv6compat import images
+from pytest_ipv6compat import images, matrix
 from pytest_ipv6compat.backends import UnknownUser
 from pytest_ipv6compat.backends.docker_api import DockerBackend, remove
+from pytest_ipv6compat.matrix import parse_expectation
 from pytest_ipv6compat.model import Outcome
 from pytest_ipv6compat.report import short_verdict
 from pytest_ipv6compat.stacks import STACKS
@@ -187,3 +190,36 @@ def test_answers_over_the_pod_address_as_a_peer_sees_it(engine: DockerBackend, b
     if server == "any4":
         # up everywhere, but on ipv6-only no peer reaches it: there is no IPv4 pod address
         assert truth == {"0.0.0.0:8080": stack != "ipv6-only"}
+
+
+# --- the zoo's pod targets (zoo_table.POD_TARGETS): the table, the plugin and a real client agree -------------
+
+POD_CELLS = [pytest.param(t, s, id=f"{t.name}-{s}") for t in POD_TARGETS for s in POD_STACKS]
+
+
+@pytest.mark.usefixtures("ground_truth_tools")
+@pytest.mark.parametrize(("target", "stack"), POD_CELLS)
+def test_the_pod_zoo_against_ground_truth(engine: DockerBackend, zoo_image: str, target: ZooTarget,  # noqa: F811
+                                          stack: str) -> None:
+    """Ground truth from the plugin's own container while it holds it: ``ss`` in the namespace for the listeners,
+    a real client to the pod address for who reaches them (groundtruth.pod_reach), the engine's exit code."""
+    want = parse_expectation(target.expectation(stack))
+    run_spec = target.run_settings()
+    with engine.run(launch(zoo_image, STACKS[stack], command=target.command, probe="http",
+                           http_path=str(run_spec["http_path"]), timeout=target.timeout)) as run:
+        assert run.attestation().ok
+        verdict = run.verdict()
+        state = engine.client.api.inspect_container(run.container_id)["State"]
+        truth: dict[str, bool | None] = {}
+        if state["Running"]:
+            pid = int(state["Pid"])
+            listeners = groundtruth.listeners_of(pid)
+            truth = groundtruth.pod_reach(pid, listeners, POD_IPS[stack])
+    assert verdict.outcome is want.outcome, (verdict, verdict.logs)
+    assert matrix.judge(want, verdict).reasons == (), (verdict, verdict.pod_reach)
+    if want.outcome is Outcome.EXITED:  # the engine's own word on the exit
+        assert (state["Running"], state["ExitCode"]) == (False, want.exit_code)
+        return
+    assert sorted(truth) == sorted(str(x) for x in want.listeners)  # the table is true
+    assert truth == {str(x): x in want.pod for x in want.listeners}
+    assert {str(x): verdict.pod_answered(x) for x in verdict.listeners} == truth  # the plugin saw it
