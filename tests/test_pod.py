@@ -223,3 +223,14 @@ def test_the_pod_zoo_against_ground_truth(engine: DockerBackend, zoo_image: str,
     assert sorted(truth) == sorted(str(x) for x in want.listeners)  # the table is true
     assert truth == {str(x): x in want.pod for x in want.listeners}
     assert {str(x): verdict.pod_answered(x) for x in verdict.listeners} == truth  # the plugin saw it
+
+
+def test_a_read_only_root_keeps_the_engines_hosts_file(engine: DockerBackend, base_image: str) -> None:
+    """read_only = true: the engine mounts /etc/hosts read-only too; the pod address is made and attested, POD_IP
+    is set, and the host name stays as the engine wrote it (README)."""
+    show = 'echo "POD_IP=$POD_IP"; grep -c -F "$(hostname)" /etc/hosts; exit 3'
+    with engine.run(launch(base_image, STACKS["ipv6-only"], read_only=True, command=("sh", "-c", show))) as run:
+        assert run.attestation().ok, run.attestation().describe()
+        verdict = run.verdict()
+    assert (verdict.outcome, verdict.exit_code) == (Outcome.EXITED, 3), verdict
+    assert verdict.logs.splitlines() == ["POD_IP=fd69:7076:3663::2", "0"]

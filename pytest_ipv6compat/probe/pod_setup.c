@@ -217,7 +217,10 @@ static void announce(const char *addresses)
     if (gethostname(host, sizeof host) != 0)
         die("read the host name: %s", strerror(errno));
     host[sizeof host - 1] = '\0';
-    size_t size = hosts_without(host, hosts, sizeof hosts);
+    /* With a read-only root (run setting read_only) the engine mounts /etc/hosts read-only too: the
+     * name is then left as the engine wrote it (README, "The pod address"). */
+    int writable = access("/etc/hosts", W_OK) == 0 || errno != EROFS;
+    size_t size = writable ? hosts_without(host, hosts, sizeof hosts) : 0;
     snprintf(copy, sizeof copy, "%s", addresses);
     for (char *save = NULL, *word = strtok_r(copy, ",", &save); word; word = strtok_r(NULL, ",", &save)) {
         word[strcspn(word, "/")] = '\0';
@@ -230,10 +233,12 @@ static void announce(const char *addresses)
             die("rewrite /etc/hosts: too long");
         size += (size_t)n;
     }
-    int fd = open("/etc/hosts", O_WRONLY | O_TRUNC | O_CLOEXEC);
-    if (fd < 0 || write(fd, hosts, size) != (ssize_t)size)
-        die("add the pod address to /etc/hosts: %s", strerror(errno));
-    close(fd);
+    if (writable) {
+        int fd = open("/etc/hosts", O_WRONLY | O_TRUNC | O_CLOEXEC);
+        if (fd < 0 || write(fd, hosts, size) != (ssize_t)size)
+            die("add the pod address to /etc/hosts: %s", strerror(errno));
+        close(fd);
+    }
     char *comma = strchr(ips, ',');
     if (setenv("POD_IPS", ips, 1) != 0)
         die("set POD_IPS: %s", strerror(errno));
