@@ -789,18 +789,20 @@ static int hold_window(struct sockset *held, double started, double settled_at, 
     static struct sockset cur, probed;
     probed = *held;
     double bound = settled_at + HOLD_STRETCH * hold, end = settled_at + hold, last_change = settled_at;
+    int looked = 0; /* the set is read at least once after the probes: they may outlast the window */
     for (;;) {
         double t = now();
-        if (held->n > 0 && t >= end)
+        if (held->n > 0 && t >= end && looked)
             break;
         double nap = POLL_MS / 1000.0;
         if (held->n > 0 && end - t < nap)
             nap = end - t;
-        sleep_s(nap);
+        sleep_s(looked ? nap : 0);
         if (snapshot(&cur) < 0) {
             printf("error sock_diag: %s\n", strerror(errno));
             return -1;
         }
+        looked = 1;
         if (same(&cur, held))
             continue;
         double at = now();
