@@ -33,7 +33,7 @@ class Stack:
     backend: str = "docker"  # where its cells run: "docker" (the engine's API) or "uml" (User-mode Linux)
     kernel_args: tuple[str, ...] = ()  # the command line of a booted kernel (backend "uml")
     pod: tuple[str, ...] = ()  # the families of its pod address, in POD_IP order ("inet", "inet6")
-    opt_in: bool = False  # run only when a matrix names it (not in DEFAULT_STACKS)
+    opt_in: bool = False  # run only where named: not in DEFAULT_STACKS, nor in a bare @pytest.mark.ipv6_stack
 
     def pod_addresses(self) -> tuple[str, ...]:
         """The pod address of each family the stack has, without prefix, the first being ``POD_IP``."""
