@@ -247,9 +247,12 @@ def use_base_image(client: docker.DockerClient, ref: str) -> str:
 
 
 # Of the package's probe/ directory. The C sources are compiled, static, to the programs beside them:
-# watch.c to watch (observes every cell), uml_setup.c to umlsetup (sets up a User-mode Linux cell).
-_PROBE_FILES = ("shim.sh", "watch.c", "uml_setup.c")
-_PROGRAMS = (("watch.c", "watch", ("-lssl", "-lcrypto")), ("uml_setup.c", "umlsetup", ()))
+# watch.c to watch (observes every cell), uml_setup.c to umlsetup (sets up a User-mode Linux cell), pod_setup.c
+# (which includes uml_setup.c for its user lookup) to podsetup (a container cell's pod address).
+_PROBE_FILES = ("shim.sh", "watch.c", "uml_setup.c", "pod_setup.c")
+_PROGRAMS = (
+    ("watch.c", "watch", ("-lssl", "-lcrypto")), ("uml_setup.c", "umlsetup", ()), ("pod_setup.c", "podsetup", ()),
+)
 
 
 def _probe_sources() -> list[tuple[str, bytes, int]]:

@@ -94,7 +94,9 @@ def parse_expectation(text: str) -> Expectation:
 
     A listener (see :mod:`.listeners` for the syntax) written ``[::]:80/silent``
     must listen but must NOT succeed on any family it serves whose loopback exists
-    (e.g. ``[::]`` on a host without ``::1``).
+    (e.g. ``[::]`` on a host without ``::1``). Written ``0.0.0.0:80/pod``, it must also
+    answer over the cell's pod address, of every family it serves that the stack has
+    one of (as a peer would reach it; a listener of no such family fails).
     """
     try:
         words = shlex.split(text)
@@ -106,20 +108,24 @@ def parse_expectation(text: str) -> Expectation:
     if head == Outcome.UP.value:
         listeners: set[Listener] = set()
         silent: set[Listener] = set()
+        pod: set[Listener] = set()
         for word in rest:
             spec, flag = word, ""
-            if word.endswith("/silent"):
-                spec, flag = word[: -len("/silent")], "silent"
+            for suffix in ("/silent", "/pod"):
+                if word.endswith(suffix):
+                    spec, flag = word[: -len(suffix)], suffix[1:]
             try:
                 listener = parse_listener(spec)
             except ValueError as exc:
-                raise ValueError(f"expectation {text!r}: {exc}") from None
+                raise ValueError(f"expectation {text!r}: {exc} (suffixes: /silent, /pod)") from None
             listeners.add(listener)
-            if flag:
+            if flag == "silent":
                 silent.add(listener)
+            elif flag == "pod":
+                pod.add(listener)
         if not listeners:
             raise ValueError(f"expectation {text!r}: 'up' needs at least one listener")
-        return Expectation(Outcome.UP, frozenset(listeners), frozenset(silent), source=text)
+        return Expectation(Outcome.UP, frozenset(listeners), frozenset(silent), pod=frozenset(pod), source=text)
     if head == Outcome.EXITED.value:
         code: int | None = None
         if rest and re.fullmatch(r"\d+", rest[0]):
@@ -169,6 +175,15 @@ def judge(expected: Expectation, verdict: Verdict) -> Mismatch:
             elif answered != want:
                 what = "answered" if answered else "did not answer"
                 reasons.append(f"{listener} {what}, expected it {'to' if want else 'not to'}")
+        for listener in sorted(expected.pod & verdict.listeners):
+            over_pod = verdict.pod_answered(listener)
+            if over_pod is None:
+                reasons.append(f"{listener} was not probed over a pod address (the stack has none, or probe none), "
+                               "so /pod cannot be checked")
+            elif not over_pod:
+                seen = "; ".join(f"{r.via}: {r.result}, {r.detail}"
+                                 for r in verdict.pod_reach if r.listener == listener)
+                reasons.append(f"{listener} did not answer over the pod address, expected it to (/pod; {seen})")
     elif expected.outcome is Outcome.EXITED:
         if expected.exit_code is not None and verdict.exit_code != expected.exit_code:
             reasons.append(f"expected exit code {expected.exit_code}, got {verdict.exit_code}")

@@ -88,7 +88,8 @@ def _read(path: Path, schema: dict[str, Any]) -> tuple[dict[str, object], list[C
     if doc.get("version") != SCHEMA_VERSION:
         raise MergeError(
             f"{path}: report version {doc.get('version')!r} cannot be merged: only v{SCHEMA_VERSION} records "
-            "which cells a shard was asked to run; re-run the shard with this plugin"
+            "which cells a shard was asked to run and its probes over the pod address; re-run the shard with this "
+            "plugin"
         )
     error = first_error(doc, schema)
     if error:

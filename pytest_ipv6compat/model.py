@@ -156,6 +156,7 @@ class Verdict:
     listened: frozenset[Listener] = frozenset()
     changes: tuple[ListenerChange, ...] = ()
     unsteady: float | None = None
+    pod_reach: tuple[Reach, ...] = ()  # the same probes over the cell's pod address (``via``: its family)
 
     def change_text(self) -> str | None:
         """``listener set changed during the hold: +0.0.0.0:8081 at 0.31 s, ...``, or None without changes."""
@@ -187,6 +188,20 @@ class Verdict:
         if mine and all(r.result is Result.NO_LOOPBACK for r in mine):
             return False
         return None
+
+    def pod_answered(self, listener: Listener) -> bool | None:
+        """Did ``listener`` succeed over the pod address of every family it serves that the stack has one of
+        (and is there at least one)? That is how a peer reaches it.
+
+        False when it is bound to neither the pod address nor a wildcard of its family (``127.0.0.1``), when the
+        stack has no pod address of a family it serves (``0.0.0.0`` on ``ipv6-only``), or a probe failed; None
+        where the cell has no pod address, or it was not probed (probe ``none``).
+        """
+        mine = [r for r in self.pod_reach if r.listener == listener]
+        if not mine or any(r.result is Result.NOT_PROBED and r.detail == "probe none" for r in mine):
+            return None
+        served = [r for r in mine if r.via in listener.serves]
+        return bool(served) and all(r.ok for r in served)
 
 
 @dataclass(frozen=True)
@@ -236,6 +251,7 @@ class Expectation:
     outcome: Outcome
     listeners: frozenset[Listener] = frozenset()
     silent: frozenset[Listener] = frozenset()  # listed listeners expected NOT to answer
+    pod: frozenset[Listener] = frozenset()  # listed listeners that must answer over the pod address too
     exit_code: int | None = None  # None: any non-zero code
     error_contains: str | None = None
     source: str = ""  # the text it was parsed from

@@ -139,7 +139,12 @@ def verdict_text(verdict: Verdict) -> str:
     if verdict.outcome is Outcome.UP:
         words = ["up"]
         for listener in sorted(verdict.listeners, key=str):
-            words.append(f"{listener}/silent" if verdict.answered(listener) is False else str(listener))
+            if verdict.answered(listener) is False:
+                words.append(f"{listener}/silent")
+            elif verdict.pod_answered(listener):  # a peer reaches it over the pod address too
+                words.append(f"{listener}/pod")
+            else:
+                words.append(str(listener))
         return " ".join(words)
     if verdict.outcome is Outcome.EXITED:
         text = "exited" if verdict.exit_code is None else f"exited {verdict.exit_code}"

@@ -21,10 +21,10 @@ from .model import Cell, Expectation, Family, Listener, Outcome, Protocol, Resul
 from .provenance import describe, distinct
 from .results import STATUSES, CellResult
 
-STACKS = ("dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off", "ipv6-boot-disabled")
+STACKS = ("dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off", "ipv6-boot-disabled", "ipv6-only")
 SCHEMA_ID = "pytest-ipv6compat/report"
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (2, 3)  # load_json reads both; only v3 records what a run was asked to run
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = (2, 3, 4)  # load_json reads each; v3 and later record what a run was asked to run
 
 
 def schema_path() -> Path:
@@ -158,7 +158,8 @@ def reach_mark(verdict: Verdict, listener: Listener) -> str:
 
 
 def describe_reach(verdict: Verdict) -> list[str]:
-    """One line per listener: whether it answered, then what each family's probe saw."""
+    """One line per listener: whether it answered, then what each family's probe saw; then, where the cell has
+    a pod address, whether it answered over it too or on loopback only."""
     lines = []
     for listener in sorted(verdict.listeners, key=sort_key):
         answered = verdict.answered(listener)
@@ -167,7 +168,14 @@ def describe_reach(verdict: Verdict) -> list[str]:
             f"{r.via}: {r.result}" + (f", {r.detail}" if r.detail else "")
             for r in verdict.reach if r.listener == listener
         )
-        lines.append(f"{listener}: {word}" + (f" ({seen})" if seen else ""))
+        line = f"{listener}: {word}" + (f" ({seen})" if seen else "")
+        over_pod = [r for r in verdict.pod_reach if r.listener == listener]
+        if over_pod:
+            pod_word = {None: "not probed", True: "answers over the pod address",
+                        False: "answers on loopback only" if answered else "not over the pod address"}
+            pod_seen = "; ".join(f"pod {r.via}: {r.result}" + (f", {r.detail}" if r.detail else "") for r in over_pod)
+            line += f"; {pod_word[verdict.pod_answered(listener)]} ({pod_seen})"
+        lines.append(line)
     return lines
 
 
@@ -184,8 +192,13 @@ def short_verdict(verdict: Verdict | None) -> str:
         return f"exit {'?' if verdict.exit_code is None else verdict.exit_code}"
     if verdict.outcome is Outcome.TIMEOUT:
         return "timeout"
-    marks = {x: m for x in verdict.listeners if (m := reach_mark(verdict, x))}
+    marks = {x: m for x in verdict.listeners if (m := reach_mark(verdict, x) + pod_mark(verdict, x))}
     return _listen_token(verdict.listeners, marks)
+
+
+def pod_mark(verdict: Verdict, listener: Listener) -> str:
+    """'(lo)' where a listener that answered on loopback did not answer over the cell's pod address."""
+    return "(lo)" if verdict.answered(listener) and verdict.pod_answered(listener) is False else ""
 
 
 def short_expectation(expectation: Expectation) -> str:
@@ -268,6 +281,7 @@ def _legend(blocks: list[_Block], fail_mark: str) -> str:
         ("~6" in labels or "~4" in labels, "~6 = its IPv6 side has no loopback here, only IPv4 answered"),
         ("?" in labels, "? = accepted, no good answer (in a want: silent)"),
         ("!" in labels, "! = refused"),
+        ("(lo)" in labels, "(lo) = answers on loopback only, not over the pod address"),
         (bool(re.search(r"~(?![46])", labels)), "~ = no loopback of its families exists here"),
         ("exit" in labels, "exit N = exited with code N"),
         (any(s == "all" for _, _, s in groups), "all = every knob setting"),
@@ -461,6 +475,12 @@ def junit_properties(result: CellResult, *, crashed: str | None = None) -> list[
         ("ipv6.status", result.status), ("ipv6.expected", c.expectation.source),
         ("ipv6.verdict", _verdict_word(v)),
         ("ipv6.listeners", "" if v is None else " ".join(map(str, sorted(v.listeners, key=sort_key)))),
+        # Per listener over the pod address: "pod" answers as a peer reaches it, "loopback-only" does not
+        # (empty where the stack has no pod address of its families, or nothing was probed).
+        ("ipv6.pod", "" if v is None else " ".join(
+            f"{x}={'pod' if v.pod_answered(x) else 'loopback-only'}"
+            for x in sorted(v.listeners, key=sort_key) if v.pod_answered(x) is not None
+        )),
     ]
     if crashed is not None:
         props.append(("ipv6.crashed", crashed))

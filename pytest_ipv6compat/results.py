@@ -108,7 +108,7 @@ class CellResult:
             "setting": c.setting.value, "config_mode": c.config_mode, "where": c.where, "status": self.status,
             "expected": {
                 "outcome": str(e.outcome), "listeners": _listener_list(e.listeners),
-                "silent": _listener_list(e.silent), "exit_code": e.exit_code,
+                "silent": _listener_list(e.silent), "pod": _listener_list(e.pod), "exit_code": e.exit_code,
                 "error_contains": e.error_contains, "source": e.source,
             },
             "verdict": None if v is None else {
@@ -117,6 +117,10 @@ class CellResult:
                     {"listener": str(x), "answered": v.answered(x)} for x in sorted(v.listeners, key=sort_key)
                 ],
                 "reach": [_reach_dict(r) for r in v.reach],
+                "pod_answered": [
+                    {"listener": str(x), "answered": v.pod_answered(x)} for x in sorted(v.listeners, key=sort_key)
+                ],
+                "pod_reach": [_reach_dict(r) for r in v.pod_reach],
                 "listened": _listener_list(v.listened),
                 "exit_code": v.exit_code, "error_line": v.error_line, "seconds": v.seconds, "logs": v.logs,
                 "changes": [_change_dict(c) for c in v.changes], "unsteady": v.unsteady,
@@ -140,6 +144,7 @@ class CellResult:
                     outcome=Outcome(e["outcome"]),
                     listeners=frozenset(_listener(x) for x in e["listeners"]),
                     silent=frozenset(_listener(x) for x in e["silent"]),
+                    pod=frozenset(_listener(x) for x in e.get("pod", ())),  # absent before schema v4
                     exit_code=e["exit_code"], error_contains=e["error_contains"], source=e["source"],
                 ),
                 config_mode=d["config_mode"], where=d["where"],
@@ -148,6 +153,7 @@ class CellResult:
                 outcome=Outcome(v["outcome"]),
                 listeners=frozenset(_listener(x) for x in v["listeners"]),
                 reach=tuple(_reach(r) for r in v["reach"]),
+                pod_reach=tuple(_reach(r) for r in v.get("pod_reach", ())),  # absent before schema v4
                 exit_code=v["exit_code"], error_line=v["error_line"], logs=v["logs"], seconds=v["seconds"],
                 listened=frozenset(_listener(x) for x in v["listened"]),
                 # absent from v2 reports, which had no record of the hold window

@@ -117,6 +117,7 @@ def render(s: Scaffold, *, filename: str) -> str:
         _line(f'# dual = "up *:{port}"', "one [::] socket serving IPv4 too (IPV6_V6ONLY off)"),
         _line(f'# v4 = "up 0.0.0.0:{port}"', "IPv4 only"),
         _line(f'# v6-silent = "up 0.0.0.0:{port} [::]:{port}/silent"', "[::] bound but unreachable (no ::1)"),
+        _line(f'# peer = "up *:{port}/pod"', "answers over the pod address too, as a peer reaches it"),
         _line("# no-ipv6 = \"exited 1 'Address family not supported'\"", "socket(AF_INET6) fails: errno 97"),
     ]
     for variant in s.variants:
@@ -164,8 +165,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="LABELS",
         help=f"knob settings, comma-separated (default: {','.join(DEFAULT_SETTINGS)})",
     )
-    parser.add_argument("--stacks", metavar="STACKS",
-                        help=f"comma-separated (default: {','.join(DEFAULT_STACKS)}; also ipv6-boot-disabled)")
+    parser.add_argument("--stacks", metavar="STACKS", help=f"comma-separated (default: {','.join(DEFAULT_STACKS)}; "
+                        "also ipv6-boot-disabled, ipv6-only)")
     parser.add_argument("--port", type=int, help="the port the service listens on (used in the hints)")
     parser.add_argument("--probe", choices=PROBES, help="how each listener is checked (default: left to the plugin)")
     parser.add_argument(

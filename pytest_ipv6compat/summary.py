@@ -67,7 +67,7 @@ def parametrize_stacks(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("ipv6_stack")
     if marker is None or "ipv6_stack" not in metafunc.fixturenames:
         return
-    names = marker.args or tuple(STACKS)
+    names = marker.args or tuple(name for name, stack in STACKS.items() if not stack.opt_in)  # ipv6-only: by name
     for name in names:
         if name not in STACKS:
             # A collection error of the test's module: one line, no traceback through pluggy.

@@ -301,6 +301,34 @@ def reach(pid: int, listeners: Sequence[SsListener], probe: Probe) -> tuple[List
     return combine(listeners, json.loads(out))
 
 
+def pod_reach(pid: int, listeners: Sequence[SsListener], pod: Mapping[int, str]) -> dict[str, bool | None]:
+    """Per listener (``ss`` notation): does a real client reach it over the pod address ``pod`` gives of each
+    family it serves (TCP connect, or a UDP datagram not refused)? False where no pod address is of a family
+    it serves; None with no pod address at all.
+
+    A listener bound to neither that address nor a wildcard of its family is not reached, whatever the
+    client gets on that port (another socket may answer it).
+    """
+    checks, owners = [], []
+    for s in listeners:
+        for fam in s.families:
+            if fam in pod:
+                checks.append({"proto": s.proto, "family": fam, "port": s.port, "probe": "tcp", "address": pod[fam]})
+                owners.append((s, fam))
+    out: dict[str, bool | None] = {s.notation: None if not pod else False for s in listeners}
+    reached: dict[str, bool] = {}
+    if not checks:
+        return out
+    results = json.loads(_nsenter(pid, [sys.executable, str(CLIENT), json.dumps(checks)], timeout=5 + 3 * len(checks)))
+    for (s, fam), r in zip(owners, results, strict=True):
+        bound = s.address.strip("[]")
+        wildcard = "0.0.0.0" if fam == 4 else "::"
+        covers = s.address == "*" or bound in (wildcard, pod[fam], f"::ffff:{pod[fam]}")
+        ok = covers and r["result"] in ("accepted", "reply", "no-reply")
+        reached[s.notation] = reached.get(s.notation, True) and ok
+    return out | reached
+
+
 def logs_tail(container: Any, lines: int = 8) -> str:
     raw = container.logs(tail=lines)
     return bytes(raw).decode("utf-8", "replace").strip()

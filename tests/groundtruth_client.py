@@ -3,7 +3,8 @@
     nsenter -t PID -n python3 groundtruth_client.py '<json list of checks>'
 
 Each check is ``{"proto": "tcp"|"udp", "family": 4|6, "port": N, "probe": "tcp"|"http"|"https"|"none",
-"path": "/"}`` and is tried over that family's loopback. Prints one JSON list of results, in order:
+"path": "/"}`` and is tried over that family's loopback, or over ``"address"`` when the check names one
+(the cell's pod address: a peer's view). Prints one JSON list of results, in order:
 ``{"result": ..., "detail": ...}`` where result is one of
 
     refused       connection refused (TCP RST, or an ICMP port unreachable for UDP)
@@ -60,13 +61,13 @@ def _status_line(sock: socket.socket) -> dict[str, str]:
     return {"result": "status", "detail": line}
 
 
-def check_tcp(family: int, port: int, probe: str, path: str) -> dict[str, str]:
+def check_tcp(family: int, port: int, probe: str, path: str, address: str | None = None) -> dict[str, str]:
     af = socket.AF_INET if family == 4 else socket.AF_INET6
     sock = socket.socket(af, socket.SOCK_STREAM)
     sock.settimeout(TIMEOUT_S)
     try:
         try:
-            sock.connect((LOOPBACK[family], port))
+            sock.connect((address or LOOPBACK[family], port))
         except OSError as exc:
             return _connect_error(exc)
         if probe in ("tcp", "none"):
@@ -89,13 +90,13 @@ def check_tcp(family: int, port: int, probe: str, path: str) -> dict[str, str]:
         sock.close()
 
 
-def check_udp(family: int, port: int) -> dict[str, str]:
+def check_udp(family: int, port: int, address: str | None = None) -> dict[str, str]:
     af = socket.AF_INET if family == 4 else socket.AF_INET6
     sock = socket.socket(af, socket.SOCK_DGRAM)
     sock.settimeout(TIMEOUT_S)
     try:
         try:
-            sock.connect((LOOPBACK[family], port))
+            sock.connect((address or LOOPBACK[family], port))
             sock.send(b"groundtruth ping\n")
             data = sock.recv(4096)
         except TimeoutError:
@@ -111,9 +112,10 @@ def main(argv: list[str]) -> int:
     results = []
     for check in json.loads(argv[1]):
         if check["proto"] == "udp":
-            results.append(check_udp(check["family"], check["port"]))
+            results.append(check_udp(check["family"], check["port"], check.get("address")))
         else:
-            results.append(check_tcp(check["family"], check["port"], check["probe"], check.get("path", "/")))
+            results.append(check_tcp(check["family"], check["port"], check["probe"], check.get("path", "/"),
+                                     check.get("address")))
     print(json.dumps(results))
     return 0
 

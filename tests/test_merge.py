@@ -53,7 +53,7 @@ def test_a_cell_in_two_shards_and_a_file_that_is_no_report_are_one_line(tmp_path
     doc = json.loads(render_json([], meta={}))
     (tmp_path / "empty.json").write_text(json.dumps(doc))
     (tmp_path / "junk.json").write_text("{}")
-    with pytest.raises(MergeError, match=r"junk.json: not a report of this plugin: not a pytest-ipv6compat/report v3"):
+    with pytest.raises(MergeError, match=r"junk.json: not a report of this plugin: not a pytest-ipv6compat/report v4"):
         merge_reports([tmp_path / "empty.json", tmp_path / "junk.json"])
     done = _merge(tmp_path / "absent.json")
     assert done.returncode == 2
@@ -97,7 +97,7 @@ def _verdict(stack: str) -> Verdict:
 
 
 def _shards(tmp_path: Path, *stacks: tuple[str, ...], matrix_text: str = TINY) -> list[Path]:
-    """One v3 report per tuple of stacks, each judged by the plugin's own judge, as the plugin writes them."""
+    """One v4 report per tuple of stacks, each judged by the plugin's own judge, as the plugin writes them."""
     (tmp_path / "tiny.ipv6.toml").write_text(matrix_text, encoding="utf-8")
     matrix = load_matrix(tmp_path / "tiny.ipv6.toml")
     paths = []
@@ -174,7 +174,7 @@ def test_merge_keeps_the_hold_window_changes(tmp_path: Path) -> None:
 def test_a_malformed_change_is_refused_in_one_line(tmp_path: Path) -> None:
     paths = _shards(tmp_path, *ALL3)
     _edit(paths[2], lambda d: d["cells"][0]["verdict"]["changes"][0].update(change="appeared"))
-    _one_line(paths, r"shard2.json: does not match the report schema v3: at cells\[0\].verdict.changes\[0\].change: "
+    _one_line(paths, r"shard2.json: does not match the report schema v4: at cells\[0\].verdict.changes\[0\].change: "
                      r"'appeared' is not one of 'opened', 'closed'$")
 
 
@@ -240,7 +240,7 @@ def test_an_incomplete_shard_is_refused(tmp_path: Path) -> None:
 def test_a_report_that_breaks_the_schema_is_refused(tmp_path: Path, change: Any, problem: str) -> None:
     paths = _shards(tmp_path, *ALL3)
     _edit(paths[0], change)
-    _one_line(paths, rf"shard0.json: does not match the report schema v3: {problem}")
+    _one_line(paths, rf"shard0.json: does not match the report schema v4: {problem}")
 
 
 def test_a_shard_whose_cells_are_not_what_it_was_asked_for_is_refused(tmp_path: Path) -> None:
@@ -259,5 +259,5 @@ def test_a_shard_whose_cells_are_not_what_it_was_asked_for_is_refused(tmp_path: 
 def test_a_v2_report_cannot_be_merged(tmp_path: Path) -> None:
     paths = _shards(tmp_path, *ALL3)
     _edit(paths[0], lambda d: (d.pop("run"), d.update(version=2)))
-    _one_line(paths, r"shard0.json: report version 2 cannot be merged: only v3 records which cells")
+    _one_line(paths, r"shard0.json: report version 2 cannot be merged: only v4 records which cells")
     assert len(load_json(paths[0].read_text())[1]) == 1  # load_json still reads it

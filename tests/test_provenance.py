@@ -144,7 +144,7 @@ def test_merge_keeps_each_cells_engine_and_lists_every_engine(tmp_path: Path) ->
 def test_merge_refuses_a_shard_whose_ran_on_is_malformed_in_one_line(tmp_path: Path) -> None:
     paths = _shards(tmp_path, *ALL3)
     _edit(paths[1], lambda d: d["cells"][0].update(ran_on={"backend": "docker", "token": "x"}))
-    with pytest.raises(MergeError, match=r"^.*shard1.json: does not match the report schema v3: at cells\[0\].ran_on: "
+    with pytest.raises(MergeError, match=r"^.*shard1.json: does not match the report schema v4: at cells\[0\].ran_on: "
                                          r"unexpected key 'token'$") as caught:
         merge_reports(paths)
     assert "\n" not in str(caught.value)

@@ -65,8 +65,8 @@ def test_your_own_service_in_five_minutes(pytester: pytest.Pytester) -> None:
             "ipv6compat: --ipv6-record: observed verdicts are written into the matrix files at the end",
             "*IPv6 compatibility grid*",
             "*ipv6compat: expectations recorded (--ipv6-record)*",
-            "default-dual-stack-HTTPD_IPV6-unset: timeout -> up [*]:8080",  # one [::] socket serving both
-            "default-ipv6-kernel-off-HTTPD_IPV6=0: timeout -> up 0.0.0.0:8080",
+            "default-dual-stack-HTTPD_IPV6-unset: timeout -> up [*]:8080/pod",  # one [::] socket serving both
+            "default-ipv6-kernel-off-HTTPD_IPV6=0: timeout -> up 0.0.0.0:8080/pod",  # a peer reaches it
             'default-ipv6-kernel-off-HTTPD_IPV6=maybe: timeout -> exited 2 "httpd: invalid HTTPD_IPV6 value *"',
             "httpd.ipv6.toml: 21 cells recorded, 21 changed",
         ]
@@ -91,14 +91,14 @@ def test_init_and_record_without_a_knob(pytester: pytest.Pytester, httpd_image: 
     recorded.assert_outcomes(failed=3)
     recorded.stdout.fnmatch_lines(
         [
-            "stock-dual-stack: timeout -> up [*]:8080",
-            "stock-ipv6-sysctl-off: timeout -> up [*]:8080",
-            "stock-ipv6-kernel-off: timeout -> up 0.0.0.0:8080",
+            "stock-dual-stack: timeout -> up [*]:8080/pod",
+            "stock-ipv6-sysctl-off: timeout -> up [*]:8080/pod",
+            "stock-ipv6-kernel-off: timeout -> up 0.0.0.0:8080/pod",
             "httpd.ipv6.toml: 3 cells recorded, 3 changed",
         ]
     )
     text = (pytester.path / "httpd.ipv6.toml").read_text()
-    assert '[expect.stock]\ndual-stack = "up *:8080"\n' in text
+    assert '[expect.stock]\ndual-stack = "up *:8080/pod"\n' in text
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=3)
 
 
@@ -116,8 +116,8 @@ def test_record_starts_from_a_file_with_only_a_target(pytester: pytest.Pytester,
     recorded.assert_outcomes(failed=2)
     recorded.stdout.fnmatch_lines(
         [
-            "stock-dual-stack-HTTPD_IPV6-unset: timeout -> up [*]:8080",
-            "stock-dual-stack-HTTPD_IPV6=0: timeout -> up 0.0.0.0:8080",
+            "stock-dual-stack-HTTPD_IPV6-unset: timeout -> up [*]:8080/pod",
+            "stock-dual-stack-HTTPD_IPV6=0: timeout -> up 0.0.0.0:8080/pod",
             "httpd.ipv6.toml: 2 cells recorded, 2 changed",
         ]
     )
@@ -170,7 +170,7 @@ def test_record_keeps_comments_and_names_and_reports_changes(pytester: pytest.Py
     result.stdout.fnmatch_lines(
         [
             "*ipv6compat: expectations recorded (--ipv6-record)*",
-            "stock-dual-stack-HTTPD_IPV6-unset: timeout -> up *8080",
+            "stock-dual-stack-HTTPD_IPV6-unset: timeout -> up *8080/pod",
             "stock-ipv6-kernel-off-HTTPD_IPV6-unset: up 0.0.0.0:8080 [[]::[]]:8080 -> v4",
             "httpd.ipv6.toml: 4 cells recorded, 2 changed; 4 not recorded (error or skipped)",
         ]
@@ -182,7 +182,7 @@ def test_record_keeps_comments_and_names_and_reports_changes(pytester: pytest.Py
         'unset = "timeout"            # placeholder',
         'unset = "up 0.0.0.0:8080 [::]:8080"   # wrong: becomes the name v4',
     ]
-    assert re.fullmatch(r'unset = "up \S+:8080"            # placeholder', changed[0][1])
+    assert re.fullmatch(r'unset = "up \S+:8080/pod"            # placeholder', changed[0][1])
     assert changed[1][1] == 'unset = "v4"   # wrong: becomes the name v4'
 
     again = pytester.runpytest_subprocess("--ipv6-variants=stock", "-p", "no:cacheprovider")

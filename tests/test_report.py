@@ -396,7 +396,7 @@ def test_json_validates_for_every_status_and_outcome(validator: Any) -> None:
     results = matrix() + odd_results()
     doc = json.loads(render_json(results, meta=META, order=collection_order()))
     validator.validate(doc)
-    assert (doc["schema"], doc["version"], doc["meta"]) == ("pytest-ipv6compat/report", 3, META)
+    assert (doc["schema"], doc["version"], doc["meta"]) == ("pytest-ipv6compat/report", 4, META)
     assert doc["run"] == {"complete": True, "incomplete": None, "matrices": []}  # rendered without a run: claims none
     assert first_error(doc, json.loads(schema_path().read_text(encoding="utf-8"))) is None
     assert doc["totals"] == {"pass": 57, "fail": 7, "error": 2, "skipped": 1}
@@ -407,7 +407,7 @@ def test_json_validates_for_every_status_and_outcome(validator: Any) -> None:
     assert off["setting"] == ""
     assert off["verdict"]["exit_code"] == 1
     assert off["verdict"]["error_line"] == EMERG_97
-    assert off["expected"] == {"outcome": "exited", "listeners": [], "silent": [], "exit_code": 1,
+    assert off["expected"] == {"outcome": "exited", "listeners": [], "silent": [], "pod": [], "exit_code": 1,
                                "error_contains": "Address family not supported", "source": "exit 1"}
     assert off["attestation"]["facts"] == {"disable_ipv6": "1", "lo has ::1": "no", "socket(AF_INET6)": "errno 97"}
     sysctl = cells["cloud-proxy[adaptive-ipv6-sysctl-off-PL_IPV6_DISABLE-unset]"]
@@ -573,7 +573,7 @@ def test_from_dict_rejects_garbage_with_a_readable_error() -> None:
         CellResult.from_dict({**d, "id": "something-else"})
     with pytest.raises(ValueError, match="status 'flaky' is not one of pass, fail, error, skipped"):
         CellResult(matrix()[0].cell, "flaky", None, None)
-    with pytest.raises(ValueError, match="not a pytest-ipv6compat/report v3 document"):
+    with pytest.raises(ValueError, match="not a pytest-ipv6compat/report v4 document"):
         load_json('{"schema": "something"}')
 
 
@@ -587,7 +587,7 @@ def test_junit_properties() -> None:
         ("ipv6.variant", "adaptive"), ("ipv6.stack", "ipv6-sysctl-off"),
         ("ipv6.knob", "PL_IPV6_DISABLE"), ("ipv6.setting", "unset"), ("ipv6.config", "rw"), ("ipv6.status", "pass"),
         ("ipv6.expected", results["adaptive-ipv6-sysctl-off-PL_IPV6_DISABLE-unset"].cell.expectation.source),
-        ("ipv6.verdict", "up"), ("ipv6.listeners", "0.0.0.0:56000 [::]:56000"),
+        ("ipv6.verdict", "up"), ("ipv6.listeners", "0.0.0.0:56000 [::]:56000"), ("ipv6.pod", ""),
     ]
     props = dict(junit_properties(results["unpatched-ipv6-kernel-off-PL_IPV6_DISABLE=1"]))
     assert (props["ipv6.knob"], props["ipv6.setting"]) == ("PL_IPV6_DISABLE", "=1")  # the name, then the setting

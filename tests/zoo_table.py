@@ -246,3 +246,51 @@ TARGETS: tuple[ZooTarget, ...] = (
         why="uid 65534 binds port 80: engines set ip_unprivileged_port_start=0, and so does the real-kernel stack",
     ),
 )
+
+
+# --- the pod address (issue 19): what a peer reaches, on every container stack including ipv6-only -------------
+# LISTENER/pod: a real client reaches it over the pod address of each family it serves that the stack has one of
+# (groundtruth.pod_reach); without /pod it is reached over no pod address (loopback only, or up but unreachable).
+
+POD_STACKS = (*STACKS, "ipv6-only")
+POD_V4, POD_V6 = "10.69.0.2", "fd69:7076:3663::2"
+
+
+def _pod(dual: str, sysctl_off: str, kernel_off: str, ipv6_only: str) -> dict[str, str]:
+    return dict(zip(POD_STACKS, (dual, sysctl_off, kernel_off, ipv6_only), strict=True))
+
+
+POD_TARGETS: tuple[ZooTarget, ...] = (
+    ZooTarget(
+        "pod-any4", (Z, "tcp4=0.0.0.0:8080"),
+        _pod("up 0.0.0.0:8080/pod", "up 0.0.0.0:8080/pod", "up 0.0.0.0:8080/pod", "up 0.0.0.0:8080"),
+        HTTP, why="0.0.0.0 only: up everywhere, but on ipv6-only no peer reaches it (remsky/Kokoro-FastAPI #408)",
+    ),
+    ZooTarget(
+        "pod-lo4", (Z, "tcp4=127.0.0.1:8080"),
+        _pod("up 127.0.0.1:8080", "up 127.0.0.1:8080", "up 127.0.0.1:8080", "up 127.0.0.1:8080"),
+        HTTP, why="127.0.0.1 only: answers on loopback, over no pod address",
+    ),
+    ZooTarget(
+        "pod-ip-unbracketed", (Z, "tcp-env=POD_IP:8080"),
+        _pod(f"up {POD_V4}:8080/pod", f"up {POD_V4}:8080/pod", f"up {POD_V4}:8080/pod",
+             "exited 1 'invalid listen address fd69'"),
+        HTTP, why="binds $POD_IP written ADDR:PORT: fine for IPv4, an IPv6 address does not parse",
+    ),
+    ZooTarget(
+        "pod-ip-bracketed", (Z, "tcp-env-bracketed=POD_IP:8080"),
+        _pod(f"up {POD_V4}:8080/pod", f"up {POD_V4}:8080/pod", f"up {POD_V4}:8080/pod", f"up [{POD_V6}]:8080/pod"),
+        HTTP, why="binds $POD_IP written [ADDR]:PORT for IPv6: reached on every stack",
+    ),
+    ZooTarget(
+        "pod-needs-ipv4", (Z, "require4", "tcp4=0.0.0.0:8080"),
+        _pod("up 0.0.0.0:8080/pod", "up 0.0.0.0:8080/pod", "up 0.0.0.0:8080/pod",
+             "exited 1 'no IPv4 address besides loopback'"),
+        HTTP, why="refuses to start without an IPv4 address besides loopback",
+    ),
+    ZooTarget(
+        "pod-dual-socket", (Z, "tcpdual=:::8080"),
+        _pod("up *:8080/pod", "up *:8080/pod", KERNEL_OFF_97, "up *:8080/pod"),
+        HTTP, why="the fix: one [::] socket, v6only off, reached over the pod address of every family",
+    ),
+)

@@ -33,7 +33,7 @@ import docker.errors
 import docker.types.daemon
 
 from ..diagnose import error_line, oom_error_line
-from ..model import Attestation, Outcome, Verdict
+from ..model import Attestation, Family, Outcome, Verdict
 from ..probe.report import (
     STALL_S,
     WATCH_GROUP,
@@ -43,7 +43,7 @@ from ..probe.report import (
     WatchReport,
     is_shim_line,
 )
-from . import EngineError, Launch
+from . import EngineError, Launch, UnknownUser
 from .logtext import LOG_TAIL_LINES, clean, lines, split_timestamp
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ class DockerRun:
 
     def __init__(
         self, client: docker.DockerClient, container_id: str, name: str, launch: Launch, nonce: str, *, probe: str,
-        poll_exit: bool = False, link: Callable[[], str | None] | None = None,
+        poll_exit: bool = False, link: Callable[[], str | None] | None = None, exec_user: str = "",
     ) -> None:
         self._client = client
         self._api = client.api
@@ -82,12 +82,13 @@ class DockerRun:
         self._probe = probe
         self._poll_exit = poll_exit  # the engine's wait call answers late (Podman): ask for the state instead
         self._link = link  # why the connection to the engine is gone (an ssh:// engine's tunnel), else None
+        self._exec_user = exec_user  # the target's user: the watcher runs as it ("" the container's)
         self.started = time.monotonic()
         self.started_wall = time.time()  # the engine's events are on the wall clock
         self.deadline = self.started + launch.run.timeout
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._shim = ShimReport(nonce)
-        self._watch = WatchReport()
+        self._watch = WatchReport(pod=tuple(Family(f) for f in launch.stack.pod))
         self._channel = SealedChannel()
         self._last_record: float | None = None  # when the watcher's last sealed record arrived
         self._attested = threading.Event()
@@ -163,6 +164,8 @@ class DockerRun:
         spec = self.launch.run
         argv = [f"{self._probe}/watch", f"{spec.settle:g}", f"{spec.hold:g}", spec.probe, spec.http_path,
                 ",".join(spec.http_status)]
+        if self.launch.stack.pod:  # each listener is probed over the pod address too (its addresses, by family)
+            argv.append(",".join(self.launch.stack.pod_addresses()))
         if self._poll_exit:
             # Podman 4.3 loses the exit of a container whose target exits as an exec session starts in it (runc:
             # "cannot exec in a stopped container"): it resets it to "created", exit code unknown, and its
@@ -174,7 +177,8 @@ class DockerRun:
                 return
         try:
             exec_id = self._api.exec_create(
-                self.container_id, argv, stdout=True, stderr=True, environment=[self._channel.environment]
+                self.container_id, argv, stdout=True, stderr=True, environment=[self._channel.environment],
+                user=self._exec_user,
             )["Id"]
             stream = exec_output(self._api, exec_id)
             self._closers.append(stream.close)
@@ -205,6 +209,9 @@ class DockerRun:
         if self._attestation is None:
             self._attested.wait(max(0.0, self.deadline - time.monotonic()))
             if not self._shim.attested:
+                unknown = UnknownUser.find(self.launch.run.user, self.launch.image, self.logs(15))
+                if unknown is not None:  # the pod set-up looks the user up, as the engine would have
+                    raise unknown
                 timeout = self.launch.run.timeout
                 why = (
                     f"did not report within the cell's timeout of {timeout:g} s (raise the run setting timeout "

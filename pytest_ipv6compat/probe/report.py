@@ -34,7 +34,7 @@ __all__ = [
 
 MARK = "@@ipv6compat"
 PROBE_BUDGET_S = 7.0  # per probe of one family: connect (2 s) + response (3 s) + slack
-RECORDS = ("listener", "reach", "settled", "opened", "closed", "unsteady", "ready", "error")  # first words
+RECORDS = ("listener", "reach", "pod", "settled", "opened", "closed", "unsteady", "ready", "error")  # first words
 HOLD_STRETCH = 3  # watch.c: the hold window, restarted by changes, ends by 3 x hold after the set settled
 
 _RESULTS = {r.value: r for r in Result}
@@ -198,6 +198,8 @@ class WatchReport:
     changes: list[ListenerChange] = field(default_factory=list)
     ever: list[Listener] = field(default_factory=list)
     unsteady: float | None = None
+    pod: tuple[Family, ...] = ()  # the families of the cell's pod address: each listener is probed over them too
+    pod_reach: list[Reach] = field(default_factory=list)
 
     @property
     def listening(self) -> bool:
@@ -214,15 +216,20 @@ class WatchReport:
                 if self.settled is not None:
                     raise ValueError("a listener record after settled (changes are opened/closed records)")
                 self._add(_listener(*words[1:6]))
-            elif words[0] == "reach" and len(words) >= 8:
+            elif words[0] in ("reach", "pod") and len(words) >= 8:
                 listener = self._known(_listener(words[1], words[2], words[3], words[4], None))
                 via, result, ok, detail = Family(words[5]), words[6], words[7], " ".join(words[8:])
-                if via not in listener.serves:
+                if words[0] == "reach" and via not in listener.serves:
                     raise ValueError(f"{listener} does not serve {via}")
-                if any(r.listener == listener and r.via is via for r in self.reach):
+                if words[0] == "pod" and via not in self.pod:
+                    raise ValueError(f"the cell has no pod address of family {via}")
+                if words[0] == "pod" and via not in listener.serves and (words[6], words[7]) != ("not-probed", "0"):
+                    raise ValueError(f"{listener} does not serve {via}, so no probe over its pod address can succeed")
+                probes = self.reach if words[0] == "reach" else self.pod_reach
+                if any(r.listener == listener and r.via is via for r in probes):
                     raise ValueError(f"a second probe of {listener} over {via}")
                 outcome = Result.ERROR if result.startswith("errno-") else _RESULTS[result]
-                self.reach.append(Reach(listener, via, outcome, ok == "1", detail))
+                probes.append(Reach(listener, via, outcome, ok == "1", detail))
             elif words[0] in ("opened", "closed") and len(words) == 7:
                 if self.settled is None:
                     raise ValueError("a change before settled")
@@ -236,6 +243,7 @@ class WatchReport:
                         raise ValueError(f"{listener} closed while it was not listening")
                     self.listeners.remove(listener)
                     self.reach = [r for r in self.reach if r.listener != listener]
+                    self.pod_reach = [r for r in self.pod_reach if r.listener != listener]
                 self.changes.append(ListenerChange(listener, words[0] == "opened", at))
             elif words[0] == "settled" and len(words) == 2:
                 if self.settled is not None:
@@ -262,15 +270,19 @@ class WatchReport:
         if not self.listeners:
             raise ValueError("ready while nothing listens (the watcher waits for a listener then)")
         probed = {(r.listener, r.via) for r in self.reach}
+        over_pod = {(r.listener, r.via) for r in self.pod_reach}
         for listener in sorted(self.listeners):
             for family in sorted(listener.serves):
                 if (listener, family) not in probed:
                     raise ValueError(f"ready, but {listener} has no probe result over {family}")
+            for family in self.pod:
+                if (listener, family) not in over_pod:
+                    raise ValueError(f"ready, but {listener} has no probe result over the pod address of {family}")
 
     def report_deadline(self, settled_at: float, hold: float) -> float:
         """By when (on ``settled_at``'s clock) ``ready`` must have come: the longest hold window the
         watcher may stretch to, plus a budget per probe (those made and those a late listener needs)."""
-        probes = len(self.reach) + 2 * len(self.listeners) + 2
+        probes = len(self.reach) + len(self.pod_reach) + (2 + len(self.pod)) * len(self.listeners) + 2
         return settled_at + HOLD_STRETCH * hold + PROBE_BUDGET_S * probes + 5
 
     def verdict(
@@ -283,6 +295,7 @@ class WatchReport:
             outcome,
             listeners=frozenset(self.listeners) if up else frozenset(),
             reach=tuple(self.reach) if up else (),
+            pod_reach=tuple(self.pod_reach) if up else (),
             exit_code=exit_code,
             error_line=error_line if outcome is Outcome.EXITED else None,
             logs=logs,

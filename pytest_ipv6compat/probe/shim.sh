@@ -31,6 +31,34 @@ while read -r addr rest; do
     [ "$addr" = 00000000000000000000000000000001 ] && lo6=present
 done 2>/dev/null </proc/net/if_inet6
 say "fact lo ::1=$lo6"
+# The pod address (stacks.POD_ADDRESSES), raw: IPv6 addresses of global scope (IFACE:HEX/PREFIX),
+# the local IPv4 addresses (fib_trie: the address line before each "/32 host LOCAL"), the IPv4
+# routes (IFACE:DEST/MASK, hex as the kernel writes them) and the interfaces of IPv6 default
+# routes (not the kernel's reject entry on lo, flag 0x200); stacks.py decodes and checks them.
+v6=
+while read -r addr _ plen scope _ name; do
+    [ "$scope" = 00 ] && v6="$v6 $name:$addr/$((0x$plen))"
+done 2>/dev/null </proc/net/if_inet6
+say "fact raw inet6 global=${v6# }"
+v4= last=
+while read -r a b c _; do
+    case $a in
+        '|--') last=$b ;;
+        /32) [ "$b $c" = "host LOCAL" ] && case " $v4 " in *" $last "*) ;; *) v4="$v4 $last" ;; esac ;;
+    esac
+done 2>/dev/null </proc/net/fib_trie
+say "fact raw inet local=${v4# }"
+routes=
+while read -r name dest _ _ _ _ _ mask _; do
+    [ "$name" = Iface ] || routes="$routes $name:$dest/$mask"
+done 2>/dev/null </proc/net/route
+say "fact raw inet routes=${routes# }"
+default6=
+while read -r dest plen _ _ _ _ _ _ flags name; do
+    [ "$dest/$plen" = 00000000000000000000000000000000/00 ] && [ $((0x$flags & 0x200)) = 0 ] &&
+        default6="$default6 $name"
+done 2>/dev/null </proc/net/ipv6_route
+say "fact raw inet6 default=${default6# }"
 # What only a booted kernel can show (containers share the host's): the ipv6.disable= of the
 # kernel command line ("none" if not given), and whether IPv6 has entries in /proc at all.
 disable=none

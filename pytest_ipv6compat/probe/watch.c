@@ -14,9 +14,11 @@
  * says "ready". It is linked statically (with OpenSSL for the https probe) and uses
  * nothing from the target's image.
  *
- *   watch SETTLE HOLD PROBE HTTP_PATH STATUS
+ *   watch SETTLE HOLD PROBE HTTP_PATH STATUS [POD_IPS]
  *     PROBE   tcp | http | https | none     (UDP sockets always get the udp probe)
  *     STATUS  accepted HTTP statuses, e.g. "2xx,3xx" or "200,204"
+ *     POD_IPS the cell's pod addresses, comma-separated (at most one per family; "-" or absent: none):
+ *             each listener is also probed over each pod address of a family it serves
  *
  * Output, one record per line, fields separated by single spaces (the last field
  * may contain spaces):
@@ -24,6 +26,10 @@
  *   reach PROTO FAMILY ADDRESS PORT VIA RESULT OK DETAIL
  *           VIA: inet|inet6 (the loopback used); RESULT: accepted, refused,
  *           no-loopback, timeout, errno-N, not-probed; OK: 1 or 0
+ *   pod PROTO FAMILY ADDRESS PORT VIA RESULT OK DETAIL
+ *           the same over the pod address of family VIA (a peer's view), for every pod address:
+ *           RESULT not-probed when the listener serves no VIA ("serves no inet") or is bound to
+ *           neither that address nor a wildcard serving its family
  *   settled SECONDS                                  since the watcher started
  *   opened PROTO FAMILY ADDRESS PORT V6ONLY SECONDS  after settled: a listener appeared (at SECONDS
  *   closed PROTO FAMILY ADDRESS PORT V6ONLY SECONDS    since the watcher started) or closed
@@ -438,6 +444,45 @@ static int loopback_for(const struct sock *s, int via, unsigned char out[16]) {
     return 0;
 }
 
+/* The cell's pod addresses (POD_IPS), by family. */
+static unsigned char pod4[4], pod6[16];
+static int has_pod4, has_pod6;
+
+/* The pod address that reaches s over family via, or 0 if none does (no such pod address, or s is
+ * bound to neither it nor a wildcard that serves that family). */
+static int pod_for(const struct sock *s, int via, unsigned char out[16]) {
+    static const unsigned char any6[16] = {0};
+    static const unsigned char mapped[12] = {[10] = 0xff, [11] = 0xff};
+    memset(out, 0, 16);
+    if (via == AF_INET && has_pod4) {
+        int any4 = s->family == AF_INET && !memcmp(s->addr, any6, 4);
+        int mine = s->family == AF_INET && !memcmp(s->addr, pod4, 4);
+        int dual = s->family == AF_INET6 && !memcmp(s->addr, any6, 16) && !s->v6only;
+        int mapped_mine = s->family == AF_INET6 && !memcmp(s->addr, mapped, 12) && !memcmp(s->addr + 12, pod4, 4);
+        if (any4 || mine || dual || mapped_mine) {
+            memcpy(out, pod4, 4);
+            return 1;
+        }
+    }
+    if (via == AF_INET6 && has_pod6 && s->family == AF_INET6 &&
+        (!memcmp(s->addr, any6, 16) || !memcmp(s->addr, pod6, 16))) {
+        memcpy(out, pod6, 16);
+        return 1;
+    }
+    return 0;
+}
+
+static void parse_pod(const char *list) {
+    char copy[256];
+    snprintf(copy, sizeof copy, "%s", list);
+    for (char *save = NULL, *w = strtok_r(copy, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+        if (inet_pton(AF_INET, w, pod4) == 1)
+            has_pod4 = 1;
+        else if (inet_pton(AF_INET6, w, pod6) == 1)
+            has_pod6 = 1;
+    }
+}
+
 /* The families a socket serves: bit 1 IPv4, bit 2 IPv6. */
 static int serves(const struct sock *s) {
     static const unsigned char any6[16] = {0}, mapped[12] = {[10] = 0xff, [11] = 0xff};
@@ -596,13 +641,14 @@ struct result {
     char detail[256];
 };
 
-static void probe_one(const struct sock *s, int via, const char *kind, const char *path, const char *status,
+static void probe_one(const struct sock *s, int via, int pod, const char *kind, const char *path, const char *status,
                       struct result *r) {
     unsigned char addr[16];
     memset(r, 0, sizeof *r);
-    if (!loopback_for(s, via, addr)) {
+    if (!(pod ? pod_for(s, via, addr) : loopback_for(s, via, addr))) {
         snprintf(r->what, sizeof r->what, "not-probed");
-        snprintf(r->detail, sizeof r->detail, "not a loopback or wildcard address");
+        snprintf(r->detail, sizeof r->detail, pod ? "not bound to the pod address or a wildcard"
+                                                  : "not a loopback or wildcard address");
         return;
     }
     if (s->proto == IPPROTO_UDP) {
@@ -698,13 +744,24 @@ static void probe_sock(const struct sock *s, const char *kind, const char *path,
     int fams = serves(s);
     int vias[] = {AF_INET, AF_INET6};
     for (int v = 0; v < 2; v++) {
-        if (!(fams & (1 << v)))
-            continue;
         struct result r;
-        probe_one(s, vias[v], kind, path, status, &r);
         char a[INET6_ADDRSTRLEN];
         addr_text(s, a, sizeof a);
-        printf("reach %s %s %s %d %s %s %d %s\n", proto_name(s->proto), family_name(s->family), a, s->port,
+        if (fams & (1 << v)) {
+            probe_one(s, vias[v], 0, kind, path, status, &r);
+            printf("reach %s %s %s %d %s %s %d %s\n", proto_name(s->proto), family_name(s->family), a, s->port,
+                   family_name(vias[v]), r.what, r.ok, r.detail);
+        }
+        if (!(vias[v] == AF_INET ? has_pod4 : has_pod6))
+            continue;
+        if (fams & (1 << v)) {
+            probe_one(s, vias[v], 1, kind, path, status, &r);
+        } else { /* a peer of this family cannot reach it at all: said, so that a pod address is never left out */
+            memset(&r, 0, sizeof r);
+            snprintf(r.what, sizeof r.what, "not-probed");
+            snprintf(r.detail, sizeof r.detail, "serves no %s", family_name(vias[v]));
+        }
+        printf("pod %s %s %s %d %s %s %d %s\n", proto_name(s->proto), family_name(s->family), a, s->port,
                family_name(vias[v]), r.what, r.ok, r.detail);
     }
 }
@@ -732,18 +789,20 @@ static int hold_window(struct sockset *held, double started, double settled_at, 
     static struct sockset cur, probed;
     probed = *held;
     double bound = settled_at + HOLD_STRETCH * hold, end = settled_at + hold, last_change = settled_at;
+    int looked = 0; /* the set is read at least once after the probes: they may outlast the window */
     for (;;) {
         double t = now();
-        if (held->n > 0 && t >= end)
+        if (held->n > 0 && t >= end && looked)
             break;
         double nap = POLL_MS / 1000.0;
         if (held->n > 0 && end - t < nap)
             nap = end - t;
-        sleep_s(nap);
+        sleep_s(looked ? nap : 0);
         if (snapshot(&cur) < 0) {
             printf("error sock_diag: %s\n", strerror(errno));
             return -1;
         }
+        looked = 1;
         if (same(&cur, held))
             continue;
         double at = now();
@@ -778,10 +837,12 @@ static int hold_window(struct sockset *held, double started, double settled_at, 
 
 int main(int argc, char **argv) {
     seal_start();
-    if (argc != 6) {
-        fprintf(stderr, "usage: watch SETTLE HOLD PROBE HTTP_PATH STATUS\n");
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr, "usage: watch SETTLE HOLD PROBE HTTP_PATH STATUS [POD_IPS]\n");
         return 2;
     }
+    if (argc == 7)
+        parse_pod(argv[6]);
     double settle = atof(argv[1]), hold = atof(argv[2]);
     const char *kind = argv[3], *path = argv[4], *status = argv[5];
     setvbuf(stdout, NULL, _IOLBF, 0);

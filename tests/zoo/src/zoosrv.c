@@ -19,12 +19,18 @@
  *   print=TEXT                 write TEXT to stdout unbuffered; \n \r \t \\ \xHH are decoded, no newline added
  *   spam=BYTES                 write BYTES of log lines to stdout
  *   resolve=HOST               getaddrinfo(HOST); exit 1 with a message if it does not resolve
+ *   tcp-env=VAR:PORT           TCP listener on the address in $VAR (e.g. POD_IP) written "$VAR:PORT" and split
+ *                              at the first colon, as a naive config does: an IPv6 address does not parse (exit 1)
+ *   tcp-env-bracketed=VAR:PORT the same written "[$VAR]:PORT" for an IPv6 address, which parses: it listens
+ *   require4                   exit 1 unless an interface has an IPv4 address besides loopback (as services that
+ *                              pick "the" IPv4 address of the host do)
  *
  * Every failure to set up prints one line naming the action and errno, then exits 1.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -327,6 +333,59 @@ static void spam(long long bytes) {
     }
 }
 
+/* tcp-env / tcp-env-bracketed: listen on the address in an environment variable. */
+static void listen_env(const char *action, const char *val, int bracketed) {
+    char var[128], text[256], spec[300];
+    const char *colon = strrchr(val, ':');
+    if (!colon || (size_t)(colon - val) >= sizeof var) {
+        fprintf(stderr, "zoosrv: %s: want VAR:PORT\n", action);
+        exit(2);
+    }
+    snprintf(var, sizeof var, "%.*s", (int)(colon - val), val);
+    const char *addr = getenv(var);
+    if (!addr || !*addr) {
+        fprintf(stderr, "zoosrv: %s: $%s is not set\n", action, var);
+        exit(1);
+    }
+    int six = strchr(addr, ':') != NULL;
+    snprintf(text, sizeof text, bracketed && six ? "[%s]:%s" : "%s:%s", addr, colon + 1);
+    fprintf(stderr, "zoosrv: listening on %s\n", text);
+    if (text[0] == '[') { /* [ADDR]:PORT */
+        char *end = strchr(text, ']');
+        snprintf(spec, sizeof spec, "%.*s:%s", (int)(end - text - 1), text + 1, end + 2);
+        listen_on(action, "tcp6", spec);
+        return;
+    }
+    char *first = strchr(text, ':'); /* HOST:PORT, split where a naive parser splits */
+    *first = 0;
+    struct in_addr probe;
+    if (inet_pton(AF_INET, text, &probe) != 1) {
+        fprintf(stderr, "zoosrv: %s: invalid listen address %s (port %s)\n", action, text, first + 1);
+        exit(1);
+    }
+    snprintf(spec, sizeof spec, "%s:%s", text, first + 1);
+    listen_on(action, "tcp4", spec);
+}
+
+static void require4(void) {
+    struct ifaddrs *all = NULL;
+    if (getifaddrs(&all) != 0)
+        die("require4", "getifaddrs");
+    for (struct ifaddrs *i = all; i; i = i->ifa_next) {
+        if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
+            ((const unsigned char *)&((struct sockaddr_in *)i->ifa_addr)->sin_addr)[0] != 127) {
+            char host[INET_ADDRSTRLEN];
+            inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, host, sizeof host);
+            fprintf(stderr, "zoosrv: using IPv4 address %s of %s\n", host, i->ifa_name);
+            freeifaddrs(all);
+            return;
+        }
+    }
+    freeifaddrs(all);
+    fprintf(stderr, "zoosrv: require4: no IPv4 address besides loopback; refusing to start\n");
+    exit(1);
+}
+
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTERM, SIG_DFL);
@@ -345,6 +404,12 @@ int main(int argc, char **argv) {
         else if (val && (strncmp(key, "tcp", 3) == 0 || strncmp(key, "udp", 3) == 0) &&
                  (strcmp(key + 3, "4") == 0 || strcmp(key + 3, "6") == 0 || strcmp(key + 3, "dual") == 0))
             listen_on(action, key, val);
+        else if (val && strcmp(key, "tcp-env") == 0)
+            listen_env(action, val, 0);
+        else if (val && strcmp(key, "tcp-env-bracketed") == 0)
+            listen_env(action, val, 1);
+        else if (!val && strcmp(key, "require4") == 0)
+            require4();
         else if (val && strcmp(key, "sleep") == 0)
             serve(now() + atof(val));
         else if (!val && strcmp(key, "until-connected") == 0)
