@@ -19,6 +19,7 @@ from pytest_ipv6compat import images
 from pytest_ipv6compat.backends import EngineError
 from pytest_ipv6compat.backends.docker_api import DockerBackend as Engine
 from pytest_ipv6compat.backends.uml import UmlBackend, find_kernel
+from pytest_ipv6compat.keys import STATE_KEY
 from pytest_ipv6compat.matrix import load_matrix
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,17 +124,26 @@ def ipv6compat_containers(client: docker.DockerClient) -> list[str]:
                                                         ignore_removed=True)]
 
 
-def _left_by(pid: int) -> list[str]:
-    """Containers and volumes still on the engine that a session of process ``pid`` made."""
+def _left_by(pid: int, config: pytest.Config) -> list[str]:
+    """Containers and volumes still on the engine that a session of process ``pid`` made.
+
+    The plugin's own session in this process (the fixtures' and markers' cells) is left out: it ends at
+    ``pytest_unconfigure``, after this check; tests that run pytest in a process of its own check that.
+    """
+    state = config.stash.get(STATE_KEY, None)
+    engine = getattr(state, "_engine", None)
+    live = getattr(engine, "session", None)
     try:
         client = docker.from_env(timeout=30)
         label = {"label": f"ipv6compat.pid={pid}"}
-        left = [f"container {c.name}" for c in client.containers.list(all=True, filters=label, ignore_removed=True)]
-        left += [f"volume {v['Name']}" for v in client.api.volumes(filters=label).get("Volumes") or []]
+        found = [(f"container {c.name}", c.labels) for c in client.containers.list(all=True, filters=label,
+                                                                                   ignore_removed=True)]
+        found += [(f"volume {v['Name']}", v.get("Labels") or {}) for v in client.api.volumes(filters=label)
+                  .get("Volumes") or []]
         client.close()
     except docker.errors.DockerException:
         return []  # no engine: no docker test ran here
-    return left
+    return [what for what, labels in found if labels.get("ipv6compat.session") != live]
 
 
 
@@ -145,14 +155,18 @@ _FIRST_SEEN: dict[str, str] = {}  # a container or volume of this process -> the
 def pytest_runtest_logfinish(nodeid: str, location: object) -> None:
     """After each test, note what of this process's is on the engine, to name the test that left a leak."""
     if _DOCKER_TESTS.get(nodeid):
-        for what in _left_by(os.getpid()):
+        for what in _left_by(os.getpid(), _CONFIG[0]):
             _FIRST_SEEN.setdefault(what, nodeid)
 
 
 _DOCKER_TESTS: dict[str, bool] = {}
 
 
+_CONFIG: list[pytest.Config] = []
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
+    _CONFIG[:] = [session.config]
     _DOCKER_TESTS.update({item.nodeid: item.get_closest_marker("docker") is not None for item in session.items})
 
 
@@ -163,7 +177,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     ran = any(item.get_closest_marker("docker") for item in session.items)
     if ran and not session.shouldstop and not session.shouldfail:
         _LEAKS.extend(f"{what} (first seen after {_FIRST_SEEN.get(what, 'the last test')})"
-                      for what in _left_by(os.getpid()))
+                      for what in _left_by(os.getpid(), session.config))
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput["ipv6compat_leaks"] = list(_LEAKS)
