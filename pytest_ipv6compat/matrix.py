@@ -117,7 +117,8 @@ def parse_expectation(text: str) -> Expectation:
             try:
                 listener = parse_listener(spec)
             except ValueError as exc:
-                raise ValueError(f"expectation {text!r}: {exc} (suffixes: /silent, /pod)") from None
+                hint = " (suffixes: /silent, /pod)" if "/" in spec else ""  # e.g. a misspelt suffix
+                raise ValueError(f"expectation {text!r}: {exc}{hint}") from None
             listeners.add(listener)
             if flag == "silent":
                 silent.add(listener)

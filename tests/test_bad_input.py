@@ -91,7 +91,7 @@ MISTAKES = [
                  "{path}: [[]target[]]: 'knob' and 'settings' go together (or leave both out)", id="missing-key"),
     pytest.param(('stacks = ["dual-stack"]', 'stacks = ["ipv6-off"]'),
                  "{path}: [[]target.stacks[]]: unknown stack 'ipv6-off' (known: dual-stack, ipv6-sysctl-off, "
-                 "ipv6-kernel-off, ipv6-boot-disabled)", id="unknown-stack"),
+                 "ipv6-kernel-off, ipv6-only, ipv6-boot-disabled)", id="unknown-stack"),
     pytest.param(("[expect.a.dual-stack]", "[expect.a.ipv6-kernel-off]"),
                  "{path}: [[]expect.a.ipv6-kernel-off[]]: unknown stack 'ipv6-kernel-off' (declared: dual-stack)",
                  id="undeclared-stack"),

@@ -177,7 +177,7 @@ def test_a_crashed_cell_carries_its_ipv6_properties_in_junit(pytester: pytest.Py
         ("ipv6.variant", "adaptive"), ("ipv6.stack", "ipv6-sysctl-off"), ("ipv6.knob", "PL_IPV6_DISABLE"),
         ("ipv6.setting", "unset"), ("ipv6.config", "rw"), ("ipv6.status", "error"),
         ("ipv6.expected", "up 0.0.0.0:56000 [::]:56000/silent"), ("ipv6.verdict", "none"), ("ipv6.listeners", ""),
-        ("ipv6.crashed", worker),
+        ("ipv6.pod", ""), ("ipv6.crashed", worker),
         ("ipv6.error", f"worker {worker} crashed while running this cell (killed, or it died); no verdict was reached"),
     ]
     common = [n for n, _ in props if n not in ("ipv6.crashed", "ipv6.error")]
