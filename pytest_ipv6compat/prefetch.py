@@ -24,12 +24,54 @@ def install(config: pytest.Config, inflight: int) -> None:
     if inflight < 2:
         return
     workerinput = getattr(config, "workerinput", None)
-    if workerinput is None and config.pluginmanager.hasplugin("dsession"):
-        return  # the xdist controller: its workers run the cells
+    # xdist registers its controller after this runs (trylast): its --dist, not the plugin, says it will
+    if workerinput is None and config.getoption("dist", "no") != "no" and not config.getoption("collectonly"):
+        # the xdist controller: its workers run the cells; each needs enough queued to start ahead
+        config.pluginmanager.register(Deeper(inflight), "ipv6compat-xdist-queue")
+        return
     workers = int(workerinput.get("workercount", 1)) if workerinput is not None else 1
     scheduler: Scheduler[Observed] = Scheduler(inflight, default_starts(workers))
     config.stash[SCHEDULER_KEY] = scheduler
     config.pluginmanager.register(Prefetch(scheduler), "ipv6compat-prefetch")
+
+
+class Deeper:
+    """The xdist controller's side: ``--dist load`` as xdist does it, but keeping at least ``inflight`` + 1
+    items queued on each worker while any are left (xdist's own scheduling lets a worker whose tests take
+    0.1 s or more run down to 2, its current item and the next, which would leave no cell to start ahead)."""
+
+    def __init__(self, inflight: int) -> None:
+        self.inflight = inflight
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        if config.getvalue("dist") != "load":
+            return None  # another distribution: xdist's own
+        from xdist.scheduler import LoadScheduling  # type: ignore[import-untyped]
+
+        depth = self.inflight + 1
+        scheduling = LoadScheduling(config, log)
+        plain_check, plain_schedule = scheduling.check_schedule, scheduling.schedule
+
+        def top_up(node: Any) -> None:
+            try:
+                queued = scheduling.node2pending[node]
+                if not node.shutting_down and scheduling.pending and len(queued) < depth:
+                    scheduling._send_tests(node, depth - len(queued))
+            except (AttributeError, KeyError, TypeError):  # an xdist that keeps them otherwise: its own way
+                pass
+
+        def check_schedule(node: Any, duration: float = 0) -> None:
+            top_up(node)
+            plain_check(node, duration)
+
+        def schedule() -> None:
+            plain_schedule()  # its first distribution gives each worker a quarter of its share, at least 2
+            for node in list(getattr(scheduling, "nodes", ())):
+                top_up(node)
+
+        scheduling.check_schedule, scheduling.schedule = check_schedule, schedule  # its own calls find them too
+        return scheduling
 
 
 def _release(observed: Observed) -> None:
