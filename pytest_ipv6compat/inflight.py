@@ -191,8 +191,13 @@ class Job(Generic[T]):
     # ------------------------------------------------------------ the item's side
 
     def result(self) -> T:
-        """Wait for the outcome (an interrupt in the main thread ends the wait); the job is then taken."""
-        self._done.wait()
+        """Wait for the outcome; the job is then taken. An interrupt of the wait (Ctrl-C) cancels the job, whose
+        cell no item will take now."""
+        try:
+            self._done.wait()
+        except BaseException:
+            self.cancel()
+            raise
         self.taken = True
         if self._failure is not None:
             failure, self._failure = self._failure, None

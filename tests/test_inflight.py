@@ -452,3 +452,29 @@ def test_inflight_from_the_ini_file_names_it(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*ini option ipv6_inflight = 'many' in *: 'many' is not a whole number*"])
+
+
+def test_an_interrupted_wait_cancels_the_job_its_item_took(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while an item waits for its cell: the job is its item's, so no later cancel_all would see it."""
+    log: list[tuple[str, str]] = []
+    blocked = threading.Event()
+    cell = Cell("a", log, wait=blocked)
+    scheduler: Scheduler[dict[str, Any]] = Scheduler(inflight=2, starts=1)
+    scheduler.plan([("a", cell.work, cell.discard)])
+    job = scheduler.take("a")
+    assert job is not None
+    deadline = time.monotonic() + 5
+    while ("made", "a") not in log:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+
+    def interrupted(timeout: float | None = None) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(job._done, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        job.result()
+    assert cell.released.is_set()
+    blocked.set()
+    job.join()
+    assert log.count(("released", "a")) == 1
