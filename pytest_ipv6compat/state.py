@@ -7,11 +7,14 @@ selects no container tests never needs an engine.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import docker
 
@@ -50,6 +53,21 @@ def check_cache(cache_dir: Path) -> None:
                           "(free space there, or point --ipv6-cache-dir elsewhere)", error=True) from None
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _locked(method: F) -> F:
+    """One thread at a time makes or changes what the session shares (its engine, images, backends): cells
+    started ahead (--ipv6-inflight) run in threads beside a test's fixture."""
+
+    @functools.wraps(method)
+    def locked(self: SessionState, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
 @dataclass
 class SessionState:
     settings: Settings
@@ -65,11 +83,13 @@ class SessionState:
     dead: dict[str, str] = field(default_factory=dict)  # engines of --ipv6-engines that did not answer: why
     failover: str | None = None  # set when this process's own engine did not answer and another one runs its cells
     using: str | None = None  # the address (of --ipv6-engines) of the engine connected now; None for DOCKER_HOST
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
     def cache_dir(self) -> Path:
         return self.settings.cache_dir or images.default_cache_dir()
 
+    @_locked
     def engine(self) -> DockerBackend:
         """Connect once; raise :class:`Unavailable` (every time) if that failed.
 
@@ -124,6 +144,7 @@ class SessionState:
         start = engines.index(self.engine_url) if self.engine_url in engines else 0
         return list(dict.fromkeys(engines[start:] + engines[:start]))
 
+    @_locked
     def fail_over(self) -> bool:
         """After a cell's engine error: when the engine no longer answers and another engine of
         --ipv6-engines might, forget this one (its images, its User-mode Linux exports) and return True:
@@ -165,6 +186,7 @@ class SessionState:
             return engine
         return self.uml()
 
+    @_locked
     def uml(self) -> UmlBackend:
         """The User-mode Linux backend (it exports images through the engine); :class:`Unavailable` if absent."""
         engine = self.engine()
@@ -192,6 +214,7 @@ class SessionState:
     def client(self) -> docker.DockerClient:
         return self.engine().client
 
+    @_locked
     def base_image(self) -> str:
         if self._base is None:
             with self._engine_faults("the base image"):
@@ -201,6 +224,7 @@ class SessionState:
                     self._base = images.ensure_base_image(self.client, self.cache_dir)
         return self._base
 
+    @_locked
     def built_image(self, context: Path, name: str, build_args: dict[str, str]) -> str:
         key = (str(context), name + repr(sorted(build_args.items())))
         if key not in self._images:
