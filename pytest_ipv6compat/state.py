@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
+from requests.utils import get_environ_proxies
 
 from . import images
 from .backends import Backend, EngineError
@@ -66,6 +67,22 @@ def _locked(method: F) -> F:
             return method(self, *args, **kwargs)
 
     return locked  # type: ignore[return-value]
+
+
+def read_environment_once(client: docker.DockerClient) -> None:
+    """Have the engine's HTTP session read the environment (proxy variables, CA bundle) now, not at every call.
+
+    requests reads ``os.environ`` at each call, and pytest sets and removes ``PYTEST_CURRENT_TEST`` there
+    as every test phase begins and ends: a call from a cell started ahead (a thread, --ipv6-inflight) that
+    meets the change mid-read fails with ``KeyError: 'PYTEST_CURRENT_TEST'``. What the environment says
+    is kept as it is now, so a proxy or CA bundle it names still applies.
+    """
+    session = client.api
+    base = str(session.base_url)
+    session.proxies.update({k: v for k, v in get_environ_proxies(base).items() if k not in session.proxies})
+    if session.verify is True:
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    session.trust_env = False
 
 
 @dataclass
@@ -127,6 +144,7 @@ class SessionState:
                 self.dead[url] = str(exc).split(" is unreachable: ", 1)[-1]  # the address is said once, below
                 first = first or exc
                 continue
+            read_environment_once(engine.client)
             self.using = url
             if url != self.engine_url:
                 own = self.engine_url or "?"

@@ -478,3 +478,20 @@ def test_an_interrupted_wait_cancels_the_job_its_item_took(monkeypatch: pytest.M
     blocked.set()
     job.join()
     assert log.count(("released", "a")) == 1
+
+
+def test_the_engine_session_reads_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cells started ahead call the engine from threads while pytest changes os.environ (PYTEST_CURRENT_TEST)
+    at every phase: requests must not read os.environ per call, and a proxy it named still applies."""
+    import docker
+
+    from pytest_ipv6compat.state import read_environment_once
+
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = docker.DockerClient(base_url="tcp://192.0.2.1:2375", version="1.41")  # never contacted
+    read_environment_once(client)
+    assert client.api.trust_env is False
+    assert client.api.proxies["http"] == "http://proxy.invalid:3128"
+    client.close()
