@@ -167,10 +167,12 @@ def test_a_killed_worker_leaves_its_cells_in_flight_to_the_next_sweep(
         def worker_containers() -> list[Any] | None:
             workers = {str(pid) for pid in children_of(proc.pid)}
             mine = [c for c in containers(client, host=host) if c.labels.get("ipv6compat.pid") in workers]
-            return mine if len(mine) == 4 else None
+            # Two at least: items that reach the worker's queue after an item began start at the next item.
+            return mine if len(mine) >= 2 else None
 
-        found = wait_for("four cells of the xdist worker in flight", worker_containers, 90, 0.05)
-        os.kill(int(found[0].labels["ipv6compat.pid"]), signal.SIGKILL)
+        found = wait_for("cells of the xdist worker in flight", worker_containers, 90, 0.05)
+        worker = found[0].labels["ipv6compat.pid"]
+        os.kill(int(worker), signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
@@ -178,11 +180,13 @@ def test_a_killed_worker_leaves_its_cells_in_flight_to_the_next_sweep(
             proc.wait()
     try:
         assert "crashed" in out.read_text()
-        assert sorted(c.id for c in containers(client, host=host)) == sorted(c.id for c in found)
+        left_by_worker = containers(client, host=host)
+        assert len(left_by_worker) >= 2
+        assert {c.labels["ipv6compat.pid"] for c in left_by_worker} == {worker}
         pytester.makepyfile(test_nothing="def test_nothing():\n    pass\n")
         nxt = pytester.runpytest("-p", "no:cacheprovider", "test_nothing.py")  # in-process: this pid is alive
         nxt.assert_outcomes(passed=1)
-        nxt.stdout.fnmatch_lines(["ipv6compat: removed 4 container(s) left by dead sessions"])
+        nxt.stdout.fnmatch_lines([f"ipv6compat: removed {len(left_by_worker)} container(s) left by dead sessions"])
     finally:
         left, left_volumes = _clean(client, host)
     assert left == []
