@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from . import images
-from .backends import EngineError, Launch, Run, StackUnsupported, UnknownUser
+from .backends import Backend, EngineError, Launch, Run, StackUnsupported, UnknownUser
 from .diagnose import hint
-from .keys import KEPT_KEY, RESULT_KEY, STATE_KEY, TARGET_NAMES_KEY
+from .inflight import Cancelled, Serial, Slot, Timing
+from .keys import KEPT_KEY, RESULT_KEY, SCHEDULER_KEY, STATE_KEY, TARGET_NAMES_KEY
 from .matrix import Matrix, MatrixError, check_target_settle, claim_target_name, judge, load_matrix, setting_source
 from .model import Attestation, Cell, Verdict
 from .options import run_base
@@ -43,6 +45,20 @@ class MatrixFile(pytest.File):
             yield CellItem.from_parent(self, name=f"{cell.target}[{cell.id}]", matrix=matrix, cell=cell)
 
 
+@dataclass
+class Observed:
+    """What starting and observing a cell gave: its run (held by ``stack`` until the item's teardown), the
+    attestation, the verdict, what ran it, report sections, and the error or skip it met (raised in its item)."""
+
+    stack: contextlib.ExitStack[bool | None]
+    running: Run | None = None
+    attestation: Attestation | None = None
+    verdict: Verdict | None = None
+    ran_on: Provenance = ()
+    sections: list[tuple[str, str]] = field(default_factory=list)
+    error: BaseException | None = None
+
+
 class CellItem(pytest.Item):
     """One cell: start the target on its stack, attest, observe, judge."""
 
@@ -55,6 +71,7 @@ class CellItem(pytest.Item):
         self.attestation: Attestation | None = None
         self.verdict: Verdict | None = None
         self.ran_on: Provenance = ()  # what runs (or ran) the cell: its engine, or the User-mode Linux kernel
+        self.timing: Timing | None = None  # when its cell ran, when started ahead of the item (--ipv6-inflight)
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         return self.path, None, f"{self.cell.target}[{self.cell.id}] ({self.cell.expectation.source})"
@@ -71,25 +88,63 @@ class CellItem(pytest.Item):
         )
 
     def setup(self) -> None:
-        """Start, attest and observe the cell; when its engine is gone and --ipv6-engines names another
-        that answers, start it again there (the cell's provenance says so)."""
+        """Take the cell's outcome: started ahead by the in-flight scheduler (--ipv6-inflight), or start,
+        attest and observe it now. When its engine is gone and --ipv6-engines names another that answers,
+        start it again there (the cell's provenance says so)."""
         state = self.config.stash[STATE_KEY]
+        scheduler = self.config.stash.get(SCHEDULER_KEY, None)
+        job = scheduler.take(self) if scheduler is not None else None
         while True:
             try:
-                self._observe(state)
+                if job is not None:
+                    self.timing = job.timing
+                    observed = job.result()
+                else:
+                    observed = self.observe(Serial())
+                job = None
+                self._take(observed)
                 return
             except pytest.fail.Exception:
                 if not state.fail_over():  # the engine answers (the error is the cell's), or no other one does
                     raise
+                if scheduler is not None:
+                    scheduler.cancel_all()  # cells started on the engine just left: each starts again in its item
             self._exit.close()
             self._exit = contextlib.ExitStack()
-            self._running, self.attestation, self.verdict, self.ran_on = None, None, None, ()
+            self._running, self.attestation, self.verdict, self.ran_on, self.timing = None, None, None, (), None
 
-    def _observe(self, state: SessionState) -> None:
+    def _take(self, observed: Observed) -> None:
+        """Make the outcome this item's (its container ends with the item), then raise its error, if any."""
+        self._exit = observed.stack
+        self._running, self.attestation, self.verdict = observed.running, observed.attestation, observed.verdict
+        self.ran_on = observed.ran_on
+        for section in observed.sections:
+            self.add_report_section("setup", *section)
+        if observed.error is not None:
+            error, observed.error = observed.error, None
+            raise error
+
+    def observe(self, slot: Slot) -> Observed:
+        """Start, attest and observe the cell; everything it meets (a verdict, an error, a skip) in the outcome.
+
+        The work of a cell wherever it runs: in its item, or in a thread of the in-flight scheduler.
+        Only :class:`Cancelled` (the scheduler stopped it before it made anything) is raised.
+        """
+        observed = Observed(contextlib.ExitStack())
+        try:
+            self._observe(self.config.stash[STATE_KEY], observed, slot)
+        except Cancelled:
+            observed.stack.close()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - raised in the item, as if it had run there
+            observed.error = exc
+        return observed
+
+    def _prepare(self, state: SessionState, observed: Observed) -> tuple[Backend, Launch]:
         cell, target = self.cell, self.matrix.target
         try:
             engine = state.backend(get_stack(cell.stack))
-            self.ran_on = state.provenance(engine)
+            observed.ran_on = state.provenance(engine)
             image = self._image()
             image_env = engine.image_config(image).get("Env") or []
         except Unavailable as exc:
@@ -105,34 +160,41 @@ class CellItem(pytest.Item):
         config = target.config_for(cell.variant)
         if cell.config_mode == "ro" and config is not None:
             spec = spec.updated({"mounts": (*spec.mounts, (config[0], str(config[1])))})
-        launch = Launch(image, get_stack(cell.stack), env=env, run=spec)
-        try:
-            self._running = self._exit.enter_context(engine.run(launch))
-            self.attestation = self._running.attestation()
-            self.ran_on = with_guest_kernel(self.ran_on, self.attestation.facts)
-        except UnknownUser as exc:  # the image lacks the name: say where the matrix set it
-            fail(exc.line(setting_source(target, self.path, cell.variant, "user")))
-        except StackUnsupported as exc:
-            unsupported(exc, require_docker=state.settings.require_docker)
-        except EngineError as exc:
-            fail(str(exc))
-        if not self.attestation.ok:
-            self.add_report_section("setup", "attestation", self.attestation.describe())
+        return engine, Launch(image, get_stack(cell.stack), env=env, run=spec)
+
+    def _observe(self, state: SessionState, observed: Observed, slot: Slot) -> None:
+        cell, target = self.cell, self.matrix.target
+        with slot.starting():  # the CPU-heavy part, up to the attestation: bounded in number per process
+            try:
+                with slot.entering():  # session state and the backend's start: one cell at a time
+                    engine, launch = self._prepare(state, observed)
+                    observed.running = observed.stack.enter_context(engine.run(launch))
+                    slot.made(observed.stack.close)
+                observed.attestation = observed.running.attestation()
+                observed.ran_on = with_guest_kernel(observed.ran_on, observed.attestation.facts)
+            except UnknownUser as exc:  # the image lacks the name: say where the matrix set it
+                fail(exc.line(setting_source(target, self.path, cell.variant, "user")))
+            except StackUnsupported as exc:
+                unsupported(exc, require_docker=state.settings.require_docker)
+            except EngineError as exc:
+                fail(str(exc))
+        if not observed.attestation.ok:
+            observed.sections.append(("attestation", observed.attestation.describe()))
             runtime = engine.info().get("runtime", "?")
             why = (
                 f"\n  Hint: the engine's OCI runtime ({runtime}) did not apply disable_ipv6=0; crun with Docker"
                 " 20.10 is known to ignore it: make runc the engine's runtime"
-                if any("disable_ipv6" in p and "want 0" in p for p in self.attestation.problems)
+                if any("disable_ipv6" in p and "want 0" in p for p in observed.attestation.problems)
                 else ""
             )
             fail(
                 f"stack {cell.stack} could not be attested inside the container; the engine may ignore "
-                f"sysctls or seccomp, so no verdict is trusted:\n{self.attestation.describe()}{why}"
+                f"sysctls or seccomp, so no verdict is trusted:\n{observed.attestation.describe()}{why}"
             )
         # Observing is part of setting the cell up: a fault here (an engine that stops answering, a
         # container removed by someone else) is a pytest error, as the grid calls it, not a failure.
         try:
-            self.verdict = self._running.verdict()
+            observed.verdict = observed.running.verdict()
         except EngineError as exc:
             fail(str(exc))
 

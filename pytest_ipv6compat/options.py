@@ -22,13 +22,15 @@ from .spec import PROBES, RunSpec, SpecError, check_image, parse_run_settings
 from .stacks import STACKS
 
 BACKENDS = ("engine", "oci")
+INFLIGHT_DEFAULT = 1  # 4 is faster on Docker (README, Performance); not the default until Podman is understood
+INFLIGHT_MAX = 64
 
 
 @dataclass(frozen=True)
 class Option:
     name: str  # ini key; the flag is --name with '_' -> '-'
     help: str
-    kind: str = "string"  # string | list | path | seconds | hold | probe | memory | pids | cpus | bool
+    kind: str = "string"  # string | list | path | seconds | hold | probe | memory | pids | cpus | inflight | bool
     default: Any = None
     metavar: str | None = None
 
@@ -100,6 +102,14 @@ OPTIONS = (
     ),
     Option("ipv6_pids", "most processes and threads a target may have", "pids", 512, "N"),
     Option("ipv6_cpus", "CPU time a target may use, in CPUs (e.g. 0.5, 2)", "cpus", 1.0, "N"),
+    Option(
+        "ipv6_inflight",
+        f"matrix cells each pytest process keeps in flight: the next ones start while one holds (1 to "
+        f"{INFLIGHT_MAX}; 1 runs one cell at a time; default {INFLIGHT_DEFAULT})",
+        "inflight",
+        INFLIGHT_DEFAULT,
+        "N",
+    ),
     Option("ipv6_keep_failed", "keep the containers of failed cells and print how to inspect them", "bool", False),
     Option(
         "ipv6_require_docker",
@@ -175,6 +185,7 @@ class Settings:
     memory: str = "512m"
     pids: int = 512
     cpus: float = 1.0
+    inflight: int = INFLIGHT_DEFAULT
     keep_failed: bool = False
     require_docker: bool = False
     uml: str | None = None
@@ -240,6 +251,10 @@ def _convert(opt: Option, raw: Any, source: str, rootpath: Path) -> Any:
             return parse_run_settings({opt.kind: value}, source)[opt.kind]
         except SpecError as exc:
             raise pytest.UsageError(str(exc)) from None
+    if opt.kind == "inflight":
+        if not re.fullmatch(r"[0-9]+", text) or not 1 <= int(text) <= INFLIGHT_MAX:
+            raise pytest.UsageError(f"{source}: {raw!r} is not a whole number from 1 to {INFLIGHT_MAX}")
+        return int(text)
     if opt.kind == "fidelity":
         if text not in ("report", "fail"):
             raise pytest.UsageError(f"{source}: {text!r} is not one of report, fail")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from . import htmlgrid, options, record, summary
+from . import htmlgrid, options, prefetch, record, summary
 from .fixtures import (  # noqa: F401 - fixtures are registered by being in this module
     ipv6_env,
     ipv6_stack,
@@ -21,7 +21,7 @@ from .fixtures import (  # noqa: F401 - fixtures are registered by being in this
     ipv6_target_image,
 )
 from .items import CellItem, MatrixFile
-from .keys import STATE_KEY
+from .keys import SCHEDULER_KEY, STATE_KEY
 from .state import SessionState
 
 MARKERS = (
@@ -50,10 +50,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(htmlgrid.GridPublisher(config, results), "ipv6compat-grid-publisher")
     if state.settings.record:
         config.pluginmanager.register(record.Recorder(config, results), "ipv6compat-record")
+    prefetch.install(config, state.settings.inflight)
     summary.interrupt_on_sigterm(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    scheduler = config.stash.get(SCHEDULER_KEY, None)
+    if scheduler is not None:
+        scheduler.cancel_all()  # before the session's containers are removed: no start may follow
     state = config.stash.get(STATE_KEY, None)
     if state is not None:
         state.close()

@@ -7,13 +7,17 @@ selects no container tests never needs an engine.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import docker
+from requests.utils import get_environ_proxies
 
 from . import images
 from .backends import Backend, EngineError
@@ -51,6 +55,37 @@ def check_cache(cache_dir: Path) -> None:
                           "(free space there, or point --ipv6-cache-dir elsewhere)", error=True) from None
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _locked(method: F) -> F:
+    """One thread at a time makes or changes what the session shares (its engine, images, backends): cells
+    started ahead (--ipv6-inflight) run in threads beside a test's fixture."""
+
+    @functools.wraps(method)
+    def locked(self: SessionState, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
+def read_environment_once(client: docker.DockerClient) -> None:
+    """Have the engine's HTTP session read the environment (proxy variables, CA bundle) now, not at every call.
+
+    requests reads ``os.environ`` at each call, and pytest sets and removes ``PYTEST_CURRENT_TEST`` there
+    as every test phase begins and ends: a call from a cell started ahead (a thread, --ipv6-inflight) that
+    meets the change mid-read fails with ``KeyError: 'PYTEST_CURRENT_TEST'``. What the environment says
+    is kept as it is now, so a proxy or CA bundle it names still applies.
+    """
+    session = client.api
+    base = str(session.base_url)
+    session.proxies.update({k: v for k, v in get_environ_proxies(base).items() if k not in session.proxies})
+    if session.verify is True:
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    session.trust_env = False
+
+
 @dataclass
 class SessionState:
     settings: Settings
@@ -68,11 +103,13 @@ class SessionState:
     dead: dict[str, str] = field(default_factory=dict)  # engines of --ipv6-engines that did not answer: why
     failover: str | None = None  # set when this process's own engine did not answer and another one runs its cells
     using: str | None = None  # the address (of --ipv6-engines) of the engine connected now; None for DOCKER_HOST
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
     def cache_dir(self) -> Path:
         return self.settings.cache_dir or images.default_cache_dir()
 
+    @_locked
     def engine(self) -> DockerBackend:
         """Connect once; raise :class:`Unavailable` (every time) if that failed.
 
@@ -110,6 +147,7 @@ class SessionState:
                 self.dead[url] = str(exc).split(" is unreachable: ", 1)[-1]  # the address is said once, below
                 first = first or exc
                 continue
+            read_environment_once(engine.client)
             self.using = url
             if url != self.engine_url:
                 own = self.engine_url or "?"
@@ -127,6 +165,7 @@ class SessionState:
         start = engines.index(self.engine_url) if self.engine_url in engines else 0
         return list(dict.fromkeys(engines[start:] + engines[:start]))
 
+    @_locked
     def fail_over(self) -> bool:
         """After a cell's engine error: when the engine no longer answers and another engine of
         --ipv6-engines might, forget this one (its images, its User-mode Linux exports) and return True:
@@ -168,6 +207,7 @@ class SessionState:
             return self.oci() if self.settings.backend == "oci" else engine
         return self.uml()
 
+    @_locked
     def oci(self) -> OciBackend:
         """The OCI runtime backend (--ipv6-backend=oci; it exports images through the local engine)."""
         engine = self.engine()
@@ -183,6 +223,7 @@ class SessionState:
             raise Unavailable(self._oci_error or "the oci backend is unavailable", error=True)
         return self._oci
 
+    @_locked
     def uml(self) -> UmlBackend:
         """The User-mode Linux backend (it exports images through the engine); :class:`Unavailable` if absent."""
         engine = self.engine()
@@ -210,6 +251,7 @@ class SessionState:
     def client(self) -> docker.DockerClient:
         return self.engine().client
 
+    @_locked
     def base_image(self) -> str:
         if self._base is None:
             with self._engine_faults("the base image"):
@@ -219,6 +261,7 @@ class SessionState:
                     self._base = images.ensure_base_image(self.client, self.cache_dir)
         return self._base
 
+    @_locked
     def built_image(self, context: Path, name: str, build_args: dict[str, str]) -> str:
         key = (str(context), name + repr(sorted(build_args.items())))
         if key not in self._images:

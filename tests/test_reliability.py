@@ -69,8 +69,11 @@ def never_listens(client: docker.DockerClient, base_image: str) -> str:
 
 @pytest.fixture
 def run_dir(pytester: pytest.Pytester, real_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    """A pytester directory using the real cache, recording the containers alive during each cell."""
-    pytester.makeini(f"[pytest]\nipv6_cache_dir = {real_cache_dir}\n")
+    """A pytester directory using the real cache, recording the containers alive during each cell.
+
+    One cell at a time: the record takes every container alive during a cell for that cell's
+    (tests/test_inflight_docker.py checks the cells started ahead with --ipv6-inflight)."""
+    pytester.makeini(f"[pytest]\nipv6_cache_dir = {real_cache_dir}\nipv6_inflight = 1\n")
     pytester.makeconftest(RECORDER)
     monkeypatch.setenv("IPV6COMPAT_RECORD", str(pytester.path / "record.jsonl"))
     return pytester

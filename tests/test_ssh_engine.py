@@ -30,12 +30,14 @@ from pytest_ipv6compat import images
 from pytest_ipv6compat.backends import EngineError
 from pytest_ipv6compat.backends.docker_api import DockerBackend
 from pytest_ipv6compat.backends.ssh_tunnel import DIR_PREFIX
+from pytest_ipv6compat.options import INFLIGHT_DEFAULT
 
 pytestmark = pytest.mark.docker
 
 THIRD = ("--ipv6-stacks=dual-stack,ipv6-kernel-off", "--ipv6-settings=unset,=1,=false", "--ipv6-require-docker")
 THIRD_CELLS = 30  # 3 variants x 2 stacks x 3 settings, plus 12 with the config mounted read-only
-CHANNELS_PER_PROCESS = 12  # 3 streams per cell in flight and docker-py's idle connections (4 pools x 2), rounded up
+# 3 streams per cell in flight (--ipv6-inflight's default) and docker-py's idle connections (4 pools x 2)
+CHANNELS_PER_PROCESS = 3 * INFLIGHT_DEFAULT + 8
 
 
 @pytest.fixture(scope="module")
