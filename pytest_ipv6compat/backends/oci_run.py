@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from ..model import Outcome, Verdict
+from ..model import Family, Outcome, Verdict
 from ..probe.report import SealedChannel, ShimReport, WatchReport, is_shim_line
 from ..spec import PROBE_MOUNT
 from . import Launch
@@ -57,7 +57,7 @@ class OciRun(DockerRun):
         self.deadline = self.started + launch.run.timeout
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._shim = ShimReport(nonce)
-        self._watch = WatchReport()
+        self._watch = WatchReport(pod=tuple(Family(f) for f in launch.stack.pod))
         self._channel = SealedChannel()
         self._last_record: float | None = None
         self._attested = threading.Event()
@@ -140,10 +140,9 @@ class OciRun(DockerRun):
             self._output.append((when, clean(line)))
 
     def _read_watcher(self) -> None:
-        spec = self.launch.run
+        # As the cell's user (docker_run's exec_user), not the root a pod address starts the container as.
         argv = [self._runtime, "exec", "--user", f"{self._user[0]}:{self._user[1]}", "--env",
-                self._channel.environment, self.container_id, f"{self._probe}/watch", f"{spec.settle:g}",
-                f"{spec.hold:g}", spec.probe, spec.http_path, ",".join(spec.http_status)]
+                self._channel.environment, self.container_id, *self._watch_argv()]
         self._events.put(("watch-open", None))  # from now on, the watcher must write every STALL_S
         until = time.monotonic() + _EXEC_RETRY_S
         while True:
