@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 STOP_S = 5.0  # after a kill: how long the runtime may take to end
 _EXEC_RETRY_S = 2.0  # how long an exec into a running container may fail before it counts
 _EXEC_RETRY_WAIT_S = 0.01
+# What crun (and runc) say when an exec meets a container whose process has ended (or is ending).
+_GONE = ("container process not found", "setns(", "stopped")
 _OOM_SLACK = 65536  # a peak this close to the memory bound (bytes) is the bound reached
 
 
@@ -167,9 +169,13 @@ class OciRun(DockerRun):
             with contextlib.suppress(OSError, ValueError):
                 words = [w.strip() for w in proc.stderr.read(65536).decode("utf-8", "replace").split("\n")]
             # crun writes the container's status file a moment after the target has started (and the shim
-            # attested): an exec that soon fails to read it. While the container runs, try again.
-            if (not wrote and proc.returncode != 0 and self._proc.poll() is None and not self._closed.is_set()
-                    and time.monotonic() < until):
+            # attested): an exec that soon fails to read it. While the container runs, try again; but not once
+            # the runtime says its process is gone: a try that meets the ending container can leave a crun helper
+            # in its pid namespace, orphaned to this host's PID 1, and the namespace's init (so `crun run` and the
+            # verdict) ends only once that is reaped; tries kept on until _EXEC_RETRY_S left one there each time.
+            gone = any(sign in w for w in words for sign in _GONE)
+            if (not wrote and not gone and proc.returncode != 0 and self._proc.poll() is None
+                    and not self._closed.is_set() and time.monotonic() < until):
                 time.sleep(_EXEC_RETRY_WAIT_S)
                 continue
             self._other += [f"exec failed: {w}" for w in words if w][-3:]
