@@ -1,9 +1,10 @@
 """The oci backend (--ipv6-backend=oci) against the engine: the same verdicts, nothing left behind.
 
 Parity is the acceptance test (issue 18): the reference matrix's container stacks give the same grid on
-``oci`` as on ``engine``, and every zoo target on every container stack gives the same verdict on both,
-its listeners taken independently on oci (``nsenter -t PID -n ss`` on the runtime's pid). The fault tests
-kill the session's process (SIGTERM, kill -9) while a cell runs, and look for what it left.
+``oci`` as on ``engine``, and every zoo target (the pod address's too) on every container stack (ipv6-only
+too) gives the same verdict on both, its listeners taken independently on oci (``nsenter -t PID -n ss`` on the
+runtime's pid); a cell with a pod address holds the engine's identity and is reached over it (a real client).
+The fault tests kill the session's process (SIGTERM, kill -9) while a cell runs, and look for what it left.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import groundtruth
 import pytest
-from helpers import copy_matrix
+from helpers import copy_matrix, launch
 from test_zoo import zoo_image  # noqa: F401 - the fixture
-from zoo_table import STACKS, TARGETS, ZooTarget
+from zoo_table import POD_STACKS, POD_TARGETS, TARGETS, ZooTarget
 
 from pytest_ipv6compat import images
 from pytest_ipv6compat.backends import Launch
@@ -32,7 +34,8 @@ from pytest_ipv6compat.backends.oci import OciBackend, Runtime, find_runtime
 from pytest_ipv6compat.model import Outcome, Verdict
 from pytest_ipv6compat.options import Settings, run_base
 from pytest_ipv6compat.spec import parse_run_settings
-from pytest_ipv6compat.stacks import get_stack
+from pytest_ipv6compat.stacks import POD_ADDRESSES, get_stack
+from pytest_ipv6compat.stacks import STACKS as ALL_STACKS
 
 pytestmark = [
     pytest.mark.docker,
@@ -41,6 +44,9 @@ pytestmark = [
 CONTAINER_STACKS = "--ipv6-stacks=dual-stack,ipv6-sysctl-off,ipv6-kernel-off"
 SUBSET = ("--ipv6-settings=unset,=1,=maybe", CONTAINER_STACKS, "--ipv6-require-docker")
 CELLS = 39  # 3 variants x 3 stacks x 3 settings, plus 12 with the config mounted read-only
+IDENTITY = ('echo "uid=$(id -u) gid=$(id -g) groups=$(id -G)"; echo "HOME=$HOME"; '
+            "grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):' /proc/self/status")
+DOCKER_DEFAULT_CAPS = 0xA80425FB  # Docker's 14 default capabilities (oci_bundle.CAPABILITIES), CAP_NET_ADMIN not
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +107,7 @@ def _key(verdict: Verdict) -> dict[str, object]:
         "listeners": sorted(map(str, verdict.listeners)),
         "listened": sorted(map(str, verdict.listened)),
         "reach": sorted((str(r.listener), r.via.value, r.result.value, r.ok) for r in verdict.reach),
+        "pod_reach": sorted((str(r.listener), r.via.value, r.result.value, r.ok) for r in verdict.pod_reach),
         "error_line": re.sub(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ", "", verdict.error_line or ""),  # nginx's time
     }
 
@@ -119,7 +126,9 @@ def _runtime_pid(container_id: str) -> int:
     return int(json.loads(state.stdout)["pid"])
 
 
-ZOO_CELLS = [pytest.param(t, s, id=f"{t.name}-{s}") for t in TARGETS for s in STACKS]
+# Every zoo target on every container stack, ipv6-only included (its table has no expectations there: parity
+# needs none), and the pod address's own zoo.
+ZOO_CELLS = [pytest.param(t, s, id=f"{t.name}-{s}") for t in (*TARGETS, *POD_TARGETS) for s in POD_STACKS]
 
 
 @pytest.mark.usefixtures("ground_truth_tools")
@@ -138,6 +147,39 @@ def test_the_zoo_gives_the_engines_verdicts_on_oci(
     if truth is not None:
         assert len(truth) == len(on_oci.listeners), f"ss shows {truth}, the probe {sorted(map(str, on_oci.listeners))}"
     assert _key(on_oci) == _key(on_engine)
+
+
+@pytest.mark.usefixtures("ground_truth_tools")
+@pytest.mark.parametrize("stack", ["dual-stack", "ipv6-only"])
+@pytest.mark.parametrize("user", [None, "nobody"], ids=["root", "nobody"])
+def test_a_pod_cell_on_oci_holds_the_engines_identity_and_answers_over_its_pod_address(
+    user: str | None, stack: str, base_image: str, engine: Engine, oci: OciBackend,
+) -> None:
+    """Started as root with CAP_NET_ADMIN for the pod set-up (probe/pod_setup.c), the target holds on oci what it
+    holds on the engine: uid, gids, HOME, every capability set (Docker's 14 defaults, CAP_NET_ADMIN gone), no_new_privs,
+    seccomp; and a real client in its namespace (nsenter) reaches it over the pod address, as the watcher says."""
+    cell = launch(base_image, get_stack(stack), command=("sh", "-c", IDENTITY + "; exec httpd -f -p '[::]:8080'"),
+                  user=user, hold=0.2)
+    with engine.run(cell) as run:
+        on_engine = run.verdict()
+    with oci.run(cell) as run:
+        assert run.attestation().ok, run.attestation().describe()
+        on_oci = run.verdict()
+        assert on_oci.outcome is Outcome.UP, (on_oci, on_oci.logs)
+        pid = _runtime_pid(run.container_id)
+        listeners = groundtruth.listeners_of(pid)
+        pod = {4 if family == "inet" else 6: POD_ADDRESSES[family][0] for family in ALL_STACKS[stack].pod}
+        truth = groundtruth.pod_reach(pid, listeners, pod)
+    assert on_engine.outcome is Outcome.UP, (on_engine, on_engine.logs)
+    seen = on_oci.logs.strip().splitlines()
+    assert seen == on_engine.logs.strip().splitlines()
+    status = dict(line.split(":\t", 1) for line in seen if line.startswith("Cap"))
+    assert int(status["CapBnd"], 16) == DOCKER_DEFAULT_CAPS, seen
+    assert int(status["CapEff"], 16) == (DOCKER_DEFAULT_CAPS if user is None else 0), seen
+    assert seen[0].startswith("uid=0 gid=0" if user is None else "uid=65534 "), seen
+    assert [s.notation for s in listeners] == ["*:8080"]  # one [::] socket serving both families
+    assert truth == {"*:8080": True}, truth
+    assert {str(x): on_oci.pod_answered(x) for x in on_oci.listeners} == truth
 
 
 _HOLDER = """

@@ -95,6 +95,15 @@ def test_the_bundle_is_a_network_none_container() -> None:
     assert "size=1m" in mounts["/run"]["options"]
 
 
+def test_the_pod_set_ups_capability_is_added_only_when_asked() -> None:
+    """pod_entry's cap_add (NET_ADMIN, which podsetup drops) joins the initial sets as the engine's cap_add does."""
+    cfg = config(stack=STACKS["ipv6-only"], run=RunSpec(), argv=["/x"], env={}, user=ExecUser(0, 0), workdir="/",
+                 hostname="h", files={}, probe="/probe", cgroup="/c", cap_add=["NET_ADMIN"])
+    for kind in ("bounding", "effective", "permitted"):
+        assert cfg["process"]["capabilities"][kind] == [*CAPABILITIES, "CAP_NET_ADMIN"]
+    assert "inheritable" not in cfg["process"]["capabilities"]
+
+
 @pytest.mark.parametrize(("engines", "docker_host", "named"), [
     (("ssh://user@host",), None, "ssh://user@host"),
     (("unix:///var/run/docker.sock", "tcp://10.0.0.1:2375"), None, "tcp://10.0.0.1:2375"),

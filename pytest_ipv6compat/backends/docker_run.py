@@ -160,12 +160,17 @@ class DockerRun:
                 with contextlib.suppress(Exception):
                     stream.close()
 
-    def _read_watcher(self) -> None:
+    def _watch_argv(self) -> list[str]:
+        """The watcher's command line (probe/watch.c), the same on every backend that runs it in the container."""
         spec = self.launch.run
         argv = [f"{self._probe}/watch", f"{spec.settle:g}", f"{spec.hold:g}", spec.probe, spec.http_path,
                 ",".join(spec.http_status)]
         if self.launch.stack.pod:  # each listener is probed over the pod address too (its addresses, by family)
             argv.append(",".join(self.launch.stack.pod_addresses()))
+        return argv
+
+    def _read_watcher(self) -> None:
+        argv = self._watch_argv()
         if self._poll_exit:
             # Podman 4.3 loses the exit of a container whose target exits as an exec session starts in it (runc:
             # "cannot exec in a stopped container"): it resets it to "created", exit code unknown, and its

@@ -42,6 +42,7 @@ from ..spec import PROBE_MOUNT
 from . import EngineError, Launch
 from .oci_bundle import DEFAULT_PATH, config, dumps, hosts_text, resolv_text, resolve_user
 from .oci_run import STOP_S, OciRun
+from .pod import pod_entry
 from .uml_rootfs import _export
 
 log = logging.getLogger(__name__)
@@ -291,8 +292,8 @@ class OciBackend:
         spec = launch.run
         image_config = self.image_config(launch.image)
         lower = self.prepare(launch.image)
-        user = resolve_user(spec.user or str(image_config.get("User") or ""), launch.image,
-                            _read(lower / "etc/passwd"), _read(lower / "etc/group"))
+        passwd, group = _read(lower / "etc/passwd"), _read(lower / "etc/group")
+        user = resolve_user(spec.user or str(image_config.get("User") or ""), launch.image, passwd, group)
         self._ensure_guard()
         with self._lock:
             self._started += 1
@@ -300,17 +301,20 @@ class OciBackend:
         cid = f"ipv6compat-{self.session}-{number}"
         name = launch.name or cid
         nonce = secrets.token_hex(12)
+        # As the engine backend: a pod address starts the container as root with CAP_NET_ADMIN, running podsetup,
+        # which takes the cell's user (``user``, as the watcher runs) before the shim.
+        start, start_as, cap_add = pod_entry(launch, image_config, nonce)
+        process_user = resolve_user(start_as, launch.image, passwd, group) if start_as == "0" else user
         hostname = secrets.token_hex(6)
         env = {"PATH": DEFAULT_PATH}
         for entry in image_config.get("Env") or []:
             key, _, value = str(entry).partition("=")
             env[key] = value
         env = {"PATH": env.pop("PATH"), "HOSTNAME": hostname, **env}
-        env.setdefault("HOME", user.home)
+        env.setdefault("HOME", process_user.home)  # the engine's: the user it starts (podsetup --home: the cell's)
         env |= dict(launch.env)
         argv = list(image_config.get("Entrypoint") or [])
         argv += list(spec.command if spec.command is not None else image_config.get("Cmd") or [])
-        entry = [f"{PROBE_MOUNT}/busybox", "sh", f"{PROBE_MOUNT}/shim.sh", nonce, "--", *argv]
         workdir = str(image_config.get("WorkingDir") or "/")
         cell = self.session_dir / cid
         memory_cgroup = CGROUP_ROOT / "memory" / "ipv6compat" / self.session / str(number)
@@ -327,9 +331,9 @@ class OciBackend:
             for path, text in files.items():
                 (cell / Path(path).name).write_text(text)
                 paths[path] = str(cell / Path(path).name)
-            cfg = config(stack=launch.stack, run=spec, argv=entry, env=env, user=user, workdir=workdir,
-                         hostname=hostname, files=paths, probe=str(self.probe),
-                         cgroup=f"/ipv6compat/{self.session}/{number}/c")
+            cfg = config(stack=launch.stack, run=spec, argv=[*start, *argv], env=env, user=process_user,
+                         workdir=workdir, hostname=hostname, files=paths, probe=str(self.probe),
+                         cgroup=f"/ipv6compat/{self.session}/{number}/c", cap_add=cap_add)
             if spec.read_only:
                 for mount in cfg["mounts"]:
                     if mount["destination"] in files:

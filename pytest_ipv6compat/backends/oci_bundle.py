@@ -161,9 +161,12 @@ def _bind(destination: str, source: str, *, read_only: bool) -> dict[str, Any]:
 
 
 def config(*, stack: Stack, run: RunSpec, argv: Sequence[str], env: Mapping[str, str], user: ExecUser,
-           workdir: str, hostname: str, files: Mapping[str, str], probe: str, cgroup: str) -> dict[str, Any]:
+           workdir: str, hostname: str, files: Mapping[str, str], probe: str, cgroup: str,
+           cap_add: Sequence[str] = ()) -> dict[str, Any]:
     """The cell's ``config.json``. ``files``: ``/etc/hosts`` etc. to their files on this host; ``probe``:
-    the probe's directory on this host; ``cgroup``: the container's cgroup path. The root is ``rootfs``
+    the probe's directory on this host; ``cgroup``: the container's cgroup path; ``cap_add``: capabilities
+    added to the defaults as the engine's ``cap_add`` names them (``NET_ADMIN``: the pod set-up's, which it
+    drops before the target runs, :func:`.pod.pod_entry`). The root is ``rootfs``
     beside it (the cell's overlay). The memory bound is not here: it is set on the cell's parent cgroup,
     which outlives the container, so that the runtime's clean-up does not take the sign of an OOM kill."""
     mounts: list[dict[str, Any]] = [
@@ -193,7 +196,7 @@ def config(*, stack: Stack, run: RunSpec, argv: Sequence[str], env: Mapping[str,
         "pids": {"limit": run.pids},
         "cpu": {"quota": round(run.cpus * _CPU_PERIOD_US), "period": _CPU_PERIOD_US},
     }
-    caps = list(CAPABILITIES)
+    caps = [*CAPABILITIES, *(f"CAP_{c}" for c in cap_add if f"CAP_{c}" not in CAPABILITIES)]
     return {
         "ociVersion": "1.0.2",
         "process": {

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from ..model import Outcome, Verdict
+from ..model import Family, Outcome, Verdict
 from ..probe.report import SealedChannel, ShimReport, WatchReport, is_shim_line
 from ..spec import PROBE_MOUNT
 from . import Launch
@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 STOP_S = 5.0  # after a kill: how long the runtime may take to end
 _EXEC_RETRY_S = 2.0  # how long an exec into a running container may fail before it counts
 _EXEC_RETRY_WAIT_S = 0.01
+# What crun (and runc) say when an exec meets a container whose process has ended (or is ending).
+_GONE = ("container process not found", "setns(", "stopped")
 _OOM_SLACK = 65536  # a peak this close to the memory bound (bytes) is the bound reached
 
 
@@ -57,7 +59,7 @@ class OciRun(DockerRun):
         self.deadline = self.started + launch.run.timeout
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._shim = ShimReport(nonce)
-        self._watch = WatchReport()
+        self._watch = WatchReport(pod=tuple(Family(f) for f in launch.stack.pod))
         self._channel = SealedChannel()
         self._last_record: float | None = None
         self._attested = threading.Event()
@@ -140,10 +142,9 @@ class OciRun(DockerRun):
             self._output.append((when, clean(line)))
 
     def _read_watcher(self) -> None:
-        spec = self.launch.run
+        # As the cell's user (docker_run's exec_user), not the root a pod address starts the container as.
         argv = [self._runtime, "exec", "--user", f"{self._user[0]}:{self._user[1]}", "--env",
-                self._channel.environment, self.container_id, f"{self._probe}/watch", f"{spec.settle:g}",
-                f"{spec.hold:g}", spec.probe, spec.http_path, ",".join(spec.http_status)]
+                self._channel.environment, self.container_id, *self._watch_argv()]
         self._events.put(("watch-open", None))  # from now on, the watcher must write every STALL_S
         until = time.monotonic() + _EXEC_RETRY_S
         while True:
@@ -168,9 +169,13 @@ class OciRun(DockerRun):
             with contextlib.suppress(OSError, ValueError):
                 words = [w.strip() for w in proc.stderr.read(65536).decode("utf-8", "replace").split("\n")]
             # crun writes the container's status file a moment after the target has started (and the shim
-            # attested): an exec that soon fails to read it. While the container runs, try again.
-            if (not wrote and proc.returncode != 0 and self._proc.poll() is None and not self._closed.is_set()
-                    and time.monotonic() < until):
+            # attested): an exec that soon fails to read it. While the container runs, try again; but not once
+            # the runtime says its process is gone: a try that meets the ending container can leave a crun helper
+            # in its pid namespace, orphaned to this host's PID 1, and the namespace's init (so `crun run` and the
+            # verdict) ends only once that is reaped; tries kept on until _EXEC_RETRY_S left one there each time.
+            gone = any(sign in w for w in words for sign in _GONE)
+            if (not wrote and not gone and proc.returncode != 0 and self._proc.poll() is None
+                    and not self._closed.is_set() and time.monotonic() < until):
                 time.sleep(_EXEC_RETRY_WAIT_S)
                 continue
             self._other += [f"exec failed: {w}" for w in words if w][-3:]
