@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH_LABEL = "ipv6compat.bench"
@@ -248,3 +249,21 @@ class Table:
         out += ["  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in body]
         notes = [f"  * {r.figure}: {r.note}" for r in self.rows if r.note]
         return "\n".join(out + (["", *notes] if notes else []))
+
+
+def uml_bench_setup() -> tuple[Path, Any, Any, dict[str, str]]:
+    """The cache, the engine backend, the User-mode Linux backend and the cloud-proxy images (unpatched,
+    adaptive) the real-kernel benches run: built or found by content, as the plugin's matrix does."""
+    from pytest_ipv6compat import images
+    from pytest_ipv6compat.backends.docker_api import DockerBackend
+    from pytest_ipv6compat.backends.uml import UmlBackend, find_kernel
+
+    cache = images.default_cache_dir()
+    docker = DockerBackend.connect(images.ensure_probe(cache))
+    uml = UmlBackend(docker, find_kernel(None), cache, docker.probe_dir)
+    base = images.ensure_base_image(docker.client, cache)
+    root = Path(__file__).resolve().parent.parent
+    image = {v: images.ensure_target_image(docker.client, root / "matrix" / "cloud-proxy", base=base,
+                                           name=f"cloud-proxy-{v}", build_args={"VARIANT": v}, cache_dir=cache)
+             for v in ("unpatched", "adaptive")}
+    return cache, docker, uml, image

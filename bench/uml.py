@@ -23,13 +23,11 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DOMAIN, remove_labelled
+from common import DOMAIN, remove_labelled, uml_bench_setup
 from floor import floor_up
 
-from pytest_ipv6compat import images
 from pytest_ipv6compat.backends import Launch
-from pytest_ipv6compat.backends.docker_api import DockerBackend
-from pytest_ipv6compat.backends.uml import UmlBackend, find_kernel
+from pytest_ipv6compat.backends.uml import UmlBackend
 from pytest_ipv6compat.model import Outcome
 from pytest_ipv6compat.spec import RunSpec
 from pytest_ipv6compat.stacks import STACKS
@@ -70,13 +68,7 @@ def main() -> int:
     parser.add_argument("--skip", default="", help="comma-separated: floor, matrix")
     args = parser.parse_args()
     skip = set(args.skip.split(","))
-    cache = images.default_cache_dir()
-    docker = DockerBackend.connect(images.ensure_probe(cache))
-    uml = UmlBackend(docker, find_kernel(None), cache, docker.probe_dir)
-    base = images.ensure_base_image(docker.client, cache)
-    image = {v: images.ensure_target_image(docker.client, ROOT / "matrix" / "cloud-proxy", base=base,
-                                           name=f"cloud-proxy-{v}", build_args={"VARIANT": v}, cache_dir=cache)
-             for v in ("unpatched", "adaptive")}
+    _, _, uml, image = uml_bench_setup()
     t0 = time.monotonic()
     for ref in image.values():
         uml.prepare(ref)

@@ -35,12 +35,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DOMAIN, load_average
+from common import DOMAIN, load_average, uml_bench_setup
 
-from pytest_ipv6compat import images
 from pytest_ipv6compat.backends import Launch, uml_rootfs
-from pytest_ipv6compat.backends.docker_api import DockerBackend
-from pytest_ipv6compat.backends.uml import UmlBackend, find_kernel
+from pytest_ipv6compat.backends.uml import UmlBackend
 from pytest_ipv6compat.model import Outcome
 from pytest_ipv6compat.spec import RunSpec
 from pytest_ipv6compat.stacks import STACKS
@@ -138,13 +136,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--unstripped", action="store_true", help="also run cells from unstripped archives")
     args = parser.parse_args()
-    cache = images.default_cache_dir()
-    docker = DockerBackend.connect(images.ensure_probe(cache))
-    uml = UmlBackend(docker, find_kernel(None), cache, docker.probe_dir)
-    base = images.ensure_base_image(docker.client, cache)
-    image = {v: images.ensure_target_image(docker.client, ROOT / "matrix" / "cloud-proxy", base=base,
-                                           name=f"cloud-proxy-{v}", build_args={"VARIANT": v}, cache_dir=cache)
-             for v in ("unpatched", "adaptive")}
+    cache, docker, uml, image = uml_bench_setup()
     backends = {"": uml}
     if args.unstripped:  # its own cache directory: the two archives of an image have different keys
         backends["unstripped "] = UmlBackend(docker, uml.kernel, cache / "bench-unstripped", docker.probe_dir)
