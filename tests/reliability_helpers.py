@@ -104,6 +104,7 @@ def pytest_runtest_call(item):
                 "Privileged": host.get("Privileged"), "CapAdd": host.get("CapAdd"),
                 "NetworkMode": host.get("NetworkMode"), "SecurityOpt": host.get("SecurityOpt"),
                 "Sysctls": host.get("Sysctls"), "ReadonlyRootfs": host.get("ReadonlyRootfs"),
+                "Entrypoint": c.attrs["Config"].get("Entrypoint"),
             }) + "\\n")
     client.close()
     return (yield)
