@@ -419,6 +419,8 @@ static int exec_as(const char *spec, char **argv)
     return 1;
 }
 
+#include "pod_net.c"
+
 int main(int argc, char **argv)
 {
     if (argc >= 6 && strcmp(argv[1], "--as") == 0 && strcmp(argv[3], "--root") == 0) {
