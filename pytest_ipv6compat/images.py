@@ -248,8 +248,9 @@ def use_base_image(client: docker.DockerClient, ref: str) -> str:
 
 # Of the package's probe/ directory. The C sources are compiled, static, to the programs beside them:
 # watch.c to watch (observes every cell), uml_setup.c to umlsetup (sets up a User-mode Linux cell), pod_setup.c
-# (which includes uml_setup.c for its user lookup) to podsetup (a container cell's pod address).
-_PROBE_FILES = ("shim.sh", "watch.c", "uml_setup.c", "pod_setup.c")
+# (which includes uml_setup.c for its user lookup) to podsetup (a container cell's pod address); both include
+# pod_net.c (the pod interface over rtnetlink), through uml_setup.c.
+_PROBE_FILES = ("shim.sh", "watch.c", "uml_setup.c", "pod_setup.c", "pod_net.c")
 _PROGRAMS = (
     ("watch.c", "watch", ("-lssl", "-lcrypto")), ("uml_setup.c", "umlsetup", ()), ("pod_setup.c", "podsetup", ()),
 )

@@ -17,7 +17,8 @@ from .model import Attestation
 
 _IFACES = ("all", "default", "lo")
 
-# The pod address: the interface a container stack's cell gets in its own namespace (probe/pod_setup.c), and its
+# The pod address: the interface a cell gets in its own namespace (probe/pod_net.c: podsetup in a container,
+# umlsetup in a User-mode Linux guest), and its
 # addresses per family. The IPv6 one is unique-local (RFC 4193), in fd69:7076:3663::/48: "ipv6c" in ASCII after
 # the fd, stable so that expectations and logs can name it; the IPv4 one is private (RFC 1918).
 POD_INTERFACE = "pod0"
@@ -91,11 +92,13 @@ STACKS: dict[str, Stack] = {
         ),
         Stack(
             "ipv6-boot-disabled",
-            "a real kernel booted with ipv6.disable=1 (User-mode Linux): errno 97, no IPv6 in /proc",
+            "a real kernel booted with ipv6.disable=1 (User-mode Linux): errno 97, no IPv6 in /proc; pod address "
+            "IPv4 only",
             True,
             97,
             backend="uml",
             kernel_args=("ipv6.disable=1",),
+            pod=("inet",),
         ),
     )
 }
@@ -183,7 +186,8 @@ def pod_facts(facts: Mapping[str, str]) -> dict[str, str]:
 
 
 def pod_claim(stack: Stack) -> dict[str, str]:
-    """What the namespace of a container cell of ``stack`` shows of its pod address (see :func:`pod_facts`)."""
+    """What the namespace of a cell of ``stack`` (a container's, or a booted kernel's) shows of its pod address
+    (see :func:`pod_facts`)."""
     v4 = POD_ADDRESSES["inet"]
     v6 = POD_ADDRESSES["inet6"]
     net4 = ipaddress.IPv4Network(f"{v4[0]}/{v4[1]}", strict=False)
@@ -236,8 +240,13 @@ def attest(stack: Stack, facts: Mapping[str, str]) -> Attestation:
 
 
 def _attest_kernel(stack: Stack, facts: Mapping[str, str]) -> Attestation:
-    """A kernel booted with ``ipv6.disable=1``: the command line says so and IPv6 is gone from /proc."""
+    """A kernel booted with ``ipv6.disable=1``: the command line says so, IPv6 is gone from /proc, and the pod
+    address is there as on a container stack (:func:`pod_claim`)."""
     problems: list[str] = []
+    for name, want in pod_claim(stack).items():
+        got = facts.get(name, "missing")
+        if got != want:
+            problems.append(f"{name}: {got}, want {want}")
     want_cmdline = "1" if stack.disable_ipv6 else "none"
     got = facts.get("cmdline ipv6.disable", "missing")
     if got != want_cmdline:

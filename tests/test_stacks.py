@@ -14,11 +14,12 @@ GOOD: dict[str, dict[str, Any]] = {
     "ipv6-sysctl-off": {"disable": "1", "lo": "absent", "sock": "socket ok, connect errno 99", "pod": ("inet",)},
     "ipv6-kernel-off": {"disable": "1", "lo": "absent", "sock": "socket() errno 97", "pod": ("inet",)},
     "ipv6-boot-disabled": {"disable": "absent", "lo": "absent", "sock": "socket() errno 97", "cmdline": "1",
-                           "proc": "absent"},
+                           "proc": "absent", "pod": ("inet",)},
     "ipv6-only": {"disable": "0", "lo": "present", "sock": "socket ok, connect refused", "pod": ("inet6",)},
 }
 
-# What the shim reads from /proc in a namespace with pod0 (seen in a Docker container, probe/pod_setup.c).
+# What the shim reads from /proc in a namespace with pod0 (seen in a Docker container, probe/pod_setup.c, and
+# the same in a User-mode Linux guest, probe/uml_setup.c).
 RAW_POD = {
     "inet": {"raw inet local": "10.69.0.2", "raw inet routes": "pod0:00000000/00000000 pod0:0000450A/00FFFFFF"},
     "inet6": {"raw inet6 global": "pod0:fd697076366300000000000000000002/64", "raw inet6 default": "pod0"},
@@ -42,7 +43,7 @@ def facts(disable: str, lo: str, sock: str, cmdline: str = "none", proc: str = "
 
 def test_a_real_kernel_is_attested_by_its_command_line_and_proc() -> None:
     stack = STACKS["ipv6-boot-disabled"]
-    emulated = attest(stack, facts(**GOOD["ipv6-kernel-off"]))
+    emulated = attest(stack, facts(**GOOD["ipv6-kernel-off"]))  # the same pod address: only the kernel differs
     assert emulated.problems == (
         "/proc/cmdline has ipv6.disable=none, want ipv6.disable=1",
         "/proc/net/if_inet6 is present, want absent",
@@ -120,7 +121,7 @@ def test_the_pod_address_of_each_stack() -> None:
     assert STACKS["ipv6-kernel-off"].pod_addresses() == ("10.69.0.2",)
     assert STACKS["ipv6-only"].pod_env() == {"POD_IP": "fd69:7076:3663::2", "POD_IPS": "fd69:7076:3663::2"}
     assert STACKS["ipv6-only"].sysctls()["net.ipv6.conf.all.disable_ipv6"] == "0"
-    assert STACKS["ipv6-boot-disabled"].pod_env() == {}
+    assert STACKS["ipv6-boot-disabled"].pod_env() == {"POD_IP": "10.69.0.2", "POD_IPS": "10.69.0.2"}
     # Opt-in, like ipv6-boot-disabled: matrices that name no stacks keep their cells.
     assert DEFAULT_STACKS == ("dual-stack", "ipv6-sysctl-off", "ipv6-kernel-off")
 
@@ -145,6 +146,9 @@ def test_pod_facts_are_decoded_from_proc() -> None:
         ("dual-stack", {"raw inet6 global": ""}, "inet6 global addresses: none, want pod0 fd69:7076:3663::2/64"),
         ("ipv6-sysctl-off", {"raw inet routes": "pod0:0000450A/00FFFFFF"},
          "inet routes: pod0 10.69.0.0/24, want pod0 0.0.0.0/0, pod0 10.69.0.0/24"),
+        ("ipv6-boot-disabled", {"raw inet local": "127.0.0.1"}, "inet local addresses: 127.0.0.1, want 10.69.0.2 "
+                                                                "127.0.0.1"),
+        ("ipv6-boot-disabled", {"raw inet routes": ""}, "inet routes: none, want pod0 0.0.0.0/0, pod0 10.69.0.0/24"),
     ],
 )
 def test_a_pod_address_not_as_claimed_is_not_attested(name: str, change: dict[str, str], problem: str) -> None:

@@ -274,3 +274,41 @@ def test_cells_skip_with_the_install_line_when_uml_is_missing(pytester: pytest.P
     result = pytester.runpytest(missing, "--ipv6-require-docker", "-k", "boot-disabled")
     result.assert_outcomes(errors=1)  # in setup, like an unreachable engine
     result.stdout.fnmatch_lines(["*apt-get install user-mode-linux (--ipv6-require-docker is set)*"])
+
+
+# Two servers, then a client in the guest (busybox nc, run by the target itself: its connects go through the guest
+# kernel's TCP, not the watcher's code) to each over $POD_IP; then the target holds. The watcher may settle while the
+# client runs: the test waits for the script's last line after the verdict.
+POD_SCRIPT = ('httpd -p 0.0.0.0:8080 -h /tmp && httpd -p 127.0.0.1:8081 -h /tmp || exit 3; '
+              'for port in 8080 8081; do '
+              'if printf "GET / HTTP/1.0\\r\\n\\r\\n" | nc -w 5 "$POD_IP" $port >/dev/null 2>&1; '
+              'then echo "client $port reached"; else echo "client $port not reached"; fi; done; '
+              'echo "env POD_IP=$POD_IP POD_IPS=$POD_IPS"; grep -w ipv6compat /etc/hosts | sed "s/^/hosts /"; '
+              'echo checks done; exec sleep 60')
+
+
+def test_the_pod_address_in_the_guest_as_on_the_container_stacks(uml: UmlBackend, base_image: str) -> None:
+    """umlsetup makes pod0 in the guest as podsetup does in a container: 10.69.0.2/24 and the IPv4 default route
+    (attested from /proc inside the guest), POD_IP/POD_IPS and the host name in /etc/hosts; a client in the guest
+    and the watcher agree: the 0.0.0.0 listener is reached over the pod address, the 127.0.0.1 one is not."""
+    with uml.run(launch(base_image, BOOT, command=("sh", "-c", POD_SCRIPT))) as run:
+        attestation = run.attestation()
+        verdict = run.verdict()
+        end = time.monotonic() + 60
+        while "checks done" not in run.logs().splitlines() and time.monotonic() < end:
+            time.sleep(0.05)
+        logs = run.logs()
+    assert attestation.ok, attestation.describe()
+    facts = dict(attestation.facts)
+    assert facts["inet local addresses"] == "10.69.0.2 127.0.0.1"
+    assert facts["inet routes"] == "pod0 0.0.0.0/0, pod0 10.69.0.0/24"
+    assert facts["inet6 global addresses"] == facts["inet6 default routes"] == "none"
+    assert verdict.outcome is Outcome.UP, (verdict, verdict.logs)
+    lines = logs.splitlines()
+    assert "checks done" in lines, logs
+    assert "env POD_IP=10.69.0.2 POD_IPS=10.69.0.2" in lines
+    assert [x for x in lines if x.startswith("hosts ")] == ["hosts 10.69.0.2\tipv6compat"]
+    assert "client 8080 reached" in lines, logs
+    assert "client 8081 not reached" in lines, logs
+    assert {str(x): verdict.pod_answered(x) for x in verdict.listeners} == {"0.0.0.0:8080": True,
+                                                                           "127.0.0.1:8081": False}

@@ -34,8 +34,8 @@ from helpers import launch
 from test_zoo import zoo_image  # noqa: F401 - the zoo image fixture, shared
 from zoo_compare import parse_expectation as zoo_parse_expectation
 from zoo_compare import plugin_text
+from zoo_table import POD_TARGETS, ZooTarget
 from zoo_table import TARGETS as ZOO_TARGETS
-from zoo_table import ZooTarget
 
 from pytest_ipv6compat import TargetFactory, images
 from pytest_ipv6compat.backends import EngineError, Launch, uml_rootfs
@@ -257,8 +257,9 @@ def test_the_guest_has_the_sysctls_docker_sets(engine: Engine, uml: UmlBackend, 
 
 
 def _shape(verdict: Verdict) -> tuple[object, ...]:
-    """What the fidelity flag compares: outcome, exit code, listeners and which of them answered."""
-    answered = tuple(sorted((str(x), verdict.answered(x)) for x in verdict.listeners))
+    """What the fidelity flag compares: outcome, exit code, listeners and which of them answered, on loopback and
+    over the pod address."""
+    answered = tuple(sorted((str(x), verdict.answered(x), verdict.pod_answered(x)) for x in verdict.listeners))
     return verdict.outcome, verdict.exit_code, answered
 
 
@@ -282,7 +283,7 @@ def kernel_tables(run_tables: list[tuple[str, dict[str, str | None]]]) -> tuple[
     return listeners, problems
 
 
-@pytest.mark.parametrize("target", ZOO_TARGETS, ids=lambda t: t.name)
+@pytest.mark.parametrize("target", [*ZOO_TARGETS, *POD_TARGETS], ids=lambda t: t.name)
 def test_the_zoo_on_the_real_kernel_against_its_own_tables(
     target: ZooTarget, zoo_image: str, engine: Engine, uml_tables: UmlBackend,  # noqa: F811
     request: pytest.FixtureRequest,
@@ -295,7 +296,9 @@ def test_the_zoo_on_the_real_kernel_against_its_own_tables(
     listeners; and no zoo target looks for IPv6 files in /proc, so the two stacks must give the same
     verdict (any difference is the real-kernel stack differing in something other than IPv6: a false
     fidelity flag). Whether each listener answers is not taken here: nothing on the host can reach
-    into the kernel, whose only interface is lo.
+    into the kernel, whose interfaces are lo and pod0 (a veth pair inside the guest). For the pod targets the
+    watcher's probes over the pod address must say what the table marks /pod (a client in the guest agrees in
+    test_uml.py).
     """
     spec = run_base(request.config.stash[STATE_KEY].settings).updated(
         parse_run_settings(target.run_settings(), f"zoo_table {target.name}"))
@@ -318,7 +321,7 @@ def test_the_zoo_on_the_real_kernel_against_its_own_tables(
         problems.append("no dump of the kernel's tables came while the target ran")
     plugin = {str(listener) for listener in real.listeners}
     if expected.outcome == "up":
-        want = {token.removesuffix("/silent") for token in expected.listeners}
+        want = {token.removesuffix("/pod").removesuffix("/silent") for token in expected.listeners}
         final = tables.get("ready")
         if final is None:
             problems.append("no tables at the end of the hold, though the plugin says up")
@@ -327,6 +330,12 @@ def test_the_zoo_on_the_real_kernel_against_its_own_tables(
                 problems.append(f"table vs kernel: {expectation!r}, /proc/net at the end of the hold {sorted(final)}")
             if final != plugin:
                 problems.append(f"plugin vs kernel: plugin says {sorted(plugin)}, /proc/net {sorted(final)}")
+        # Over the pod address (the watcher's connect from inside the guest: no client on the host reaches
+        # it) exactly the listeners the table marks /pod answered, as on ipv6-kernel-off above.
+        pod_want = {str(x) for x in parse_expectation(expectation).pod}
+        pod_seen = {str(x): real.pod_answered(x) for x in real.listeners}
+        if target in POD_TARGETS and pod_seen != {x: x in pod_want for x in pod_seen}:
+            problems.append(f"over the pod address: plugin says {pod_seen}, the table wants {sorted(pod_want)}")
     else:
         if "ready" in tables:
             problems.append(f"tables at the end of a hold, though the expectation is {expectation!r}")

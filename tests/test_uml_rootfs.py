@@ -34,15 +34,16 @@ def test_a_built_in_module_is_not_loaded_and_a_missing_one_is_an_error(tmp_path:
         load_order(tmp_path, ("sctp_diag",))
 
 
-def test_the_installed_kernel_needs_udp_diag_loaded() -> None:
+def test_the_installed_kernel_needs_udp_diag_and_veth_loaded() -> None:
     modules = sorted(Path("/usr/lib/uml/modules").glob("*"))
     if not modules:
         pytest.skip("user-mode-linux is not installed (apt-get install user-mode-linux)")
     order = [Path(rel).name for rel in load_order(modules[-1])]
     builtin = (modules[-1] / "modules.builtin").read_text()
-    # Debian's 6.1 kernel: inet_diag and tcp_diag built in, udp_diag a module the watcher needs loaded
+    # Debian's 6.1 kernel: inet_diag and tcp_diag built in, udp_diag a module the watcher needs loaded, veth one
+    # the pod address needs (umlsetup makes pod0 with it)
     assert "tcp_diag.ko" in builtin
-    assert order[-2:] == ["ipv6.ko", "udp_diag.ko"] if "udp_diag.ko" not in builtin else "ipv6.ko" in order
+    assert order[-3:] == ["ipv6.ko", "udp_diag.ko", "veth.ko"] if "udp_diag.ko" not in builtin else "ipv6.ko" in order
 
 
 def test_links_are_followed_as_the_image_has_them() -> None:

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..diagnose import error_line, oom_error_line
-from ..model import Attestation, Outcome, Verdict
+from ..model import Attestation, Family, Outcome, Verdict
 from ..probe.report import STALL_S, SealedChannel, ShimReport, WatchReport, is_shim_line
 from ..spec import TMPFS_DEFAULT_FLAGS
 from . import EngineError, Launch, UnknownUser
@@ -162,7 +162,7 @@ class UmlBackend:
             raise EngineError(f"{program} is a 32-bit x86 program: this User-mode Linux kernel cannot run 32-bit "
                               "binaries (Debian's is built without IA32 emulation)")
         settings = _settings(launch, nonce, tag, channel, self.tables)
-        tail = cell_archive(settings, words, spec.mounts, _hosts(spec.extra_hosts))
+        tail = cell_archive(settings, words, spec.mounts, _hosts(spec.extra_hosts, launch.stack.pod_addresses()))
         mem = memory_mb(spec.memory) + _KERNEL_MEM_MB + (rootfs.stat().st_size >> 19)
         rundir = self._runs / f"{os.getpid()}-{process_start(os.getpid())}-{self.session}{self._started}"
         rundir.mkdir(parents=True)
@@ -221,7 +221,7 @@ def _settings(launch: Launch, nonce: str, tag: str, channel: SealedChannel, tabl
     spec = launch.run
     tmpfs = " ".join(f"{path}:{_tmpfs_options(opts) or 'mode=1777'}" for path, opts in spec.tmpfs)
     return {"NONCE": nonce, "TAG": tag, "KEY": channel.key.hex(), "TABLES": "1" if tables else "0",
-            "READ_ONLY": "1" if spec.read_only else "0",
+            "READ_ONLY": "1" if spec.read_only else "0", "POD": ",".join(launch.stack.pod_networks()) or "-",
             "TMPFS": tmpfs, "PIDS": str(spec.pids), "MEMORY": f"{memory_mb(spec.memory)}M",
             "CPU_MAX": "max" if spec.cpus >= 1 else f"{round(spec.cpus * _CPU_PERIOD_US)} {_CPU_PERIOD_US}"}
 
@@ -245,11 +245,14 @@ def _words(launch: Launch, config: dict[str, Any], nonce: str) -> dict[str, list
     # image's /etc/passwd (umlsetup --as; "/" for a uid not there), root's /root.
     env |= {"HOSTNAME": "ipv6compat"} | ({} if user else {"HOME": env.get("HOME", "/root")})
     env |= dict(launch.env)
+    env |= launch.stack.pod_env()  # POD_IP, POD_IPS: set last, as podsetup sets them over the engine's environment
     argv = list(config.get("Entrypoint") or []) + list(
         spec.command if spec.command is not None else config.get("Cmd") or [])
     workdir = config.get("WorkingDir") or "/"
     words = [workdir, user, nonce, "--", *argv]
     watch = [f"{spec.settle:g}", f"{spec.hold:g}", spec.probe, spec.http_path, ",".join(spec.http_status)]
+    if launch.stack.pod:  # each listener is probed over the pod address too, as in a container cell
+        watch.append(",".join(launch.stack.pod_addresses()))
     return {"ENV": [f"{k}={v}" for k, v in env.items()], "EXEC": words, "WATCH": watch}
 
 
@@ -267,8 +270,11 @@ def _program(words: dict[str, list[str]], elf32: frozenset[str]) -> str | None:
     return next((c for c in map(os.path.normpath, candidates) if c in elf32), None)
 
 
-def _hosts(extra: tuple[tuple[str, str], ...]) -> str:
-    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", "127.0.1.1\tipv6compat"]
+def _hosts(extra: tuple[tuple[str, str], ...], pod: tuple[str, ...] = ()) -> str:
+    """The cell's /etc/hosts: the host name on each pod address (as podsetup writes it in a container cell),
+    or on 127.0.1.1 without one."""
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    lines += [f"{address}\tipv6compat" for address in pod or ("127.0.1.1",)]
     lines += [f"{address}\t{host}" for host, address in extra]
     return "\n".join(lines) + "\n"
 
@@ -302,7 +308,7 @@ class UmlRun:
         self.booted: float | None = None  # seconds from start to the init's first line
         self.shim_started: float | None = None  # ... to the shim's first line
         self._shim = ShimReport(nonce)
-        self._watch = WatchReport()
+        self._watch = WatchReport(pod=tuple(Family(f) for f in launch.stack.pod))
         self._channel = channel
         self._last_record: float | None = None
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()

@@ -31,8 +31,9 @@ PROBE_DIR = "/.ipv6compat"
 # The modules init loads, by name, with what each depends on (from the kernel's modules.dep): IPv6, as a
 # Debian host loads it, and what the watcher reads sockets with. Debian's UML kernel has inet_diag and
 # tcp_diag built in (CONFIG_INET_DIAG=y, CONFIG_INET_TCP_DIAG=y) but udp_diag as a module: without it
-# a UDP socket dump fails (ENOENT), as no modprobe runs inside the guest to load it on demand.
-MODULES = ("ipv6", "udp_diag")
+# a UDP socket dump fails (ENOENT), as no modprobe runs inside the guest to load it on demand. veth (a module
+# there too): the pod interface umlsetup makes, as podsetup does in a container cell.
+MODULES = ("ipv6", "udp_diag", "veth")
 # The network sysctls a container engine sets in every container's namespace, which a fresh kernel does
 # not have (measured in /proc/sys inside a container, `--network none`): Docker 20.10 sets both; Podman 4.3's
 # `podman run` leaves the kernel's defaults (1024 and "1 0"). The guest takes Docker's, so that a non-root

@@ -1,7 +1,7 @@
 #!/.ipv6compat/busybox sh
 # pytest-ipv6compat init for User-mode Linux: PID 1 of a real kernel booted with
 # the image's root filesystem as an initramfs. It does what a container engine
-# would (proc, sys, a small /dev, lo up and no other interface, the cell's
+# would (proc, sys, a small /dev, lo up and the pod interface pod0 and nothing to the host, the cell's
 # read-only mounts, tmpfs, a read-only root; /etc/hosts comes with the cell's archive), loads IPv6 as modprobe
 # would on a Debian host (the module with the ipv6.* options of the kernel
 # command line), then runs the same shim as every backend, in a chroot of the
@@ -16,7 +16,8 @@ export -p >$P/cell/inherited  # what the kernel gave init (HOME, TERM ...): not 
 # TAG prefixes every line of the second console: a root target could make that device and write
 # to it, but cannot know the tag, which lives only in this shell once the file is emptied.
 : >$P/cell/settings.sh
-# settings.sh: NONCE, TAG, KEY (the watcher's), TABLES (0/1), READ_ONLY (0/1), TMPFS ("path:opts" words), PIDS, MEMORY, CPU_MAX, and as shell words quoted by the
+# settings.sh: NONCE, TAG, KEY (the watcher's), TABLES (0/1), READ_ONLY (0/1), POD (the pod address, ADDRESS/PREFIX
+# comma-separated, or -), TMPFS ("path:opts" words), PIDS, MEMORY, CPU_MAX, and as shell words quoted by the
 # plugin: ENV (NAME=value), EXEC (working directory, user or "", nonce, --, the command) and WATCH
 # (the watcher's arguments). Every exec costs 10-30 ms here, so the target is reached through as
 # few as possible: a subshell of init (no exec) clears and sets the environment and joins the
@@ -26,11 +27,11 @@ export -p >$P/cell/inherited  # what the kernel gave init (HOME, TERM ...): not 
 # The set-up, all in one program (each exec costs 10-30 ms here; see uml_setup.c): proc, sysfs,
 # cgroup2 and devtmpfs for this init, the image's root bound at $R with proc, a read-only sysfs,
 # devpts and shm (fstab), the IPv6 module as a Debian host loads it (with the ipv6.* options of the
-# kernel command line), lo up, the cell's read-only mounts and tmpfs, a read-only root, and the
+# kernel command line), lo up, the pod interface pod0 with POD (veth.ko), the cell's read-only mounts and tmpfs, a read-only root, and the
 # cell's cgroup with its pids and memory limits. It prints the boot line as soon as /proc is there.
 # The device nodes of the target's /dev come with the initramfs (uml_rootfs.probe_archive).
 # shellcheck disable=SC2086 # TMPFS: one word per tmpfs
-$P/umlsetup "$NONCE" $P/fstab $R $P/cell/mounts "$READ_ONLY" "$PIDS" "$MEMORY" "$CPU_MAX" $TMPFS 2>$P/cell/setup.err
+$P/umlsetup "$NONCE" $P/fstab $R $P/cell/mounts "$READ_ONLY" "$PIDS" "$MEMORY" "$CPU_MAX" "$POD" $TMPFS 2>$P/cell/setup.err
 setup=$?
 if [ $setup != 0 ]; then  # its line goes on the private channel, or on the console before devtmpfs is there
     why=

@@ -5,18 +5,20 @@
  * (mount, insmod, ip, mkdir ...); doing them here in one static program is what
  * brings the target's start close to the kernel's boot.
  *
- *   umlsetup NONCE FSTAB ROOT MOUNTS READ_ONLY PIDS MEMORY CPU_MAX [PATH:OPTIONS ...]
+ *   umlsetup NONCE FSTAB ROOT MOUNTS READ_ONLY PIDS MEMORY CPU_MAX POD [PATH:OPTIONS ...]
  *
  * In order, stopping at the first failure with one line on stderr ("cannot ...: why")
  * and exit status 1:
  *   1. every line of FSTAB (source, target, type, options) is mounted, as mount -a would;
  *      right after /proc is mounted, "@@ipv6compat NONCE boot UPTIME" goes to stdout;
  *   2. the modules named in /.ipv6compat/modules (one file name a line, in load order, written by
- *      uml_rootfs.probe_archive from its MODULES: IPv6 and the watcher's udp_diag) are loaded, each
+ *      uml_rootfs.probe_archive from its MODULES: IPv6, the watcher's udp_diag and veth) are loaded, each
  *      with the NAME.* words of /proc/cmdline as its parameters (what modprobe does with them on a
  *      Debian host: ipv6.disable=1 reaches ipv6.ko);
  *   3. lo is brought up, and each line "PATH VALUE" of /.ipv6compat/sysctls is written (the network
  *      sysctls a container engine sets: uml_rootfs.SYSCTLS);
+ *   3b. unless POD is "-", the pod interface pod0 gets the addresses of POD (comma-separated ADDRESS/PREFIX)
+ *      and a default route per family, as podsetup makes it in a container cell (pod_net.c: make_pod);
  *   4. each line "SOURCE DEST" of MOUNTS is bound read-only at ROOT/DEST (DEST made as a
  *      directory or an empty file, like SOURCE);
  *   5. each PATH:OPTIONS argument becomes a tmpfs at ROOT/PATH;
@@ -419,6 +421,8 @@ static int exec_as(const char *spec, char **argv)
     return 1;
 }
 
+#include "pod_net.c"
+
 int main(int argc, char **argv)
 {
     if (argc >= 6 && strcmp(argv[1], "--as") == 0 && strcmp(argv[3], "--root") == 0) {
@@ -426,8 +430,9 @@ int main(int argc, char **argv)
             die("enter %s: %s", argv[4], strerror(errno));
         return exec_as(argv[2], argv + 5);
     }
-    if (argc < 9) {
-        fputs("usage: umlsetup NONCE FSTAB ROOT MOUNTS READ_ONLY PIDS MEMORY CPU_MAX [PATH:OPTIONS ...]\n", stderr);
+    if (argc < 10) {
+        fputs("usage: umlsetup NONCE FSTAB ROOT MOUNTS READ_ONLY PIDS MEMORY CPU_MAX POD [PATH:OPTIONS ...]\n",
+              stderr);
         return 2;
     }
     const char *root = argv[3];
@@ -436,8 +441,10 @@ int main(int argc, char **argv)
     load_modules(PROBE "/modules");
     loopback_up();
     set_sysctls(PROBE "/sysctls");
+    if (strcmp(argv[9], "-") != 0)
+        make_pod(argv[9]);
     read_only_binds(root, argv[4]);
-    for (int i = 9; i < argc; i++) {
+    for (int i = 10; i < argc; i++) {
         char *colon = strchr(argv[i], ':');
         if (colon == NULL)
             die("mount tmpfs %s: no options after the path", argv[i]);
