@@ -175,7 +175,7 @@ def test_a_root_target_has_the_capabilities_a_container_has(
 def test_a_failed_socket_dump_is_an_error_not_no_sockets(engine: Engine, uml: UmlBackend, zoo_image: str,  # noqa: F811
                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without udp_diag every UDP dump fails (ENOENT): the cell errors, it does not time out or pass."""
-    monkeypatch.setattr(uml_rootfs, "MODULES", ("ipv6",))
+    monkeypatch.setattr(uml_rootfs, "MODULES", ("ipv6", "veth"))  # all but udp_diag
     bare = UmlBackend(engine, uml.kernel, tmp_path, engine.probe_dir)  # its own cache: a root without udp_diag
     with bare.run(launch(zoo_image, BOOT, command=(Z, "tcp4=0.0.0.0:8080"), timeout=20)) as run, \
             pytest.raises(EngineError, match="sock_diag: No such file or directory; a socket dump failed"):
