@@ -75,14 +75,20 @@ class DockerRun:
     ) -> None:
         self._client = client
         self._api = client.api
+        self._poll_exit = poll_exit  # the engine's wait call answers late (Podman): ask for the state instead
+        self._link = link  # why the connection to the engine is gone (an ssh:// engine's tunnel), else None
+        self._exec_user = exec_user  # the target's user: the watcher runs as it ("" the container's)
+        self._begin_observing(container_id, name, launch, nonce, probe)
+        self._spawn(self._wait_for_exit, "wait")
+        self._spawn(self._read_shim, "shim")
+
+    def _begin_observing(self, container_id: str, name: str, launch: Launch, nonce: str, probe: str) -> None:
+        """The state of observing a started target, whoever started it (the engine, or an OCI runtime)."""
         self.container_id = container_id
         self._name = name
         self.launch = launch
         self.keep = False
         self._probe = probe
-        self._poll_exit = poll_exit  # the engine's wait call answers late (Podman): ask for the state instead
-        self._link = link  # why the connection to the engine is gone (an ssh:// engine's tunnel), else None
-        self._exec_user = exec_user  # the target's user: the watcher runs as it ("" the container's)
         self.started = time.monotonic()
         self.started_wall = time.time()  # the engine's events are on the wall clock
         self.deadline = self.started + launch.run.timeout
@@ -101,8 +107,6 @@ class DockerRun:
         self._settled_wall: float | None = None  # when the watcher's settled record arrived (this host's clock)
         self._other: list[str] = []  # lines on the watcher's channel that are not its records
         self.engine_fault: str | None = None  # why the engine stopped answering, if it did
-        self._spawn(self._wait_for_exit, "wait")
-        self._spawn(self._read_shim, "shim")
 
     @property
     def name(self) -> str:

@@ -13,15 +13,14 @@ import collections
 import contextlib
 import logging
 import os
-import queue
 import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import IO, Any
 
-from ..model import Family, Outcome, Verdict
-from ..probe.report import SealedChannel, ShimReport, WatchReport, is_shim_line
+from ..model import Outcome, Verdict
+from ..probe.report import is_shim_line
 from ..spec import PROBE_MOUNT
 from . import Launch
 from .docker_run import DockerRun
@@ -46,32 +45,10 @@ class OciRun(DockerRun):
         self._runtime = runtime
         self._user = user
         self._memory_cgroup = memory_cgroup
-        self.container_id = container_id
-        self._name = name
-        self.launch = launch
-        self.keep = False
         self.kept: Path | None = None
-        self._probe = PROBE_MOUNT
         self._poll_exit = False
         self._link = None
-        self.started = time.monotonic()
-        self.started_wall = time.time()
-        self.deadline = self.started + launch.run.timeout
-        self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self._shim = ShimReport(nonce)
-        self._watch = WatchReport(pod=tuple(Family(f) for f in launch.stack.pod))
-        self._channel = SealedChannel()
-        self._last_record: float | None = None
-        self._attested = threading.Event()
-        self._closed = threading.Event()
-        self._closers: list[Any] = []
-        self._threads: list[threading.Thread] = []
-        self._attestation = None
-        self._verdict = None
-        self._tail = None
-        self._settled_wall: float | None = None
-        self._other: list[str] = []
-        self.engine_fault: str | None = None
+        self._begin_observing(container_id, name, launch, nonce, PROBE_MOUNT)
         self._output: collections.deque[tuple[float | None, str]] = collections.deque(maxlen=LOG_TAIL_LINES)
         self._output_done = threading.Event()
         self._output_lock = threading.Lock()
