@@ -352,10 +352,12 @@ class DockerRun:
             if state["Status"] == "gone":
                 raise EngineError(f"container {self.name} was removed by someone else while the cell ran")
             status = state["Status"]
-            if self._poll_exit and status == "created" and not self._channel.started:
+            if self._poll_exit and status == "created":
+                when = "while the watcher's exec session ran" if self._channel.started else \
+                    "as the watcher's exec session started"
                 raise EngineError(
-                    "Podman lost the target's exit: the target exited as the watcher's exec session started, and "
-                    "Podman reset the container to created with no exit code (Podman 4.3); no verdict"
+                    f"Podman lost the target's exit: the target exited {when}, and Podman reset the container to "
+                    "created with no exit code (Podman 4.3); no verdict"
                 )
             if not self._channel.ended:
                 other = "; ".join(self._other[-3:])

@@ -35,29 +35,41 @@ say "fact lo ::1=$lo6"
 # the local IPv4 addresses (fib_trie: the address line before each "/32 host LOCAL"), the IPv4
 # routes (IFACE:DEST/MASK, hex as the kernel writes them) and the interfaces of IPv6 default
 # routes (not the kernel's reject entry on lo, flag 0x200); stacks.py decodes and checks them.
-v6=
-while read -r addr _ plen scope _ name; do
-    [ "$scope" = 00 ] && v6="$v6 $name:$addr/$((0x$plen))"
-done 2>/dev/null </proc/net/if_inet6
+# A reader of these tables sees one entry twice if the kernel changes them while it reads (its place is an
+# index), so they are read until two readings agree (five at most; then the last is reported, and the
+# attestation fails on it if it is wrong).
+pod_tables() {
+    v6=
+    while read -r addr _ plen scope _ name; do
+        [ "$scope" = 00 ] && v6="$v6 $name:$addr/$((0x$plen))"
+    done 2>/dev/null </proc/net/if_inet6
+    v4= last=
+    while read -r a b c _; do
+        case $a in
+            '|--') last=$b ;;
+            /32) [ "$b $c" = "host LOCAL" ] && case " $v4 " in *" $last "*) ;; *) v4="$v4 $last" ;; esac ;;
+        esac
+    done 2>/dev/null </proc/net/fib_trie
+    routes=
+    while read -r name dest _ _ _ _ _ mask _; do
+        [ "$name" = Iface ] || routes="$routes $name:$dest/$mask"
+    done 2>/dev/null </proc/net/route
+    default6=
+    while read -r dest plen _ _ _ _ _ _ flags name; do
+        [ "$dest/$plen" = 00000000000000000000000000000000/00 ] && [ $((0x$flags & 0x200)) = 0 ] &&
+            default6="$default6 $name"
+    done 2>/dev/null </proc/net/ipv6_route
+    tables="$v6|$v4|$routes|$default6"
+}
+pod_tables
+for _ in 1 2 3 4; do
+    previous=$tables
+    pod_tables
+    [ "$tables" = "$previous" ] && break
+done
 say "fact raw inet6 global=${v6# }"
-v4= last=
-while read -r a b c _; do
-    case $a in
-        '|--') last=$b ;;
-        /32) [ "$b $c" = "host LOCAL" ] && case " $v4 " in *" $last "*) ;; *) v4="$v4 $last" ;; esac ;;
-    esac
-done 2>/dev/null </proc/net/fib_trie
 say "fact raw inet local=${v4# }"
-routes=
-while read -r name dest _ _ _ _ _ mask _; do
-    [ "$name" = Iface ] || routes="$routes $name:$dest/$mask"
-done 2>/dev/null </proc/net/route
 say "fact raw inet routes=${routes# }"
-default6=
-while read -r dest plen _ _ _ _ _ _ flags name; do
-    [ "$dest/$plen" = 00000000000000000000000000000000/00 ] && [ $((0x$flags & 0x200)) = 0 ] &&
-        default6="$default6 $name"
-done 2>/dev/null </proc/net/ipv6_route
 say "fact raw inet6 default=${default6# }"
 # What only a booted kernel can show (containers share the host's): the ipv6.disable= of the
 # kernel command line ("none" if not given), and whether IPv6 has entries in /proc at all.
