@@ -249,10 +249,12 @@ def use_base_image(client: docker.DockerClient, ref: str) -> str:
 # Of the package's probe/ directory. The C sources are compiled, static, to the programs beside them:
 # watch.c to watch (observes every cell), uml_setup.c to umlsetup (sets up a User-mode Linux cell), pod_setup.c
 # (which includes uml_setup.c for its user lookup) to podsetup (a container cell's pod address); both include
-# pod_net.c (the pod interface over rtnetlink), through uml_setup.c.
-_PROBE_FILES = ("shim.sh", "watch.c", "uml_setup.c", "pod_setup.c", "pod_net.c")
+# pod_net.c (the pod interface over rtnetlink), through uml_setup.c. reap.c to reap, which runs on the host, not in
+# a cell: the oci backend's `crun exec` of the watcher runs under it, a child subreaper (backends/oci_run.py).
+_PROBE_FILES = ("shim.sh", "watch.c", "uml_setup.c", "pod_setup.c", "pod_net.c", "reap.c")
 _PROGRAMS = (
     ("watch.c", "watch", ("-lssl", "-lcrypto")), ("uml_setup.c", "umlsetup", ()), ("pod_setup.c", "podsetup", ()),
+    ("reap.c", "reap", ()),
 )
 
 

@@ -9,6 +9,7 @@ The fault tests kill the session's process (SIGTERM, kill -9) while a cell runs,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -16,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -270,6 +272,124 @@ def test_a_kept_cell_leaves_its_output_and_writable_layer(zoo_image: str, oci: O
         assert [p for p in leftovers(oci.session) if p.startswith("ipv6compat-")] == []  # no container left
     finally:
         shutil.rmtree(kept, ignore_errors=True)
+
+
+# A target that exits the moment a second process appears in its pid namespace: the watcher's exec as it enters
+# (the shell's loop forks nothing, so its own children cannot count). That exec meets the target as it dies.
+EXITS_AT_THE_EXEC = ("sh", "-c", 'while :; do set -- /proc/[0-9]*; [ $# -gt 1 ] && { echo "a second process: '
+                     'exiting"; exit 3; }; done')
+
+
+class ProcSampler:
+    """The cell's processes as /proc shows them while it runs: every ~1 ms the descendants of this test's process
+    (``/proc/PID/task/TID/children``) whose pid namespace is not this host's give the cell's namespace (the engine's
+    containers and the lead's are not descendants); every ~10 ms while one is in it, all of /proc is read for
+    processes of that namespace, with their state and parent, since an orphan is no descendant any more."""
+
+    def __init__(self) -> None:
+        self.host_ns = os.readlink("/proc/self/ns/pid")
+        self.mine: set[str] = set()  # the cell's pid namespace(s)
+        self.seen: set[tuple[int, str, int, str]] = set()  # (pid, state, ppid, namespace) of each of its processes
+        self.members: set[tuple[int, str]] = set()  # (pid, start time) of each of its processes
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ProcSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    @staticmethod
+    def read(pid: int) -> tuple[str, int, str, str] | None:
+        """(state, ppid, start time, pid namespace), or None once it has been reaped."""
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return stat[0], int(stat[1]), stat[19], os.readlink(f"/proc/{pid}/ns/pid")
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def left(self) -> list[tuple[int, str]]:
+        """Those of the cell's processes that still exist (the same pid and start time)."""
+        return sorted(m for m in self.members if (now := self.read(m[0])) is not None and now[2] == m[1])
+
+    def _descendants(self, pid: int) -> list[int]:
+        found = []
+        with contextlib.suppress(OSError):
+            for task in os.scandir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError):
+                    found += [int(c) for c in Path(task.path, "children").read_text().split()]
+        return found + [d for child in found for d in self._descendants(child)]
+
+    def _note(self, pid: int, state: str, ppid: int, start: str, ns: str) -> None:
+        self.seen.add((pid, state, ppid, ns))
+        self.members.add((pid, start))
+
+    def _run(self) -> None:
+        scanned = 0.0
+        while not self._stop.is_set():
+            # Only while a descendant is in it: a namespace's inode number is reused once it is gone (another
+            # worker's next cell), and the cell's init is a descendant until the namespace is empty.
+            current = set()
+            for pid in self._descendants(os.getpid()):
+                now = self.read(pid)
+                if now is not None and now[3] != self.host_ns:
+                    current.add(now[3])
+                    self._note(pid, *now)
+            self.mine |= current
+            if current and time.monotonic() - scanned > 0.01:
+                scanned = time.monotonic()
+                for entry in os.scandir("/proc"):
+                    if entry.name.isdigit() and (now := self.read(int(entry.name))) is not None and now[3] in current:
+                        self._note(int(entry.name), *now)
+            time.sleep(0.001)
+
+
+@pytest.mark.parametrize("runtime", ["crun", "runc"])
+@pytest.mark.parametrize(("stack", "target"), [("dual-stack", "exits-at-the-exec"),
+                                               ("ipv6-kernel-off", "dualstack-no-fallback")])
+def test_an_exited_cell_leaves_no_orphan_to_pid_1_and_keeps_the_engines_verdict(
+    stack: str, target: str, runtime: str, zoo_image: str, engine: Engine, oci: OciBackend,  # noqa: F811
+) -> None:
+    """A target that exits as the watcher's exec enters its pid namespace: the runtime's helper the exec forked
+    there is orphaned. Without a subreaper it went to this host's PID 1, stayed a zombie until PID 1 reaped it, and
+    the namespace (so `crun run`, the verdict) waited; under probe/reap.c it is reaped by the exec's own wrapper.
+    Seen from /proc throughout the cell: no process of its pid namespace ever has PID 1 for parent, and none is left
+    after it; verdict, exit code and logs are the engine's. The errno-97 exit (bench/oci.py's exited cell) too."""
+    if target == "exits-at-the-exec":
+        settings: dict[str, object] = {"command": list(EXITS_AT_THE_EXEC), "hold": 0}
+    else:
+        settings = next(t for t in TARGETS if t.name == target).run_settings()
+    spec = run_base(Settings()).updated(parse_run_settings(settings, f"test {target}"))
+    launch = Launch(image=zoo_image, stack=get_stack(stack), run=spec)
+    with engine.run(launch) as run:
+        on_engine = run.verdict()
+    backend = oci
+    if runtime == "runc":  # the fallback runtime's exec runs under the same subreaper
+        if not Path("/usr/sbin/runc").exists():
+            pytest.skip("runc is not at /usr/sbin/runc")
+        backend = OciBackend(engine, images.default_cache_dir(), engine.probe_dir,
+                             Runtime("runc", "/usr/sbin/runc", "?"))
+    try:
+        with ProcSampler() as sampler:
+            with backend.run(launch) as run:
+                on_oci = run.verdict()
+            left = sampler.left()
+    finally:
+        if backend is not oci:
+            backend.remove_session()
+    assert sampler.mine, "no process of the cell was seen"
+    orphans = sorted(p for p in sampler.seen if p[3] in sampler.mine and p[2] == 1)
+    assert orphans == [], f"processes of the cell's pid namespace orphaned to PID 1 (pid, state, ppid, ns): {orphans}"
+    assert left == [], f"processes of the cell still there after it (pid, start time): {left}"
+    assert on_engine.outcome is Outcome.EXITED, (on_engine, on_engine.logs)
+    assert _key(on_oci) == _key(on_engine)
+    assert sorted(on_oci.logs.splitlines()) == sorted(on_engine.logs.splitlines())
+    if target == "exits-at-the-exec":
+        assert on_oci.exit_code == 3
+        assert "a second process: exiting" in on_oci.logs, on_oci.logs
 
 
 @pytest.mark.skipif(not Path("/usr/sbin/runc").exists(), reason="runc is not at /usr/sbin/runc")

@@ -347,7 +347,7 @@ class OciBackend:
                      "RUNTIME": self.runtime.path},
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
             run = OciRun(proc, self.runtime.path, cid, name, launch, nonce, user=(user.uid, user.gid),
-                         memory_cgroup=memory_cgroup)
+                         memory_cgroup=memory_cgroup, reaper=self.probe / "reap")
             yield run
         finally:
             if proc is not None:

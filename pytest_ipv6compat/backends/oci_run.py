@@ -4,7 +4,9 @@ runtime's channels.
 The target's stdout and stderr are the pipes of ``crun run`` (in the foreground), read apart into the
 engine backend's bounded tail; the exit code is ``crun run``'s, an OOM kill the target SIGKILLed with the
 cell's memory cgroup at its bound; the watcher runs by ``crun exec``, its sealed records read from the
-exec's stdout (the runtime's own words on its stderr, never on the channel).
+exec's stdout (the runtime's own words on its stderr, never on the channel). The exec runs under the probe's
+``reap`` (probe/reap.c), a child subreaper: a runtime helper the exec orphans in the container's pid namespace is
+reaped there at once, not by this host's PID 1 (see :meth:`OciRun._read_watcher`).
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ class OciRun(DockerRun):
     """A target started by the runtime, observed as :class:`DockerRun` observes a container."""
 
     def __init__(self, proc: subprocess.Popen[bytes], runtime: str, container_id: str, name: str,
-                 launch: Launch, nonce: str, *, user: tuple[int, int], memory_cgroup: Path) -> None:
+                 launch: Launch, nonce: str, *, user: tuple[int, int], memory_cgroup: Path, reaper: Path) -> None:
         self._proc = proc
         self._runtime = runtime
+        self._reaper = reaper
         self._user = user
         self._memory_cgroup = memory_cgroup
         self.kept: Path | None = None
@@ -119,8 +122,12 @@ class OciRun(DockerRun):
             self._output.append((when, clean(line)))
 
     def _read_watcher(self) -> None:
-        # As the cell's user (docker_run's exec_user), not the root a pod address starts the container as.
-        argv = [self._runtime, "exec", "--user", f"{self._user[0]}:{self._user[1]}", "--env",
+        # As the cell's user (docker_run's exec_user), not the root a pod address starts the container as. Under
+        # reap, a child subreaper: an exec that meets the target as it dies can orphan the helper it forked into the
+        # container's pid namespace; orphaned to this host's PID 1 (which may reap late: a sandbox's process manager
+        # took 1-2 s), it stayed a zombie, and the namespace's init, so `crun run` and the verdict, waited for it.
+        # reap reaps it as it exits (and the exec itself; its status is the exec's; SIGKILLed, it takes the exec).
+        argv = [str(self._reaper), self._runtime, "exec", "--user", f"{self._user[0]}:{self._user[1]}", "--env",
                 self._channel.environment, self.container_id, *self._watch_argv()]
         self._events.put(("watch-open", None))  # from now on, the watcher must write every STALL_S
         until = time.monotonic() + _EXEC_RETRY_S
@@ -147,9 +154,7 @@ class OciRun(DockerRun):
                 words = [w.strip() for w in proc.stderr.read(65536).decode("utf-8", "replace").split("\n")]
             # crun writes the container's status file a moment after the target has started (and the shim
             # attested): an exec that soon fails to read it. While the container runs, try again; but not once
-            # the runtime says its process is gone: a try that meets the ending container can leave a crun helper
-            # in its pid namespace, orphaned to this host's PID 1, and the namespace's init (so `crun run` and the
-            # verdict) ends only once that is reaped; tries kept on until _EXEC_RETRY_S left one there each time.
+            # the runtime says its process is gone (a try that meets the ending container would only fail again).
             gone = any(sign in w for w in words for sign in _GONE)
             if (not wrote and not gone and proc.returncode != 0 and self._proc.poll() is None
                     and not self._closed.is_set() and time.monotonic() < until):
