@@ -10,6 +10,7 @@ same for the holds alone (the hold of every ``up`` cell).
     python -m pytest_ipv6compat prepare matrix/cloud-proxy.ipv6.toml   # once
     python bench/inflight.py                      # -n 2 and -n 4, inflight 1 and 4, 3 runs each
     python bench/inflight.py --workers 2 --inflight 1,2,4,6 --runs 3
+    python bench/inflight.py --workers 2,4 --inflight 1,4 --backend engine,oci   # oci: root, crun or runc
 
 Exit code 0 when every run passed, 2 when a run failed or could not run.
 """
@@ -62,28 +63,31 @@ def main() -> int:
     parser.add_argument("--inflight", default="1,4", help="--ipv6-inflight values, comma-separated")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--hold", type=float, default=1.0, help="--ipv6-hold (the matrix's default: 1)")
+    parser.add_argument("--backend", default="engine", help="--ipv6-backend values, comma-separated (engine, oci)")
     args = parser.parse_args()
     workers = [int(w) for w in args.workers.split(",")]
     inflights = [int(i) for i in args.inflight.split(",")]
-    extra = [f"--ipv6-hold={args.hold:g}"]
-    results: dict[tuple[int, int], list[dict[str, float]]] = {}
+    backends = args.backend.split(",")
+    results: dict[tuple[str, int, int], list[dict[str, float]]] = {}
     for run in range(args.runs):
-        for w in workers:
-            for k in inflights:
-                r = one(w, k, extra)
-                results.setdefault((w, k), []).append(r)
-                print(f"run {run + 1}: -n {w} --ipv6-inflight={k}: {r['wall']:.1f} s, {r['passed']}/{r['cells']} "
-                      f"passed, load {r['load_before']:.1f} -> {r['load_after']:.1f}", file=sys.stderr, flush=True)
-    print(f"| -n | --ipv6-inflight | wall (median of {args.runs}) | runs | load average (min-max) "
+        for b in backends:
+            for w in workers:
+                for k in inflights:
+                    r = one(w, k, [f"--ipv6-hold={args.hold:g}", f"--ipv6-backend={b}"])
+                    results.setdefault((b, w, k), []).append(r)
+                    print(f"run {run + 1}: {b} -n {w} --ipv6-inflight={k}: {r['wall']:.1f} s, "
+                          f"{r['passed']}/{r['cells']} passed, load {r['load_before']:.1f} -> {r['load_after']:.1f}",
+                          file=sys.stderr, flush=True)
+    print(f"| backend | -n | --ipv6-inflight | wall (median of {args.runs}) | runs | load average (min-max) "
           "| cells in flight (mean) | holds in flight (mean) |")
-    print("|---|---|---|---|---|---|---|")
-    for (w, k), rs in sorted(results.items()):
+    print("|---|---|---|---|---|---|---|---|")
+    for (b, w, k), rs in sorted(results.items()):
         walls = [r["wall"] for r in rs]
         loads = [r["load_before"] for r in rs] + [r["load_after"] for r in rs]
         wall = statistics.median(walls)
         inflight = statistics.median(r["own"] / r["wall"] for r in rs)
         holds = statistics.median(r["holds"] * args.hold / r["wall"] for r in rs)
-        print(f"| {w or 'no xdist'} | {k} | {wall:.1f} s | {', '.join(f'{x:.1f}' for x in walls)} "
+        print(f"| {b} | {w or 'no xdist'} | {k} | {wall:.1f} s | {', '.join(f'{x:.1f}' for x in walls)} "
               f"| {min(loads):.1f}-{max(loads):.1f} | {inflight:.1f} | {holds:.1f} |")
     return 0
 
