@@ -92,7 +92,7 @@ def instrument() -> None:
         if shim and self._shim.attested:
             mark("shim attested")
 
-    oci_run.OciRun._line = on_line  # type: ignore[method-assign]
+    oci_run.OciRun._line = on_line
     feed = report.WatchReport.feed
 
     def on_record(self: report.WatchReport, text: str) -> None:
@@ -110,7 +110,7 @@ def instrument() -> None:
             mark("ready")
         feed(self, text)
 
-    report.WatchReport.feed = on_record  # type: ignore[method-assign]
+    report.WatchReport.feed = on_record
 
 
 def one_cell(oci: OciBackend, launch: Any, *, attest: bool = True) -> dict[str, float]:
