@@ -25,6 +25,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -118,10 +119,16 @@ def _hierarchies() -> list[Path]:
                                                                                                        "cgroup2")]
 
 
-def _remove_cgroups(relative: str) -> None:
-    """Remove ``relative`` (and everything under it) in every hierarchy; its processes are gone."""
+def _remove_cgroups(relative: str, leaves: tuple[str, ...] = ()) -> None:
+    """Remove ``relative`` (and everything under it) in every hierarchy; its processes are gone.
+
+    ``leaves``: the directories expected under it (a cell's: the container's ``c``), removed first by name;
+    only what is still there then is looked for (listing a cgroup directory reads all its control files)."""
     for hierarchy in _hierarchies():
         top = hierarchy / relative.strip("/")
+        for leaf in (*leaves, ""):  # top / "" is top
+            with contextlib.suppress(OSError):  # absent, or something else under it: found below
+                os.rmdir(top / leaf)
         if not top.is_dir():
             continue
         for path in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
@@ -129,6 +136,42 @@ def _remove_cgroups(relative: str) -> None:
                 path.rmdir()
         with contextlib.suppress(OSError):
             top.rmdir()
+
+
+def _kill_cgroup(relative: str) -> int:
+    """SIGKILL every process of the cgroup ``relative`` (a container's), as ``crun kill`` would its init (whose
+    end ends the container's pid namespace), without starting the runtime; how many were signalled.
+
+    Each process is pinned by a pidfd, then its membership is read from /proc and the pidfd signalled only if
+    it still names a live process: then /proc named that process too, so a pid reused meanwhile is never hit.
+    0 (nothing signalled: no such cgroup, no pidfd, or no process in it yet) leaves it to the runtime."""
+    procs = next((h / relative / "cgroup.procs" for h in _hierarchies() if (h / relative / "cgroup.procs").is_file()),
+                 None)
+    if procs is None:
+        return 0
+    try:
+        pids = [int(word) for word in procs.read_text().split()]
+    except (OSError, ValueError):
+        return 0
+    want = "/" + relative.strip("/")
+    killed = 0
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            continue  # gone (or no pidfd on this kernel)
+        try:
+            paths = [line.split(":", 2)[2] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+                     if line.count(":") >= 2]
+            if any(path == want or path.startswith(want + "/") for path in paths):
+                signal.pidfd_send_signal(fd, 0)  # still the process /proc was read for
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+                killed += 1
+        except OSError:
+            pass  # it ended meanwhile
+        finally:
+            os.close(fd)
+    return killed
 
 
 def _ctl(runtime: str, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -172,6 +215,7 @@ class OciBackend:
     _guard: subprocess.Popen[bytes] | None = None
     _guard_pipe: int = -1
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _rootfs: dict[str, Path] = field(default_factory=dict)  # image -> its root filesystem, for this session
 
     @property
     def root(self) -> Path:
@@ -193,7 +237,18 @@ class OciBackend:
     # ------------------------------------------------------------ what is cached
 
     def prepare(self, image: str) -> Path:
-        """The image's root filesystem, exported once through the engine and unpacked (cached by image id)."""
+        """The image's root filesystem, exported once through the engine and unpacked (cached by image id).
+
+        The image's id is looked up once per session, as its config is (the engine backend's ``image_config``):
+        the root filesystem and the config a cell runs with are of the same image throughout the session."""
+        known = self._rootfs.get(image)
+        if known is not None and known.is_dir():
+            return known
+        rootfs = self._prepare(image)
+        self._rootfs[image] = rootfs
+        return rootfs
+
+    def _prepare(self, image: str) -> Path:
         try:
             image_id = str(self.docker.client.images.get(image).id).removeprefix("sha256:")
         except Exception as exc:  # noqa: BLE001 - any engine failure is one line
@@ -318,6 +373,7 @@ class OciBackend:
         workdir = str(image_config.get("WorkingDir") or "/")
         cell = self.session_dir / cid
         memory_cgroup = CGROUP_ROOT / "memory" / "ipv6compat" / self.session / str(number)
+        container_cgroup = f"ipv6compat/{self.session}/{number}/c"  # the runtime's, in every hierarchy it uses
         proc: subprocess.Popen[bytes] | None = None
         run: OciRun | None = None
         try:
@@ -333,7 +389,7 @@ class OciBackend:
                 paths[path] = str(cell / Path(path).name)
             cfg = config(stack=launch.stack, run=spec, argv=[*start, *argv], env=env, user=process_user,
                          workdir=workdir, hostname=hostname, files=paths, probe=str(self.probe),
-                         cgroup=f"/ipv6compat/{self.session}/{number}/c", cap_add=cap_add)
+                         cgroup=f"/{container_cgroup}", cap_add=cap_add)
             if spec.read_only:
                 for mount in cfg["mounts"]:
                     if mount["destination"] in files:
@@ -351,7 +407,7 @@ class OciBackend:
             yield run
         finally:
             if proc is not None:
-                if proc.poll() is None:
+                if proc.poll() is None and not _kill_cgroup(container_cgroup):
                     _ctl(self.runtime.path, "kill", cid, "KILL")
                 try:
                     proc.wait(STOP_S)
@@ -363,7 +419,7 @@ class OciBackend:
                 run.close()
                 if run.keep:
                     run.kept = self._keep(run, cell)
-            _remove_cgroups(f"ipv6compat/{self.session}/{number}")
+            _remove_cgroups(f"ipv6compat/{self.session}/{number}", leaves=("c",))
             shutil.rmtree(cell, ignore_errors=True)
 
     def _keep(self, run: OciRun, cell: Path) -> Path:
