@@ -400,6 +400,12 @@ class UmlRun:
             os.close(pidfd)
 
     def _read_private(self) -> None:
+        # close() closes the stream under this thread's read once the run has ended: that read's error is the end.
+        with contextlib.suppress(OSError, ValueError):
+            self._read_private_lines()
+        self._events.put(("dead", None))
+
+    def _read_private_lines(self) -> None:
         for raw in self._private:
             line = raw.decode("utf-8", "replace").rstrip("\r\n")
             if not line.startswith(self._tag):
@@ -417,7 +423,6 @@ class UmlRun:
                 continue
             if word != "watch":
                 self._private_other.append(clean(line))
-        self._events.put(("dead", None))
 
     def _table_row(self, rest: str) -> None:
         dump, _, rest = rest.partition(" ")
