@@ -36,11 +36,19 @@ from floor import floor_exit, floor_up
 from percell import EXIT_STACK, UP_STACK, plugin_cell
 from run import bench_session
 
-from pytest_ipv6compat.backends.oci import OciBackend, find_runtime
+from pytest_ipv6compat.backends.oci import OciBackend, Runtime, find_runtime
 from pytest_ipv6compat.model import Outcome
 from pytest_ipv6compat.seccomp import profile_json
 
 TARGET = 0.3  # issue 18: oci's CPU and whole cell at most 0.3x the floor
+
+
+def runtime_or_say() -> Runtime | None:
+    """crun or runc (:func:`find_runtime`); None, and one line on stderr, if neither is installed."""
+    runtime = find_runtime()
+    if runtime is None:
+        print("error: neither crun nor runc is installed (apt-get install crun)", file=sys.stderr)
+    return runtime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,9 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", default="", help="sections to leave out: cells, matrix")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
-    runtime = find_runtime()
+    runtime = runtime_or_say()
     if runtime is None:
-        print("error: neither crun nor runc is installed (apt-get install crun)", file=sys.stderr)
         return 2
 
     def body(ctx: object) -> None:

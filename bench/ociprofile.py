@@ -28,12 +28,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import BenchError, Summary, load_average, progress
+from oci import runtime_or_say
 from percell import UP_STACK
 from run import bench_session
 
 from pytest_ipv6compat.backends import oci as oci_mod
 from pytest_ipv6compat.backends import oci_run
-from pytest_ipv6compat.backends.oci import OciBackend, find_runtime
+from pytest_ipv6compat.backends.oci import OciBackend
 from pytest_ipv6compat.model import Outcome
 from pytest_ipv6compat.probe import report
 
@@ -135,9 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the stack without its pod address (no podsetup): what podsetup costs; the attestation "
                              "fails then (it expects the pod address) and is not checked")
     args = parser.parse_args(argv)
-    runtime = find_runtime()
+    runtime = runtime_or_say()
     if runtime is None:
-        print("error: neither crun nor runc is installed (apt-get install crun)", file=sys.stderr)
         return 2
 
     def body(ctx: object) -> None:

@@ -50,6 +50,14 @@ def never_listens_matrix(dest: Path, image: str, first: str = "timeout") -> None
     )
 
 
+def _session(pytester: pytest.Pytester, cache_dir: Path, image: str, first: str = "timeout") -> str:
+    """A pytester session on the real cache with :func:`never_listens_matrix`; its isolated host label."""
+    pytester.makeini(f"[pytest]\nipv6_cache_dir = {cache_dir}\n")
+    host = isolate_host(pytester)
+    never_listens_matrix(pytester.path, image, first)
+    return host
+
+
 def _popen(pytester: pytest.Pytester, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
     out = pytester.path / "out.txt"
     with out.open("wb") as sink:
@@ -107,12 +115,10 @@ def test_x_removes_the_cells_started_ahead(
     pytester: pytest.Pytester, real_cache_dir: Path, never_listens: str, client: docker.DockerClient,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    pytester.makeini(f"[pytest]\nipv6_cache_dir = {real_cache_dir}\n")
-    host = isolate_host(pytester)
+    host = _session(pytester, real_cache_dir, never_listens, first="up 0.0.0.0:80")  # fails: a timeout after 5 s
     with (pytester.path / "conftest.py").open("a") as conftest:
         conftest.write("\n" + RECORDER)
     monkeypatch.setenv("IPV6COMPAT_RECORD", str(pytester.path / "alive.jsonl"))
-    never_listens_matrix(pytester.path, never_listens, first="up 0.0.0.0:80")  # fails: a timeout after 5 s
     try:
         result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-x", "--ipv6-inflight=4",
                                                "--ipv6-timeout=5", "--ipv6-json=r.json")
@@ -132,9 +138,7 @@ def test_x_removes_the_cells_started_ahead(
 def test_ctrl_c_removes_every_cell_in_flight(
     pytester: pytest.Pytester, real_cache_dir: Path, never_listens: str, client: docker.DockerClient
 ) -> None:
-    pytester.makeini(f"[pytest]\nipv6_cache_dir = {real_cache_dir}\n")
-    host = isolate_host(pytester)
-    never_listens_matrix(pytester.path, never_listens)
+    host = _session(pytester, real_cache_dir, never_listens)
     proc, out = _popen(pytester, "--ipv6-inflight=4", "--ipv6-timeout=120")
     try:
         found = wait_for("four cells in flight", lambda: (lambda f: f if len(f) == 4 else None)(
@@ -158,9 +162,7 @@ def test_ctrl_c_removes_every_cell_in_flight(
 def test_a_killed_worker_leaves_its_cells_in_flight_to_the_next_sweep(
     pytester: pytest.Pytester, real_cache_dir: Path, never_listens: str, client: docker.DockerClient
 ) -> None:
-    pytester.makeini(f"[pytest]\nipv6_cache_dir = {real_cache_dir}\n")
-    host = isolate_host(pytester)
-    never_listens_matrix(pytester.path, never_listens)
+    host = _session(pytester, real_cache_dir, never_listens)
     proc, out = _popen(pytester, "-n", "1", "--max-worker-restart=0", "--ipv6-inflight=4", "--ipv6-timeout=120")
     try:
 
