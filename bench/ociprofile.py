@@ -35,6 +35,8 @@ from run import bench_session
 from pytest_ipv6compat.backends import oci as oci_mod
 from pytest_ipv6compat.backends import oci_run
 from pytest_ipv6compat.backends.oci import OciBackend
+from pytest_ipv6compat.backends.oci_bundle import oci_seccomp
+from pytest_ipv6compat.backends.oci_seccomp import SeccompError, annotation
 from pytest_ipv6compat.model import Outcome
 from pytest_ipv6compat.probe import report
 
@@ -135,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pod", action="store_true",
                         help="the stack without its pod address (no podsetup): what podsetup costs; the attestation "
                              "fails then (it expects the pod address) and is not checked")
+    parser.add_argument("--crun-compiles-seccomp", action="store_true",
+                        help="no run.oci.seccomp_bpf_data: crun compiles the profile at each start, as before "
+                             "backends/oci_seccomp.py (what the precompiled program saves)")
     args = parser.parse_args(argv)
     runtime = runtime_or_say()
     if runtime is None:
@@ -146,9 +151,19 @@ def main(argv: list[str] | None = None) -> int:
         assert isinstance(ctx, Context)
         instrument()
         oci = OciBackend(ctx.backend, ctx.cache, ctx.backend.probe_dir, runtime)
+        if args.crun_compiles_seccomp:
+            oci.precompile_seccomp = False
         launch = ctx.launch(UP_STACK, hold=0.0)
         if args.no_pod:
             launch = dataclasses.replace(launch, stack=dataclasses.replace(launch.stack, pod=()))
+        once = ""
+        if oci.precompile_seccomp and runtime.name == "crun":  # once per profile and process: not a cell's
+            started = time.monotonic()
+            try:
+                annotation(oci_seccomp(launch.stack))
+                once = f"; seccomp program compiled once in {(time.monotonic() - started) * 1000:.1f} ms"
+            except SeccompError as exc:
+                once = f"; crun compiles the seccomp profile: {exc}"
         cells: list[dict[str, float]] = []
         loads = [load_average()]
         try:
@@ -162,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
             oci.remove_session()
         loads.append(load_average())
         what = launch.stack.name + (" without its pod address" if args.no_pod else "")
+        what += ", crun compiles the seccomp profile" if args.crun_compiles_seccomp else ""
         print(f"== oci up cell ({what}, hold 0, settle {launch.run.settle:g} s), N={len(cells)}, "
-              f"{runtime.name} {runtime.version}; load {' | '.join(loads)}")
+              f"{runtime.name} {runtime.version}; load {' | '.join(loads)}{once}")
         print(f"  {'milestone':<26} {'at (median)':>12} {'p90':>8} {'step (median)':>14}")
         previous: str | None = None
         for name in ORDER:

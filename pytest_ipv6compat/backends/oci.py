@@ -43,6 +43,7 @@ from ..spec import PROBE_MOUNT
 from . import EngineError, Launch
 from .oci_bundle import DEFAULT_PATH, config, dumps, hosts_text, resolv_text, resolve_user
 from .oci_run import STOP_S, OciRun
+from .oci_seccomp import ANNOTATION, SeccompError, annotation
 from .pod import pod_entry
 from .uml_rootfs import _export
 
@@ -216,6 +217,10 @@ class OciBackend:
     _guard_pipe: int = -1
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _rootfs: dict[str, Path] = field(default_factory=dict)  # image -> its root filesystem, for this session
+    # crun: each cell's seccomp program compiled here once per profile and passed as run.oci.seccomp_bpf_data
+    # (:mod:`.oci_seccomp`) rather than compiled by crun at every start; False: crun compiles (the tests' ground truth)
+    precompile_seccomp: bool = True
+    _seccomp_said: set[str] = field(default_factory=set)
 
     @property
     def root(self) -> Path:
@@ -390,6 +395,9 @@ class OciBackend:
             cfg = config(stack=launch.stack, run=spec, argv=[*start, *argv], env=env, user=process_user,
                          workdir=workdir, hostname=hostname, files=paths, probe=str(self.probe),
                          cgroup=f"/{container_cgroup}", cap_add=cap_add)
+            data = self._seccomp_annotation(cfg["linux"]["seccomp"])
+            if data is not None:
+                cfg["annotations"] = {ANNOTATION: data}
             if spec.read_only:
                 for mount in cfg["mounts"]:
                     if mount["destination"] in files:
@@ -421,6 +429,21 @@ class OciBackend:
                     run.kept = self._keep(run, cell)
             _remove_cgroups(f"ipv6compat/{self.session}/{number}", leaves=("c",))
             shutil.rmtree(cell, ignore_errors=True)
+
+    def _seccomp_annotation(self, profile: dict[str, Any]) -> str | None:
+        """The compiled profile for crun's ``run.oci.seccomp_bpf_data``, or None: runc (which ignores it and
+        compiles), turned off, or not compilable here (said once per reason; crun then compiles it as before)."""
+        if self.runtime.name != "crun" or not self.precompile_seccomp:
+            return None
+        try:
+            return annotation(profile)
+        except SeccompError as exc:
+            with self._lock:
+                said = str(exc) in self._seccomp_said
+                self._seccomp_said.add(str(exc))
+            if not said:
+                log.warning("oci: crun compiles the seccomp profile at every cell's start: %s", exc)
+            return None
 
     def _keep(self, run: OciRun, cell: Path) -> Path:
         """What can outlive the cell: its output, its config.json and its writable layer."""
