@@ -95,6 +95,7 @@ def test_no_library_is_a_reason_and_the_cell_goes_without_the_annotation(
         raise SeccompError("libseccomp.so.2 cannot be loaded (gone)")
 
     monkeypatch.setattr("pytest_ipv6compat.backends.oci.annotation", missing)
+    monkeypatch.setattr("pytest_ipv6compat.backends.oci.linked_alike", lambda runtime: None)
     crun = OciBackend(None, Path("/nonexistent"), Path("/nonexistent"), Runtime("crun", "/usr/bin/crun", "1.8.1"))
     with caplog.at_level(logging.WARNING):
         assert crun._seccomp_annotation(section(get_stack("dual-stack"))) is None
@@ -105,7 +106,8 @@ def test_no_library_is_a_reason_and_the_cell_goes_without_the_annotation(
 
 
 @needs_libseccomp
-def test_runc_and_a_backend_told_not_to_get_no_annotation() -> None:
+def test_runc_and_a_backend_told_not_to_get_no_annotation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pytest_ipv6compat.backends.oci.linked_alike", lambda runtime: None)  # crun need not be here
     profile = section(get_stack("dual-stack"))
     runc = OciBackend(None, Path("/nonexistent"), Path("/nonexistent"), Runtime("runc", "/usr/sbin/runc", "1.1.5"))
     assert runc._seccomp_annotation(profile) is None  # runc ignores it and compiles the section itself
@@ -113,6 +115,36 @@ def test_runc_and_a_backend_told_not_to_get_no_annotation() -> None:
     assert crun._seccomp_annotation(profile) == annotation(profile)
     crun.precompile_seccomp = False
     assert crun._seccomp_annotation(profile) is None
+
+
+@needs_libseccomp
+def test_a_crun_linking_another_libseccomp_or_none_compiles_for_itself(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The program is crun's own only when crun links the very file this process loads (ldd, /proc/self/maps)."""
+    linking = shutil.which("crun") or shutil.which("runc") or shutil.which("runc", path="/usr/sbin")
+    if linking is not None:
+        oci_seccomp.linked_alike.cache_clear()
+        oci_seccomp.linked_alike(linking)  # the same file: no error
+        monkeypatch.setattr(oci_seccomp, "_loaded_file", lambda library: "/elsewhere/libseccomp.so.2.9.9")
+        oci_seccomp.linked_alike.cache_clear()
+        with pytest.raises(SeccompError, match=rf"^{re.escape(linking)} links /\S+, this process loads "
+                                               r"/elsewhere/libseccomp\.so\.2\.9\.9$"):
+            oci_seccomp.linked_alike(linking)
+        monkeypatch.undo()
+        oci_seccomp.linked_alike.cache_clear()
+    true = shutil.which("true")
+    assert true is not None
+    with pytest.raises(SeccompError, match=r"does not link libseccomp\.so\.2 \(a static build compiles with its own"):
+        oci_seccomp.linked_alike(true)
+    with pytest.raises(SeccompError, match=r"^cannot tell which libseccomp\.so\.2 /nonexistent/crun links \(ldd: "):
+        oci_seccomp.linked_alike("/nonexistent/crun")
+    crun = OciBackend(None, Path("/nonexistent"), Path("/nonexistent"), Runtime("crun", true, "1.8.1"))
+    with caplog.at_level(logging.WARNING):
+        assert crun._seccomp_annotation(section(get_stack("dual-stack"))) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        f"oci: crun compiles the seccomp profile at every cell's start: {true} does not link libseccomp.so.2 "
+        "(a static build compiles with its own copy)"]
 
 
 # ------------------------------------------------------------------ against crun (root, the engine for the image)

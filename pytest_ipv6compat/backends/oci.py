@@ -43,7 +43,7 @@ from ..spec import PROBE_MOUNT
 from . import EngineError, Launch
 from .oci_bundle import DEFAULT_PATH, config, dumps, hosts_text, resolv_text, resolve_user
 from .oci_run import STOP_S, OciRun
-from .oci_seccomp import ANNOTATION, SeccompError, annotation
+from .oci_seccomp import ANNOTATION, SeccompError, annotation, linked_alike
 from .pod import pod_entry
 from .uml_rootfs import _export
 
@@ -432,10 +432,12 @@ class OciBackend:
 
     def _seccomp_annotation(self, profile: dict[str, Any]) -> str | None:
         """The compiled profile for crun's ``run.oci.seccomp_bpf_data``, or None: runc (which ignores it and
-        compiles), turned off, or not compilable here (said once per reason; crun then compiles it as before)."""
+        compiles), turned off, a crun that does not link the library this process loads, or not compilable
+        here (said once per reason; crun then compiles it as before)."""
         if self.runtime.name != "crun" or not self.precompile_seccomp:
             return None
         try:
+            linked_alike(self.runtime.path)
             return annotation(profile)
         except SeccompError as exc:
             with self._lock:

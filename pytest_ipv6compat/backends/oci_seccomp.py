@@ -24,11 +24,13 @@ import ctypes
 import functools
 import json
 import os
+import re
+import subprocess
 import threading
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ANNOTATION", "LIBRARY", "SeccompError", "annotation", "compile_bpf"]
+__all__ = ["ANNOTATION", "LIBRARY", "SeccompError", "annotation", "compile_bpf", "linked_alike"]
 
 ANNOTATION = "run.oci.seccomp_bpf_data"
 LIBRARY = "libseccomp.so.2"
@@ -86,6 +88,40 @@ def _library(name: str) -> ctypes.CDLL:
     lib.seccomp_version.restype = ctypes.POINTER(_Version)
     lib.seccomp_version.argtypes = []
     return lib
+
+
+def _loaded_file(library: str) -> str:
+    """The file this process mapped for ``library`` (loaded first), as the kernel names it."""
+    _library(library)
+    stem = library.split(".so")[0]
+    with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+        for line in maps:
+            path = line.split(maxsplit=5)[5].strip() if len(line.split(maxsplit=5)) == 6 else ""
+            if os.path.basename(path).startswith(f"{stem}.so"):
+                return os.path.realpath(path)
+    raise SeccompError(f"{library} is loaded but not found in /proc/self/maps")
+
+
+@functools.lru_cache(maxsize=4)
+def linked_alike(runtime: str, library: str = LIBRARY) -> None:
+    """Check that ``runtime`` (crun's path) links the very file of ``library`` this process loads: a program
+    compiled here is then crun's own (a static crun, or one linking another copy, may know other syscall names).
+    :class:`SeccompError` saying why not."""
+    loaded = _loaded_file(library)
+    try:
+        done = subprocess.run(["ldd", runtime], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise SeccompError(f"cannot tell which {library} {runtime} links (ldd: {exc})") from None
+    found = re.search(rf"^\s*{re.escape(library)} => (\S+)", done.stdout, re.M)
+    if found is None:
+        said = (done.stdout + done.stderr).strip()
+        if done.returncode == 0 or "not a dynamic executable" in said:
+            raise SeccompError(f"{runtime} does not link {library} (a static build compiles with its own copy)")
+        last = said.splitlines()[-1] if said else f"exit status {done.returncode}"
+        raise SeccompError(f"cannot tell which {library} {runtime} links (ldd: {last})")
+    linked = os.path.realpath(found[1])
+    if linked != loaded:
+        raise SeccompError(f"{runtime} links {linked}, this process loads {loaded}")
 
 
 def library_version(library: str = LIBRARY) -> str:
