@@ -36,7 +36,6 @@ from pytest_ipv6compat.backends import oci as oci_mod
 from pytest_ipv6compat.backends import oci_run
 from pytest_ipv6compat.backends.oci import OciBackend
 from pytest_ipv6compat.backends.oci_bundle import oci_seccomp
-from pytest_ipv6compat.backends.oci_seccomp import SeccompError, annotation
 from pytest_ipv6compat.model import Outcome
 from pytest_ipv6compat.probe import report
 
@@ -156,14 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         launch = ctx.launch(UP_STACK, hold=0.0)
         if args.no_pod:
             launch = dataclasses.replace(launch, stack=dataclasses.replace(launch.stack, pod=()))
-        once = ""
-        if oci.precompile_seccomp and runtime.name == "crun":  # once per profile and process: not a cell's
-            started = time.monotonic()
-            try:
-                annotation(oci_seccomp(launch.stack))
-                once = f"; seccomp program compiled once in {(time.monotonic() - started) * 1000:.1f} ms"
-            except SeccompError as exc:
-                once = f"; crun compiles the seccomp profile: {exc}"
+        started = time.monotonic()  # the backend's own choice, made once per profile and process: not a cell's
+        once = (f"; seccomp program compiled once in {(time.monotonic() - started) * 1000:.1f} ms"
+                if oci._seccomp_annotation(oci_seccomp(launch.stack)) is not None
+                else "; crun compiles the seccomp profile at each start (runc, told to, or the warning's reason)")
         cells: list[dict[str, float]] = []
         loads = [load_average()]
         try:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from helpers import launch
+from test_seccomp import BUILDS, _build, _results
 from test_zoo import zoo_image  # noqa: F401 - the fixture
 
 from pytest_ipv6compat import images
@@ -34,7 +35,6 @@ from pytest_ipv6compat.model import Outcome
 from pytest_ipv6compat.stacks import get_stack
 
 PROFILES = ("dual-stack", "ipv6-kernel-off")  # the two distinct profiles (inet6_errno None and 97)
-PROBE_C = Path(__file__).parent / "data" / "seccomp" / "probe.c"
 
 
 def _loadable() -> bool:
@@ -204,15 +204,10 @@ def test_the_plugins_program_is_cruns_own_compilation_byte_for_byte(
 
 @pytest.fixture(scope="module")
 def probe_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    gcc = shutil.which("gcc")
-    if gcc is None:
-        pytest.skip("the seccomp probe needs the host's gcc (apt-get install gcc)")
-    out = tmp_path_factory.mktemp("seccomp-probe") / "probe"
-    done = subprocess.run([gcc, "-o", str(out), "-static", "-O1", str(PROBE_C), "-lpthread"],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"gcc -static could not build {PROBE_C.name}: {done.stderr.strip().splitlines()[-1:]}")
-    return out
+    """tests/test_seccomp.py's glibc probe, built the same way (skipped with the reason when it cannot be)."""
+    tmp = tmp_path_factory.mktemp("seccomp-probe")
+    _build(tmp, "glibc", BUILDS["glibc"])
+    return tmp / "glibc"
 
 
 def _checks(backend: OciBackend, image: str, stack: str, probe: Path) -> dict[str, str]:
@@ -222,8 +217,7 @@ def _checks(backend: OciBackend, image: str, stack: str, probe: Path) -> dict[st
         verdict = run.verdict()
     assert verdict.outcome is Outcome.EXITED, verdict.logs
     assert verdict.exit_code == 0, verdict.logs
-    found = dict(line.removeprefix("@@").split("=", 1) for line in verdict.logs.splitlines()
-                 if line.startswith("@@"))
+    found = _results(verdict.logs)
     assert len(found) >= 20, verdict.logs
     return found
 

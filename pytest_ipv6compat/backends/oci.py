@@ -59,7 +59,6 @@ _WRAPPER = """set -e
 mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$1/upper,workdir=$1/work" "$1/rootfs"
 exec "$RUNTIME" run --bundle "$1" "$2"
 """
-# The session's guard: when the pipe on its stdin ends (this process is gone however it ended), reap.
 # The session's guard: it reads its pipe until the session ends. A session that ended cleanly has removed
 # its cells and says "ended" (nothing to reap: no Python started, ~0.9 s of CPU and of the run's end saved);
 # EOF without it (the process was killed) starts the reaper.

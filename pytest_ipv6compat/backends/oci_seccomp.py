@@ -96,7 +96,8 @@ def _loaded_file(library: str) -> str:
     stem = library.split(".so")[0]
     with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
         for line in maps:
-            path = line.split(maxsplit=5)[5].strip() if len(line.split(maxsplit=5)) == 6 else ""
+            fields = line.split(maxsplit=5)
+            path = fields[5].strip() if len(fields) == 6 else ""
             if os.path.basename(path).startswith(f"{stem}.so"):
                 return os.path.realpath(path)
     raise SeccompError(f"{library} is loaded but not found in /proc/self/maps")
