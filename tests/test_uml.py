@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -20,7 +21,8 @@ import pytest
 from helpers import launch
 
 from pytest_ipv6compat.backends import EngineError
-from pytest_ipv6compat.backends.uml import UmlBackend
+from pytest_ipv6compat.backends.uml import FPU_HINT, UmlBackend
+from pytest_ipv6compat.backends.uml_rootfs import kernel_version
 from pytest_ipv6compat.model import Outcome
 from pytest_ipv6compat.stacks import STACKS
 
@@ -132,6 +134,35 @@ def test_a_failed_set_up_is_one_line_naming_what_failed(uml: UmlBackend, base_im
     with uml.run(launch(base_image, BOOT, command=("true",), tmpfs=(("/run", "size=bogus"),))) as run, \
             pytest.raises(EngineError, match=r"error init: cannot mount tmpfs on /\.ipv6compat/root/run: Invalid arg"):
         run.attestation()
+
+
+def test_a_kernel_that_cannot_run_a_program_on_this_cpu_is_one_line_naming_it(uml: UmlBackend,
+                                                                               base_image: str) -> None:
+    """Debian 12's kernel (6.1) on a CPU whose FPU state the host will not take from it (AVX-512 with AMX): every
+    guest program dies at its start and the kernel panics. The cell is an error naming the kernel, why and what
+    to do, not a stack trace. Where that kernel runs programs there is nothing to diagnose (and where it is not
+    installed, nothing to boot)."""
+    debian = Path("/usr/bin/linux.uml")
+    if not debian.is_file():
+        pytest.skip("Debian's user-mode-linux is not installed at /usr/bin/linux.uml")
+    if uml_runs_here(debian):
+        pytest.skip(f"Debian's {kernel_version(debian)} runs programs on this CPU: nothing to diagnose")
+    old = dataclasses.replace(uml, kernel=debian)
+    with old.run(launch(base_image, BOOT, command=("true",))) as run, pytest.raises(EngineError) as raised:
+        run.attestation()
+    assert str(raised.value) == (f"User-mode Linux {kernel_version(debian)} ({debian}) cannot run a program on this "
+                                 f"CPU (userspace - ptrace set fp regs failed, errno = 14): {FPU_HINT}")
+
+
+def uml_runs_here(kernel: Path) -> bool:
+    """Ground truth apart from the plugin, as .ci/setup takes it: the host's /bin/echo as the kernel's init, on a
+    read-only hostfs root, reaches the console."""
+    with tempfile.TemporaryDirectory() as rundir:
+        done = subprocess.run([str(kernel), "mem=64M", "root=/dev/root", "rootfstype=hostfs", "rootflags=/", "ro",
+                               "init=/bin/echo", f"uml_dir={rundir}", "umid=ipv6compat-check", "con0=null,fd:1",
+                               "con=null", "ssl=null", "quiet", "--", "ipv6compat-uml-runs"],
+                              capture_output=True, text=True, timeout=120, check=False)
+    return "ipv6compat-uml-runs" in done.stdout + done.stderr
 
 
 def test_a_fork_bomb_and_a_memory_hog_end_at_the_cell_bounds(uml: UmlBackend, base_image: str) -> None:

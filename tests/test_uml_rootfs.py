@@ -9,7 +9,7 @@ import pytest
 
 from pytest_ipv6compat.backends import EngineError
 from pytest_ipv6compat.backends.uml import _program
-from pytest_ipv6compat.backends.uml_rootfs import load_order, resolve, slim, sysctl_lines
+from pytest_ipv6compat.backends.uml_rootfs import built_in, load_order, modules_dir, resolve, slim, sysctl_lines
 
 DEP = """\
 kernel/net/ipv4/udp_diag.ko: kernel/net/ipv6/ipv6.ko kernel/lib/crc-ccitt.ko
@@ -32,6 +32,32 @@ def test_a_built_in_module_is_not_loaded_and_a_missing_one_is_an_error(tmp_path:
     assert load_order(tmp_path, ("tcp_diag", "ipv6")) == ["kernel/lib/crc-ccitt.ko", "kernel/net/ipv6/ipv6.ko"]
     with pytest.raises(EngineError, match=r"modules.dep has no module sctp_diag"):
         load_order(tmp_path, ("sctp_diag",))
+
+
+def test_what_the_kernels_configuration_builds_in_is_not_loaded(tmp_path: Path) -> None:
+    """Debian's 7.2 kernel builds IPv6 in (CONFIG_IPV6=y): no ipv6.ko, nothing in modules.builtin, nothing to load.
+    Only the configuration's ``=y`` counts: ``=m`` and a symbol not set leave a missing module an error."""
+    (tmp_path / "modules.dep").write_text("kernel/net/ipv4/udp_diag.ko:\nkernel/drivers/net/veth.ko:\n")
+    config = "CONFIG_IPV6=y\nCONFIG_INET_UDP_DIAG=m\n# CONFIG_VETH is not set\nCONFIG_IPV6_SIT=y\n"
+    assert built_in(config) == {"ipv6"}
+    assert load_order(tmp_path, config_builtin=built_in(config)) == ["kernel/net/ipv4/udp_diag.ko",
+                                                                     "kernel/drivers/net/veth.ko"]
+    with pytest.raises(EngineError, match=r"modules.dep has no module ipv6"):
+        load_order(tmp_path, config_builtin=built_in("CONFIG_IPV6=m\n"))
+
+
+def test_the_modules_are_the_kernels_own_release_beside_it(tmp_path: Path) -> None:
+    """A kernel unpacked from Debian's package elsewhere keeps its modules in the package's layout beside it; of
+    several releases, the kernel's own (``linux --version``)."""
+    usr = tmp_path / "usr"
+    (usr / "bin").mkdir(parents=True)
+    (usr / "bin" / "linux.uml").write_text("")
+    (usr / "bin" / "linux").symlink_to("linux.uml")
+    for release in ("7.2.7", "7.10.1"):
+        (usr / "lib/uml/modules" / release).mkdir(parents=True)
+        (usr / "lib/uml/modules" / release / "modules.dep").write_text("")
+    assert modules_dir(usr / "bin" / "linux", "7.2.7") == usr / "lib/uml/modules/7.2.7"
+    assert modules_dir(usr / "bin" / "linux", "7.10.1") == usr / "lib/uml/modules/7.10.1"
 
 
 def test_the_installed_kernel_needs_udp_diag_and_veth_loaded() -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import functools
 import os
 import platform
 import queue
@@ -45,7 +44,7 @@ from ..probe.report import STALL_S, SealedChannel, ShimReport, WatchReport, is_s
 from ..spec import TMPFS_DEFAULT_FLAGS
 from . import EngineError, Launch, UnknownUser
 from .logtext import LOG_TAIL_LINES, clean
-from .uml_rootfs import PROBE_DIR, cell_archive, cell_initramfs, elf32_programs, ensure_rootfs
+from .uml_rootfs import PROBE_DIR, cell_archive, cell_initramfs, elf32_programs, ensure_rootfs, kernel_version
 
 # What the kernel skips at boot, none of it networking: the raid6 and xor benchmarks, zswap, the
 # stream parser, the JFS filesystem (a module a Debian host loads only to mount JFS), the crypto
@@ -54,6 +53,11 @@ from .uml_rootfs import PROBE_DIR, cell_archive, cell_initramfs, elf32_programs,
 FAST_BOOT = ("initcall_blacklist=raid6_select_algo,init_zswap,strp_dev_init,init_jfs_fs", "cryptomgr.notests=1",
              "pty.legacy_count=0")
 INSTALL_HINT = "apt-get install user-mode-linux"
+# What a kernel that cannot hand a guest program its FPU state says, and what to do: Debian 12's and 13's UML (6.1,
+# 6.12) give the host a fixed-size buffer, which a host whose CPU has a larger one (AVX-512 with AMX) refuses.
+FPU_REFUSED = "ptrace set fp regs failed"
+FPU_HINT = ("the host refuses its fixed-size FPU buffer (a CPU with AVX-512 and AMX); boot a newer kernel with "
+            "--ipv6-uml=PATH (Debian unstable's user-mode-linux 7.2 runs there: .ci/setup unpacks it)")
 _KERNEL_MEM_MB = 96  # the kernel and the unpacked initramfs need this beyond the target's memory
 # Leads a process group: starts the kernel, says its pid, then waits for EOF on its stdin (this process
 # died, or the run ended) and kills the kernel's group (the kernel calls setsid) and its own. Its stderr
@@ -79,17 +83,6 @@ def find_kernel(given: str | None, flag: str = "--ipv6-uml") -> Path:
         where = f"{flag}={given}" if given else "'linux' on PATH"
         raise EngineError(f"User-mode Linux kernel not found ({where}): {INSTALL_HINT}")
     return Path(found)
-
-
-@functools.lru_cache(maxsize=8)
-def kernel_version(kernel: Path) -> str:
-    """What ``linux --version`` prints (``6.1.176``), or ``?`` when it says nothing usable."""
-    try:
-        done = subprocess.run([str(kernel), "--version"], capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-    lines = done.stdout.strip().splitlines()
-    return lines[0].strip()[:80] if done.returncode == 0 and lines else "?"
 
 
 def memory_mb(text: str) -> int:
@@ -182,7 +175,7 @@ class UmlBackend:
                 for fd in (write_end, alive_read):
                     os.close(fd)
                 write_end = alive_read = -1
-                run = UmlRun(proc, os.fdopen(read_end, "rb"), name, launch, nonce, tag, rundir, channel)
+                run = UmlRun(proc, os.fdopen(read_end, "rb"), name, launch, nonce, tag, rundir, channel, self.kernel)
                 run.elf32 = elf32
                 read_end = -1
                 yield run
@@ -295,8 +288,9 @@ class UmlRun:
     """A booted kernel running the target; methods block until they know (bounded by the timeout)."""
 
     def __init__(self, proc: subprocess.Popen[bytes], private: IO[bytes], name: str, launch: Launch,
-                 nonce: str, tag: str, rundir: Path, channel: SealedChannel) -> None:
+                 nonce: str, tag: str, rundir: Path, channel: SealedChannel, kernel: Path) -> None:
         self._proc = proc
+        self._kernel_path = kernel
         self._name = name
         self._rundir = rundir
         self.container_id = f"uml:{proc.pid}"
@@ -315,6 +309,7 @@ class UmlRun:
         self._attested = threading.Event()
         self._console: collections.deque[str] = collections.deque(maxlen=LOG_TAIL_LINES)
         self._kernel: collections.deque[str] = collections.deque(maxlen=20)  # before the init's first line
+        self._fpu_refused: str | None = None  # the kernel's line, when it cannot run a program on this CPU
         self._attestation: Attestation | None = None
         self._verdict: Verdict | None = None
         self._private = private
@@ -358,6 +353,8 @@ class UmlRun:
                 self._pid_known.set()
                 self._spawn(self._reap_helpers, "kernel")
                 continue
+            if FPU_REFUSED in line:
+                self._fpu_refused = clean(line)  # a panic's trace follows, longer than the tail kept
             if self.booted is None:
                 if tag in line:
                     self.booted = time.monotonic() - self.started
@@ -455,6 +452,11 @@ class UmlRun:
                     if named is not None:
                         raise named
                     raise EngineError(f"the image's user: {unknown}")
+                refused = self._fpu_refused
+                if refused is not None:
+                    kernel = self._kernel_path
+                    raise EngineError(f"User-mode Linux {kernel_version(kernel)} ({kernel}) cannot run a program on "
+                                      f"this CPU ({refused.strip()}): {FPU_HINT}")
                 why = "did not reach the shim within the cell's timeout" if not self._attested.is_set() \
                     else "ended before the stack could be attested"
                 raise EngineError(f"the User-mode Linux kernel {why}; console:\n{self._diagnostics()}")

@@ -12,6 +12,7 @@ in order, so the cell's initramfs is a copy of the cached one plus that tail.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import os
@@ -33,7 +34,12 @@ PROBE_DIR = "/.ipv6compat"
 # tcp_diag built in (CONFIG_INET_DIAG=y, CONFIG_INET_TCP_DIAG=y) but udp_diag as a module: without it
 # a UDP socket dump fails (ENOENT), as no modprobe runs inside the guest to load it on demand. veth (a module
 # there too): the pod interface umlsetup makes, as podsetup does in a container cell.
+# Newer kernels build IPv6 in (Linux 7.2 from Debian: CONFIG_IPV6=y, no ipv6.ko): then ipv6.disable=1 on the
+# command line reaches it directly, and there is nothing to load. A module the kernel's modules.dep lacks counts as
+# built in only when the kernel's own configuration (``linux --showconfig``) says so, by the symbol named here.
 MODULES = ("ipv6", "udp_diag", "veth")
+CONFIG_SYMBOLS = {"ipv6": "CONFIG_IPV6", "udp_diag": "CONFIG_INET_UDP_DIAG", "veth": "CONFIG_VETH",
+                  "overlay": "CONFIG_OVERLAY_FS"}
 # The network sysctls a container engine sets in every container's namespace, which a fresh kernel does
 # not have (measured in /proc/sys inside a container, `--network none`): Docker 20.10 sets both; Podman 4.3's
 # `podman run` leaves the kernel's defaults (1024 and "1 0"). The guest takes Docker's, so that a non-root
@@ -163,17 +169,52 @@ def elf32_programs(rootfs: Path) -> frozenset[str]:
         return frozenset()
 
 
-def modules_dir(kernel: Path) -> Path:
-    """Where Debian's user-mode-linux keeps the modules of the kernel at ``kernel``."""
-    base = Path("/usr/lib/uml/modules")
+@functools.lru_cache(maxsize=8)
+def kernel_version(kernel: Path) -> str:
+    """What ``linux --version`` prints (``6.1.176``), or ``?`` when it says nothing usable."""
+    return (_ask(kernel, "--version").strip().splitlines() or ["?"])[0].strip()[:80]
+
+
+@functools.lru_cache(maxsize=8)
+def kernel_builtin(kernel: Path) -> frozenset[str]:
+    """The names of :data:`CONFIG_SYMBOLS` the kernel at ``kernel`` builds in (``linux --showconfig``)."""
+    return frozenset(built_in(_ask(kernel, "--showconfig")))
+
+
+def _ask(kernel: Path, flag: str) -> str:
+    """What ``kernel FLAG`` prints, or '' when it fails."""
+    try:
+        done = subprocess.run([str(kernel), flag], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout if done.returncode == 0 else ""
+
+
+def modules_dir(kernel: Path, version: str | None = None) -> Path:
+    """Where Debian's user-mode-linux keeps the modules of the kernel at ``kernel`` (of release ``version``, as
+    ``linux --version`` prints it): ``lib/uml/modules/VERSION`` beside the binary's ``bin`` (``/usr`` for the
+    installed package; the package's own layout where it was unpacked elsewhere), else the newest there."""
+    bases = [kernel.resolve().parent.parent / "lib" / "uml" / "modules", Path("/usr/lib/uml/modules")]
+    for base in dict.fromkeys(bases):
+        if version and (base / version / "modules.dep").is_file():
+            return base / version
+    base = next((b for b in bases if b.is_dir()), bases[-1])
     found = sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
     if not found:
         raise EngineError(f"no kernel modules under {base} for {kernel} (apt-get install user-mode-linux)")
     return found[-1]
 
 
-def load_order(modules: Path, wanted: Iterable[str] | None = None) -> list[str]:
-    """The files (relative to ``modules``) of ``wanted`` and what they depend on, in load order, from modules.dep."""
+def built_in(config: str) -> set[str]:
+    """The names of :data:`CONFIG_SYMBOLS` that ``config`` (what ``linux --showconfig`` prints) builds in."""
+    lines = set(config.splitlines())
+    return {name for name, symbol in CONFIG_SYMBOLS.items() if f"{symbol}=y" in lines}
+
+
+def load_order(modules: Path, wanted: Iterable[str] | None = None, config_builtin: Iterable[str] = ()) -> list[str]:
+    """The files (relative to ``modules``) of ``wanted`` and what they depend on, in load order, from modules.dep.
+
+    ``config_builtin``: the names the kernel's configuration builds in (:func:`built_in`); none is loaded."""
     deps: dict[str, list[str]] = {}
     try:
         text = (modules / "modules.dep").read_text()
@@ -186,6 +227,7 @@ def load_order(modules: Path, wanted: Iterable[str] | None = None) -> list[str]:
     with contextlib.suppress(OSError):
         builtin = {Path(line).name.removesuffix(".ko").replace("-", "_")
                    for line in (modules / "modules.builtin").read_text().splitlines()}
+    builtin |= set(config_builtin)
     order: list[str] = []
     for name in MODULES if wanted is None else wanted:
         if name in builtin:
@@ -228,7 +270,7 @@ def slim(path: Path, how: str) -> bytes:
         return out.read_bytes() if done.returncode == 0 and out.is_file() else path.read_bytes()
 
 
-def probe_archive(probe_dir: Path, modules: Path, writer: CpioWriter) -> None:
+def probe_archive(probe_dir: Path, modules: Path, writer: CpioWriter, builtin: Iterable[str] = ()) -> None:
     """The probe at ``/.ipv6compat``: busybox, shim, watcher, init and its set-up, and the modules it loads
     (their files, and ``modules``: one file name a line, in load order, which umlsetup reads)."""
     writer.directory(PROBE_DIR)
@@ -247,7 +289,7 @@ def probe_archive(probe_dir: Path, modules: Path, writer: CpioWriter) -> None:
         writer.file(f"{PROBE_DIR}/{name}", data, stat.S_IMODE((probe_dir / name).stat().st_mode) | 0o444)
     writer.file(f"{PROBE_DIR}/init", INIT.read_bytes(), 0o755)
     writer.symlink(f"{PROBE_DIR}/sh", "busybox")
-    order = load_order(modules)
+    order = load_order(modules, config_builtin=builtin)
     for rel in order:
         writer.file(f"{PROBE_DIR}/{Path(rel).name}", slim(modules / rel, "--strip-debug"), 0o644)
     writer.file(f"{PROBE_DIR}/modules", "".join(f"{Path(rel).name}\n" for rel in order).encode(), 0o644)
@@ -266,9 +308,9 @@ def ensure_rootfs(client: Any, image: str, cache_dir: Path, probe_dir: Path, ker
         image_id = str(client.images.get(image).id)
     except Exception as exc:  # noqa: BLE001 - any engine failure is one line
         raise EngineError(f"cannot inspect image {image!r} for User-mode Linux: {exc}") from None
-    modules = modules_dir(kernel)
+    modules, builtin = modules_dir(kernel, kernel_version(kernel)), sorted(kernel_builtin(kernel))
     key = hashlib.sha256(
-        "\0".join([_ROOTFS_VERSION, image_id, probe_dir.name, str(modules), INIT.read_text(), *MODULES,
+        "\0".join([_ROOTFS_VERSION, image_id, probe_dir.name, str(modules), INIT.read_text(), *MODULES, *builtin,
                    sysctl_lines(), f"strip={shutil.which('strip') is not None}"]).encode()
     ).hexdigest()[:16]
     short = image_id.removeprefix("sha256:")[:12]
@@ -285,7 +327,7 @@ def ensure_rootfs(client: Any, image: str, cache_dir: Path, probe_dir: Path, ker
             with os.fdopen(fd, "wb") as out, tarfile.open(fileobj=exported, mode="r:") as tar:
                 writer = CpioWriter(out)
                 elf32 = tar_to_cpio(tar, writer)
-                probe_archive(probe_dir, modules, writer)
+                probe_archive(probe_dir, modules, writer, builtin)
                 writer.trailer()
             dest.with_suffix(".elf32").write_text("".join(f"{p}\n" for p in elf32))  # before the archive: it
             os.replace(tmp, dest)  # is cached when the archive is
