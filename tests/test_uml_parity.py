@@ -172,6 +172,73 @@ def test_a_root_target_has_the_capabilities_a_container_has(
         assert seen["dual-stack"]["CapEff"] == ("00000000a80425fb" if user is None else "0000000000000000"), seen
 
 
+# What a root target might try that a container refuses, each on its own (one line each: ok, or why not).
+CONFINED = {
+    "global sysctl": "echo 1 >/proc/sys/vm/overcommit_memory",
+    "network sysctl": "echo 777 >/proc/sys/net/ipv4/ip_unprivileged_port_start",
+    "kernel log device": "mknod /tmp/kmsg c 1 11 && echo ipv6compat >/tmp/kmsg",
+    "block device": "mknod /tmp/blk b 7 0 && head -c1 /tmp/blk",
+    "a null it made": "mknod /tmp/null c 1 3 && echo x >/tmp/null",
+    "kernel log": "dmesg >/dev/null",
+    "masked file": "test -z \"$(cat /proc/keys /proc/timer_list /proc/sched_debug 2>/dev/null)\"",
+    "masked directory": "test -z \"$(ls -A /sys/firmware)\"",
+}
+CONFINED_SCRIPT = "; ".join(
+    f'if ( {command} ) >/dev/null 2>/tmp/why; then echo "{name}: ok"; '
+    f'else echo "{name}: refused ($(sed -n \'1s/.*: //p\' /tmp/why))"; fi'
+    for name, command in CONFINED.items()) + "; grep -E '^Seccomp:' /proc/self/status"
+
+
+@pytest.fixture(scope="module")
+def syscall_probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/test_seccomp.py's raw-syscall probe (static glibc), built the same way."""
+    from test_seccomp import BUILDS, _build
+
+    tmp = tmp_path_factory.mktemp("syscall-probe")
+    tmp.chmod(0o755)  # mounted into the cell: nobody enters it too
+    _build(tmp, "glibc", BUILDS["glibc"])
+    return tmp / "glibc"
+
+
+@pytest.mark.parametrize("user", [None, "nobody"], ids=["root", "nobody"])
+def test_a_target_is_confined_in_the_guest_as_in_a_container(
+    engine: Engine, uml: UmlBackend, base_image: str, syscall_probe: Path, user: str | None,
+) -> None:
+    """Global sysctls, devices it makes, the kernel's log, masked paths and every system call
+    of the raw-syscall probe (keyrings, unshare, mount, AF_ALG, io_uring, clone3 ...): what a container on
+    ipv6-kernel-off lets a target do, the real kernel lets it do, and no more, and the reasons are the same. On
+    both, socket(AF_INET6) is errno 97: the emulation's rule on the container, the kernel's own under UML (whose
+    filter has no such rule: tests/test_uml.py boots a kernel without ipv6.disable=1 and sees AF_INET6 work). Before the
+    guest had the engine's read-only and masked paths, device cgroup and seccomp profile, a root target wrote
+    vm.overcommit_memory, wrote the kernel's log through a /dev/kmsg it made and used keyrings there."""
+    from test_seccomp import _results
+
+    seen = {}
+    for stack, backend in (("ipv6-kernel-off", engine), ("ipv6-boot-disabled", uml)):
+        script = f"{CONFINED_SCRIPT}; /syscall-probe/{syscall_probe.name} checks"
+        cell = launch(base_image, STACKS[stack], command=("sh", "-c", script), user=user, probe="none",
+                      mounts=(("/syscall-probe", str(syscall_probe.parent)),), timeout=60)
+        with backend.run(cell) as run:
+            verdict = run.verdict()
+        assert verdict.outcome is Outcome.EXITED, verdict.logs
+        lines = [line for line in verdict.logs.splitlines() if not line.startswith("@@")]
+        seen[stack] = (lines, _results(verdict.logs))
+    container, guest = seen["ipv6-kernel-off"], seen["ipv6-boot-disabled"]
+    assert guest[0] == container[0]
+    assert len(container[1]) >= 20, container
+    # AF_INET6 apart: the emulation's own rule answers its odd forms (upper bits set) with 97 where the profile
+    # without it refuses them as no family (EPERM); the plain call is 97 on both.
+    assert {k: v for k, v in guest[1].items() if "inet6" not in k} == \
+        {k: v for k, v in container[1].items() if "inet6" not in k}
+    assert container[1]["socket-inet6"] == guest[1]["socket-inet6"] == "errno 97"
+    if user is None:  # the control: these are refused, not merely failing for want of root
+        assert "Seccomp:\t2" in container[0]
+        assert "global sysctl: refused (Read-only file system)" in container[0], container[0]
+        assert "kernel log device: refused (Operation not permitted)" in container[0], container[0]
+        assert "a null it made: ok" in container[0], container[0]
+        assert container[1]["keyctl"] == "errno 1", container[1]
+
+
 def test_a_failed_socket_dump_is_an_error_not_no_sockets(engine: Engine, uml: UmlBackend, zoo_image: str,  # noqa: F811
                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without udp_diag every UDP dump fails (ENOENT): the cell errors, it does not time out or pass."""

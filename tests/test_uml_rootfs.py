@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
+import struct
 from pathlib import Path
 
 import pytest
 
 from pytest_ipv6compat.backends import EngineError
+from pytest_ipv6compat.backends.oci_bundle import DEVICES as ENGINE_DEVICES
+from pytest_ipv6compat.backends.oci_bundle import MASKED, READ_ONLY
 from pytest_ipv6compat.backends.uml import _program
-from pytest_ipv6compat.backends.uml_rootfs import built_in, load_order, modules_dir, resolve, slim, sysctl_lines
+from pytest_ipv6compat.backends.uml_rootfs import (
+    built_in,
+    confine_lines,
+    device_program,
+    load_order,
+    modules_dir,
+    resolve,
+    slim,
+    sysctl_lines,
+)
 
 DEP = """\
 kernel/net/ipv4/udp_diag.ko: kernel/net/ipv6/ipv6.ko kernel/lib/crc-ccitt.ko
@@ -139,3 +152,59 @@ def test_a_file_strip_cannot_read_is_kept_as_it_is(tmp_path: Path) -> None:
     script = tmp_path / "shim.sh"
     script.write_text("#!/bin/sh\necho not an ELF file\n")
     assert slim(script, "--strip-all") == script.read_bytes()
+
+
+def _run_device_program(program: bytes, kind: int, major: int, minor: int, access: int) -> int:
+    """The cgroup device program, interpreted: only the instructions uml_rootfs.device_program emits."""
+    ctx = [access << 16 | kind, major, minor]
+    regs = [0] * 11
+    insns = [struct.unpack("<BBhi", program[i:i + 8]) for i in range(0, len(program), 8)]
+    pc = 0
+    while True:
+        code, r, off, imm = insns[pc]
+        dst, src = r & 0xF, r >> 4
+        pc += 1
+        if code == 0x61:  # ldx w
+            regs[dst] = ctx[off // 4]
+        elif code == 0xBF:  # mov x
+            regs[dst] = regs[src]
+        elif code == 0x57:  # and k
+            regs[dst] &= imm & 0xFFFFFFFFFFFFFFFF
+        elif code == 0x77:  # rsh k
+            regs[dst] >>= imm
+        elif code == 0xB7:  # mov k
+            regs[dst] = imm
+        elif code == 0x55:  # jne k
+            pc += off if regs[dst] != imm else 0
+        elif code == 0x05:  # ja
+            pc += off
+        elif code == 0x95:  # exit
+            return regs[0]
+        else:
+            raise AssertionError(f"unexpected instruction {code:#x}")
+
+
+def test_the_device_program_allows_what_the_engines_device_list_allows() -> None:
+    """Every (type, major, minor, access) over the majors and minors the list names and some it does not: allowed
+    exactly when a rule of that type, matching major and minor (None: any), grants every access asked for."""
+    rules = ENGINE_DEVICES
+    program = device_program()
+    kinds, accesses = {"b": 1, "c": 2}, {"m": 1, "r": 2, "w": 4}
+    majors = {m for _, m, _, _ in rules if m is not None} | {7, 11}
+    minors = {n for _, _, n, _ in rules if n is not None} | {0, 11, 201}
+    for (kind, k), major, minor, asked in itertools.product(kinds.items(), majors, minors, range(1, 8)):
+        want = any(t == kind and m in (None, major) and n in (None, minor)
+                   and asked & ~sum(accesses[a] for a in granted) == 0 for t, m, n, granted in rules)
+        assert _run_device_program(program, k, major, minor, asked) == int(want), (kind, major, minor, asked)
+    # the cases that matter: any node may be made; /dev/null opened; /dev/kmsg (1:11) and a block device not
+    assert _run_device_program(program, 2, 1, 11, 1) == 1
+    assert _run_device_program(program, 2, 1, 3, 6) == 1
+    assert _run_device_program(program, 2, 1, 11, 4) == 0
+    assert _run_device_program(program, 1, 7, 0, 2) == 0
+
+
+def test_the_guest_gets_the_engines_read_only_and_masked_paths() -> None:
+    lines = confine_lines().splitlines()
+    assert [line.split(" ", 1)[1] for line in lines if line.startswith("ro ")] == list(READ_ONLY)
+    assert [line.split(" ", 1)[1] for line in lines if line.startswith("mask ")] == list(MASKED)
+    assert "ro /proc/sys" in lines

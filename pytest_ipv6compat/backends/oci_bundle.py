@@ -42,9 +42,11 @@ MASKED = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/late
 READ_ONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 # The devices the cgroup lets a container use (everything else: denied): null, zero, full, random, urandom,
 # tty, console, ptmx, the pty slaves and tun; any device may be created (mknod), none opened.
-_DEVICES = (("c", None, None, "m"), ("b", None, None, "m"), ("c", 1, 3, "rwm"), ("c", 1, 5, "rwm"),
-            ("c", 1, 7, "rwm"), ("c", 1, 8, "rwm"), ("c", 1, 9, "rwm"), ("c", 5, 0, "rwm"), ("c", 5, 1, "rwm"),
-            ("c", 5, 2, "rwm"), ("c", 136, None, "rwm"), ("c", 10, 200, "rwm"))
+# (type, major, minor, access): None is any; the User-mode Linux cell gets the same (uml_rootfs.device_program).
+DEVICES: tuple[tuple[str, int | None, int | None, str], ...] = (
+    ("c", None, None, "m"), ("b", None, None, "m"), ("c", 1, 3, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 7, "rwm"),
+    ("c", 1, 8, "rwm"), ("c", 1, 9, "rwm"), ("c", 5, 0, "rwm"), ("c", 5, 1, "rwm"), ("c", 5, 2, "rwm"),
+    ("c", 136, None, "rwm"), ("c", 10, 200, "rwm"))
 _TMPFS_DEFAULTS = ("noexec", "nosuid", "nodev")  # what Docker gives a --tmpfs mount unless its options say
 _CPU_PERIOD_US = 100_000
 _ARCHES = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64", "i686": "SCMP_ARCH_X86"}
@@ -192,7 +194,7 @@ def config(*, stack: Stack, run: RunSpec, argv: Sequence[str], env: Mapping[str,
         "devices": [{"allow": False, "access": "rwm"}]
         + [{"allow": True, "type": kind, "major": major, "minor": minor, "access": access}
            if major is not None else {"allow": True, "type": kind, "access": access}
-           for kind, major, minor, access in _DEVICES],
+           for kind, major, minor, access in DEVICES],
         "pids": {"limit": run.pids},
         "cpu": {"quota": round(run.cpus * _CPU_PERIOD_US), "period": _CPU_PERIOD_US},
     }

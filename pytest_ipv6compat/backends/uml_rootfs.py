@@ -19,6 +19,7 @@ import os
 import shlex
 import shutil
 import stat
+import struct
 import subprocess
 import tarfile
 import tempfile
@@ -46,6 +47,11 @@ CONFIG_SYMBOLS = {"ipv6": "CONFIG_IPV6", "udp_diag": "CONFIG_INET_UDP_DIAG", "ve
 # service on a port below 1024 (or one that pings) behaves as on the container stacks. umlsetup writes each.
 SYSCTLS = (("net.ipv4.ip_unprivileged_port_start", "0"), ("net.ipv4.ping_group_range", "0 2147483647"))
 INIT = Path(__file__).parent.parent / "probe" / "uml_init.sh"
+# The confinement an engine gives a container, given to the target in the guest too (umlsetup): Docker's read-only
+# and masked paths (``confine``: "ro PATH" and "mask PATH" lines), its device cgroup (``devices.bpf``: a cgroup
+# device program, attached to the cell's cgroup) and the project's seccomp profile for a stack without the AF_INET6
+# rule (``seccomp.bpf``: the real kernel refuses AF_INET6 itself), so that a root target can no more write a global
+# sysctl, open a device it made, read the kernel's log or use a keyring there than in a container.
 _ROOTFS_VERSION = "7"  # bump when the archive layout changes
 DEVICES = (("console", 0o600, (5, 1)), ("null", 0o666, (1, 3)), ("zero", 0o666, (1, 5)), ("full", 0o666, (1, 7)),
            ("random", 0o666, (1, 8)), ("urandom", 0o666, (1, 9)), ("tty", 0o666, (5, 0)))
@@ -241,6 +247,63 @@ def load_order(modules: Path, wanted: Iterable[str] | None = None, config_builti
     return order
 
 
+def confine_lines() -> str:
+    """Docker's read-only and masked paths (``oci_bundle.READ_ONLY``, ``MASKED``), as umlsetup reads them."""
+    from .oci_bundle import MASKED, READ_ONLY  # it takes SYSCTLS from here
+
+    return "".join([*(f"ro {path}\n" for path in READ_ONLY), *(f"mask {path}\n" for path in MASKED)])
+
+
+# eBPF, as the kernel's struct bpf_insn: code, dst | src << 4, offset, immediate (little-endian: x86-64 only here)
+_LDX_W, _MOV_X, _AND_K, _RSH_K, _JNE_K, _JA, _MOV_K, _EXIT = 0x61, 0xBF, 0x57, 0x77, 0x55, 0x05, 0xB7, 0x95
+_DEV_TYPE = {"b": 1, "c": 2}  # BPF_DEVCG_DEV_BLOCK, BPF_DEVCG_DEV_CHAR
+_DEV_ACCESS = {"m": 1, "r": 2, "w": 4}  # BPF_DEVCG_ACC_MKNOD, _READ, _WRITE
+
+
+def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
+    return struct.pack("<BBhi", code, dst | src << 4, off, imm)
+
+
+def device_program(rules: Iterable[tuple[str, int | None, int | None, str]] | None = None) -> bytes:
+    """A cgroup device program (BPF_PROG_TYPE_CGROUP_DEVICE) allowing what ``rules`` (default: the engine's,
+    ``oci_bundle.DEVICES``) allow, as an engine's device cgroup does: an access is allowed when a rule of its
+    type (and major and minor, where the rule names them) grants every access asked for; anything else is denied."""
+    from .oci_bundle import DEVICES
+
+    # r1: struct bpf_cgroup_dev_ctx {u32 access_type (access << 16 | type), major, minor}
+    code = [_insn(_LDX_W, 2, 1, 0), _insn(_MOV_X, 3, 2), _insn(_AND_K, 3, imm=0xFFFF), _insn(_RSH_K, 2, imm=16),
+            _insn(_LDX_W, 4, 1, 4), _insn(_LDX_W, 5, 1, 8)]
+    allows = []  # where each rule's jump to "allow" goes, once its place is known
+    for kind, major, minor, access in DEVICES if rules is None else rules:
+        tests = [(3, _DEV_TYPE[kind]), *((reg, v) for reg, v in ((4, major), (5, minor)) if v is not None)]
+        end = len(code) + len(tests) + 4  # past this rule: its tests, r6 = r2, r6 &= not granted, the check, the jump
+        for reg, value in tests:
+            code.append(_insn(_JNE_K, reg, off=end - len(code) - 1, imm=value))
+        code += [_insn(_MOV_X, 6, 2), _insn(_AND_K, 6, imm=~sum(_DEV_ACCESS[a] for a in access) & 7)]
+        code.append(_insn(_JNE_K, 6, off=end - len(code) - 1, imm=0))  # asked for more than it grants
+        allows.append(len(code))
+        code.append(b"")
+    allow = len(code) + 2
+    code += [_insn(_MOV_K, 0, imm=0), _insn(_EXIT), _insn(_MOV_K, 0, imm=1), _insn(_EXIT)]
+    for at in allows:
+        code[at] = _insn(_JA, off=allow - at - 1)
+    return b"".join(code)
+
+
+@functools.lru_cache(maxsize=1)
+def seccomp_program() -> bytes:
+    """The project's seccomp profile without the AF_INET6 rule (dual-stack's: the real kernel refuses AF_INET6
+    itself, and one booted without ipv6.disable=1 must not look as if it did), compiled for x86-64."""
+    from ..stacks import STACKS
+    from .oci_bundle import oci_seccomp
+    from .oci_seccomp import SeccompError, compile_bpf
+
+    try:
+        return compile_bpf(oci_seccomp(STACKS["dual-stack"], "x86_64"))
+    except SeccompError as exc:
+        raise EngineError(f"cannot confine the real-kernel cell as a container: {exc}") from None
+
+
 def sysctl_lines() -> str:
     """``SYSCTLS`` as umlsetup reads them: a /proc/sys path and its value, a line each."""
     return "".join(f"/proc/sys/{key.replace('.', '/')} {value}\n" for key, value in SYSCTLS)
@@ -294,6 +357,9 @@ def probe_archive(probe_dir: Path, modules: Path, writer: CpioWriter, builtin: I
         writer.file(f"{PROBE_DIR}/{Path(rel).name}", slim(modules / rel, "--strip-debug"), 0o644)
     writer.file(f"{PROBE_DIR}/modules", "".join(f"{Path(rel).name}\n" for rel in order).encode(), 0o644)
     writer.file(f"{PROBE_DIR}/sysctls", sysctl_lines().encode(), 0o644)
+    writer.file(f"{PROBE_DIR}/confine", confine_lines().encode(), 0o644)
+    writer.file(f"{PROBE_DIR}/devices.bpf", device_program(), 0o644)
+    writer.file(f"{PROBE_DIR}/seccomp.bpf", seccomp_program(), 0o644)
     for sub in ("dev", "root", "mounts", "cell"):
         writer.directory(f"{PROBE_DIR}/{sub}", 0o700 if sub == "cell" else 0o755)
 
@@ -311,7 +377,8 @@ def ensure_rootfs(client: Any, image: str, cache_dir: Path, probe_dir: Path, ker
     modules, builtin = modules_dir(kernel, kernel_version(kernel)), sorted(kernel_builtin(kernel))
     key = hashlib.sha256(
         "\0".join([_ROOTFS_VERSION, image_id, probe_dir.name, str(modules), INIT.read_text(), *MODULES, *builtin,
-                   sysctl_lines(), f"strip={shutil.which('strip') is not None}"]).encode()
+                   sysctl_lines(), confine_lines(), device_program().hex(), seccomp_program().hex(),
+                   f"strip={shutil.which('strip') is not None}"]).encode()
     ).hexdigest()[:16]
     short = image_id.removeprefix("sha256:")[:12]
     dest = cache_dir / "uml" / f"rootfs-{short}-{key}.cpio"

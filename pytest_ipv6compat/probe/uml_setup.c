@@ -22,9 +22,12 @@
  *   4. each line "SOURCE DEST" of MOUNTS is bound read-only at ROOT/DEST (DEST made as a
  *      directory or an empty file, like SOURCE);
  *   5. each PATH:OPTIONS argument becomes a tmpfs at ROOT/PATH;
+ *   5b. Docker's read-only and masked paths under ROOT, from /.ipv6compat/confine ("ro PATH": bound read-only
+ *      on itself, so /proc/sys; "mask PATH": under /dev/null or an empty read-only tmpfs; absent: left alone);
  *   6. with READ_ONLY 1, ROOT is remounted read-only;
  *   7. the cell's cgroup /sys/fs/cgroup/cell gets pids.max PIDS, memory.max MEMORY, no swap and
- *      cpu.max CPU_MAX ("max", or "QUOTA PERIOD" in microseconds: the cell's cpus of this one-CPU kernel).
+ *      cpu.max CPU_MAX ("max", or "QUOTA PERIOD" in microseconds: the cell's cpus of this one-CPU kernel),
+ *      and the engine's device cgroup: /.ipv6compat/devices.bpf, a cgroup device program, attached to it.
  *
  *   umlsetup --as USER --root ROOT PROGRAM [ARG ...]
  *
@@ -35,8 +38,9 @@
  * and, for a user found there, the groups of /etc/group that list it. HOME is set to the user's home
  * when the environment has none. A user or group that cannot be found is one line on stderr
  * ("unable to find user NAME: no matching entries in passwd file", as Docker says) and status 126.
- * Before it takes the identity, every capability outside the set Docker gives a container by
- * default (ENGINE_CAPS) leaves the bounding set, so a root target holds what it would hold in a
+ * Before it takes the identity, the project's seccomp profile for the stack (/.ipv6compat/seccomp.bpf,
+ * compiled by the plugin, read before the chroot) is loaded, and every capability outside the set Docker
+ * gives a container by default (ENGINE_CAPS) leaves the bounding set, so a root target holds what it would hold in a
  * container and no more: without CAP_SYS_PTRACE it cannot read init's or the watcher's memory
  * (the tag and the key), without CAP_SYS_BOOT it cannot halt the kernel, without CAP_SYS_ADMIN or
  * CAP_SYS_MODULE it cannot mount or load modules. Its permitted and effective sets follow from the
@@ -50,7 +54,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/bpf.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/mount.h>
@@ -281,6 +288,75 @@ static void read_only_binds(const char *root, const char *table)
     fclose(f);
 }
 
+/* What an engine confines a container with, read from the probe (uml_rootfs.py writes each file). */
+static size_t read_all(const char *path, void *buf, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, buf, size);
+    if (n < 0 || (size_t)n == size || n % 8 != 0)
+        die("read %s: %s", path, n < 0 ? strerror(errno) : "not a whole program of at most 64 KB");
+    close(fd);
+    return (size_t)n;
+}
+
+/* Each line of TABLE: "ro PATH" binds ROOT/PATH read-only on itself; "mask PATH" hides it (a file under
+ * /dev/null, a directory under an empty read-only tmpfs). A PATH the guest does not have is left alone. */
+static void confine_paths(const char *root, const char *table)
+{
+    char line[512], at[4096];
+    struct stat st;
+    FILE *f = fopen(table, "re");
+    if (f == NULL)
+        die("open %s: %s", table, strerror(errno));
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *path = strchr(line, ' ');
+        if (path == NULL)
+            continue;
+        *path++ = '\0';
+        if (snprintf(at, sizeof at, "%s%s", root, path) >= (int)sizeof at)
+            die("confine %s: path too long", path);
+        if (stat(at, &st) != 0)
+            continue;
+        int failed;
+        if (strcmp(line, "ro") == 0)
+            failed = mount(at, at, NULL, MS_BIND | MS_REC, NULL) != 0 ||
+                     mount(NULL, at, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0;
+        else if (S_ISDIR(st.st_mode))
+            failed = mount("tmpfs", at, "tmpfs", MS_RDONLY, NULL) != 0;
+        else
+            failed = mount(PROBE "/dev/null", at, NULL, MS_BIND, NULL) != 0;
+        if (failed)
+            die("%s %s: %s", strcmp(line, "ro") == 0 ? "make read-only" : "mask", path, strerror(errno));
+    }
+    fclose(f);
+}
+
+/* The engine's device cgroup: PROGRAM (a cgroup device program) attached to the cell's cgroup. */
+static void device_filter(const char *program, const char *cgroup)
+{
+    static unsigned char insns[65536];
+    size_t size = read_all(program, insns, sizeof insns);
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.prog_type = BPF_PROG_TYPE_CGROUP_DEVICE;
+    attr.insns = (unsigned long)insns;
+    attr.insn_cnt = (unsigned)(size / 8);
+    attr.license = (unsigned long)"GPL";
+    int prog = (int)syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof attr);
+    if (prog < 0)
+        die("load the device filter %s: %s", program, strerror(errno));
+    int group = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    memset(&attr, 0, sizeof attr);
+    attr.target_fd = (unsigned)group;
+    attr.attach_bpf_fd = (unsigned)prog;
+    attr.attach_type = BPF_CGROUP_DEVICE;
+    if (group < 0 || syscall(SYS_bpf, BPF_PROG_ATTACH, &attr, sizeof attr) != 0)
+        die("attach the device filter to %s: %s", cgroup, strerror(errno));
+    close(group);
+    close(prog);
+}
+
 static void write_file(const char *path, const char *value, int required)
 {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -338,6 +414,9 @@ static void bound_capabilities(void)
             die("drop capability %d from the bounding set: %s", cap, strerror(errno));
     }
 }
+
+static unsigned char seccomp[65536]; /* the project's profile, compiled (read before the chroot) */
+static size_t seccomp_size;
 
 static int exec_as(const char *spec, char **argv)
 {
@@ -414,6 +493,11 @@ static int exec_as(const char *spec, char **argv)
     if (getenv("HOME") == NULL)
         setenv("HOME", home, 1);
     bound_capabilities();
+    /* umlsetup --as: the seccomp filter last but for the identity, while root may load it without no_new_privs
+     * (which an engine does not set either). podsetup, in a container, has its runtime's filter already. */
+    struct sock_fprog filter = {.len = (unsigned short)(seccomp_size / 8), .filter = (struct sock_filter *)seccomp};
+    if (seccomp_size > 0 && syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &filter) != 0)
+        die("load the seccomp filter: %s", strerror(errno));
     if (setgroups((size_t)ngroups, groups) != 0 || setgid((gid_t)gid) != 0 || setuid((uid_t)uid) != 0)
         die("become %s: %s", spec, strerror(errno));
     execv(argv[0], argv);
@@ -426,6 +510,7 @@ static int exec_as(const char *spec, char **argv)
 int main(int argc, char **argv)
 {
     if (argc >= 6 && strcmp(argv[1], "--as") == 0 && strcmp(argv[3], "--root") == 0) {
+        seccomp_size = read_all(PROBE "/seccomp.bpf", seccomp, sizeof seccomp);
         if (chroot(argv[4]) != 0 || chdir("/") != 0)
             die("enter %s: %s", argv[4], strerror(errno));
         return exec_as(argv[2], argv + 5);
@@ -454,11 +539,13 @@ int main(int argc, char **argv)
         make_dirs(at);
         mount_one("tmpfs", at, "tmpfs", colon + 1);
     }
+    confine_paths(root, PROBE "/confine");
     if (strcmp(argv[5], "1") == 0 && mount(NULL, root, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0)
         die("make the root read-only: %s", strerror(errno));
     write_file("/sys/fs/cgroup/cgroup.subtree_control", "+pids +memory +cpu", 1);
     if (mkdir("/sys/fs/cgroup/cell", 0755) != 0)
         die("make the cell's cgroup: %s", strerror(errno));
+    device_filter(PROBE "/devices.bpf", "/sys/fs/cgroup/cell");
     write_file("/sys/fs/cgroup/cell/pids.max", argv[6], 1);
     write_file("/sys/fs/cgroup/cell/memory.max", argv[7], 1);
     write_file("/sys/fs/cgroup/cell/memory.swap.max", "0", 0); /* absent without swap accounting */
