@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -233,6 +234,42 @@ def test_the_sweep_removes_a_dead_sessions_cells(oci: OciBackend, zoo_image: str
     assert oci.sweep()
     assert leftovers(session) == []
     assert leftovers() == []
+
+
+_FAKE_RUNTIME = """#!/bin/sh
+echo "$@"
+ls "$3/rootfs"
+grep -c " $3/rootfs " /proc/self/mountinfo
+grep -c " /sys/fs/cgroup/unified cgroup2 " /proc/self/mounts || true  # 0 (grep's status 1) when hidden
+"""
+
+
+def test_ocistart_mounts_in_a_namespace_of_its_own_and_names_what_fails(oci: OciBackend) -> None:
+    """probe/oci_start.c: the cell's overlay is mounted, and a hybrid layout's cgroup2 mount hidden, in a mount
+    namespace that ends with the runtime it execs (the host sees neither); a step that fails is one line naming
+    it, with the status an engine gives when it cannot run a container (125). A stand-in runtime reports what
+    it sees from inside."""
+    oci.root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=oci.root, prefix="test-ocistart-") as tmp:
+        cell, lower, runtime = Path(tmp) / "cell", Path(tmp) / "lower", Path(tmp) / "runtime"
+        for sub in ("upper", "work", "rootfs"):
+            (cell / sub).mkdir(parents=True)
+        lower.mkdir()
+        (lower / "from-the-image").write_text("")
+        runtime.write_text(_FAKE_RUNTIME)
+        runtime.chmod(0o755)
+        argv = [str(oci.probe / "ocistart"), str(cell), str(lower), oci.runtime.hide, str(runtime), "the-id"]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        assert (done.returncode, done.stderr) == (0, "")
+        hidden = "0" if oci.runtime.hide else done.stdout.split()[-1]  # not hybrid: nothing to hide
+        assert done.stdout == f"run --bundle {cell} the-id\nfrom-the-image\n1\n{hidden}\n"
+        assert f" {cell}/rootfs " not in Path("/proc/self/mountinfo").read_text()
+        if oci.runtime.hide:
+            assert f" {oci.runtime.hide} cgroup2 " in Path("/proc/self/mounts").read_text()
+        argv[2] = str(Path(tmp) / "no-such-image")
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        assert (done.returncode, done.stdout) == (125, "")
+        assert done.stderr == f"ocistart: cannot mount the overlay at {cell}/rootfs: No such file or directory\n"
 
 
 @pytest.mark.parametrize(("command", "settings"), [

@@ -4,10 +4,10 @@ The engine only exports each image once (:func:`.uml_rootfs._export`, as for Use
 the export is unpacked into ``CACHE/oci/images/ID/rootfs``, a read-only lower layer. Each cell
 gets a directory under ``CACHE/oci/run/PID-START-SESSION/`` with its overlay's upper and work
 directories, ``/etc/hosts``, ``/etc/hostname``, ``/etc/resolv.conf`` and ``config.json``
-(:mod:`.oci_bundle`). The overlay is mounted by the runtime's wrapper in a private mount
-namespace of its own (so no mount outlives the cell), where this host's hybrid cgroup layout is
-also fixed for crun: crun 1.8 refuses cgroup v1 with a cgroup2 mount beside it, so the wrapper
-unmounts ``/sys/fs/cgroup/unified`` in that namespace only.
+(:mod:`.oci_bundle`). The overlay is mounted by the probe's ``ocistart`` (probe/oci_start.c) in a private
+mount namespace of its own (so no mount outlives the cell), where this host's hybrid cgroup layout is
+also fixed for crun: crun 1.8 refuses cgroup v1 with a cgroup2 mount beside it, so ocistart
+unmounts ``/sys/fs/cgroup/unified`` in that namespace only; then it execs the runtime.
 
 Observation is the engine backend's (:class:`.oci_run.OciRun` is a :class:`.docker_run.DockerRun`):
 the same shim, the same watcher with its sealed channel (run by ``crun exec``, its output read from the exec's pipe),
@@ -52,13 +52,6 @@ log = logging.getLogger(__name__)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 HYBRID_V2 = CGROUP_ROOT / "unified"  # the cgroup2 mount of a hybrid layout, which crun 1.8 refuses
 KEPT_HOURS = 24
-# The runtime's wrapper, in a mount namespace of its own: hide the cgroup2 mount (crun), mount the
-# cell's overlay, run the container in the foreground (its exit status is the target's).
-_WRAPPER = """set -e
-[ -z "$HIDE" ] || umount -l "$HIDE"
-mount -t overlay overlay -o "lowerdir=$LOWER,upperdir=$1/upper,workdir=$1/work" "$1/rootfs"
-exec "$RUNTIME" run --bundle "$1" "$2"
-"""
 # The session's guard: it reads its pipe until the session ends. A session that ended cleanly has removed
 # its cells and says "ended" (nothing to reap: no Python started, ~0.9 s of CPU and of the run's end saved);
 # EOF without it (the process was killed) starts the reaper.
@@ -75,7 +68,7 @@ class Runtime:
     @property
     def hide(self) -> str:
         """The cgroup2 mount the wrapper hides (crun on a hybrid layout), or ''."""
-        return str(HYBRID_V2) if self.name == "crun" and _is_hybrid() else ""
+        return str(HYBRID_V2) if self.name == "crun" and _is_hybrid() else ""  # ocistart's HIDE
 
 
 def _is_hybrid() -> bool:
@@ -409,12 +402,12 @@ class OciBackend:
                         mount["options"][-1] = "ro"
             (cell / "config.json").write_text(dumps(cfg))
             _memory_bound(memory_cgroup, spec.memory)
+            # In a mount namespace of its own: the overlay, the cgroup2 mount hidden for crun, then `RUNTIME run`
+            # in the foreground (its exit status is the target's).
             proc = subprocess.Popen(
-                ["unshare", "--mount", "--propagation", "private", "/bin/sh", "-c", _WRAPPER, "oci-wrapper",
-                 str(cell), cid],
-                env={"PATH": os.environ.get("PATH", DEFAULT_PATH), "HIDE": self.runtime.hide, "LOWER": str(lower),
-                     "RUNTIME": self.runtime.path},
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                [str(self.probe / "ocistart"), str(cell), str(lower), self.runtime.hide, self.runtime.path, cid],
+                env={"PATH": os.environ.get("PATH", DEFAULT_PATH)}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, start_new_session=True)
             run = OciRun(proc, self.runtime.path, cid, name, launch, nonce, user=(user.uid, user.gid),
                          memory_cgroup=memory_cgroup, reaper=self.probe / "reap")
             yield run

@@ -73,8 +73,10 @@ say "fact raw inet routes=${routes# }"
 say "fact raw inet6 default=${default6# }"
 # What only a booted kernel can show (containers share the host's): the ipv6.disable= of the
 # kernel command line ("none" if not given), and whether IPv6 has entries in /proc at all.
-disable=none
-for word in $($BB cat /proc/cmdline 2>/dev/null); do
+# A builtin read, not a program: every exec costs 10-30 ms under User-mode Linux.
+disable=none cmdline=
+{ read -r cmdline </proc/cmdline; } 2>/dev/null
+for word in $cmdline; do
     case $word in ipv6.disable=*) disable=${word#ipv6.disable=} ;; esac
 done
 say "fact cmdline ipv6.disable=$disable"
