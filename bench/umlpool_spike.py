@@ -38,7 +38,9 @@ workaround for this CPU that is gone since: AVX off in the guest, the FPU state 
 proxy's nginx could not run and ``--target httpd`` was measured): ``--cells 11 --runs 5 --isolated``: busybox
 0.161, plain 0.027, isolated 0.026 (medians of K=11: 0.617 plain, 0.621 isolated; load 3.9 -> 1.4);
 ``--cells 6 --runs 3``: 0.161, 0.056, 0.032 (load 3.2). The closures cost nothing measurable beside the boot's
-noise (0.2-0.6 CPU-s per kernel). Figures with the proxy on 7.2: README, "One kernel per cell".
+noise (0.2-0.6 CPU-s per kernel). With the proxy's nginx on Debian unstable's 7.2 (raid6 benchmark off),
+``--isolated --cells 6 --runs 3``, 2026-12-07, load 1.6 -> 0.7: one more cell 0.450 (busybox), 0.329 (plain),
+0.231 (isolated) CPU-s; a kernel of one cell 0.846, 0.680, 0.742 CPU-s (isolated below plain is the noise).
 Not a test: nothing asserts.
 """
 
@@ -65,7 +67,8 @@ from pytest_ipv6compat.backends.uml import UmlBackend as Uml
 from pytest_ipv6compat.backends.uml_rootfs import CpioWriter, kernel_builtin, kernel_version, load_order, modules_dir
 
 ROOT = Path(__file__).resolve().parent.parent
-INIT = r"""#!/.ipv6compat/busybox sh
+# Every kind of kernel boots the same way: proc, sysfs, devtmpfs, the modules (ipv6 with disable=1).
+BOOT = r"""#!/.ipv6compat/busybox sh
 P=/.ipv6compat
 BB=$P/busybox
 $BB mount -t proc proc /proc
@@ -74,7 +77,8 @@ $BB mount -t devtmpfs dev $P/dev
 for m in $($BB cat $P/spike-modules); do
     case $m in ipv6.ko) $BB insmod $P/spike/$m disable=1 ;; *) $BB insmod $P/spike/$m ;; esac
 done
-$BB mkdir -p $P/c
+"""
+INIT = BOOT + r"""$BB mkdir -p $P/c
 i=0
 while [ $i -lt CELLS ]; do
     i=$((i + 1))
@@ -100,16 +104,7 @@ $BB poweroff -f
 
 
 # The same boot, then each cell by umlpool_cell (one exec instead of busybox's unshare, sh, mount, ip ...).
-LAUNCHED = r"""#!/.ipv6compat/busybox sh
-P=/.ipv6compat
-BB=$P/busybox
-$BB mount -t proc proc /proc
-$BB mount -t sysfs sysfs /sys
-$BB mount -t devtmpfs dev $P/dev
-for m in $($BB cat $P/spike-modules); do
-    case $m in ipv6.ko) $BB insmod $P/spike/$m disable=1 ;; *) $BB insmod $P/spike/$m ;; esac
-done
-[ MODE = isolated ] && $P/spike/cell boot
+LAUNCHED = BOOT + r"""[ MODE = isolated ] && $P/spike/cell boot
 i=0
 while [ $i -lt CELLS ]; do
     i=$((i + 1))
@@ -119,16 +114,7 @@ $BB poweroff -f
 """
 # --attack: the first cell tries, the second looks; init looks between them (busybox dmesg and cat, the
 # launcher's haskey: full capabilities, no filter, the initial namespaces).
-ATTACK = r"""#!/.ipv6compat/busybox sh
-P=/.ipv6compat
-BB=$P/busybox
-$BB mount -t proc proc /proc
-$BB mount -t sysfs sysfs /sys
-$BB mount -t devtmpfs dev $P/dev
-for m in $($BB cat $P/spike-modules); do
-    case $m in ipv6.ko) $BB insmod $P/spike/$m disable=1 ;; *) $BB insmod $P/spike/$m ;; esac
-done
-[ MODE = isolated ] && $P/spike/cell boot
+ATTACK = BOOT + r"""[ MODE = isolated ] && $P/spike/cell boot
 echo "init $($P/spike/cell attack rootfs-pivot)"
 $BB uname -r
 $BB grep -E "^(Seccomp|CapBnd)" /proc/self/status

@@ -47,11 +47,6 @@ CONFIG_SYMBOLS = {"ipv6": "CONFIG_IPV6", "udp_diag": "CONFIG_INET_UDP_DIAG", "ve
 # service on a port below 1024 (or one that pings) behaves as on the container stacks. umlsetup writes each.
 SYSCTLS = (("net.ipv4.ip_unprivileged_port_start", "0"), ("net.ipv4.ping_group_range", "0 2147483647"))
 INIT = Path(__file__).parent.parent / "probe" / "uml_init.sh"
-# The confinement an engine gives a container, given to the target in the guest too (umlsetup): Docker's read-only
-# and masked paths (``confine``: "ro PATH" and "mask PATH" lines), its device cgroup (``devices.bpf``: a cgroup
-# device program, attached to the cell's cgroup) and the project's seccomp profile for a stack without the AF_INET6
-# rule (``seccomp.bpf``: the real kernel refuses AF_INET6 itself), so that a root target can no more write a global
-# sysctl, open a device it made, read the kernel's log or use a keyring there than in a container.
 _ROOTFS_VERSION = "7"  # bump when the archive layout changes
 DEVICES = (("console", 0o600, (5, 1)), ("null", 0o666, (1, 3)), ("zero", 0o666, (1, 5)), ("full", 0o666, (1, 7)),
            ("random", 0o666, (1, 8)), ("urandom", 0o666, (1, 9)), ("tty", 0o666, (5, 0)))
@@ -247,6 +242,11 @@ def load_order(modules: Path, wanted: Iterable[str] | None = None, config_builti
     return order
 
 
+# The confinement an engine gives a container, given to the target in the guest too (umlsetup): Docker's read-only
+# and masked paths (``confine``: "ro PATH" and "mask PATH" lines), its device cgroup (``devices.bpf``: a cgroup
+# device program, attached to the cell's cgroup) and the project's seccomp profile for a stack without the AF_INET6
+# rule (``seccomp.bpf``: the real kernel refuses AF_INET6 itself), so that a root target can no more write a global
+# sysctl, open a device it made, read the kernel's log or use a keyring there than in a container.
 def confine_lines() -> str:
     """Docker's read-only and masked paths (``oci_bundle.READ_ONLY``, ``MASKED``), as umlsetup reads them."""
     from .oci_bundle import MASKED, READ_ONLY  # it takes SYSCTLS from here

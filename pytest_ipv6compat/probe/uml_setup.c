@@ -215,24 +215,33 @@ static void loopback_up(void)
     close(fd);
 }
 
-static void set_sysctls(const char *list)
+/* Each line "FIRST REST" of the file at PATH, split at its first space, to EACH with ROOT (a line without a
+ * space is skipped): the tables the plugin writes for umlsetup (sysctls, the cell's mounts, confine). */
+static void each_pair(const char *path, const char *root, void (*each)(const char *root, char *first, char *rest))
 {
-    char line[512];
-    FILE *f = fopen(list, "re");
+    char line[4096];
+    FILE *f = fopen(path, "re");
     if (f == NULL)
-        die("open %s: %s", list, strerror(errno));
+        die("open %s: %s", path, strerror(errno));
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = '\0';
-        char *value = strchr(line, ' ');
-        if (value == NULL)
+        char *rest = strchr(line, ' ');
+        if (rest == NULL)
             continue;
-        *value++ = '\0';
-        int fd = open(line, O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || write(fd, value, strlen(value)) < 0)
-            die("set %s to %s: %s", line, value, strerror(errno));
-        close(fd);
+        *rest++ = '\0';
+        each(root, line, rest);
     }
     fclose(f);
+}
+
+/* "PATH VALUE": VALUE written to PATH. */
+static void set_sysctl(const char *root, char *path, char *value)
+{
+    (void)root;
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, value, strlen(value)) < 0)
+        die("set %s to %s: %s", path, value, strerror(errno));
+    close(fd);
 }
 
 static void make_dirs(const char *path)
@@ -252,40 +261,32 @@ static void make_dirs(const char *path)
         die("make %s: %s", buf, strerror(errno));
 }
 
-static void read_only_binds(const char *root, const char *table)
+/* "SOURCE DEST" of the cell's mounts: SOURCE bound read-only at ROOT/DEST (made like SOURCE). */
+static void read_only_bind(const char *root, char *source, char *dest)
 {
-    char line[4096], at[4096];
-    FILE *f = fopen(table, "r");
-    if (f == NULL)
-        die("open %s: %s", table, strerror(errno));
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = '\0';
-        char *dest = strchr(line, ' ');
-        if (dest == NULL || dest[1] == '\0')
-            continue;
-        *dest++ = '\0';
-        struct stat st;
-        if (stat(line, &st) != 0)
-            die("mount %s: %s: %s", dest, line, strerror(errno));
-        if (snprintf(at, sizeof at, "%s%s", root, dest) >= (int)sizeof at)
-            die("mount %s: path too long", dest);
-        if (S_ISDIR(st.st_mode)) {
-            make_dirs(at);
-        } else {
-            char *slash = strrchr(at, '/');
-            *slash = '\0';
-            make_dirs(at);
-            *slash = '/';
-            int fd = open(at, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-            if (fd < 0)
-                die("mount %s: %s", dest, strerror(errno));
-            close(fd);
-        }
-        if (mount(line, at, NULL, MS_BIND, NULL) != 0 ||
-            mount(NULL, at, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0)
+    char at[4096];
+    struct stat st;
+    if (*dest == '\0')
+        return;
+    if (stat(source, &st) != 0)
+        die("mount %s: %s: %s", dest, source, strerror(errno));
+    if (snprintf(at, sizeof at, "%s%s", root, dest) >= (int)sizeof at)
+        die("mount %s: path too long", dest);
+    if (S_ISDIR(st.st_mode)) {
+        make_dirs(at);
+    } else {
+        char *slash = strrchr(at, '/');
+        *slash = '\0';
+        make_dirs(at);
+        *slash = '/';
+        int fd = open(at, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0)
             die("mount %s: %s", dest, strerror(errno));
+        close(fd);
     }
-    fclose(f);
+    if (mount(source, at, NULL, MS_BIND, NULL) != 0 ||
+        mount(NULL, at, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0)
+        die("mount %s: %s", dest, strerror(errno));
 }
 
 /* What an engine confines a container with, read from the probe (uml_rootfs.py writes each file). */
@@ -299,37 +300,26 @@ static size_t read_all(const char *path, void *buf, size_t size)
     return (size_t)n;
 }
 
-/* Each line of TABLE: "ro PATH" binds ROOT/PATH read-only on itself; "mask PATH" hides it (a file under
- * /dev/null, a directory under an empty read-only tmpfs). A PATH the guest does not have is left alone. */
-static void confine_paths(const char *root, const char *table)
+/* Docker's read-only and masked paths: "ro PATH" binds ROOT/PATH read-only on itself; "mask PATH" hides it (a
+ * file under /dev/null, a directory under an empty read-only tmpfs). A PATH the guest does not have is left alone. */
+static void confine_path(const char *root, char *how, char *path)
 {
-    char line[512], at[4096];
+    char at[4096];
     struct stat st;
-    FILE *f = fopen(table, "re");
-    if (f == NULL)
-        die("open %s: %s", table, strerror(errno));
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = '\0';
-        char *path = strchr(line, ' ');
-        if (path == NULL)
-            continue;
-        *path++ = '\0';
-        if (snprintf(at, sizeof at, "%s%s", root, path) >= (int)sizeof at)
-            die("confine %s: path too long", path);
-        if (stat(at, &st) != 0)
-            continue;
-        int failed;
-        if (strcmp(line, "ro") == 0)
-            failed = mount(at, at, NULL, MS_BIND | MS_REC, NULL) != 0 ||
-                     mount(NULL, at, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0;
-        else if (S_ISDIR(st.st_mode))
-            failed = mount("tmpfs", at, "tmpfs", MS_RDONLY, NULL) != 0;
-        else
-            failed = mount(PROBE "/dev/null", at, NULL, MS_BIND, NULL) != 0;
-        if (failed)
-            die("%s %s: %s", strcmp(line, "ro") == 0 ? "make read-only" : "mask", path, strerror(errno));
-    }
-    fclose(f);
+    if (snprintf(at, sizeof at, "%s%s", root, path) >= (int)sizeof at)
+        die("confine %s: path too long", path);
+    if (stat(at, &st) != 0)
+        return;
+    int failed;
+    if (strcmp(how, "ro") == 0)
+        failed = mount(at, at, NULL, MS_BIND | MS_REC, NULL) != 0 ||
+                 mount(NULL, at, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0;
+    else if (S_ISDIR(st.st_mode))
+        failed = mount("tmpfs", at, "tmpfs", MS_RDONLY, NULL) != 0;
+    else
+        failed = mount(PROBE "/dev/null", at, NULL, MS_BIND, NULL) != 0;
+    if (failed)
+        die("%s %s: %s", strcmp(how, "ro") == 0 ? "make read-only" : "mask", path, strerror(errno));
 }
 
 /* The engine's device cgroup: PROGRAM (a cgroup device program) attached to the cell's cgroup. */
@@ -525,10 +515,10 @@ int main(int argc, char **argv)
     mount_table(argv[2], argv[1]);
     load_modules(PROBE "/modules");
     loopback_up();
-    set_sysctls(PROBE "/sysctls");
+    each_pair(PROBE "/sysctls", "", set_sysctl);
     if (strcmp(argv[9], "-") != 0)
         make_pod(argv[9]);
-    read_only_binds(root, argv[4]);
+    each_pair(argv[4], root, read_only_bind);
     for (int i = 10; i < argc; i++) {
         char *colon = strchr(argv[i], ':');
         if (colon == NULL)
@@ -539,7 +529,7 @@ int main(int argc, char **argv)
         make_dirs(at);
         mount_one("tmpfs", at, "tmpfs", colon + 1);
     }
-    confine_paths(root, PROBE "/confine");
+    each_pair(PROBE "/confine", root, confine_path);
     if (strcmp(argv[5], "1") == 0 && mount(NULL, root, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY, NULL) != 0)
         die("make the root read-only: %s", strerror(errno));
     write_file("/sys/fs/cgroup/cgroup.subtree_control", "+pids +memory +cpu", 1);
