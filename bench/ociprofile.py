@@ -6,7 +6,7 @@ backend's own functions in this process (nothing of the plugin is changed); each
 ``run()`` was entered, its median over the cells, and the median step from the milestone before:
 
 * bundle: the cell's directories, files and config.json written (just before its memory cgroup);
-* crun run started: ``Popen`` of the runtime's wrapper returned (``OciRun`` built);
+* crun run started: ``Popen`` of ocistart (which execs the runtime) returned (``OciRun`` built);
 * shim first line / shim attested: the target's stdout (the shim runs after podsetup);
 * listener / settled / probes done / ready: the watcher's records as the plugin reads them;
 * kill, wait (``crun run`` ended), close (threads joined), cgroups removed, directory removed.

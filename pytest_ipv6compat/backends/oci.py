@@ -67,7 +67,7 @@ class Runtime:
 
     @property
     def hide(self) -> str:
-        """The cgroup2 mount the wrapper hides (crun on a hybrid layout), or ''."""
+        """The cgroup2 mount ocistart hides (crun on a hybrid layout), or ''."""
         return str(HYBRID_V2) if self.name == "crun" and _is_hybrid() else ""  # ocistart's HIDE
 
 
