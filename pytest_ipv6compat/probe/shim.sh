@@ -26,47 +26,70 @@ for iface in all default lo; do
     [ -r "$f" ] && read -r v <"$f"
     say "fact $iface.disable_ipv6=${v:-absent}"
 done
-lo6=absent
-while read -r addr rest; do
-    [ "$addr" = 00000000000000000000000000000001 ] && lo6=present
-done 2>/dev/null </proc/net/if_inet6
-say "fact lo ::1=$lo6"
-# The pod address (stacks.POD_ADDRESSES), raw: IPv6 addresses of global scope (IFACE:HEX/PREFIX),
-# the local IPv4 addresses (fib_trie: the address line before each "/32 host LOCAL"), the IPv4
-# routes (IFACE:DEST/MASK, hex as the kernel writes them) and the interfaces of IPv6 default
-# routes (not the kernel's reject entry on lo, flag 0x200); stacks.py decodes and checks them.
-# A reader of these tables sees one entry twice if the kernel changes them while it reads (its place is an
-# index), so they are read until two readings agree (five at most; then the last is reported, and the
-# attestation fails on it if it is wrong).
-pod_tables() {
-    v6=
-    while read -r addr _ plen scope _ name; do
-        [ "$scope" = 00 ] && v6="$v6 $name:$addr/$((0x$plen))"
-    done 2>/dev/null </proc/net/if_inet6
-    v4= last=
-    while read -r a b c _; do
-        case $a in
-            '|--') last=$b ;;
-            /32) [ "$b $c" = "host LOCAL" ] && case " $v4 " in *" $last "*) ;; *) v4="$v4 $last" ;; esac ;;
-        esac
-    done 2>/dev/null </proc/net/fib_trie
-    routes=
-    while read -r name dest _ _ _ _ _ mask _; do
-        [ "$name" = Iface ] || routes="$routes $name:$dest/$mask"
-    done 2>/dev/null </proc/net/route
-    default6=
-    while read -r dest plen _ _ _ _ _ _ flags name; do
-        [ "$dest/$plen" = 00000000000000000000000000000000/00 ] && [ $((0x$flags & 0x200)) = 0 ] &&
-            default6="$default6 $name"
-    done 2>/dev/null </proc/net/ipv6_route
-    tables="$v6|$v4|$routes|$default6"
+# The address tables (and the kernel's command line), each read whole by one program, twice in a row: the
+# shell's `read` takes two system calls per byte (a poll and a read), and under User-mode Linux a system call
+# costs ~65 us and a program's start ~25 ms (two readings of the tables with `read` took ~0.2 of the ~1 CPU-s
+# of a real-kernel cell). head prints "==> FILE <==" before each file it could open, nothing for one that does
+# not exist; a file seen again begins the second reading.
+proc_tables="/proc/cmdline /proc/net/if_inet6 /proc/net/fib_trie /proc/net/route /proc/net/ipv6_route"
+# One line of the table $table, as words. The pod address (stacks.POD_ADDRESSES), raw: IPv6 addresses of
+# global scope (IFACE:HEX/PREFIX), the local IPv4 addresses (fib_trie: the address line before each
+# "/32 host LOCAL"), the IPv4 routes (IFACE:DEST/MASK, hex as the kernel writes them) and the interfaces of
+# IPv6 default routes (not the kernel's reject entry on lo, flag 0x200); stacks.py decodes and checks them.
+table_line() {
+    [ $# -gt 0 ] || return 0
+    case $table in
+        /proc/cmdline) cmdline="$*" ;;
+        /proc/net/if_inet6)  # ADDR INDEX PREFIX SCOPE FLAGS IFACE
+            [ "$1" = 00000000000000000000000000000001 ] && lo6=present
+            [ "$4" = 00 ] && v6="$v6 $6:$1/$((0x$3))" ;;
+        /proc/net/fib_trie)
+            case $1 in
+                '|--') last=$2 ;;
+                /32) [ "$2 $3" = "host LOCAL" ] && case " $v4 " in *" $last "*) ;; *) v4="$v4 $last" ;; esac ;;
+            esac ;;
+        /proc/net/route)  # IFACE DEST GATEWAY FLAGS REFCNT USE METRIC MASK ...
+            [ "$1" = Iface ] || routes="$routes $1:$2/$8" ;;
+        /proc/net/ipv6_route)  # DEST PLEN SRC SPLEN NEXTHOP METRIC REFCNT USE FLAGS IFACE
+            [ "$1/$2" = 00000000000000000000000000000000/00 ] && [ $((0x$9 & 0x200)) = 0 ] &&
+                default6="$default6 ${10}" ;;
+    esac
 }
-pod_tables
-for _ in 1 2 3 4; do
-    previous=$tables
-    pod_tables
+reading() {  # a reading begins: the one before it, if any, is $previous
+    [ -n "$seen" ] && previous="$lo6|$v6|$v4|$routes|$default6"
+    seen= lo6=absent v6= v4= last= routes= default6=
+}
+# Both readings of one program: $tables is the second, $previous the first.
+read_tables() {
+    # shellcheck disable=SC2086 # one word per file
+    raw=$($BB head -n 100000 $proc_tables $proc_tables 2>/dev/null)
+    previous= seen=
+    reading
+    saved=$IFS
+    IFS=$nl
+    set -f
+    for line in $raw; do
+        case $line in
+            '==> '*' <==')
+                table=${line#'==> '}
+                table=${table%' <=='}
+                case " $seen " in *" $table "*) reading ;; esac
+                seen="$seen $table" ;;
+            *) IFS=$saved; table_line $line; IFS=$nl ;;
+        esac
+    done
+    set +f
+    IFS=$saved
+    tables="$lo6|$v6|$v4|$routes|$default6"
+}
+# A reader of these tables sees one entry twice if the kernel changes them while it reads (its place is an
+# index), so they are read until two readings in a row agree (six at most; then the last is reported, and
+# the attestation fails on it if it is wrong).
+for _ in 1 2 3; do
+    read_tables
     [ "$tables" = "$previous" ] && break
 done
+say "fact lo ::1=$lo6"
 say "fact raw inet6 global=${v6# }"
 say "fact raw inet local=${v4# }"
 say "fact raw inet routes=${routes# }"
@@ -74,8 +97,7 @@ say "fact raw inet6 default=${default6# }"
 # What only a booted kernel can show (containers share the host's): the ipv6.disable= of the
 # kernel command line ("none" if not given), and whether IPv6 has entries in /proc at all.
 # A builtin read, not a program: every exec costs 10-30 ms under User-mode Linux.
-disable=none cmdline=
-{ read -r cmdline </proc/cmdline; } 2>/dev/null
+disable=none
 for word in $cmdline; do
     case $word in ipv6.disable=*) disable=${word#ipv6.disable=} ;; esac
 done

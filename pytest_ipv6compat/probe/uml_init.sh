@@ -95,8 +95,10 @@ fi
 IPV6COMPAT_KEY=$KEY $P/watch "$@" 2>&1 | while IFS= read -r line; do
     case $line in
     *" ready")
+        # "PID (COMM) STATE ...": the state is within 48 bytes (7 digits, 15 of comm), and `read` takes a byte
+        # per system call (two, with its poll), ~65 us each here: the rest of the line is not read.
         stat=
-        { read -r stat <"/proc/$target/stat"; } 2>/dev/null
+        { read -r -n 48 stat <"/proc/$target/stat"; } 2>/dev/null
         state=${stat##*) }
         case "${state%% *}" in R | S | D | T | t | W | I) ;; *) break ;; esac
         [ "$TABLES" = 1 ] && tables ready
