@@ -250,12 +250,14 @@ def use_base_image(client: docker.DockerClient, ref: str) -> str:
 # watch.c to watch (observes every cell), uml_setup.c to umlsetup (sets up a User-mode Linux cell), pod_setup.c
 # (which includes uml_setup.c for its user lookup) to podsetup (a container cell's pod address); both include
 # pod_net.c (the pod interface over rtnetlink), through uml_setup.c. Two run on the host, not in a cell, for the
-# oci backend: oci_start.c to ocistart, which starts a cell's container (backends/oci.py), and reap.c to reap, a
-# child subreaper under which the watcher's `crun exec` runs (backends/oci_run.py).
-_PROBE_FILES = ("shim.sh", "watch.c", "uml_setup.c", "pod_setup.c", "pod_net.c", "reap.c", "oci_start.c")
+# oci backend: oci_start.c to ocistart, which starts a cell's container (backends/oci.py), oci_enter.c to ocienter,
+# which starts the watcher in a crun cell's container as `crun exec` would, and reap.c to reap, a child subreaper
+# under which the watcher's `runc exec` runs (backends/oci_run.py).
+_PROBE_FILES = ("shim.sh", "watch.c", "uml_setup.c", "pod_setup.c", "pod_net.c", "reap.c", "oci_start.c",
+                "oci_enter.c")
 _PROGRAMS = (
     ("watch.c", "watch", ("-lssl", "-lcrypto")), ("uml_setup.c", "umlsetup", ()), ("pod_setup.c", "podsetup", ()),
-    ("reap.c", "reap", ()), ("oci_start.c", "ocistart", ()),
+    ("reap.c", "reap", ()), ("oci_start.c", "ocistart", ()), ("oci_enter.c", "ocienter", ()),
 )
 
 

@@ -161,9 +161,11 @@ def test_probe_holds_busybox_and_the_probe_files(cache_dir: Path) -> None:
     assert (probe / "shim.sh").read_bytes() == (PROBE_SOURCES / "shim.sh").read_bytes()
     assert os.access(probe / "reap", os.X_OK)  # compiled from reap.c: the oci backend's subreaper, run on the host
     assert os.access(probe / "ocistart", os.X_OK)  # compiled from oci_start.c: starts an oci cell, on the host
-    assert sorted(p.name for p in probe.iterdir()) == ["busybox", "oci_start.c", "ocistart", "pod_net.c",
-                                                       "pod_setup.c", "podsetup", "reap", "reap.c", "shim.sh",
-                                                       "uml_setup.c", "umlsetup", "watch", "watch.c"]
+    assert os.access(probe / "ocienter", os.X_OK)  # compiled from oci_enter.c: starts the watcher in a cell, host side
+    assert sorted(p.name for p in probe.iterdir()) == ["busybox", "oci_enter.c", "oci_start.c", "ocienter",
+                                                       "ocistart", "pod_net.c", "pod_setup.c", "podsetup", "reap",
+                                                       "reap.c", "shim.sh", "uml_setup.c", "umlsetup", "watch",
+                                                       "watch.c"]
     started = time.monotonic()
     assert images.ensure_probe(cache_dir) == probe
     assert time.monotonic() - started < 0.5
