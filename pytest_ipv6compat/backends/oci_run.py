@@ -3,8 +3,9 @@ runtime's channels.
 
 The target's stdout and stderr are the pipes of ``crun run`` (in the foreground), read apart into the
 engine backend's bounded tail; the exit code is ``crun run``'s, an OOM kill the target SIGKILLed with the
-cell's memory cgroup at its bound; the watcher runs by ``crun exec``, its sealed records read from the
-exec's stdout (the runtime's own words on its stderr, never on the channel). The exec runs under the probe's
+cell's memory cgroup at its bound; the watcher is started in the container by the probe's ``ocienter``
+(probe/oci_enter.c: what ``crun exec`` does, without crun), its sealed records read from its stdout (the
+launcher's own words on its stderr, never on the channel). Under runc it runs by ``runc exec`` under the probe's
 ``reap`` (probe/reap.c), a child subreaper: a runtime helper the exec orphans in the container's pid namespace is
 reaped there at once, not by this host's PID 1 (see :meth:`OciRun._read_watcher`).
 """
@@ -31,9 +32,9 @@ from .logtext import LOG_TAIL_LINES, clean
 log = logging.getLogger(__name__)
 
 STOP_S = 5.0  # after a kill: how long the runtime may take to end
-_EXEC_RETRY_S = 2.0  # how long an exec into a running container may fail before it counts
+_EXEC_RETRY_S = 2.0  # how long runc's exec into a running container may fail before it counts
 _EXEC_RETRY_WAIT_S = 0.01
-# What crun (and runc) say when an exec meets a container whose process has ended (or is ending).
+# What the runtime says when an exec meets a container whose process has ended (or is ending).
 _GONE = ("container process not found", "setns(", "stopped")
 _OOM_SLACK = 65536  # a peak this close to the memory bound (bytes) is the bound reached
 
@@ -42,10 +43,12 @@ class OciRun(DockerRun):
     """A target started by the runtime, observed as :class:`DockerRun` observes a container."""
 
     def __init__(self, proc: subprocess.Popen[bytes], runtime: str, container_id: str, name: str,
-                 launch: Launch, nonce: str, *, user: tuple[int, int], memory_cgroup: Path, reaper: Path) -> None:
+                 launch: Launch, nonce: str, *, user: tuple[int, int], memory_cgroup: Path, reaper: Path,
+                 enter: list[str] | None = None) -> None:
         self._proc = proc
         self._runtime = runtime
         self._reaper = reaper
+        self._enter = enter
         self._user = user
         self._memory_cgroup = memory_cgroup
         self.kept: Path | None = None
@@ -122,19 +125,26 @@ class OciRun(DockerRun):
             self._output.append((when, clean(line)))
 
     def _read_watcher(self) -> None:
-        # As the cell's user (docker_run's exec_user), not the root a pod address starts the container as. Under
-        # reap, a child subreaper: an exec that meets the target as it dies can orphan the helper it forked into the
-        # container's pid namespace; orphaned to this host's PID 1 (which may reap late: a sandbox's process manager
-        # took 1-2 s), it stayed a zombie, and the namespace's init, so `crun run` and the verdict, waited for it.
-        # reap reaps it as it exits (and the exec itself; its status is the exec's; SIGKILLed, it takes the exec).
-        argv = [str(self._reaper), self._runtime, "exec", "--user", f"{self._user[0]}:{self._user[1]}", "--env",
-                self._channel.environment, self.container_id, *self._watch_argv()]
+        # As the cell's user (docker_run's exec_user), not the root a pod address starts the container as.
+        user = f"{self._user[0]}:{self._user[1]}"
+        if self._enter is not None:
+            # crun: ocienter does what `crun exec --user UID:GID --env KEY` does, without crun (no status file to
+            # wait for: nothing to try again; an init already gone fails at once, as the exec did). It is a child
+            # subreaper itself: nothing it starts is left to this host's PID 1.
+            argv = [*self._enter, user, "--env", self._channel.environment, "--", *self._watch_argv()]
+        else:
+            # runc: under reap, a child subreaper: an exec that meets the target as it dies can orphan the helper it
+            # forked into the container's pid namespace; orphaned to this host's PID 1 (which may reap late: a
+            # sandbox's process manager took 1-2 s), it stayed a zombie, and the namespace's init, so `runc run` and
+            # the verdict, waited for it. reap reaps it as it exits (and the exec itself; its status is the exec's).
+            argv = [str(self._reaper), self._runtime, "exec", "--user", user, "--env", self._channel.environment,
+                    self.container_id, *self._watch_argv()]
         self._events.put(("watch-open", None))  # from now on, the watcher must write every STALL_S
-        until = time.monotonic() + _EXEC_RETRY_S
+        until = time.monotonic() + (_EXEC_RETRY_S if self._enter is None else 0.0)
         while True:
             try:
-                # The runtime's own words (an exec into a container that has just ended) on stderr: never on the
-                # watcher's channel, where a line beginning "error" would be taken for an unsealed record.
+                # The launcher's or runtime's own words (an exec into a container that has just ended) on stderr:
+                # never on the watcher's channel, where a line beginning "error" would be taken for an unsealed record.
                 proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, start_new_session=True)
             except OSError as exc:
@@ -152,9 +162,10 @@ class OciRun(DockerRun):
             words: list[str] = []
             with contextlib.suppress(OSError, ValueError):
                 words = [w.strip() for w in proc.stderr.read(65536).decode("utf-8", "replace").split("\n")]
-            # crun writes the container's status file a moment after the target has started (and the shim
-            # attested): an exec that soon fails to read it. While the container runs, try again; but not once
-            # the runtime says its process is gone (a try that meets the ending container would only fail again).
+            # The runtime may write the container's state a moment after the target has started (crun's status file
+            # did; runc is given the same grace): an exec that soon fails to read it. While the container runs, try
+            # again; but not once the runtime says its process is gone (a try that meets the ending container would
+            # only fail again).
             gone = any(sign in w for w in words for sign in _GONE)
             if (not wrote and not gone and proc.returncode != 0 and self._proc.poll() is None
                     and not self._closed.is_set() and time.monotonic() < until):
