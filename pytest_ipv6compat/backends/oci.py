@@ -10,7 +10,8 @@ also fixed for crun: crun 1.8 refuses cgroup v1 with a cgroup2 mount beside it, 
 unmounts ``/sys/fs/cgroup/unified`` in that namespace only; then it execs the runtime.
 
 Observation is the engine backend's (:class:`.oci_run.OciRun` is a :class:`.docker_run.DockerRun`):
-the same shim, the same watcher with its sealed channel (run by ``crun exec``, its output read from the exec's pipe),
+the same shim, the same watcher with its sealed channel (started in the container by the probe's ``ocienter`` as
+``crun exec`` would start it, by ``runc exec`` under runc; its output read from that process's pipe),
 the same parser; the exit code comes from ``crun run`` in the foreground, the OOM kill from the
 cell's own memory cgroup. Every cell is removed when it ends; a per-session guard (it reads a pipe
 only this process holds) removes what is left if the process is killed, and :meth:`OciBackend.sweep`
