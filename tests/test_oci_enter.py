@@ -20,17 +20,15 @@ import resource
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import launch
+from test_oci_seccomp import crun  # noqa: F401 - the fixture: a crun backend (skips without crun)
 from test_seccomp import BUILDS, _build, _results
 from test_zoo import zoo_image  # noqa: F401 - the fixture
 
-from pytest_ipv6compat import images
-from pytest_ipv6compat.backends.docker_api import DockerBackend as Engine
-from pytest_ipv6compat.backends.oci import CGROUP_ROOT, OciBackend, find_runtime
+from pytest_ipv6compat.backends.oci import CGROUP_ROOT, OciBackend
 from pytest_ipv6compat.backends.oci_run import OciRun
 from pytest_ipv6compat.spec import PROBE_MOUNT
 from pytest_ipv6compat.stacks import get_stack
@@ -64,16 +62,6 @@ echo '# descriptors'; {B} ls /proc/$$/fd
 echo '# syscalls'; exec /seccomp-probe checks
 """
 KEY = "IPV6COMPAT_KEY=" + "0" * 64
-
-
-@pytest.fixture(scope="module")
-def crun(engine: Engine) -> Iterator[OciBackend]:
-    runtime = find_runtime()
-    if runtime is None or runtime.name != "crun":
-        pytest.skip("crun is not installed (ocienter is the crun cells' launcher)")
-    backend = OciBackend(engine, images.default_cache_dir(), engine.probe_dir, runtime)
-    yield backend
-    backend.remove_session()
 
 
 @pytest.fixture(scope="module")
