@@ -50,12 +50,18 @@ C=/sys/fs/cgroup
 RUN='cd -- "$1" 2>/dev/null || { /.ipv6compat/busybox mkdir -p -- "$1" && cd -- "$1"; } || exit 126
 shift 2
 . /.ipv6compat/shim.sh'
+# Once the cell's environment is exported, no variable of this shell is read: the environment may name any of them
+# (P, BB, RUN ...), so what the exec needs is in the positional parameters before, and the paths are written out.
 (
     while read -r _ assignment; do unset "${assignment%%=*}"; done <$P/cell/inherited
-    eval "set -- $ENV"
-    for assignment; do export "$assignment"; done
-    eval "set -- $EXEC"
-    echo 0 >$C/cell/cgroup.procs && exec $P/umlsetup --as "${2:-0}" --root $R $BB sh -c "$RUN" sh "$@"
+    echo 0 >$C/cell/cgroup.procs || exit 126
+    eval "set -- $ENV -- \"\$RUN\" sh $EXEC"  # NAME=value ... -- RUN sh DIR USER NONCE -- COMMAND...
+    while [ "$1" != -- ]; do
+        export "$1"
+        shift
+    done
+    shift
+    exec /.ipv6compat/umlsetup --as "${4:-0}" --root /.ipv6compat/root /.ipv6compat/busybox sh -c "$@"
 ) 3>&- &
 target=$!
 eval "set -- $WATCH"
