@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 
 from pytest_ipv6compat.backends import Launch
+from pytest_ipv6compat.backends.docker_api import remove
 from pytest_ipv6compat.matrix import Matrix
 from pytest_ipv6compat.model import Cell
 from pytest_ipv6compat.spec import RunSpec
@@ -50,3 +54,19 @@ def cell_env(matrix: Matrix, cell: Cell) -> dict[str, str | None]:
     if cell.knob:
         env[cell.knob] = cell.setting.value
     return env
+
+
+def engine_alone(client: docker.DockerClient, image: str, argv: Sequence[str], **run: Any) -> str:
+    """What the engine itself gives ``argv`` in ``image``, without the probe, on --network none: its output (ground
+    truth taken apart from the plugin). ``run``: the engine's create settings (user, environment, sysctls ...).
+    The container is removed however it ends, also when it cannot start; its labels name this process, so the
+    suite's leak check would find it."""
+    container = client.containers.create(image, list(argv), network_mode="none", **run,
+                                         labels={"ipv6compat.session": "test-engine-alone",
+                                                 "ipv6compat.pid": str(os.getpid())})
+    try:
+        container.start()
+        container.wait(timeout=60)
+        return bytes(container.logs(stdout=True, stderr=True)).decode()
+    finally:
+        remove(client, container.id, container.name)

@@ -16,13 +16,13 @@ import docker
 import groundtruth
 import pytest
 from engines import podman_service
-from helpers import launch
+from helpers import engine_alone, launch
 from test_zoo import zoo_image  # noqa: F401 - the zoo image fixture, shared
 from zoo_table import POD_STACKS, POD_TARGETS, ZooTarget
 
 from pytest_ipv6compat import images, matrix
 from pytest_ipv6compat.backends import UnknownUser
-from pytest_ipv6compat.backends.docker_api import DockerBackend, remove
+from pytest_ipv6compat.backends.docker_api import DockerBackend
 from pytest_ipv6compat.matrix import parse_expectation
 from pytest_ipv6compat.model import Outcome
 from pytest_ipv6compat.report import short_verdict
@@ -52,14 +52,7 @@ def pod_engine(request: pytest.FixtureRequest, engine: DockerBackend, base_image
 
 def _plain(client: docker.DockerClient, image: str, user: str | None, stack: str) -> str:
     """What the engine itself gives a target of ``user``: a container without the probe, on --network none."""
-    container = client.containers.run(image, ["sh", "-c", IDENTITY], user=user or "", network_mode="none",
-                                      sysctls=STACKS[stack].sysctls(), detach=True,
-                                      labels={"ipv6compat.session": "test-pod-plain"})
-    try:
-        container.wait(timeout=60)
-        return bytes(container.logs(stdout=True, stderr=True)).decode()
-    finally:
-        remove(client, container.id, container.name)
+    return engine_alone(client, image, ["sh", "-c", IDENTITY], user=user or "", sysctls=STACKS[stack].sysctls())
 
 
 @pytest.mark.parametrize("user", [None, "nobody", "1234", "1234:5678", "nobody:nogroup", "0:1234"])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import docker
 import pytest
-from helpers import launch
+from helpers import engine_alone, launch
 
 from pytest_ipv6compat.backends.docker_api import DockerBackend as Engine
 from pytest_ipv6compat.backends.uml import UmlBackend
@@ -48,8 +48,7 @@ def test_nothing_the_shim_assigns_reaches_the_target(kind: str, engine: Engine, 
     env = {name: f"kept {name}" for name in NAMES}
     script = "for each_name in " + " ".join(NAMES) + '; do eval "echo $each_name=\\${$each_name-unset}"; done'
     assert "each_name" not in NAMES
-    truth = client.containers.run(base_image, ["sh", "-c", script], environment=env, network_mode="none",
-                                  remove=True).decode()
+    truth = engine_alone(client, base_image, ["sh", "-c", script], environment=env)
     stack = get_stack("ipv6-boot-disabled" if kind == "uml" else "dual-stack")
     backend = uml if kind == "uml" else engine
     with backend.run(launch(base_image, stack, env=env, command=("sh", "-c", script))) as run:

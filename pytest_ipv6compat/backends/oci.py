@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 HYBRID_V2 = CGROUP_ROOT / "unified"  # the cgroup2 mount of a hybrid layout, which crun 1.8 refuses
 KEPT_HOURS = 24
+CRUN_RUNDIR = "/run/crun"  # where crun keeps its state when its --version does not say
 # The session's guard: it reads its pipe until the session ends. A session that ended cleanly has removed
 # its cells and says "ended" (nothing to reap: no Python started, ~0.9 s of CPU and of the run's end saved);
 # EOF without it (the process was killed) starts the reaper.
@@ -65,7 +66,7 @@ class Runtime:
     name: str  # crun or runc
     path: str
     version: str
-    rundir: str = "/run/crun"  # crun's state directory (``crun --version``'s ``rundir:``): RUNDIR/ID/seccomp.bpf
+    rundir: str = CRUN_RUNDIR  # crun's state directory (``crun --version``'s ``rundir:``): RUNDIR/ID/seccomp.bpf
 
     @property
     def hide(self) -> str:
@@ -93,7 +94,7 @@ def find_runtime() -> Runtime | None:
             except (OSError, subprocess.TimeoutExpired):
                 continue
             rundir = next((line.split(":", 1)[1].strip() for line in out.stdout.splitlines()
-                           if line.startswith("rundir:")), "/run/crun")
+                           if line.startswith("rundir:")), CRUN_RUNDIR)
             return Runtime(name, path, version, rundir)
     return None
 

@@ -32,7 +32,7 @@ ipv6compat_shim() {
     done
     # The address tables (and the kernel's command line), each read whole by one program, twice in a row: the
     # shell's `read` takes two system calls per byte (a poll and a read), and under User-mode Linux a system call
-    # costs ~65 us and a program's start ~25 ms (two readings of the tables with `read` took ~0.2 of the ~1 CPU-s
+    # costs 20-65 us and a program's start 5-25 ms (two readings of the tables with `read` took ~0.2 of the ~1 CPU-s
     # of a real-kernel cell). head prints "==> FILE <==" before each file it could open, nothing for one that does
     # not exist; a file seen again begins the second reading.
     proc_tables="/proc/cmdline /proc/net/if_inet6 /proc/net/fib_trie /proc/net/route /proc/net/ipv6_route"
@@ -59,15 +59,17 @@ ipv6compat_shim() {
                     default6="$default6 ${10}" ;;
         esac
     }
-    reading() {  # a reading begins: the one before it, if any, is $previous
-        [ -n "$seen" ] && previous="$lo6|$v6|$v4|$routes|$default6"
+    reading() {  # a reading begins
         seen= lo6=absent v6= v4= last= routes= default6=
+    }
+    ended() {  # a reading ended: it is $tables, the one before it $previous
+        previous=$tables
+        tables="$lo6|$v6|$v4|$routes|$default6"
     }
     # Both readings of one program: $tables is the second, $previous the first.
     read_tables() {
         # shellcheck disable=SC2086 # one word per file
         raw=$($BB head -n 100000 $proc_tables $proc_tables 2>/dev/null)
-        previous= seen=
         reading
         saved=$IFS
         IFS=$nl
@@ -77,14 +79,14 @@ ipv6compat_shim() {
                 '==> '*' <==')
                     table=${line#'==> '}
                     table=${table%' <=='}
-                    case " $seen " in *" $table "*) reading ;; esac
+                    case " $seen " in *" $table "*) ended; reading ;; esac
                     seen="$seen $table" ;;
                 *) IFS=$saved; table_line $line; IFS=$nl ;;
             esac
         done
         set +f
         IFS=$saved
-        tables="$lo6|$v6|$v4|$routes|$default6"
+        ended
     }
     # A reader of these tables sees one entry twice if the kernel changes them while it reads (its place is an
     # index), so they are read until two readings in a row agree (six at most; then the last is reported, and

@@ -102,7 +102,7 @@ IPV6COMPAT_KEY=$KEY $P/watch "$@" 2>&1 | while IFS= read -r line; do
     case $line in
     *" ready")
         # "PID (COMM) STATE ...": the state is within 48 bytes (7 digits, 15 of comm), and `read` takes a byte
-        # per system call (two, with its poll), ~65 us each here: the rest of the line is not read.
+        # per system call (two, with its poll), 20-65 us each here: the rest of the line is not read.
         stat=
         { read -r -n 48 stat <"/proc/$target/stat"; } 2>/dev/null
         state=${stat##*) }
