@@ -209,8 +209,10 @@ class EngineLink:
     started through the link, stay (removed with the engine)."""
 
     def __init__(self, engine_url: str, path: Path, cut_after_starts: int | None = None, *,
-                 cut_on: re.Pattern[bytes] | None = None) -> None:
+                 cut_on: re.Pattern[bytes] | None = None, mute: re.Pattern[bytes] | None = None) -> None:
         self.target = engine_url.removeprefix("unix://")
+        self._mute = mute  # requests answered here, with an empty stream, instead of by the engine
+        self.muted = 0
         self.path = path
         self.url = f"unix://{path}"
         self.starts = 0  # container starts (POST .../containers/ID/start, or requests matching cut_on) passed on
@@ -248,6 +250,12 @@ class EngineLink:
     def _pump(self, source: socket.socket, sink: socket.socket, requests: bool) -> None:
         try:
             while data := source.recv(65536):
+                if requests and self._mute is not None and self._mute.search(data):
+                    with self._lock:
+                        self.muted += 1
+                    source.sendall(EMPTY_STREAM)
+                    sink.shutdown(socket.SHUT_RDWR)  # the engine never sees it; the answer's pump ends the stream
+                    return
                 if requests and self._pattern.search(data):
                     with self._lock:
                         self.starts += 1
@@ -277,6 +285,12 @@ class EngineLink:
             conn.close()
 
 
+# An engine's answer to a streamed request, with nothing in the stream: what a followed log that loses its lines
+# gives (podman#10675, #18501).
+EMPTY_STREAM = (b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.multiplexed-stream\r\n"
+                b"Connection: close\r\nContent-Length: 0\r\n\r\n")
+# the followed log of a container: the shim's attestation is read from it
+FOLLOWED_LOGS = re.compile(rb"^GET /v[\d.]+/containers/[0-9a-f]+/logs\?[^ ]*follow=1", re.M)
 CONTAINER_START = re.compile(rb"^POST /v[\d.]+/containers/[0-9a-f]+/start ", re.M)
 # the start of an exec session: the watcher's, once the target is running (the cell is being observed)
 EXEC_START = re.compile(rb"^POST /v[\d.]+/exec/[0-9a-f]+/start ", re.M)
@@ -284,10 +298,10 @@ EXEC_START = re.compile(rb"^POST /v[\d.]+/exec/[0-9a-f]+/start ", re.M)
 
 @contextlib.contextmanager
 def engine_link(engine_url: str, cut_after_starts: int | None = None, *,
-                cut_on: re.Pattern[bytes] | None = None) -> Iterator[EngineLink]:
+                cut_on: re.Pattern[bytes] | None = None, mute: re.Pattern[bytes] | None = None) -> Iterator[EngineLink]:
     """An :class:`EngineLink` to ``engine_url`` on a private socket; cut (if not yet) when the context ends."""
     state = Path(tempfile.mkdtemp(prefix="ipv6compat-link-", dir=STATE_ROOT))
-    link = EngineLink(engine_url, state / "engine.sock", cut_after_starts, cut_on=cut_on)
+    link = EngineLink(engine_url, state / "engine.sock", cut_after_starts, cut_on=cut_on, mute=mute)
     try:
         yield link
     finally:

@@ -156,6 +156,8 @@ class DockerRun:
                 self._shim.feed(line)
                 if self._shim.attested:
                     break
+            else:
+                self._reread_shim()
         except Exception as exc:  # noqa: BLE001 - any stream failure ends the attestation
             log.debug("shim stream of %s ended: %s", self.name, exc)
         finally:
@@ -163,6 +165,24 @@ class DockerRun:
             if stream is not None:
                 with contextlib.suppress(Exception):
                     stream.close()
+
+    def _reread_shim(self) -> None:
+        """The followed output ended without the attestation: read the whole log until it has it.
+
+        Podman's followed logs can end before the last lines of a container that exits as the
+        stream attaches, though its log has them (podman#10675, #18501; seen once here on 4.3 with
+        a target that exits within milliseconds). The log is read again, whole, until it holds the
+        attestation or a read made after the container stopped running does not: its verdict then.
+        """
+        while not self._closed.is_set() and time.monotonic() < self.deadline:
+            running = self._state_if_exited() is None
+            for line in lines([self._logs_tail("all")]):
+                self._shim.feed(line)
+            if self._shim.attested or not running:
+                if self._shim.attested:
+                    log.debug("the followed output of %s ended before the attestation; the log had it", self.name)
+                return
+            self._closed.wait(_EXIT_POLL_S)
 
     def _watch_argv(self) -> list[str]:
         """The watcher's command line (probe/watch.c), the same on every backend that runs it in the container."""
@@ -481,7 +501,7 @@ class DockerRun:
             self._tail = entries
         return entries
 
-    def _logs_tail(self, lines: int) -> bytes:
+    def _logs_tail(self, lines: int | str) -> bytes:
         """The engine's logs call without docker-py's inspect before it (it asks whether the container has a
         tty, and ours never has): one round trip fewer on the verdict's path, some 20-40 ms on Podman."""
         params = {"stdout": 1, "stderr": 1, "timestamps": 1, "tail": lines, "follow": 0}
