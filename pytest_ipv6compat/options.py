@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from .model import KnobSetting
+from .report import SCHEMA_ID, SCHEMA_VERSION
 from .spec import PROBES, RunSpec, SpecError, check_image, parse_run_settings
 from .stacks import STACKS
 
@@ -62,7 +63,8 @@ OPTIONS = (
     ),
     Option("ipv6_markdown", "write the compatibility grid as Markdown to this file", "path", None, "PATH"),
     Option(
-        "ipv6_json", "write the results as JSON (schema pytest-ipv6compat/report v1) to this file", "path", None, "PATH"
+        "ipv6_json", f"write the results as JSON (schema {SCHEMA_ID} v{SCHEMA_VERSION}) to this file", "path", None,
+        "PATH",
     ),
     Option(
         "ipv6_timeout",

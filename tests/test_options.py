@@ -95,6 +95,13 @@ def test_every_option_has_an_ini_key_and_shared_help(pytester: pytest.Pytester) 
         assert opt.flag.startswith("--ipv6-")
 
 
+def test_the_json_option_names_the_schema_it_writes(pytester: pytest.Pytester) -> None:
+    from pytest_ipv6compat.report import SCHEMA_ID, SCHEMA_VERSION
+
+    result = pytester.runpytest("--help")
+    assert f"(schema {SCHEMA_ID} v{SCHEMA_VERSION})" in " ".join(result.stdout.str().split())
+
+
 def test_markers_are_registered_with_signatures(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--markers")
     result.stdout.fnmatch_lines(
