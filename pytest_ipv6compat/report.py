@@ -1,4 +1,4 @@
-"""Render matrix results: terminal grid, Markdown, JSON (schema v3), JUnit properties.
+"""Render matrix results: terminal grid, Markdown, JSON (schema v4), JUnit properties.
 
 Pure functions over :class:`~.results.CellResult`; no pytest, no Docker. Every renderer sorts
 its input by an :class:`Ordering`, so a serial run and an xdist run (which finish
@@ -440,7 +440,7 @@ def render_json(
 
 
 def load_json(text: str) -> tuple[dict[str, object], list[CellResult]]:
-    """Read a report document (v2 or v3) back: (meta, results)."""
+    """Read a report document (v2, v3 or v4) back: (meta, results)."""
     meta, results, _ = load_report(text)
     return meta, results
 

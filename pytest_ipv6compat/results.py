@@ -101,7 +101,7 @@ class CellResult:
             raise ValueError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
 
     def to_dict(self) -> JSONDict:
-        """Plain JSON-able data (one ``cells`` entry of report-v1); see :meth:`from_dict`."""
+        """Plain JSON-able data (one ``cells`` entry of the report); see :meth:`from_dict`."""
         c, e, v, a = self.cell, self.cell.expectation, self.verdict, self.attestation
         return {
             "id": c.id, "target": c.target, "variant": c.variant, "stack": c.stack, "knob": c.knob,
