@@ -168,20 +168,28 @@ def judge(expected: Expectation, verdict: Verdict) -> Mismatch:
         if extra:
             reasons.append("unexpected listeners: " + ", ".join(map(str, sorted(extra))))
         for listener in sorted(expected.listeners & verdict.listeners):
-            answered = verdict.answered(listener)
+            answered = verdict.judged_answer(listener)
             want = listener not in expected.silent
             if answered is None:
                 if not want:
                     reasons.append(f"{listener} was not probed, so /silent cannot be checked")
             elif answered != want:
                 what = "answered" if answered else "did not answer"
-                reasons.append(f"{listener} {what}, expected it {'to' if want else 'not to'}")
+                how = ""
+                if verdict.beyond_loopback(listener):  # bound where no loopback reaches: a peer's view decides
+                    how = " over the pod address (no loopback reaches it; " + "; ".join(
+                        f"{r.via}: {r.result}, {r.detail}" for r in verdict.pod_reach if r.listener == listener
+                    ) + ")"
+                reasons.append(f"{listener} {what}{how}, expected it {'to' if want else 'not to'}")
+        if verdict.unsteady is not None and not reasons:
+            # "up" claims the named set stood for the hold window; this one never stood that long
+            reasons.append("the listener set never stood unchanged for the hold window, so up is not proven")
         for listener in sorted(expected.pod & verdict.listeners):
             over_pod = verdict.pod_answered(listener)
             if over_pod is None:
                 reasons.append(f"{listener} was not probed over a pod address (the stack has none, or probe none), "
                                "so /pod cannot be checked")
-            elif not over_pod:
+            elif not over_pod and not verdict.beyond_loopback(listener):  # else said above, judged the same way
                 seen = "; ".join(f"{r.via}: {r.result}, {r.detail}"
                                  for r in verdict.pod_reach if r.listener == listener)
                 reasons.append(f"{listener} did not answer over the pod address, expected it to (/pod; {seen})")

@@ -70,6 +70,9 @@ class Listener:
         return f"{prefix}[{self.address}]:{self.port}"
 
 
+PROBE_NONE = "probe none"  # the detail of a not-probed record when the run's probe is none
+
+
 class Result(str, enum.Enum):
     """What connecting to a listener over one family's loopback did."""
 
@@ -189,6 +192,19 @@ class Verdict:
             return False
         return None
 
+    def beyond_loopback(self, listener: Listener) -> bool:
+        """True when no loopback can reach ``listener`` (it is bound to the pod address, say) but it was probed:
+        a plain expectation is then judged by its answer over the pod address (:meth:`judged_answer`)."""
+        mine = [r for r in self.reach if r.listener == listener]
+        return bool(mine) and all(r.result is Result.NOT_PROBED and r.detail != PROBE_NONE for r in mine)
+
+    def judged_answer(self, listener: Listener) -> bool | None:
+        """What an expectation's "answers" (no ``/silent``) is judged by: :meth:`answered`, or, for a listener
+        no loopback reaches, :meth:`pod_answered`; None only when it was not probed at all (probe ``none``)."""
+        if self.beyond_loopback(listener):
+            return self.pod_answered(listener)
+        return self.answered(listener)
+
     def pod_answered(self, listener: Listener) -> bool | None:
         """Did ``listener`` succeed over the pod address of every family it serves that the stack has one of
         (and is there at least one)? That is how a peer reaches it.
@@ -198,7 +214,7 @@ class Verdict:
         where the cell has no pod address, or it was not probed (probe ``none``).
         """
         mine = [r for r in self.pod_reach if r.listener == listener]
-        if not mine or any(r.result is Result.NOT_PROBED and r.detail == "probe none" for r in mine):
+        if not mine or any(r.result is Result.NOT_PROBED and r.detail == PROBE_NONE for r in mine):
             return None
         served = [r for r in mine if r.via in listener.serves]
         return bool(served) and all(r.ok for r in served)

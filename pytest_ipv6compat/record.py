@@ -139,7 +139,7 @@ def verdict_text(verdict: Verdict) -> str:
     if verdict.outcome is Outcome.UP:
         words = ["up"]
         for listener in sorted(verdict.listeners, key=str):
-            if verdict.answered(listener) is False:
+            if verdict.judged_answer(listener) is False:
                 words.append(f"{listener}/silent")
             elif verdict.pod_answered(listener):  # a peer reaches it over the pod address too
                 words.append(f"{listener}/pod")
@@ -232,6 +232,9 @@ def rewrite(text: str, observations: Iterable[Observation], target: Target | Non
             continue
         if not isinstance(current, str):
             skipped.append(f"{obs.cell_id}: not recorded, its entry is not a string")
+            continue
+        if obs.verdict.outcome is Outcome.UP and obs.verdict.unsteady is not None:
+            skipped.append(f"{obs.cell_id}: not recorded, its listener set never stood unchanged for the hold window")
             continue
         value = choose(str(current), outcomes, obs.verdict)
         if value is None:

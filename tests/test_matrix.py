@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from pytest_ipv6compat.matrix import MatrixError, judge, load_matrix, parse_expectation, parse_listener
-from pytest_ipv6compat.model import Family, KnobSetting, Listener, Outcome, Protocol, Reach, Result, Verdict
+from pytest_ipv6compat.model import (
+    Family,
+    KnobSetting,
+    Listener,
+    ListenerChange,
+    Outcome,
+    Protocol,
+    Reach,
+    Result,
+    Verdict,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 V4 = Listener(Family.INET, "0.0.0.0", 56000)
@@ -214,6 +225,49 @@ def test_judge_up() -> None:
     assert judge(silent, Verdict(Outcome.UP, frozenset({V4, V6}))).reasons == (
         "[::]:56000 was not probed, so /silent cannot be checked",
     )
+
+
+POD = Listener(Family.INET, "10.69.0.2", 8080)  # bound to the pod address: no loopback reaches it
+
+
+def _beyond(listener: Listener, ok: bool | None) -> Verdict:
+    """``listener`` up, not probed over loopback (no loopback reaches it), probed over the pod address: ``ok``,
+    or ``None`` for probe none."""
+    loop = Reach(listener, Family.INET, Result.NOT_PROBED, False, "not a loopback or wildcard address")
+    status = "HTTP/1.1 200 OK" if ok else "HTTP/1.1 404 Not Found"
+    pod = (Reach(listener, Family.INET, Result.NOT_PROBED, False, "probe none") if ok is None
+           else Reach(listener, Family.INET, Result.ACCEPTED, ok, status))
+    return Verdict(Outcome.UP, frozenset({listener}), (loop,), pod_reach=(pod,))
+
+
+def test_a_listener_no_loopback_reaches_is_judged_over_the_pod_address() -> None:
+    plain, silent = parse_expectation("up 10.69.0.2:8080"), parse_expectation("up 10.69.0.2:8080/silent")
+    assert not judge(plain, _beyond(POD, True))
+    assert judge(plain, _beyond(POD, False)).reasons == (
+        "10.69.0.2:8080 did not answer over the pod address (no loopback reaches it; inet: accepted, "
+        "HTTP/1.1 404 Not Found), expected it to",
+    )
+    assert not judge(silent, _beyond(POD, False))
+    assert judge(silent, _beyond(POD, True)).reasons[0].startswith("10.69.0.2:8080 answered over the pod address")
+    assert judge(parse_expectation("up 10.69.0.2:8080/pod"), _beyond(POD, False)).reasons == (
+        judge(plain, _beyond(POD, False)).reasons  # said once
+    )
+    assert not judge(parse_expectation("up 10.69.0.2:8080/pod"), _beyond(POD, True))
+    assert not judge(plain, _beyond(POD, None))  # probe none: reachability is not judged, as on loopback
+    assert judge(silent, _beyond(POD, None)).reasons == ("10.69.0.2:8080 was not probed, so /silent cannot be checked",)
+
+
+def test_up_is_not_proven_when_the_set_never_stood_for_the_hold() -> None:
+    change = ListenerChange(V4, opened=True, at=1.92)
+    steady = replace(up((V4, True)), changes=(change,))
+    assert not judge(parse_expectation("up 0.0.0.0:56000"), steady)  # it changed, then stood for the hold
+    flapping = replace(steady, unsteady=0.24)
+    reasons = judge(parse_expectation("up 0.0.0.0:56000"), flapping).reasons
+    assert reasons[0] == "the listener set never stood unchanged for the hold window, so up is not proven"
+    assert reasons[1:] == (flapping.change_text(), flapping.unsteady_text())
+    # the same verdict under an expectation it misses for another reason: that reason, then the explanation
+    reasons = judge(parse_expectation("up [::]:56000"), flapping).reasons
+    assert reasons[:2] == ("missing listeners: [::]:56000", "unexpected listeners: 0.0.0.0:56000")
 
 
 def test_judge_tells_the_three_wildcards_apart() -> None:

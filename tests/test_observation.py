@@ -217,6 +217,46 @@ def test_matrix_without_a_knob_runs_its_stacks(pytester: pytest.Pytester, base_i
 
 
 @pytest.mark.docker
+def test_neither_a_listener_that_never_answers_nor_a_crash_loop_passes_as_up(
+    pytester: pytest.Pytester, base_image: str
+) -> None:
+    flap = "while :; do busybox httpd -f -p 8080 & p=$!; sleep 0.3; kill $p; wait $p; sleep 0.1; done"
+    # pod: httpd bound to the pod address only (no loopback reaches it), and the path probed does not exist, so
+    # every answer is a 404. flap: httpd killed and restarted every 0.4 s, so its set never stands for the 1 s
+    # hold; each final set the window can end on is the one expected. Both passed before.
+    pytester.makefile(
+        ".ipv6.toml",
+        holes=f"""
+        [target]
+        name = "holes"
+        images = {{ pod = "{base_image}", flap = "{base_image}" }}
+        variants = ["pod", "flap"]
+        stacks = ["dual-stack"]
+
+        [variant.pod]
+        probe = "http"
+        http_path = "/no-such-page"
+        command = ["busybox", "httpd", "-f", "-p", "10.69.0.2:8080", "-h", "/"]
+
+        [variant.flap]
+        command = ["sh", "-c", "{flap}"]
+
+        [expect.pod]
+        dual-stack = "up 10.69.0.2:8080"
+
+        [expect.flap]
+        dual-stack = "up *:8080"
+        """,
+    )
+    result = pytester.runpytest("-v", "--ipv6-require-docker")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines_random([
+        "*10.69.0.2:8080 did not answer over the pod address (no loopback reaches it; inet: accepted, HTTP/1.? 404*",
+        "*the listener set never stood unchanged for the hold window, so up is not proven*",
+    ])
+
+
+@pytest.mark.docker
 def test_a_fork_bomb_and_a_memory_hog_end_at_the_cell_bounds(engine: DockerBackend, base_image: str) -> None:
     """Bounded by the limits, not by luck: the host's process count is back where it was afterwards."""
     before = len([p for p in os.listdir("/proc") if p.isdigit()])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -226,6 +227,24 @@ def test_rewrite_reports_what_it_cannot_record() -> None:
     assert done.not_recorded == (
         "v-dual-stack-K-unset: not recorded, no expectation states the verdict (up)",
         "w-x: not recorded, the file has no [expect.w] entry for it",
+    )
+
+
+def test_a_listener_no_loopback_reaches_is_recorded_by_its_pod_answer() -> None:
+    pod = parse_listener("10.69.0.2:8080")
+    loop = Reach(pod, Family.INET, Result.NOT_PROBED, False, "not a loopback or wildcard address")
+    for ok, text in ((False, "up 10.69.0.2:8080/silent"), (True, "up 10.69.0.2:8080/pod")):
+        verdict = Verdict(Outcome.UP, frozenset({pod}), (loop,),
+                          pod_reach=(Reach(pod, Family.INET, Result.ACCEPTED, ok, "HTTP/1.1 200 OK"),))
+        assert choose("timeout", {}, verdict) == text  # what it records, the judge passes
+
+
+def test_rewrite_does_not_record_a_set_that_never_stood_for_the_hold() -> None:
+    flapping = replace(up("0.0.0.0:8080"), unsteady=0.2)
+    done = rewrite(MATRIX, [obs("dual-stack", "unset", flapping)])
+    assert done.text == MATRIX
+    assert done.not_recorded == (
+        "v-dual-stack-K-unset: not recorded, its listener set never stood unchanged for the hold window",
     )
 
 
