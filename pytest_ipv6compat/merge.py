@@ -4,9 +4,12 @@ Pure apart from reading and writing the named files. A merge is green only when 
 the whole result: every shard validates against the report schema, is complete (not
 interrupted, every selected cell has a result), ran the same version of each matrix
 file (sha256), holds exactly the cells it was asked to run, and each cell's stored
-status is what the plugin's judge says of its expectation and verdict; no cell is in
-two shards; and, unless ``--partial``, the shards' selections together cover every
-cell of every matrix file they ran. Any breach is exit 2 and one line naming the file.
+status is what the plugin's judge says of its expectation and verdict, and a pass was
+attested on its own stack; no cell is in two shards; each matrix file that is here (its
+recorded path, from the current directory) is the version the shards ran and states the
+expectations they judged by; and, unless ``--partial``, the shards' selections together
+cover every cell of every matrix file they ran. Any breach is exit 2 and one line naming
+the file. Green (exit 0) means every cell passed: a skipped cell is exit 1, as a failure.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .ledger import MatrixRecord, RunRecord
-from .matrix import judge
+from .matrix import MatrixError, judge, load_matrix
 from .report import (
     SCHEMA_ID,
     SCHEMA_VERSION,
@@ -36,7 +39,7 @@ from .report import (
 from .results import CellResult
 from .schema_check import first_error
 
-__all__ = ["MergeError", "add_arguments", "check_cell", "merge_reports", "run"]
+__all__ = ["MergeError", "add_arguments", "check_cell", "check_expectations", "merge_reports", "run"]
 
 
 class MergeError(Exception):
@@ -69,7 +72,39 @@ def check_cell(result: CellResult) -> str | None:
         return f"cell {name} says fail, but its verdict meets its expectation"
     if status == "pass" and (result.attestation is None or not result.attestation.ok):
         return f"cell {name} says pass, but its stack was not attested"
+    if status == "pass" and result.attestation is not None and result.attestation.stack != cell.stack:
+        return f"cell {name} says pass, but its attestation is of stack {result.attestation.stack}, not {cell.stack}"
     return None
+
+
+def check_expectations(matrices: Iterable[MatrixRecord], results: Sequence[CellResult]) -> list[str]:
+    """Each matrix file the shards ran that is here (its recorded path, from the current directory) must be the
+    version they ran, and state the expectation each of its cells was judged by; a :class:`MergeError` says
+    where not. Returns the files that are not here, whose cells keep the expectations the shards recorded."""
+    absent: list[str] = []
+    by_cell = {(r.cell.target, r.cell.id): r for r in results}
+    for m in matrices:
+        path = Path(m.path)
+        if not path.is_file():
+            absent.append(m.path)
+            continue
+        try:
+            matrix = load_matrix(path)
+        except MatrixError as exc:
+            raise MergeError(f"{m.path}: the matrix file here does not load: {exc}") from None
+        if matrix.sha256 != m.sha256:
+            raise MergeError(
+                f"{m.path}: the file here has sha256 {matrix.sha256[:12]}, but the shards ran {m.sha256[:12]}: merge "
+                "where the matrix is the version the shards ran"
+            )
+        for cell in matrix.cells:
+            result = by_cell.get((cell.target, cell.id))
+            if result is not None and result.cell.expectation != cell.expectation:
+                raise MergeError(
+                    f"{m.path}: cell {cell.target}[{cell.id}] was judged by {result.cell.expectation.source!r}, but "
+                    f"the file states {cell.expectation.source!r}"
+                )
+    return absent
 
 
 def _read(path: Path, schema: dict[str, Any]) -> tuple[dict[str, object], list[CellResult], RunRecord, object]:
@@ -166,8 +201,12 @@ def merge_reports(
                     f"{name}: {len(left)} of its {len(m.collected)} cells are in no shard "
                     f"(first: {m.target}[{left[0]}]); add the shards that run them, or pass --partial"
                 )
+    records = tuple(m for _, m in matrices.values())
+    absent = check_expectations(records, results)
     meta = {"merged_from": [str(p) for p in paths], "shards": metas, "engines": engines_meta(results)}
-    return meta, results, RunRecord(True, None, tuple(m for _, m in matrices.values()))
+    if absent:
+        meta["expectations_unchecked"] = absent
+    return meta, results, RunRecord(True, None, records)
 
 
 def _declared_order(meta: dict[str, object]) -> Ordering | None:
@@ -195,7 +234,8 @@ def _write(path: Path, source: str, text: str, *, append: bool = False) -> None:
 
 
 def run(args: argparse.Namespace) -> tuple[int, str]:
-    """(exit status, text to print): 0 when every cell passed, 1 when one failed or errored, 2 on bad input."""
+    """(exit status, text to print): 0 when every cell passed, 1 when one failed, errored or was skipped, 2 on bad
+    input."""
     try:
         meta, results, record = merge_reports(args.reports, partial=getattr(args, "partial", False))
         order = _declared_order(meta) or Ordering.from_cells(r.cell for r in results)
@@ -212,4 +252,8 @@ def run(args: argparse.Namespace) -> tuple[int, str]:
     except MergeError as exc:
         return 2, f"error: {exc}"
     counts = totals(results)
-    return (1 if counts["fail"] or counts["error"] else 0), text
+    unchecked = meta.get("expectations_unchecked")
+    if isinstance(unchecked, list):
+        text += (f"\nexpectations as the shards recorded them, not checked against the matrix: {', '.join(unchecked)} "
+                 "not in this directory (merge in the checkout the shards ran to check them)")
+    return (1 if counts["fail"] or counts["error"] or counts["skipped"] else 0), text

@@ -47,6 +47,7 @@ def test_two_shards_merge_into_the_grid_of_one_run(pytester: pytest.Pytester) ->
     assert merged["totals"] == single["totals"]
     assert "adaptive" in done.stdout
     assert "21 cells: 21 passed" in done.stdout
+    assert "not checked against the matrix" not in done.stdout  # the file is here: each expectation was its own
 
 
 def test_a_cell_in_two_shards_and_a_file_that_is_no_report_are_one_line(tmp_path: Path) -> None:
@@ -261,3 +262,64 @@ def test_a_v2_report_cannot_be_merged(tmp_path: Path) -> None:
     _edit(paths[0], lambda d: (d.pop("run"), d.update(version=2)))
     _one_line(paths, r"shard0.json: report version 2 cannot be merged: only v4 records which cells")
     assert len(load_json(paths[0].read_text())[1]) == 1  # load_json still reads it
+
+
+def _merge_in(where: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_ipv6compat", "merge", *map(str, args)],
+        capture_output=True, text=True, check=False, timeout=60, cwd=where,
+    )
+
+
+def test_where_the_matrix_file_is_the_cells_are_judged_by_what_it_states(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = _shards(tmp_path, *ALL3)
+    monkeypatch.chdir(tmp_path)  # the recorded path, tiny.ipv6.toml, is here
+    meta, results, _ = merge_reports(paths)  # what the plugin wrote: every expectation is the file's
+    assert len(results) == 3
+    assert "expectations_unchecked" not in meta
+
+    def expect_what_it_did(doc: dict[str, Any]) -> None:  # a failing verdict, and an expectation edited to match
+        cell = doc["cells"][0]
+        cell["verdict"].update(outcome="timeout", listeners=[], answered=[], reach=[], pod_answered=[], pod_reach=[])
+        cell["expected"].update(outcome="timeout", listeners=[], silent=[], pod=[], source="timeout")
+
+    _edit(paths[0], expect_what_it_did)
+    _one_line(paths, r"tiny.ipv6.toml: cell tiny\[adaptive-dual-stack-PL_IPV6_DISABLE-unset\] was judged by "
+                     r"'timeout', but the file states 'up 0.0.0.0:56000 \[::\]:56000'$")
+    monkeypatch.chdir(tmp_path.parent)  # elsewhere it merges as recorded, and says so
+    done = _merge(*paths)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith("expectations as the shards recorded them, not checked against the matrix: "
+                                "tiny.ipv6.toml not in this directory (merge in the checkout the shards ran to "
+                                "check them)\n")
+
+
+def test_a_matrix_file_here_that_is_not_the_version_the_shards_ran_is_refused(tmp_path: Path) -> None:
+    paths = _shards(tmp_path, *ALL3)
+    (tmp_path / "tiny.ipv6.toml").write_text(TINY + "# edited since\n", encoding="utf-8")
+    done = _merge_in(tmp_path, *paths)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert re.fullmatch(r"error: tiny.ipv6.toml: the file here has sha256 [0-9a-f]{12}, but the shards ran "
+                        r"[0-9a-f]{12}: merge where the matrix is the version the shards ran\n", done.stderr)
+
+
+def test_a_skipped_cell_is_not_green(tmp_path: Path) -> None:
+    paths = _shards(tmp_path, *ALL3)
+
+    def skipped(doc: dict[str, Any]) -> None:  # as a shard without User-mode Linux or an engine writes it
+        doc["cells"][0].update(status="skipped", verdict=None, attestation=None, reasons=["no engine"])
+        doc["totals"].update({"pass": 0, "skipped": 1})
+
+    _edit(paths[0], skipped)
+    done = _merge_in(tmp_path, *paths)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "3 cells: 2 passed, 0 failed, 0 errors, 1 skipped" in done.stdout.replace("\xa0", " ")
+
+
+def test_a_pass_attested_on_another_stack_is_refused(tmp_path: Path) -> None:
+    paths = _shards(tmp_path, *ALL3)
+    _edit(paths[0], lambda d: d["cells"][0]["attestation"].update(stack="ipv6-sysctl-off"))
+    _one_line(paths, r"shard0.json: cell tiny\[adaptive-dual-stack-PL_IPV6_DISABLE-unset\] says pass, but its "
+                     r"attestation is of stack ipv6-sysctl-off, not dual-stack$")
