@@ -177,9 +177,7 @@ def judge(expected: Expectation, verdict: Verdict) -> Mismatch:
                 what = "answered" if answered else "did not answer"
                 how = ""
                 if verdict.beyond_loopback(listener):  # bound where no loopback reaches: a peer's view decides
-                    how = " over the pod address (no loopback reaches it; " + "; ".join(
-                        f"{r.via}: {r.result}, {r.detail}" for r in verdict.pod_reach if r.listener == listener
-                    ) + ")"
+                    how = f" over the pod address (no loopback reaches it; {_pod_probes(verdict, listener)})"
                 reasons.append(f"{listener} {what}{how}, expected it {'to' if want else 'not to'}")
         if verdict.unsteady is not None and not reasons:
             # "up" claims the named set stood for the hold window; this one never stood that long
@@ -190,9 +188,8 @@ def judge(expected: Expectation, verdict: Verdict) -> Mismatch:
                 reasons.append(f"{listener} was not probed over a pod address (the stack has none, or probe none), "
                                "so /pod cannot be checked")
             elif not over_pod and not verdict.beyond_loopback(listener):  # else said above, judged the same way
-                seen = "; ".join(f"{r.via}: {r.result}, {r.detail}"
-                                 for r in verdict.pod_reach if r.listener == listener)
-                reasons.append(f"{listener} did not answer over the pod address, expected it to (/pod; {seen})")
+                reasons.append(f"{listener} did not answer over the pod address, expected it to "
+                               f"(/pod; {_pod_probes(verdict, listener)})")
     elif expected.outcome is Outcome.EXITED:
         if expected.exit_code is not None and verdict.exit_code != expected.exit_code:
             reasons.append(f"expected exit code {expected.exit_code}, got {verdict.exit_code}")
@@ -201,6 +198,11 @@ def judge(expected: Expectation, verdict: Verdict) -> Mismatch:
         if expected.error_contains and expected.error_contains not in verdict.logs:
             reasons.append(f"logs do not contain {expected.error_contains!r}")
     return Mismatch(tuple(reasons + _hold_reasons(verdict)) if reasons else ())
+
+
+def _pod_probes(verdict: Verdict, listener: Listener) -> str:
+    """What each probe of ``listener`` over the pod address saw: ``inet: accepted, HTTP/1.1 404 Not Found``."""
+    return "; ".join(f"{r.via}: {r.result}, {r.detail}" for r in verdict.pod_reach if r.listener == listener)
 
 
 def _hold_reasons(verdict: Verdict) -> list[str]:

@@ -178,9 +178,10 @@ class DockerRun:
             running = self._state_if_exited() is None
             for line in lines([self._logs_tail("all")]):
                 self._shim.feed(line)
-            if self._shim.attested or not running:
-                if self._shim.attested:
-                    log.debug("the followed output of %s ended before the attestation; the log had it", self.name)
+            if self._shim.attested:
+                log.debug("the followed output of %s ended before the attestation; the log had it", self.name)
+                return
+            if not running:
                 return
             self._closed.wait(_EXIT_POLL_S)
 
